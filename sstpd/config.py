@@ -1,0 +1,637 @@
+"""The TOML configuration file, read once and validated up front.
+
+``load_config(path)`` turns ``/etc/sstpd/sstpd.toml`` into a frozen :class:`Config`.
+Every problem is reported as a :class:`~sstpd.errors.ConfigError` naming the file, the
+line and the dotted key, for example::
+
+    /etc/sstpd/sstpd.toml:12: tunnel.pool: 10.0.0.0/33 is not an IPv4 network
+
+``tomllib`` reports the position of syntax errors only; for a value that parses but is
+wrong, the line is found by scanning the text for the ``[section]`` header and the
+``key =`` line below it (:func:`_locate`). Unknown sections and keys are errors, with a
+"did you mean" hint when the name is close to a known one: a typo must never silently
+fall back to a default.
+
+All keys are optional; the defaults are the ones documented in the class docstrings.
+Relative paths are resolved against the directory of the configuration file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import ssl
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
+from typing import Any, TypeVar
+
+from sstpd.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CIPHERS",
+    "DEFAULT_CONFIG_PATH",
+    "DEFAULT_STATE_DIRECTORY",
+    "AuthConfig",
+    "Config",
+    "LimitsConfig",
+    "LogConfig",
+    "ServerConfig",
+    "TunnelConfig",
+    "default_config",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CONFIG_PATH = "/etc/sstpd/sstpd.toml"
+DEFAULT_STATE_DIRECTORY = "/var/lib/sstpd"
+
+# The TLS 1.2 cipher list (TLS 1.3 suites are configured separately by OpenSSL and are
+# all acceptable). Why these and in this order:
+#
+# * Windows 10/11's SSTP client (Schannel) offers ECDHE with AES-GCM first, for both
+#   RSA and ECDSA certificates: the four ECDHE-*-AES*-GCM suites cover it with forward
+#   secrecy. CHACHA20 is there for other clients (sstpc with a recent OpenSSL).
+# * MikroTik RouterOS names its SSTP ciphers "aes256-sha" and "aes256-gcm-sha384" and,
+#   with ``pfs=no`` (the default on many versions), offers them with plain RSA key
+#   exchange: AES256-GCM-SHA384 and AES256-SHA. With ``pfs=yes`` it uses the ECDHE
+#   variants, hence ECDHE-RSA-AES256-SHA. Python's default server context (OpenSSL's
+#   "secure" list) contains none of the RSA-key-exchange suites, so MikroTik clients
+#   with pfs=no fail the handshake without them.
+#
+# Forward-secret suites come first; the I/O layer sets OP_CIPHER_SERVER_PREFERENCE so a
+# client offering both gets ECDHE. No CBC suite other than the two MikroTik needs, no
+# 3DES/RC4/NULL/anonymous suite. Set ``server.ciphers`` to drop the RSA-key-exchange
+# suites when no MikroTik client with pfs=no is to be served.
+DEFAULT_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-AES256-SHA",
+        "AES256-GCM-SHA384",
+        "AES256-SHA",
+    ]
+)
+
+HASH_PROTOCOLS = ("sha256", "sha1")
+AUTH_METHODS = ("mschapv2", "pap")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+TLS_VERSIONS = ("1.2", "1.3")
+
+# Limits of the values (inclusive).
+MTU_MIN, MTU_MAX = 576, 4087  # 4087: largest PPP payload fitting a 4095-byte SSTP packet
+MAX_RETRIES = 5
+MAX_DNS_SERVERS = 2  # IPCP carries a primary and a secondary server only (RFC 1877)
+SESSION_BUFFER_MIN, SESSION_BUFFER_MAX = 65536, 1 << 30
+MAX_SESSIONS_MAX = 1_000_000
+TIMEOUT_MAX = 86400.0
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,15}")
+_HEX_RE = re.compile(r"[0-9A-Fa-f]*")
+_DEFAULT_LISTEN: tuple[IPv4Address | IPv6Address, ...] = (IPv4Address("0.0.0.0"),)
+_DEFAULT_ADDRESS = IPv4Address("10.77.0.1")
+_DEFAULT_POOL = IPv4Network("10.77.0.0/24")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """``[server]``: listeners, TLS and the SSTP-level settings.
+
+    ``cert_hash_sha256``/``cert_hash_sha1`` are the raw digests (None when not set).
+    With ``tls = true`` a set hash replaces the one computed from the served leaf
+    certificate; with ``tls = false`` (behind a TLS offloader) at least one is required
+    and ``hash_protocols`` defaults to the protocols whose hash is given.
+    ``ciphers`` is the effective OpenSSL cipher string (``DEFAULT_CIPHERS`` when the file
+    leaves it empty). ``chain`` is None when no intermediate chain file is configured.
+    """
+
+    listen: tuple[IPv4Address | IPv6Address, ...] = _DEFAULT_LISTEN
+    port: int = 443
+    tls: bool = True
+    certificate: str = "/etc/sstpd/tls/server.crt"
+    key: str = "/etc/sstpd/tls/server.key"
+    chain: str | None = None
+    cert_hash_sha256: bytes | None = None
+    cert_hash_sha1: bytes | None = None
+    hash_protocols: tuple[str, ...] = HASH_PROTOCOLS
+    tls_min_version: str = "1.2"
+    ciphers: str = DEFAULT_CIPHERS
+    max_sessions: int = 1000
+    handshake_timeout: float = 60.0
+    hello_interval: float = 60.0
+    state_directory: str = DEFAULT_STATE_DIRECTORY
+    control_socket: str = "/run/sstpd/control.sock"
+
+
+@dataclass(frozen=True)
+class TunnelConfig:
+    """``[tunnel]``: the TUN device and the addresses handed out over IPCP.
+
+    ``address`` is the server's own tunnel address; when it lies inside ``pool`` it is
+    never handed to a client. ``dns``/``nbns`` hold at most two servers each.
+    """
+
+    interface: str = "sstp0"
+    address: IPv4Address = _DEFAULT_ADDRESS
+    pool: IPv4Network = _DEFAULT_POOL
+    dns: tuple[IPv4Address, ...] = ()
+    nbns: tuple[IPv4Address, ...] = ()
+    mtu: int = 1400
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """``[auth]``: PPP authentication methods in preference order, users, retries."""
+
+    methods: tuple[str, ...] = AUTH_METHODS
+    users_file: str = "/etc/sstpd/users"
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """``[limits]``: ``session_buffer`` = bytes of queued output before a session is dropped."""
+
+    session_buffer: int = 1048576
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """``[log]``: ``level`` is one of debug, info, warning, error."""
+
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. Build it with :func:`load_config`, :func:`parse_config`
+    or :func:`default_config`; every field has been validated."""
+
+    server: ServerConfig = ServerConfig()
+    tunnel: TunnelConfig = TunnelConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    log: LogConfig = LogConfig()
+
+
+# The known keys of every section, used for the unknown-key check before any value is
+# looked at (so that a typo is reported as a typo, not as a missing value).
+_SCHEMA: dict[str, tuple[str, ...]] = {
+    "server": (
+        "listen",
+        "port",
+        "tls",
+        "certificate",
+        "key",
+        "chain",
+        "cert_hash_sha256",
+        "cert_hash_sha1",
+        "hash_protocols",
+        "tls_min_version",
+        "ciphers",
+        "max_sessions",
+        "handshake_timeout",
+        "hello_interval",
+        "state_directory",
+        "control_socket",
+    ),
+    "tunnel": ("interface", "address", "pool", "dns", "nbns", "mtu"),
+    "auth": ("methods", "users_file", "retries"),
+    "limits": ("session_buffer",),
+    "log": ("level",),
+}
+
+
+def load_config(path: str) -> Config:
+    """Read and validate the configuration file at ``path``.
+
+    Raises ConfigError when the file cannot be read or is invalid.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(path, f"cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(path, "not valid UTF-8", line=line) from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: str = "<string>") -> Config:
+    """Validate the TOML ``text``; ``path`` names it in errors and anchors relative paths.
+
+    When ``path`` is a pseudo-name such as ``<string>``, relative paths are resolved
+    against the current directory. Raises ConfigError, and nothing else, on any input.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        reason, line = _split_toml_error(str(e), text)
+        raise ConfigError(path, f"TOML syntax error: {reason}", line=line) from None
+    base = os.getcwd() if path.startswith("<") else os.path.dirname(os.path.abspath(path))
+    return _build(data, _Source(path, text, base))
+
+
+def default_config(state_directory: str) -> Config:
+    """The embedded configuration used when no configuration file exists.
+
+    Listens on 0.0.0.0:443 with the certificate and key at
+    ``<state_directory>/tls/server.{crt,key}`` and the users file at
+    ``<state_directory>/users``; everything else has its documented default.
+    """
+    state = os.path.abspath(state_directory)
+    data: dict[str, Any] = {
+        "server": {
+            "state_directory": state,
+            "certificate": os.path.join(state, "tls", "server.crt"),
+            "key": os.path.join(state, "tls", "server.key"),
+        },
+        "auth": {"users_file": os.path.join(state, "users")},
+    }
+    return _build(data, _Source("<default>", "", state))
+
+
+# ---------------------------------------------------------------------------------------
+# Locating a key in the text
+
+
+_LOC_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]*?)\s*\]\]?\s*(?:#.*)?$")
+
+
+def _split_toml_error(message: str, text: str) -> tuple[str, int | None]:
+    m = _LOC_RE.search(message)
+    if m:
+        return message[: m.start()], int(m.group(1))
+    if message.endswith("(at end of document)"):
+        return message[: -len("(at end of document)")].rstrip(), text.count("\n") + 1
+    return message, None
+
+
+def _norm_dotted(name: str) -> str:
+    """``"server" . 'port'`` -> ``server.port`` (good enough for headers and keys we own)."""
+    return ".".join(part.strip().strip("\"'") for part in name.split("."))
+
+
+def _locate(text: str, section: str | None, key: str | None) -> int | None:
+    """The 1-based line defining ``section.key`` (or the section itself when ``key`` is
+    None), or None. Understands ``[section]`` + ``key =``, ``section.key =`` at the top
+    level and ``section = { ... }``; the last one points at the inline table."""
+    target = ".".join(part for part in (section, key) if part)
+    current = ""
+    for number, line in enumerate(text.split("\n"), 1):
+        header = _HEADER_RE.match(line)
+        if header:
+            current = _norm_dotted(header.group(2))
+            if current == target or current.startswith(f"{target}."):
+                return number
+            continue
+        if "=" not in line:
+            continue
+        left = _norm_dotted(line.split("=", 1)[0])
+        full = f"{current}.{left}" if current else left
+        if full == target:
+            return number
+        if key is not None and section is not None and full == section:
+            return number  # inline table: section = { key = ... }
+        if key is None and full.startswith(f"{section}."):
+            return number
+    return None
+
+
+@dataclass(frozen=True)
+class _Source:
+    file: str
+    text: str
+    base: str
+
+    def error(self, section: str | None, key: str | None, reason: str) -> ConfigError:
+        line = _locate(self.text, section, key)
+        if line is None and section is not None and key is not None:
+            line = _locate(self.text, section, None)
+        if section is None:
+            dotted = key
+        elif key is None:
+            dotted = section
+        else:
+            dotted = f"{section}.{key}"
+        return ConfigError(self.file, reason, line=line, key=dotted)
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# ---------------------------------------------------------------------------------------
+# Typed readers of one section
+
+_T = TypeVar("_T")
+
+
+class _Section:
+    def __init__(self, src: _Source, name: str, table: Mapping[str, Any]) -> None:
+        self.src = src
+        self.name = name
+        self.table = table
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        return self.src.error(self.name, key, reason)
+
+    def has(self, key: str) -> bool:
+        return key in self.table
+
+    def _get(self, key: str, default: _T, kind: type | tuple[type, ...], what: str) -> _T:
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        # bool is an int subclass: never accept true/false where a number is expected.
+        if isinstance(value, bool) and kind is not bool:
+            raise self.error(key, f"expected {what}, got a boolean")
+        if not isinstance(value, kind):
+            raise self.error(key, f"expected {what}, got {_toml_type(value)}")
+        return value  # type: ignore[return-value]
+
+    def boolean(self, key: str, default: bool) -> bool:
+        return self._get(key, default, bool, "true or false")
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self._get(key, default, int, "an integer")
+        if not low <= value <= high:
+            raise self.error(key, f"{value} is out of range {low}-{high}")
+        return value
+
+    def number(self, key: str, default: float, high: float) -> float:
+        value = float(self._get(key, default, (int, float), "a number of seconds"))
+        if not (math.isfinite(value) and 0 < value <= high):
+            raise self.error(key, f"{value} must be greater than 0 and at most {high:g}")
+        return value
+
+    def string(self, key: str, default: str) -> str:
+        value = self._get(key, default, str, "a string")
+        if "\0" in value:
+            raise self.error(key, "contains a NUL character")
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.string(key, default)
+        if value not in choices:
+            raise self.error(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def path(self, key: str, default: str, *, empty_ok: bool = False) -> str:
+        value = self.string(key, default)
+        if not value:
+            if empty_ok:
+                return ""
+            raise self.error(key, "must not be empty")
+        return os.path.normpath(os.path.join(self.src.base, os.path.expanduser(value)))
+
+    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if not isinstance(value, list):
+            raise self.error(key, f"expected an array of strings, got {_toml_type(value)}")
+        for item in value:
+            if not isinstance(item, str):
+                raise self.error(key, f"expected an array of strings, found {_toml_type(item)}")
+        if len(set(value)) != len(value):
+            raise self.error(key, "contains duplicates")
+        return tuple(value)
+
+    def subset(
+        self, key: str, default: tuple[str, ...], choices: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        value = self.strings(key, default)
+        if not value:
+            raise self.error(key, "must not be empty")
+        for item in value:
+            if item not in choices:
+                raise self.error(
+                    key,
+                    f"{item!r} is not one of {', '.join(choices)}{_suggest(item, list(choices))}",
+                )
+        return value
+
+    def parsed_list(
+        self, key: str, default: tuple[_T, ...], parse: Callable[[str], _T], what: str
+    ) -> tuple[_T, ...]:
+        if not self.has(key):
+            return default
+        result = []
+        for item in self.strings(key, ()):
+            try:
+                result.append(parse(item))
+            except ValueError:
+                raise self.error(key, f"{item!r} is not {what}") from None
+        return tuple(result)
+
+    def ipv4(self, key: str, default: IPv4Address) -> IPv4Address:
+        if not self.has(key):
+            return default
+        value = self.string(key, "")
+        try:
+            return IPv4Address(value)
+        except ValueError:
+            raise self.error(key, f"{value!r} is not an IPv4 address") from None
+
+    def cert_hash(self, key: str, size: int) -> bytes | None:
+        value = self.string(key, "").replace(":", "")
+        if not value:
+            return None
+        if not _HEX_RE.fullmatch(value) or len(value) != 2 * size:
+            raise self.error(
+                key, f"must be {size} bytes in hex ({2 * size} hex digits, colons allowed)"
+            )
+        return bytes.fromhex(value)
+
+
+def _toml_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date/time"
+
+
+def _valid_ciphers(ciphers: str) -> bool:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.set_ciphers(ciphers)
+    except (ssl.SSLError, ValueError):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------
+# The whole file
+
+
+def _check_names(data: Mapping[str, Any], src: _Source) -> None:
+    sections = list(_SCHEMA)
+    for name, table in data.items():
+        if name not in _SCHEMA:
+            # A key that belongs in a section but was written at the top level.
+            owners = [s for s, keys in _SCHEMA.items() if name in keys]
+            if owners and not isinstance(table, dict):
+                hint = f" (did you mean to put it under [{owners[0]}]?)"
+            else:
+                hint = _suggest(name, sections)
+            kind = "section" if isinstance(table, dict) else "key"
+            raise src.error(None, name, f"unknown {kind} '{name}'{hint}")
+        if not isinstance(table, dict):
+            raise src.error(None, name, f"expected a table [{name}], got {_toml_type(table)}")
+        known = list(_SCHEMA[name])
+        for key in table:
+            if key not in known:
+                raise src.error(name, key, f"unknown key '{key}'{_suggest(key, known)}")
+
+
+def _build(data: Mapping[str, Any], src: _Source) -> Config:
+    _check_names(data, src)
+    return Config(
+        server=_server(_Section(src, "server", data.get("server", {}))),
+        tunnel=_tunnel(_Section(src, "tunnel", data.get("tunnel", {}))),
+        auth=_auth(_Section(src, "auth", data.get("auth", {}))),
+        limits=LimitsConfig(
+            session_buffer=_Section(src, "limits", data.get("limits", {})).integer(
+                "session_buffer",
+                LimitsConfig.session_buffer,
+                SESSION_BUFFER_MIN,
+                SESSION_BUFFER_MAX,
+            )
+        ),
+        log=LogConfig(
+            level=_Section(src, "log", data.get("log", {})).choice(
+                "level", LogConfig.level, LOG_LEVELS
+            )
+        ),
+    )
+
+
+def _server(s: _Section) -> ServerConfig:
+    d = ServerConfig()
+    listen = s.parsed_list("listen", d.listen, ip_address, "an IPv4 or IPv6 address")
+    if not listen:
+        raise s.error("listen", "must list at least one address")
+    if len(set(listen)) != len(listen):
+        raise s.error("listen", "contains duplicates")
+    tls = s.boolean("tls", d.tls)
+    sha256 = s.cert_hash("cert_hash_sha256", 32)
+    sha1 = s.cert_hash("cert_hash_sha1", 20)
+    if tls or s.has("hash_protocols"):
+        protocols = s.subset("hash_protocols", d.hash_protocols, HASH_PROTOCOLS)
+    else:
+        # Behind an offloader only the hashes we were given can be sent; offer those.
+        protocols = tuple(p for p, h in (("sha256", sha256), ("sha1", sha1)) if h is not None)
+    if not tls:
+        if sha256 is None and sha1 is None:
+            raise s.error(
+                "tls",
+                "tls = false needs cert_hash_sha256 or cert_hash_sha1 "
+                "(the hash of the certificate the TLS offloader presents)",
+            )
+        for protocol, value in (("sha256", sha256), ("sha1", sha1)):
+            if protocol in protocols and value is None:
+                raise s.error(
+                    "hash_protocols",
+                    f"{protocol} is offered but cert_hash_{protocol} is not set (needed "
+                    "with tls = false)",
+                )
+    ciphers = s.string("ciphers", "") or DEFAULT_CIPHERS
+    if not _valid_ciphers(ciphers):
+        raise s.error("ciphers", f"{ciphers!r} selects no cipher OpenSSL knows")
+    chain = s.path("chain", "", empty_ok=True)
+    return ServerConfig(
+        listen=listen,
+        port=s.integer("port", d.port, 1, 65535),
+        tls=tls,
+        certificate=s.path("certificate", d.certificate),
+        key=s.path("key", d.key),
+        chain=chain or None,
+        cert_hash_sha256=sha256,
+        cert_hash_sha1=sha1,
+        hash_protocols=protocols,
+        tls_min_version=s.choice("tls_min_version", d.tls_min_version, TLS_VERSIONS),
+        ciphers=ciphers,
+        max_sessions=s.integer("max_sessions", d.max_sessions, 1, MAX_SESSIONS_MAX),
+        handshake_timeout=s.number("handshake_timeout", d.handshake_timeout, TIMEOUT_MAX),
+        hello_interval=s.number("hello_interval", d.hello_interval, TIMEOUT_MAX),
+        state_directory=s.path("state_directory", d.state_directory),
+        control_socket=s.path("control_socket", d.control_socket),
+    )
+
+
+def _tunnel(s: _Section) -> TunnelConfig:
+    d = TunnelConfig()
+    interface = s.string("interface", d.interface)
+    if not _IFNAME_RE.fullmatch(interface) or interface in (".", ".."):
+        raise s.error(
+            "interface",
+            f"{interface!r} is not a valid interface name (1-15 characters of A-Z a-z 0-9 _ . -)",
+        )
+    address = s.ipv4("address", d.address)
+    pool = d.pool
+    if s.has("pool"):
+        value = s.string("pool", "")
+        try:
+            pool = IPv4Network(value, strict=True)
+        except ValueError as e:
+            reason = (
+                f"{value} has host bits set"
+                if "host bits" in str(e)
+                else f"{value} is not an IPv4 network"
+            )
+            raise s.error("pool", reason) from None
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        raise s.error("address", f"{address} cannot be a tunnel address")
+    ends = (pool.network_address, pool.broadcast_address) if pool.prefixlen <= 30 else ()
+    if address in ends:
+        raise s.error("address", f"{address} is the network or broadcast address of {pool}")
+    hosts = pool.num_addresses - (2 if pool.prefixlen <= 30 else 0)
+    if address in pool:
+        hosts -= 1
+    if hosts < 1:
+        raise s.error(
+            "pool" if s.has("pool") else "address", f"{pool} has no usable client address"
+        )
+    dns = s.parsed_list("dns", d.dns, IPv4Address, "an IPv4 address")
+    nbns = s.parsed_list("nbns", d.nbns, IPv4Address, "an IPv4 address")
+    for key, servers in (("dns", dns), ("nbns", nbns)):
+        if len(servers) > MAX_DNS_SERVERS:
+            raise s.error(key, f"at most {MAX_DNS_SERVERS} servers can be pushed over IPCP")
+    return TunnelConfig(
+        interface=interface,
+        address=address,
+        pool=pool,
+        dns=dns,
+        nbns=nbns,
+        mtu=s.integer("mtu", d.mtu, MTU_MIN, MTU_MAX),
+    )
+
+
+def _auth(s: _Section) -> AuthConfig:
+    d = AuthConfig()
+    return AuthConfig(
+        methods=s.subset("methods", d.methods, AUTH_METHODS),
+        users_file=s.path("users_file", d.users_file),
+        retries=s.integer("retries", d.retries, 0, MAX_RETRIES),
+    )

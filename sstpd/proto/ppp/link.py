@@ -1,0 +1,543 @@
+"""PPP link: the phases of RFC 1661 §3 on top of LCP, authentication and IPCP.
+
+Dead -> Establish (LCP) -> Authenticate (PAP / MS-CHAPv2) -> Network (IPCP) ... ->
+Terminate -> Dead. :class:`PppServer` is the authenticator and address giver,
+:class:`PppClient` the peer; both are sans-I/O objects with the project's driver shape:
+
+* inputs: ``lower_up(now)``, ``lower_down(now)``, ``receive_frame(frame, now)``,
+  ``close(reason, now)``, ``handle_timer(now)``;
+* outputs: ``frames_to_send()`` (``FF 03`` + protocol + packet), ``pop_events()``,
+  ``get_timer()`` (absolute deadline or None).
+
+Rules from RFC 1661 the link enforces: authentication and NCP packets are silently
+discarded before their phase (§3.5, §3.6); unknown protocols are answered with LCP
+Protocol-Reject only while LCP is Opened (§5.7); a link whose only NCP finishes is closed
+(as pppd does). :class:`LinkDown` is the one terminal event; after it every input is
+ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Protocol as TypingProtocol
+
+from sstpd.errors import ParseError
+from sstpd.proto import mschap
+from sstpd.proto.ppp.auth import (
+    MSCHAPV2,
+    PAP,
+    AuthResult,
+    MsChapV2Peer,
+    MsChapV2Server,
+    PapPeer,
+    PapServer,
+)
+from sstpd.proto.ppp.frame import Code, Packet, Protocol, decode_frame, encode_frame
+from sstpd.proto.ppp.fsm import Fsm, FsmHandler, State
+from sstpd.proto.ppp.ipcp import IpcpClientHandler, IpcpServerHandler
+from sstpd.proto.ppp.lcp import LcpHandler, LcpListener
+
+__all__ = [
+    "AuthFailed",
+    "AuthSucceeded",
+    "IpPacket",
+    "LinkDown",
+    "NetworkUp",
+    "Phase",
+    "PppClient",
+    "PppClientConfig",
+    "PppEvent",
+    "PppServer",
+    "PppServerConfig",
+]
+
+
+@enum.unique
+class Phase(enum.Enum):
+    DEAD = "Dead"
+    ESTABLISH = "Establish"
+    AUTHENTICATE = "Authenticate"
+    NETWORK = "Network"
+    TERMINATE = "Terminate"
+
+
+@dataclass(frozen=True)
+class AuthSucceeded:
+    username: str
+    method: str
+    hlak: bytes
+
+
+@dataclass(frozen=True)
+class AuthFailed:
+    username: str
+    method: str
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class NetworkUp:
+    local: IPv4Address
+    peer: IPv4Address
+    dns: tuple[IPv4Address, ...]
+
+
+@dataclass(frozen=True)
+class IpPacket:
+    packet: bytes
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    reason: str
+
+
+PppEvent = AuthSucceeded | AuthFailed | NetworkUp | IpPacket | LinkDown
+
+
+@dataclass(frozen=True)
+class PppServerConfig:
+    local_address: IPv4Address
+    auth_methods: tuple[str, ...] = (MSCHAPV2, PAP)
+    dns: tuple[IPv4Address, ...] = ()
+    nbns: tuple[IPv4Address, ...] = ()
+    mru: int = 1500
+    auth_retries: int = 0
+    restart_interval: float = 3.0
+    max_configure: int = 10
+    max_terminate: int = 2
+    max_failure: int = 5
+    auth_timeout: float = 30.0
+    server_name: str = "sstpd"
+
+
+@dataclass(frozen=True)
+class PppClientConfig:
+    username: str
+    password: str | None = None
+    nt_hash: bytes | None = None
+    auth_methods: tuple[str, ...] = (MSCHAPV2, PAP)
+    request_dns: bool = True
+    mru: int = 1500
+    restart_interval: float = 3.0
+    max_configure: int = 10
+    max_terminate: int = 2
+    max_failure: int = 5
+    auth_timeout: float = 30.0
+
+
+class _Auth(TypingProtocol):
+    method: str
+
+    def start(self, now: float) -> None: ...
+    def receive(self, packet: Packet, now: float) -> None: ...
+    def get_timer(self) -> float | None: ...
+    def handle_timer(self, now: float) -> None: ...
+
+
+_AUTH_PROTOCOL = {MSCHAPV2: Protocol.CHAP, PAP: Protocol.PAP}
+
+
+class _Link(LcpListener):
+    """What server and client share: LCP, phases, dispatch, timers, output queues."""
+
+    _is_server = False
+
+    def __init__(
+        self,
+        cfg: PppServerConfig | PppClientConfig,
+        auth_methods: tuple[str, ...],
+        random: Callable[[int], bytes],
+        now: float,
+    ) -> None:
+        self._cfg = cfg
+        self._random = random
+        self._now = now
+        self._out: list[bytes] = []
+        self._events: list[PppEvent] = []
+        self.phase = Phase.DEAD
+        self.lcp_handler = LcpHandler(
+            self, is_server=self._is_server, auth_methods=auth_methods, mru=cfg.mru, random=random
+        )
+        self.lcp = self._new_fsm("LCP", self.lcp_handler, Protocol.LCP)
+        self.ipcp: Fsm | None = None
+        self._auth: _Auth | None = None
+        self._auth_deadline: float | None = None
+        self._down_reason: str | None = None
+        self._finished = False
+        self.auth_method: str | None = None
+        self.username: str | None = None
+        self.is_network_up = False
+        self.dropped = 0
+
+    def _sender(self, protocol: int) -> Callable[[Packet], None]:
+        def send(packet: Packet) -> None:
+            self._out.append(encode_frame(protocol, packet.encode()))
+
+        return send
+
+    def _new_fsm(self, name: str, handler: FsmHandler, protocol: int) -> Fsm:
+        fsm = Fsm(
+            name,
+            handler,
+            self._sender(protocol),
+            restart_interval=self._cfg.restart_interval,
+            max_configure=self._cfg.max_configure,
+            max_terminate=self._cfg.max_terminate,
+            max_failure=self._cfg.max_failure,
+        )
+        fsm.peer_mru = self.lcp_handler.peer_mru
+        return fsm
+
+    # ------------------------------------------------------------------ driver API
+
+    @property
+    def peer_mru(self) -> int:
+        return self.lcp_handler.peer_mru
+
+    def lower_up(self, now: float) -> None:
+        self._now = now
+        if self._finished or self.phase is not Phase.DEAD:
+            return
+        self.phase = Phase.ESTABLISH
+        self.lcp.open(now)
+        self.lcp.up(now)
+
+    def lower_down(self, now: float) -> None:
+        self._now = now
+        if self._finished:
+            return
+        self.lcp.down(now)
+        self._link_down(self._down_reason or "lower layer down")
+
+    def close(self, reason: str, now: float) -> None:
+        """Terminate the link with an LCP Terminate-Request carrying ``reason``."""
+        self._now = now
+        if self._finished:
+            return
+        if self._down_reason is None:
+            self._down_reason = reason
+        self.lcp.close(now, reason)
+        if self.lcp.state in (State.INITIAL, State.CLOSED, State.STOPPED):
+            self._link_down(self._down_reason)
+        elif not self._finished:
+            self.phase = Phase.TERMINATE
+
+    def frames_to_send(self) -> list[bytes]:
+        out, self._out = self._out, []
+        return out
+
+    def pop_events(self) -> list[PppEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def get_timer(self) -> float | None:
+        if self._finished:
+            return None
+        deadlines = [self.lcp.get_timer(), self._auth_deadline]
+        if self.ipcp is not None:
+            deadlines.append(self.ipcp.get_timer())
+        if self._auth is not None:
+            deadlines.append(self._auth.get_timer())
+        present = [d for d in deadlines if d is not None]
+        return min(present) if present else None
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        if self._finished:
+            return
+        deadline = self.lcp.get_timer()
+        negotiating = self.lcp.state in (State.REQ_SENT, State.ACK_RCVD, State.ACK_SENT)
+        expiring = deadline is not None and now >= deadline and self.lcp.restart_count <= 0
+        if negotiating and expiring:
+            self._down_reason = self._down_reason or "LCP negotiation did not converge"
+        self.lcp.handle_timer(now)
+        if self.ipcp is not None:
+            self.ipcp.handle_timer(now)
+        if self._auth is not None:
+            self._auth.handle_timer(now)
+        if self._auth_deadline is not None and now >= self._auth_deadline:
+            self._auth_deadline = None
+            self.close("authentication timeout", now)
+
+    def receive_frame(self, frame: bytes, now: float) -> None:
+        self._now = now
+        if self._finished or self.phase is Phase.DEAD:
+            return
+        try:
+            protocol, offset = decode_frame(frame)
+        except ParseError:
+            self.dropped += 1
+            return
+        payload = bytes(frame[offset:])
+        if protocol == Protocol.LCP:
+            self.lcp.receive(payload, now)
+        elif protocol in (Protocol.PAP, Protocol.CHAP):
+            self._receive_auth(protocol, payload, now)
+        elif protocol == Protocol.IPCP:
+            if self.ipcp is not None and self.phase is Phase.NETWORK:
+                self.ipcp.receive(payload, now)
+            else:
+                self.dropped += 1
+        elif protocol == Protocol.IPV4:
+            if self.is_network_up:
+                self._events.append(IpPacket(payload))
+            else:
+                self.dropped += 1
+        elif self.lcp.state == State.OPENED:
+            # RFC 1661 §5.7: Rejected-Information is truncated to fit the peer's MRU.
+            rejected = struct.pack("!H", protocol) + payload
+            self.lcp.send_packet(Code.PROTOCOL_REJECT, rejected[: max(2, self.peer_mru - 4)])
+        else:
+            self.dropped += 1
+        if self.lcp_handler.fatal_reason is not None and not self._finished:
+            reason, self.lcp_handler.fatal_reason = self.lcp_handler.fatal_reason, None
+            self.close(reason, now)
+
+    def _receive_auth(self, protocol: int, payload: bytes, now: float) -> None:
+        auth = self._auth
+        if auth is None or _AUTH_PROTOCOL[auth.method] != protocol:
+            self.dropped += 1
+            return
+        if self.phase not in (Phase.AUTHENTICATE, Phase.NETWORK):
+            self.dropped += 1
+            return
+        try:
+            packet = Packet.decode(payload)
+        except ParseError:
+            self.dropped += 1
+            return
+        auth.receive(packet, now)
+
+    # ------------------------------------------------------------------ LCP callbacks
+
+    def lcp_up(self) -> None:
+        mru = self.lcp_handler.peer_mru
+        self.lcp.peer_mru = mru
+        self._start_auth(self._now)
+
+    def lcp_down(self) -> None:
+        self._auth = None
+        self._auth_deadline = None
+        self.is_network_up = False
+        if self.ipcp is not None:
+            self.ipcp.down(self._now)
+            self.ipcp = None
+        if self.lcp.state is State.STOPPING and self._down_reason is None:
+            self._down_reason = "terminated by peer"
+        closing = self.lcp.state in (State.CLOSING, State.STOPPING)
+        self.phase = Phase.TERMINATE if closing else Phase.ESTABLISH
+
+    def lcp_finished(self) -> None:
+        self._link_down(self._down_reason or "LCP finished")
+
+    def lcp_protocol_rejected(self, protocol: int) -> None:
+        if protocol == Protocol.IPCP and self.ipcp is not None:
+            self.ipcp.protocol_rejected(self._now)
+
+    def _link_down(self, reason: str) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self.phase = Phase.DEAD
+        self.is_network_up = False
+        self._auth_deadline = None
+        self._events.append(LinkDown(reason))
+
+    # ------------------------------------------------------------------ phases
+
+    def _start_auth(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _begin_auth(self, auth: _Auth, now: float) -> None:
+        self.phase = Phase.AUTHENTICATE
+        self.auth_method = auth.method
+        self._auth = auth
+        self._auth_deadline = now + self._cfg.auth_timeout
+        auth.start(now)
+
+    def _auth_report(self, result: AuthResult) -> None:
+        if result.success:
+            self._auth_deadline = None
+            self.username = result.username
+            self._events.append(AuthSucceeded(result.username, result.method, result.hlak))
+            self._start_network(self._now)
+            return
+        self._events.append(AuthFailed(result.username, result.method, result.code, result.reason))
+        if not result.retry:
+            self._down_reason = "authentication failed"
+            self.close("authentication failed", self._now)
+
+    def _start_network(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _open_ipcp(self, handler: FsmHandler, now: float) -> None:
+        self.phase = Phase.NETWORK
+        self.ipcp = self._new_fsm("IPCP", handler, Protocol.IPCP)
+        self.ipcp.open(now)
+        self.ipcp.up(now)
+
+    def _ipcp_down(self) -> None:
+        self.is_network_up = False
+
+    def _ipcp_finished(self) -> None:
+        if self.phase is Phase.NETWORK:
+            self.close("no network protocol running", self._now)
+
+
+class PppServer(_Link):
+    """The authenticator end: demands PAP/MS-CHAPv2, then assigns the peer an address."""
+
+    _is_server = True
+
+    def __init__(
+        self,
+        config: PppServerConfig,
+        *,
+        lookup: Callable[[str], bytes | None],
+        assign_address: Callable[[str], IPv4Address | None],
+        random: Callable[[int], bytes],
+        now: float,
+    ) -> None:
+        self.config = config
+        self._lookup = lookup
+        self._assign_address = assign_address
+        self.peer_address: IPv4Address | None = None
+        super().__init__(config, config.auth_methods, random, now)
+
+    def _start_auth(self, now: float) -> None:
+        method = self.lcp_handler.auth_method
+        send = self._sender(_AUTH_PROTOCOL.get(method or PAP, Protocol.PAP))
+        auth: _Auth
+        if method == MSCHAPV2:
+            auth = MsChapV2Server(
+                send,
+                self._auth_report,
+                lookup=self._lookup,
+                random=self._random,
+                name=self.config.server_name,
+                retries=self.config.auth_retries,
+                restart_interval=self.config.restart_interval,
+            )
+        elif method == PAP:
+            auth = PapServer(
+                send, self._auth_report, lookup=self._lookup, retries=self.config.auth_retries
+            )
+        else:
+            self.close("no authentication method configured", now)
+            return
+        self._begin_auth(auth, now)
+
+    def _start_network(self, now: float) -> None:
+        address = self._assign_address(self.username or "")
+        if address is None:
+            self.close("address pool exhausted", now)
+            return
+        self.peer_address = address
+        handler = IpcpServerHandler(
+            local=self.config.local_address,
+            peer=address,
+            dns=self.config.dns,
+            nbns=self.config.nbns,
+            on_up=self._ipcp_up,
+            on_down=self._ipcp_down,
+            on_finished=self._ipcp_finished,
+        )
+        self._open_ipcp(handler, now)
+
+    def _ipcp_up(self) -> None:
+        assert self.peer_address is not None
+        self.is_network_up = True
+        self._events.append(
+            NetworkUp(self.config.local_address, self.peer_address, self.config.dns)
+        )
+
+
+class PppClient(_Link):
+    """The peer end: authenticates itself, then takes the address the server gives."""
+
+    _is_server = False
+
+    def __init__(
+        self, config: PppClientConfig, *, random: Callable[[int], bytes], now: float
+    ) -> None:
+        self.config = config
+        nt_hash = config.nt_hash
+        if nt_hash is None and config.password is not None:
+            nt_hash = mschap.nt_password_hash(config.password)
+        self._nt_hash = nt_hash
+        usable = tuple(
+            m
+            for m in config.auth_methods
+            if (m == MSCHAPV2 and nt_hash is not None) or (m == PAP and config.password is not None)
+        )
+        self._ipcp_handler: IpcpClientHandler | None = None
+        self.peer_address: IPv4Address | None = None
+        super().__init__(config, usable, random, now)
+        self.username = config.username
+
+    def _start_auth(self, now: float) -> None:
+        method = self.lcp_handler.peer_auth
+        if method is None:  # the server does not ask us to authenticate
+            self._start_network(now)
+            return
+        auth: _Auth
+        send = self._sender(_AUTH_PROTOCOL[method])
+        if method == MSCHAPV2:
+            assert self._nt_hash is not None
+            auth = MsChapV2Peer(
+                send,
+                self._auth_report,
+                username=self.config.username,
+                nt_hash=self._nt_hash,
+                random=self._random,
+            )
+        else:
+            assert self.config.password is not None
+            auth = PapPeer(
+                send,
+                self._auth_report,
+                username=self.config.username,
+                password=self.config.password,
+                restart_interval=self.config.restart_interval,
+                max_transmits=self.config.max_configure,
+            )
+        self._begin_auth(auth, now)
+
+    def retry_authentication(self, password: str, now: float) -> bool:
+        """Answer a failure that allows a retry (MS-CHAPv2 ``R=1``, PAP Nak) anew."""
+        self._now = now
+        auth = self._auth
+        if isinstance(auth, MsChapV2Peer):
+            return auth.retry(mschap.nt_password_hash(password), now)
+        if isinstance(auth, PapPeer):
+            return auth.retry(password, now)
+        return False
+
+    def _start_network(self, now: float) -> None:
+        handler = IpcpClientHandler(
+            request_dns=self.config.request_dns,
+            on_up=self._ipcp_up,
+            on_down=self._ipcp_down,
+            on_finished=self._ipcp_finished,
+        )
+        self._ipcp_handler = handler
+        self._open_ipcp(handler, now)
+
+    def _ipcp_up(self) -> None:
+        handler = self._ipcp_handler
+        assert handler is not None
+        self.is_network_up = True
+        self.peer_address = handler.peer_address
+        local = handler.address or IPv4Address(0)
+        self._events.append(NetworkUp(local, handler.peer_address, handler.dns_servers))
+
+    @property
+    def local_address(self) -> IPv4Address | None:
+        handler = self._ipcp_handler
+        return handler.address if handler is not None and self.is_network_up else None

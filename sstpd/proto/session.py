@@ -1,0 +1,473 @@
+"""One VPN session: the SSTP connection and the PPP link glued together, still sans-I/O.
+
+Theory of operation
+-------------------
+The SSTP connection (``sstp.connection``) owns the byte stream: the HTTP upgrade, SSTP
+framing, the SSTP state machine and its timers. PPP frames it receives are handed to the
+PPP link (``ppp.link``), whose outgoing frames go back into SSTP data packets. The glue
+enforces the two cross-layer rules of MS-SSTP:
+
+* the HLAK comes from PPP authentication (MS-CHAPv2 master keys, or zeros for PAP) and is
+  handed to SSTP, which verifies the client's Call Connected with it (§3.3.5.2.3, the
+  Call Connected may arrive before or after authentication finished);
+* before the crypto binding is verified only PPP *control* frames pass (protocol numbers
+  >= 0x4000: LCP, authentication, NCPs); data frames are dropped (§3.3.1.1.1, note <17>).
+
+IPv4 traffic flows once both the binding is verified and IPCP is up (``is_open``). Packets
+from the client must carry its assigned source address; others are dropped and counted.
+The I/O layer has a fast path for IPv4 data packets that uses ``check_ip_source`` and the
+counters below directly; everything else goes through ``receive_packet``/``receive_data``.
+
+Both sides of a tunnel use this module: ``ServerSession`` and ``ClientSession``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from sstpd.proto.ppp import link as ppp
+from sstpd.proto.ppp.frame import Protocol, decode_frame
+from sstpd.proto.sstp import connection as sstp
+from sstpd.proto.sstp.constants import HashProtocol
+
+ZERO_HLAK = bytes(32)
+
+# SSTP data header (version 1.0, C=0, length) + PPP FF 03 00 21 (IPv4), for the data path.
+_IP_PREFIX = struct.Struct("!BBHI")
+_PPP_IPV4 = 0xFF030021
+
+
+def encode_ip_packet(packet: bytes) -> bytes:
+    """One SSTP data packet carrying ``packet`` as a PPP IPv4 frame (without ACFC/PFC)."""
+    return _IP_PREFIX.pack(0x10, 0, len(packet) + 8, _PPP_IPV4) + packet
+
+
+def ip_payload_offset(frame: bytes | memoryview) -> int:
+    """Offset of the IPv4 packet in a PPP frame, or -1 if the frame is not IPv4.
+
+    Accepts all four encodings a peer may use after ACFC/PFC negotiation.
+    """
+    n = len(frame)
+    if n >= 4 and frame[0] == 0xFF and frame[1] == 0x03:
+        if frame[2] == 0x00 and frame[3] == 0x21:
+            return 4
+        if frame[2] == 0x21:
+            return 3
+        return -1
+    if n >= 2 and frame[0] == 0x00 and frame[1] == 0x21:
+        return 2
+    if n >= 1 and frame[0] == 0x21:
+        return 1
+    return -1
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    username: str
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationFailed:
+    username: str
+    method: str
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    """Binding verified and IPCP up: IPv4 may flow. The I/O layer routes ``peer`` here."""
+
+    local: IPv4Address
+    peer: IPv4Address
+    dns: tuple[IPv4Address, ...]
+    hash_protocol: HashProtocol | None
+
+
+@dataclass(frozen=True, slots=True)
+class IpReceived:
+    """An IPv4 packet that arrived through the slow path (already source-checked)."""
+
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    reason: str
+
+
+Event = Authenticated | AuthenticationFailed | SessionOpened | IpReceived | SessionClosed
+
+
+@dataclass
+class Counters:
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    dropped_spoofed: int = 0
+    dropped_not_open: int = 0
+    dropped_overflow: int = 0
+
+
+# ---------------------------------------------------------------- common glue
+
+
+@dataclass
+class _Base:
+    """State and pumping shared by both roles; ``_conn`` and ``_ppp`` set by subclasses."""
+
+    events: list[Event] = field(default_factory=list)
+    counters: Counters = field(default_factory=Counters)
+    call_connected: bool = False
+    network: ppp.NetworkUp | None = None
+    hash_protocol: HashProtocol | None = None
+    closed: bool = False
+    close_reason: str = ""
+    username: str = ""
+    auth_method: str = ""
+    _opened_sent: bool = False
+
+
+class _SessionMixin:
+    _st: _Base
+    _conn: sstp.SstpServerConnection | sstp.SstpClientConnection
+    _ppp: ppp.PppServer | ppp.PppClient
+
+    # -- properties the I/O layer reads on the hot path
+    @property
+    def is_open(self) -> bool:
+        st = self._st
+        return st.call_connected and st.network is not None and not st.closed
+
+    @property
+    def closed(self) -> bool:
+        return self._st.closed
+
+    @property
+    def counters(self) -> Counters:
+        return self._st.counters
+
+    @property
+    def http_done(self) -> bool:
+        return self._conn.http_done
+
+    @property
+    def connection(self) -> sstp.SstpServerConnection | sstp.SstpClientConnection:
+        return self._conn
+
+    @property
+    def link(self) -> ppp.PppServer | ppp.PppClient:
+        return self._ppp
+
+    # -- driver API
+    def receive_data(self, data: bytes, now: float) -> None:
+        self._conn.receive_data(data, now)
+        self._pump(now)
+
+    def receive_packet(self, is_control: bool, payload: bytes, now: float) -> None:
+        self._conn.receive_packet(is_control, payload, now)
+        self._pump(now)
+
+    def touch(self, now: float) -> None:
+        self._conn.touch(now)
+
+    def send_ip(self, packet: bytes) -> None:
+        """Queue one IPv4 packet (slow path; the I/O layer batches with encode_ip_packet)."""
+        if not self.is_open:
+            self._st.counters.dropped_not_open += 1
+            return
+        self._conn.send_ppp(b"\xff\x03\x00\x21" + packet)
+        self._st.counters.tx_packets += 1
+        self._st.counters.tx_bytes += len(packet)
+
+    def data_to_send(self) -> bytes:
+        return self._conn.data_to_send()
+
+    def pop_events(self) -> list[Event]:
+        ev, self._st.events = self._st.events, []
+        return ev
+
+    def get_timer(self) -> float | None:
+        if self._st.closed:
+            return None
+        t1 = self._conn.get_timer()
+        t2 = self._ppp.get_timer()
+        if t1 is None:
+            return t2
+        if t2 is None:
+            return t1
+        return min(t1, t2)
+
+    def handle_timer(self, now: float) -> None:
+        if self._st.closed:
+            return
+        t = self._conn.get_timer()
+        if t is not None and t <= now:
+            self._conn.handle_timer(now)
+        t = self._ppp.get_timer()
+        if t is not None and t <= now:
+            self._ppp.handle_timer(now)
+        self._pump(now)
+
+    def disconnect(self, now: float, reason: str = "administrative disconnect") -> None:
+        """Graceful teardown: LCP Terminate, then SSTP Call Disconnect."""
+        if self._st.closed:
+            return
+        self._st.close_reason = reason
+        self._conn.disconnect(now)
+        self._pump(now)
+
+    def abort_connection(self, reason: str) -> None:
+        """The transport is gone (or the I/O layer gave up): no more bytes either way."""
+        if self._st.closed:
+            return
+        self._ppp.lower_down(0.0)
+        self._finish(reason)
+
+    def check_ip_source(self, packet: bytes | memoryview) -> bool:
+        """True if ``packet`` (IPv4) carries the peer's assigned source address."""
+        raise NotImplementedError
+
+    # -- internals
+    def _finish(self, reason: str) -> None:
+        st = self._st
+        if st.closed:
+            return
+        st.closed = True
+        st.close_reason = st.close_reason or reason
+        st.events.append(SessionClosed(st.close_reason))
+
+    def _frame_from_peer(self, frame: bytes, now: float) -> None:
+        st = self._st
+        off = ip_payload_offset(frame)
+        if off >= 0:
+            pkt = frame[off:]
+            if not self.is_open:
+                st.counters.dropped_not_open += 1
+            elif not self.check_ip_source(pkt):
+                st.counters.dropped_spoofed += 1
+            else:
+                st.counters.rx_packets += 1
+                st.counters.rx_bytes += len(pkt)
+                st.events.append(IpReceived(bytes(pkt)))
+            return
+        try:
+            protocol, _ = decode_frame(frame)
+        except Exception:  # malformed: let PPP count it
+            protocol = Protocol.LCP
+        if protocol < 0x4000 and not st.call_connected:
+            # MS-SSTP §3.3.1.1.1: only control frames before the crypto binding
+            st.counters.dropped_not_open += 1
+            return
+        self._ppp.receive_frame(frame, now)
+
+    def _pump(self, now: float) -> None:
+        """Move frames and events between the layers until nothing changes."""
+        st = self._st
+        conn, link = self._conn, self._ppp
+        for _ in range(64):
+            progressed = False
+            for cev in conn.pop_events():
+                progressed = True
+                self._on_sstp_event(cev, now)
+            for frame in link.frames_to_send():
+                progressed = True
+                if not conn.closed:
+                    conn.send_ppp(frame)
+            for pev in link.pop_events():
+                progressed = True
+                self._on_ppp_event(pev, now)
+            if not progressed:
+                break
+        if self.is_open and not st._opened_sent and st.network is not None:
+            st._opened_sent = True
+            st.events.append(
+                SessionOpened(st.network.local, st.network.peer, st.network.dns, st.hash_protocol)
+            )
+
+    def _on_sstp_event(self, ev: object, now: float) -> None:
+        st = self._st
+        if isinstance(ev, sstp.PppFrameReceived):
+            self._frame_from_peer(ev.frame, now)
+        elif isinstance(ev, sstp.CallConnected):
+            st.call_connected = True
+            st.hash_protocol = ev.hash_protocol
+        elif isinstance(ev, sstp.ConnectionClosed):
+            self._ppp.lower_down(now)
+            self._finish(ev.reason)
+        else:
+            self._on_other_sstp_event(ev, now)
+
+    def _on_ppp_event(self, ev: object, now: float) -> None:
+        st = self._st
+        if isinstance(ev, ppp.AuthSucceeded):
+            st.username, st.auth_method = ev.username, ev.method
+            st.events.append(Authenticated(ev.username, ev.method))
+            self._on_authenticated(ev, now)
+        elif isinstance(ev, ppp.AuthFailed):
+            st.username, st.auth_method = ev.username, ev.method
+            st.events.append(AuthenticationFailed(ev.username, ev.method, ev.code, ev.reason))
+        elif isinstance(ev, ppp.NetworkUp):
+            st.network = ev
+        elif isinstance(ev, ppp.IpPacket):
+            self._frame_from_peer(b"\x00\x21" + ev.packet, now)
+        elif isinstance(ev, ppp.LinkDown):
+            st.close_reason = st.close_reason or ev.reason
+            if not self._conn.closed:
+                self._conn.disconnect(now)
+
+    def _on_other_sstp_event(self, ev: object, now: float) -> None:
+        pass
+
+    def _on_authenticated(self, ev: ppp.AuthSucceeded, now: float) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- server
+
+
+class ServerSession(_SessionMixin):
+    """Server side of one connection, from the first byte of the HTTP request on."""
+
+    def __init__(
+        self,
+        *,
+        ppp_config: ppp.PppServerConfig,
+        cert_hashes: dict[HashProtocol, bytes],
+        hash_protocols: int,
+        lookup: Callable[[str], bytes | None],
+        assign_address: Callable[[str], IPv4Address | None],
+        random: Callable[[int], bytes],
+        now: float,
+        timeouts: sstp.Timeouts | None = None,
+    ) -> None:
+        self._st = _Base()
+        self._conn = sstp.SstpServerConnection(
+            cert_hashes=cert_hashes,
+            hash_protocols=hash_protocols,
+            random=random,
+            now=now,
+            timeouts=timeouts or sstp.Timeouts(),
+        )
+        self._ppp = ppp.PppServer(
+            ppp_config, lookup=lookup, assign_address=assign_address, random=random, now=now
+        )
+        self._peer_src = b""
+        self.correlation_id: str | None = None
+
+    @property
+    def peer_address(self) -> IPv4Address | None:
+        n = self._st.network
+        return n.peer if n is not None else None
+
+    @property
+    def username(self) -> str:
+        return self._st.username
+
+    @property
+    def auth_method(self) -> str:
+        return self._st.auth_method
+
+    @property
+    def hash_protocol(self) -> HashProtocol | None:
+        return self._st.hash_protocol
+
+    def check_ip_source(self, packet: bytes | memoryview) -> bool:
+        return len(packet) >= 20 and packet[12:16] == self._peer_src
+
+    def _on_other_sstp_event(self, ev: object, now: float) -> None:
+        if isinstance(ev, sstp.RequestAccepted):
+            self.correlation_id = ev.correlation_id
+        elif isinstance(ev, sstp.RequestRejected):
+            self._finish(f"HTTP {ev.status} {ev.reason}")
+        elif isinstance(ev, sstp.CallConnectRequested):
+            self._ppp.lower_up(now)
+
+    def _on_authenticated(self, ev: ppp.AuthSucceeded, now: float) -> None:
+        assert isinstance(self._conn, sstp.SstpServerConnection)
+        self._conn.set_hlak(ev.hlak, now)
+
+    def _pump(self, now: float) -> None:
+        super()._pump(now)
+        n = self._st.network
+        if n is not None and not self._peer_src:
+            self._peer_src = n.peer.packed
+
+
+# ---------------------------------------------------------------- client
+
+
+class ClientSession(_SessionMixin):
+    """Client side: sends the HTTP request, runs PPP as the peer, sends Call Connected.
+
+    ``cert_hashes`` are the hashes of the certificate the server presented (the I/O layer
+    computes them from the TLS connection); ``hlak_override`` lets tests present a wrong
+    compound MAC on purpose.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        ppp_config: ppp.PppClientConfig,
+        cert_hashes: dict[HashProtocol, bytes],
+        random: Callable[[int], bytes],
+        now: float,
+        hlak_override: bytes | None = None,
+        timeouts: sstp.Timeouts | None = None,
+    ) -> None:
+        self._st = _Base()
+        self._conn = sstp.SstpClientConnection(
+            host=host, random=random, now=now, timeouts=timeouts or sstp.Timeouts()
+        )
+        self._ppp = ppp.PppClient(ppp_config, random=random, now=now)
+        self._cert_hashes = cert_hashes
+        self._hlak_override = hlak_override
+        self._hlak: bytes | None = None
+        self._acked = False
+        self._server_src = b""
+
+    def start(self, now: float) -> None:
+        assert isinstance(self._conn, sstp.SstpClientConnection)
+        self._conn.start(now)
+
+    @property
+    def local_address(self) -> IPv4Address | None:
+        n = self._st.network
+        return n.local if n is not None else None
+
+    @property
+    def peer_address(self) -> IPv4Address | None:
+        n = self._st.network
+        return n.peer if n is not None else None
+
+    @property
+    def dns(self) -> tuple[IPv4Address, ...]:
+        n = self._st.network
+        return n.dns if n is not None else ()
+
+    def check_ip_source(self, packet: bytes | memoryview) -> bool:
+        return len(packet) >= 20  # the server may route anything to us
+
+    def _on_other_sstp_event(self, ev: object, now: float) -> None:
+        if isinstance(ev, sstp.CallConnectAcked):
+            self._acked = True
+            self._ppp.lower_up(now)
+            self._maybe_send_call_connected(now)
+
+    def _on_authenticated(self, ev: ppp.AuthSucceeded, now: float) -> None:
+        self._hlak = ev.hlak if self._hlak_override is None else self._hlak_override
+        self._maybe_send_call_connected(now)
+
+    def _maybe_send_call_connected(self, now: float) -> None:
+        if self._acked and self._hlak is not None and not self._st.call_connected:
+            assert isinstance(self._conn, sstp.SstpClientConnection)
+            self._conn.send_call_connected(self._hlak, self._cert_hashes, now)

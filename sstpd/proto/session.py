@@ -225,11 +225,16 @@ class _SessionMixin:
         self._conn.disconnect(now)
         self._pump(now)
 
-    def abort_connection(self, reason: str) -> None:
-        """The transport is gone (or the I/O layer gave up): no more bytes either way."""
+    def abort_connection(self, reason: str, now: float = 0.0) -> None:
+        """The transport is gone: no more bytes either way (MS-SSTP §3.1.7.2).
+
+        The SSTP connection knows why it was tearing down (a Call Disconnect or an abort
+        for a failed binding); that reason wins over ``reason``."""
         if self._st.closed:
             return
-        self._ppp.lower_down(0.0)
+        self._conn.connection_lost()
+        self._pump(now)
+        self._ppp.lower_down(now)
         self._finish(reason)
 
     def check_ip_source(self, packet: bytes | memoryview) -> bool:

@@ -1,0 +1,22 @@
+"""sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def sd_notify(state: str) -> bool:
+    """Send ``state`` (e.g. "READY=1") to systemd; False when not run under Type=notify."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):  # abstract namespace
+        path = "\0" + path[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.connect(path)
+            sock.sendall(state.encode())
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,188 @@
+"""asyncio adapter for one SSTP connection (server or client side).
+
+The data path follows ../docs/PERFORMANCE.md: a ``BufferedProtocol`` reads into one fixed
+buffer, SSTP packets are framed in place, and IPv4 data packets of an open session go to
+the TUN fd with a single ``os.write`` of a memoryview slice, without creating any Python
+object per packet beyond the slice. Every other packet is copied out and handed to the
+sans-I/O session (``sstpd.proto.session``), whose output is written after the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+
+from sstpd.proto.session import ClientSession, Event, ServerSession
+
+log = logging.getLogger("sstpd.session")
+
+BUFFER_SIZE = 256 * 1024
+MIN_FREE = 64 * 1024  # compact the buffer when less than this is free at its end
+
+
+class SstpStreamProtocol(asyncio.BufferedProtocol):
+    """Frames SSTP in place and feeds a ServerSession/ClientSession.
+
+    ``ip_fd`` is the TUN fd IPv4 packets from the peer are written to (-1: hand them to
+    ``on_event`` as IpReceived instead). Subclasses react to session events.
+    """
+
+    session: ServerSession | ClientSession
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ip_fd: int) -> None:
+        self.loop = loop
+        self.ip_fd = ip_fd
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray(BUFFER_SIZE)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.tun_errors = 0
+
+    # ------------------------------------------------------------ asyncio callbacks
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if len(self._buf) - self._end < MIN_FREE:
+            n = self._end - self._start
+            self._buf[:n] = self._buf[self._start : self._end]
+            self._start, self._end = 0, n
+        return self._view[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._end += nbytes
+        session = self.session
+        now = self.loop.time()
+        if not session.http_done:
+            data = bytes(self._view[self._start : self._end])
+            self._start = self._end = 0
+            session.receive_data(data, now)
+            self._after_input()
+            return
+        buf, view = self._buf, self._view
+        start, end = self._start, self._end
+        fd = self.ip_fd
+        is_open = session.is_open
+        src = self._source_filter() if is_open else None
+        counters = session.counters
+        slow = False
+        rx_packets = rx_bytes = 0
+        while end - start >= 4:
+            length = ((buf[start + 2] & 0x0F) << 8) | buf[start + 3]
+            if buf[start] != 0x10 or length < 4:
+                # framing lost: the session closes without sending anything (§3.1.5.1)
+                session.receive_data(bytes(view[start:end]), now)
+                start = end
+                slow = True
+                break
+            if end - start < length:
+                break
+            p = start + 4
+            if (
+                is_open
+                and not buf[start + 1] & 1
+                and length >= 24
+                and buf[p] == 0xFF
+                and buf[p + 1] == 0x03
+                and buf[p + 2] == 0x00
+                and buf[p + 3] == 0x21
+                and fd >= 0
+            ):
+                ip = p + 4
+                if src is None or view[ip + 12 : ip + 16] == src:
+                    try:
+                        os.write(fd, view[ip : start + length])
+                    except OSError:
+                        self.tun_errors += 1
+                    rx_packets += 1
+                    rx_bytes += start + length - ip
+                else:
+                    counters.dropped_spoofed += 1
+            else:
+                session.receive_packet(
+                    bool(buf[start + 1] & 1), bytes(view[p : start + length]), now
+                )
+                slow = True
+                if session.closed:
+                    start = end
+                    break
+                is_open = session.is_open
+                src = self._source_filter() if is_open else None
+            start += length
+        if start == end:
+            start = end = 0
+        self._start, self._end = start, end
+        if rx_packets:
+            counters.rx_packets += rx_packets
+            counters.rx_bytes += rx_bytes
+        session.touch(now)
+        if slow:
+            self._after_input()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self.session.abort_connection(
+            "connection lost" if exc is None else f"connection lost: {exc}", self.loop.time()
+        )
+        self._dispatch(self.session.pop_events())
+        self.transport = None
+
+    # ------------------------------------------------------------ plumbing
+    def _after_input(self) -> None:
+        """Write what the session produced, act on its events, re-arm its timer."""
+        session = self.session
+        data = session.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+        events = session.pop_events()
+        if events:
+            self._dispatch(events)
+        if session.closed:
+            self._cancel_timer()
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._arm_timer()
+
+    def _source_filter(self) -> bytes | None:
+        """The source address IPv4 packets from the peer must carry, None for any.
+
+        A server session accepts only the address it assigned; a client accepts whatever
+        the server routes to it."""
+        session = self.session
+        if isinstance(session, ServerSession):
+            peer = session.peer_address
+            return peer.packed if peer is not None else b"\xff" * 5
+        return None
+
+    def _arm_timer(self) -> None:
+        at = self.session.get_timer()
+        if at == self._timer_at:
+            return
+        self._cancel_timer()
+        if at is not None:
+            self._timer_at = at
+            self._timer = self.loop.call_at(at, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.session.handle_timer(self.loop.time())
+        self._after_input()
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for ev in events:
+            self.on_event(ev)
+
+    on_event: Callable[[Event], None]

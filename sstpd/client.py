@@ -1,0 +1,341 @@
+"""An SSTP client on the same sans-I/O core as the server: SSTP + PPP (MS-CHAPv2, PAP) + TUN.
+
+Library use::
+
+    tunnel = await Tunnel.open(ClientOptions(host="vpn.example.org", user="alice",
+                                             password="secret", ca_file="ca.pem", tun="sstpc0"))
+    print(tunnel.local_address, tunnel.peer_address, tunnel.dns)
+    await tunnel.close()
+
+Without ``tun`` the tunnel carries packets for the caller (``send_ip`` / ``recv_ip``), which
+is how tests open dozens of sessions from one process. Command line: ``sstpd connect``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import ssl
+import struct
+import sys
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from sstpd.aio.protocol import SstpStreamProtocol
+from sstpd.aio.tun import TunDevice
+from sstpd.proto.ppp.link import PppClientConfig
+from sstpd.proto.session import (
+    AuthenticationFailed,
+    ClientSession,
+    Event,
+    IpReceived,
+    SessionClosed,
+    SessionOpened,
+)
+from sstpd.proto.sstp.binding import cert_hashes as hashes_of
+from sstpd.proto.sstp.constants import HashProtocol
+
+log = logging.getLogger("sstpd.client")
+
+_IP_PREFIX = struct.Struct("!BBHI")
+_PPP_IPV4 = 0xFF030021
+
+
+class ConnectError(Exception):
+    """The tunnel could not be established; ``code`` is the MS-CHAPv2 error if any."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class ClientOptions:
+    host: str
+    user: str
+    password: str
+    port: int = 443
+    auth_methods: tuple[str, ...] = ("mschapv2", "pap")
+    tls: bool = True
+    ca_file: str | None = None
+    insecure: bool = False
+    server_name: str | None = None
+    tun: str | None = None
+    routes: list[IPv4Network] = field(default_factory=list)
+    timeout: float = 30.0
+    source_address: str | None = None
+    # testing knobs: present a wrong certificate hash / MAC on purpose
+    cert_hashes_override: dict[HashProtocol, bytes] | None = None
+    hlak_override: bytes | None = None
+
+
+class ClientProtocol(SstpStreamProtocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop, opts: ClientOptions) -> None:
+        super().__init__(loop, -1)
+        self.opts = opts
+        self.opened: asyncio.Future[SessionOpened] = loop.create_future()
+        self.closed: asyncio.Future[str] = loop.create_future()
+        self.packets: asyncio.Queue[bytes] = asyncio.Queue()
+        self.auth_failure: AuthenticationFailed | None = None
+        self.on_event = self._on_event
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        opts = self.opts
+        hashes = opts.cert_hashes_override
+        if hashes is None:
+            sslobj = transport.get_extra_info("ssl_object")
+            der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+            hashes = hashes_of(der) if der else {}
+        now = self.loop.time()
+        self.session = ClientSession(
+            host=opts.server_name or opts.host,
+            ppp_config=PppClientConfig(
+                username=opts.user, password=opts.password, auth_methods=opts.auth_methods
+            ),
+            cert_hashes=hashes,
+            random=os.urandom,
+            now=now,
+            hlak_override=opts.hlak_override,
+        )
+        self.session.start(now)
+        self._after_input()
+
+    def _on_event(self, ev: Event) -> None:
+        if isinstance(ev, SessionOpened):
+            if not self.opened.done():
+                self.opened.set_result(ev)
+        elif isinstance(ev, IpReceived):
+            self.packets.put_nowait(ev.packet)
+        elif isinstance(ev, AuthenticationFailed):
+            self.auth_failure = ev
+        elif isinstance(ev, SessionClosed):
+            if not self.opened.done():
+                af = self.auth_failure
+                self.opened.set_exception(
+                    ConnectError(
+                        f"authentication failed: E={af.code} {af.reason}" if af else ev.reason,
+                        af.code if af else None,
+                    )
+                )
+            if not self.closed.done():
+                self.closed.set_result(ev.reason)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not hasattr(self, "session"):
+            return
+        super().connection_lost(exc)
+
+    def send_ip_batch(self, packets: list[bytes]) -> None:
+        if self.transport is None or not self.session.is_open:
+            return
+        parts = []
+        for p in packets:
+            parts.append(_IP_PREFIX.pack(0x10, 0, len(p) + 8, _PPP_IPV4))
+            parts.append(p)
+        self.transport.write(b"".join(parts))
+        c = self.session.counters
+        c.tx_packets += len(packets)
+        c.tx_bytes += sum(len(p) for p in packets)
+
+
+def _ssl_context(opts: ClientOptions) -> ssl.SSLContext | None:
+    if not opts.tls:
+        return None
+    ctx = ssl.create_default_context(cafile=opts.ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if opts.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Tunnel:
+    def __init__(self, proto: ClientProtocol, opened: SessionOpened) -> None:
+        self.proto = proto
+        self.local_address: IPv4Address = opened.local
+        self.peer_address: IPv4Address = opened.peer
+        self.dns = opened.dns
+        self.hash_protocol = opened.hash_protocol
+        self.tun: TunDevice | None = None
+
+    @classmethod
+    async def open(cls, opts: ClientOptions) -> Tunnel:
+        loop = asyncio.get_running_loop()
+        ctx = _ssl_context(opts)
+        local = (opts.source_address, 0) if opts.source_address else None
+        async with asyncio.timeout(opts.timeout):
+            _, proto = await loop.create_connection(
+                lambda: ClientProtocol(loop, opts),
+                opts.host,
+                opts.port,
+                ssl=ctx,
+                server_hostname=(opts.server_name or opts.host) if ctx else None,
+                local_addr=local,
+            )
+            try:
+                opened = await proto.opened
+            except BaseException:
+                if proto.transport is not None:
+                    proto.transport.abort()
+                raise
+        tunnel = cls(proto, opened)
+        if opts.tun:
+            tunnel._attach_tun(opts.tun, opts.routes)
+        return tunnel
+
+    def _attach_tun(self, name: str, routes: list[IPv4Network]) -> None:
+        tun = TunDevice(name)
+        tun.configure(address=self.local_address, peer=self.peer_address, mtu=1400, routes=routes)
+        self.tun = tun
+        self.proto.ip_fd = tun.fd
+        self.proto.loop.add_reader(tun.fd, self._tun_readable)
+
+    def _tun_readable(self) -> None:
+        assert self.tun is not None
+        batch = []
+        for _ in range(64):
+            try:
+                pkt = os.read(self.tun.fd, 65536)
+            except OSError:
+                break
+            if pkt and pkt[0] >> 4 == 4:  # IPv4 only: IPCP is all we negotiate
+                batch.append(pkt)
+        if batch:
+            self.proto.send_ip_batch(batch)
+
+    @property
+    def counters(self) -> object:
+        return self.proto.session.counters
+
+    @property
+    def is_open(self) -> bool:
+        return self.proto.session.is_open
+
+    def send_ip(self, packet: bytes) -> None:
+        self.proto.send_ip_batch([packet])
+
+    async def recv_ip(self, timeout: float | None = None) -> bytes:
+        return await asyncio.wait_for(self.proto.packets.get(), timeout)
+
+    async def wait_closed(self) -> str:
+        return await asyncio.shield(self.proto.closed)
+
+    async def close(self, timeout: float = 6.0) -> None:
+        """Graceful disconnect (Call Disconnect), then close the transport."""
+        proto = self.proto
+        if self.tun is not None:
+            proto.loop.remove_reader(self.tun.fd)
+        if not proto.session.closed:
+            proto.session.disconnect(proto.loop.time())
+            proto._after_input()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proto.closed), timeout)
+        if proto.transport is not None:
+            proto.transport.close()
+        if self.tun is not None:
+            self.tun.close()
+            self.tun = None
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _parse_args(argv: list[str]) -> ClientOptions:
+    p = argparse.ArgumentParser(prog="sstpd connect", description="Connect to an SSTP server.")
+    p.add_argument("server", help="HOST or HOST:PORT")
+    p.add_argument("--user", required=True)
+    p.add_argument("--password", help="(visible in ps; prefer --password-file or $SSTPD_PASSWORD)")
+    p.add_argument("--password-file")
+    p.add_argument("--auth", default="mschapv2,pap", help="comma-separated: mschapv2,pap")
+    p.add_argument("--ca-file", help="CA certificate to verify the server with")
+    p.add_argument("--insecure", action="store_true", help="do not verify the certificate")
+    p.add_argument("--server-name", help="TLS server name / HTTP Host (default: HOST)")
+    p.add_argument("--plain", action="store_true", help="plain HTTP (no TLS); needs --cert-hash")
+    p.add_argument("--cert-hash", help="SHA-256 certificate hash for crypto binding (hex)")
+    p.add_argument("--tun", default="sstpc0", help="TUN device name (default sstpc0)")
+    p.add_argument("--route", action="append", default=[], help="route NET into the tunnel")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("-v", "--verbose", action="store_true")
+    a = p.parse_args(argv)
+    host, _, port = a.server.rpartition(":") if ":" in a.server else (a.server, "", "443")
+    password = a.password
+    if a.password_file:
+        with open(a.password_file) as f:
+            password = f.readline().rstrip("\n")
+    if password is None:
+        password = os.environ.get("SSTPD_PASSWORD")
+    if password is None:
+        p.error("no password: use --password-file, $SSTPD_PASSWORD or --password")
+    override = None
+    if a.cert_hash:
+        override = {HashProtocol.SHA256: bytes.fromhex(a.cert_hash.replace(":", ""))}
+    elif a.plain:
+        p.error("--plain needs --cert-hash")
+    logging.basicConfig(
+        level=logging.DEBUG if a.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    return ClientOptions(
+        host=host,
+        port=int(port),
+        user=a.user,
+        password=password,
+        auth_methods=tuple(x.strip() for x in a.auth.split(",") if x.strip()),
+        tls=not a.plain,
+        ca_file=a.ca_file,
+        insecure=a.insecure,
+        server_name=a.server_name,
+        tun=a.tun,
+        routes=[IPv4Network(r) for r in a.route],
+        timeout=a.timeout,
+        cert_hashes_override=override,
+    )
+
+
+async def _run(opts: ClientOptions) -> int:
+    try:
+        tunnel = await Tunnel.open(opts)
+    except ConnectError as exc:
+        print(f"sstpd connect: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        print(f"sstpd connect: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    info = {
+        "local": str(tunnel.local_address),
+        "peer": str(tunnel.peer_address),
+        "dns": [str(d) for d in tunnel.dns],
+        "tun": opts.tun,
+        "hash": tunnel.hash_protocol.name if tunnel.hash_protocol else None,
+    }
+    print(json.dumps(info), flush=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    closed = asyncio.ensure_future(tunnel.wait_closed())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({closed, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if closed.done():
+        print(f"sstpd connect: closed by server: {closed.result()}", file=sys.stderr)
+        stopper.cancel()
+        return 1
+    closed.cancel()
+    await tunnel.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = _parse_args(sys.argv[1:] if argv is None else argv)
+    return asyncio.run(_run(opts))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

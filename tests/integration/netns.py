@@ -1,0 +1,241 @@
+"""Network namespaces and a running daemon for the integration tests.
+
+Topology (all on this machine; nothing leaves it)::
+
+    netns <prefix>-cli  veth 10.231.100.2/24  <-->  netns <prefix>-srv  veth 10.231.100.1/24
+                                                      sstpd on 10.231.100.1:443, TUN sstp0
+                                                      10.77.0.1, pool 10.77.0.0/24
+
+The daemon is the real ``python3 -m sstpd serve`` in the server namespace with its own
+config, certificate and users file in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_IP = "10.231.100.1"
+CLIENT_IP = "10.231.100.2"
+TUNNEL_IP = "10.77.0.1"
+POOL = "10.77.0.0/24"
+DNS = ["10.77.0.53", "10.77.0.54"]
+
+USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}
+
+
+def sh(*cmd: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+@dataclass
+class Netns:
+    prefix: str
+    srv: str = ""
+    cli: str = ""
+
+    def __post_init__(self) -> None:
+        self.srv, self.cli = f"{self.prefix}-srv", f"{self.prefix}-cli"
+
+    def up(self) -> None:
+        self.down()
+        for ns in (self.srv, self.cli):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh(
+            "ip",
+            "link",
+            "add",
+            "sti-s",
+            "netns",
+            self.srv,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "sti-c",
+            "netns",
+            self.cli,
+        )
+        sh("ip", "-n", self.srv, "addr", "add", f"{SERVER_IP}/24", "dev", "sti-s")
+        sh("ip", "-n", self.cli, "addr", "add", f"{CLIENT_IP}/24", "dev", "sti-c")
+        sh("ip", "-n", self.srv, "link", "set", "sti-s", "up")
+        sh("ip", "-n", self.cli, "link", "set", "sti-c", "up")
+
+    def down(self) -> None:
+        for ns in (self.srv, self.cli):
+            pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            sh("ip", "netns", "del", ns, check=False)
+
+    def run(
+        self, ns: str, *cmd: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", ns, *cmd, check=check, timeout=timeout, cwd=str(ROOT))
+
+    def popen(self, ns: str, *cmd: str, **kw: object) -> subprocess.Popen[str]:
+        return subprocess.Popen(["ip", "netns", "exec", ns, *cmd], text=True, cwd=str(ROOT), **kw)  # type: ignore[call-overload, no-any-return]
+
+    def client_tool(self, scenario: str, *args: str, timeout: float = 120) -> dict[str, object]:
+        r = self.run(
+            self.cli,
+            sys.executable,
+            "-m",
+            "tests.integration.client_tool",
+            scenario,
+            *args,
+            check=False,
+            timeout=timeout,
+        )
+        if r.returncode != 0:
+            raise AssertionError(
+                f"client_tool {scenario} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+            )
+        return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@dataclass
+class Daemon:
+    net: Netns
+    workdir: Path
+    extra_config: str = ""
+    proc: subprocess.Popen[str] | None = None
+    config: Path = field(init=False)
+    cert: Path = field(init=False)
+    log: Path = field(init=False)
+    notify_messages: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.config = self.workdir / "sstpd.toml"
+        self.cert = self.workdir / "tls" / "server.crt"
+        self.log = self.workdir / "sstpd.log"
+
+    def prepare(self) -> None:
+        w = self.workdir
+        (w / "tls").mkdir(parents=True, exist_ok=True)
+        py = sys.executable
+        sh(
+            py,
+            "-m",
+            "sstpd",
+            "cert",
+            "--cert",
+            str(self.cert),
+            "--key",
+            str(w / "tls" / "server.key"),
+            "--cn",
+            SERVER_IP,
+            "--san",
+            SERVER_IP,
+            "--force",
+            cwd=str(ROOT),
+        )
+        for user, pw in USERS.items():
+            sh(
+                py,
+                "-m",
+                "sstpd",
+                "user",
+                "add",
+                user,
+                "--password-stdin",
+                "--users-file",
+                str(w / "users"),
+                input=pw + "\n",
+                cwd=str(ROOT),
+            )
+        self.config.write_text(f"""
+[server]
+listen = ["{SERVER_IP}"]
+port = 443
+certificate = "tls/server.crt"
+key = "tls/server.key"
+state_directory = "{w}"
+handshake_timeout = 20.0
+control_socket = "{w}/control.sock"
+{self.extra_config}
+
+[tunnel]
+interface = "sstp0"
+address = "{TUNNEL_IP}"
+pool = "{POOL}"
+dns = {json.dumps(DNS)}
+
+[auth]
+users_file = "users"
+
+[log]
+level = "debug"
+""")
+
+    def start(self) -> None:
+        notify = self.workdir / "notify.sock"
+        if notify.exists():
+            notify.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(notify))
+        sock.settimeout(30)
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify), PYTHONPATH=str(ROOT))
+        self.logf = open(self.log, "a")  # noqa: SIM115
+        self.proc = self.net.popen(
+            self.net.srv,
+            sys.executable,
+            "-m",
+            "sstpd",
+            "serve",
+            "--config",
+            str(self.config),
+            stdout=self.logf,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            while True:
+                msg = sock.recv(4096).decode()
+                self.notify_messages.append(msg)
+                if "READY=1" in msg:
+                    break
+        except TimeoutError:
+            self.stop()
+            raise AssertionError("daemon did not become ready:\n" + self.log.read_text()) from None
+        finally:
+            sock.close()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        self.logf.close()
+        return rc
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+    def wait_log(self, needle: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_text()
+            if needle in text:
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"{needle!r} not in daemon log:\n{self.log_text()[-4000:]}")
+
+    def client_args(self) -> list[str]:
+        return ["--host", SERVER_IP, "--ca-file", str(self.cert)]

@@ -232,6 +232,9 @@ class _SessionMixin:
         for a failed binding); that reason wins over ``reason``."""
         if self._st.closed:
             return
+        if self._ppp.phase is ppp.Phase.TERMINATE and not self._st.close_reason:
+            # PPP was terminated (LCP Terminate) and the peer closed the transport right after
+            self._st.close_reason = "PPP terminated"
         self._conn.connection_lost()
         self._pump(now)
         self._ppp.lower_down(now)

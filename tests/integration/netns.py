@@ -37,6 +37,20 @@ def sh(*cmd: str, check: bool = True, **kw: object) -> subprocess.CompletedProce
     return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)  # type: ignore[call-overload, no-any-return]
 
 
+def _in(ns: str) -> list[str]:
+    return ["ip", "netns", "exec", ns] if ns else []
+
+
+@dataclass
+class RootNamespace:
+    """The daemon in the host's own namespace (the real-client guest reaches it there)."""
+
+    srv: str = ""
+
+    def popen(self, ns: str, *cmd: str, **kw: object) -> subprocess.Popen[str]:
+        return subprocess.Popen([*_in(ns), *cmd], text=True, cwd=str(ROOT), **kw)  # type: ignore[call-overload, no-any-return]
+
+
 @dataclass
 class Netns:
     prefix: str
@@ -82,10 +96,11 @@ class Netns:
     def run(
         self, ns: str, *cmd: str, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        return sh("ip", "netns", "exec", ns, *cmd, check=check, timeout=timeout, cwd=str(ROOT))
+        """Run ``cmd`` in namespace ``ns`` ("" = the root namespace)."""
+        return sh(*_in(ns), *cmd, check=check, timeout=timeout, cwd=str(ROOT))
 
     def popen(self, ns: str, *cmd: str, **kw: object) -> subprocess.Popen[str]:
-        return subprocess.Popen(["ip", "netns", "exec", ns, *cmd], text=True, cwd=str(ROOT), **kw)  # type: ignore[call-overload, no-any-return]
+        return subprocess.Popen([*_in(ns), *cmd], text=True, cwd=str(ROOT), **kw)  # type: ignore[call-overload, no-any-return]
 
     def client_tool(self, scenario: str, *args: str, timeout: float = 120) -> dict[str, object]:
         r = self.run(
@@ -107,9 +122,14 @@ class Netns:
 
 @dataclass
 class Daemon:
-    net: Netns
+    net: Netns | RootNamespace
     workdir: Path
     extra_config: str = ""
+    listen: str = SERVER_IP
+    tunnel_ip: str = TUNNEL_IP
+    pool: str = POOL
+    dns: list[str] = field(default_factory=lambda: list(DNS))
+    interface: str = "sstp0"
     proc: subprocess.Popen[str] | None = None
     config: Path = field(init=False)
     cert: Path = field(init=False)
@@ -135,9 +155,9 @@ class Daemon:
             "--key",
             str(w / "tls" / "server.key"),
             "--cn",
-            SERVER_IP,
+            self.listen,
             "--san",
-            SERVER_IP,
+            self.listen,
             "--force",
             cwd=str(ROOT),
         )
@@ -157,7 +177,7 @@ class Daemon:
             )
         self.config.write_text(f"""
 [server]
-listen = ["{SERVER_IP}"]
+listen = ["{self.listen}"]
 port = 443
 certificate = "tls/server.crt"
 key = "tls/server.key"
@@ -167,10 +187,10 @@ control_socket = "{w}/control.sock"
 {self.extra_config}
 
 [tunnel]
-interface = "sstp0"
-address = "{TUNNEL_IP}"
-pool = "{POOL}"
-dns = {json.dumps(DNS)}
+interface = "{self.interface}"
+address = "{self.tunnel_ip}"
+pool = "{self.pool}"
+dns = {json.dumps(self.dns)}
 
 [auth]
 users_file = "users"

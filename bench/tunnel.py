@@ -1,0 +1,138 @@
+"""Tunnel throughput benchmark: prints figures, asserts nothing. Run as root:
+
+    python3 bench/tunnel.py [--seconds 10] [--parallel 1]
+
+Sets up two network namespaces (tests/integration/netns.py), starts the daemon in one and
+``sstpd connect`` with a TUN device in the other, then runs iperf3 through the tunnel in
+both directions. Reports, per direction: Mbit/s (iperf3 receiver), packets/s through the
+server's TUN device, and the CPU the daemon process and the client process used, as
+CPU-seconds per GB carried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.netns import POOL, SERVER_IP, TUNNEL_IP, Daemon, Netns  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tun_packets(net: Netns) -> tuple[int, int]:
+    out = net.run(net.srv, "ip", "-s", "-j", "link", "show", "sstp0").stdout
+    st = json.loads(out)[0]["stats64"]
+    return st["rx"]["packets"], st["tx"]["packets"]
+
+
+def child_pid(proc: subprocess.Popen[str]) -> int:
+    """``ip netns exec`` execs the command, so the Popen pid is the process itself."""
+    return proc.pid
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--parallel", type=int, default=1)
+    a = ap.parse_args()
+    net = Netns("sstpdb")
+    net.up()
+    work = Path(tempfile.mkdtemp(prefix="sstpd-bench-"))
+    d = Daemon(net, work)
+    d.extra_config = ""
+    d.prepare()
+    (work / "pw").write_text("alice-secret\n")
+    d.start()
+    assert d.proc is not None
+    client = net.popen(
+        net.cli,
+        sys.executable,
+        "-m",
+        "sstpd",
+        "connect",
+        f"{SERVER_IP}:443",
+        "--user",
+        "alice",
+        "--password-file",
+        str(work / "pw"),
+        "--ca-file",
+        str(d.cert),
+        "--tun",
+        "sstpc0",
+        "--route",
+        POOL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert client.stdout is not None
+        info = client.stdout.readline()
+        print(f"tunnel up: {info.strip()}")
+        iperf = net.popen(
+            net.srv,
+            "iperf3",
+            "-s",
+            "-B",
+            TUNNEL_IP,
+            "-p",
+            "5201",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+        print(
+            f"{'direction':<10}{'Mbit/s':>10}{'pkts/s':>12}{'server CPU%':>13}"
+            f"{'server s/GB':>13}{'client s/GB':>13}"
+        )
+        for direction in ("upload", "download"):
+            s0, c0, p0 = cpu_seconds(d.proc.pid), cpu_seconds(client.pid), tun_packets(net)
+            t0 = time.monotonic()
+            cmd = [
+                "iperf3",
+                "-c",
+                TUNNEL_IP,
+                "-p",
+                "5201",
+                "-t",
+                str(a.seconds),
+                "-J",
+                "-P",
+                str(a.parallel),
+            ]
+            if direction == "download":
+                cmd.append("-R")
+            r = net.run(net.cli, *cmd, timeout=a.seconds + 60)
+            wall = time.monotonic() - t0
+            s1, c1, p1 = cpu_seconds(d.proc.pid), cpu_seconds(client.pid), tun_packets(net)
+            res = json.loads(r.stdout)["end"]["sum_received"]
+            gbytes = res["bytes"] / 1e9
+            mbps = res["bits_per_second"] / 1e6
+            pkts = (p1[0] - p0[0]) if direction == "upload" else (p1[1] - p0[1])
+            print(
+                f"{direction:<10}{mbps:>10.0f}{pkts / wall:>12.0f}{(s1 - s0) / wall * 100:>12.0f}%"
+                f"{(s1 - s0) / gbytes:>13.2f}{(c1 - c0) / gbytes:>13.2f}"
+            )
+        iperf.terminate()
+    finally:
+        client.send_signal(signal.SIGTERM)
+        client.wait(15)
+        d.stop()
+        net.down()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -38,9 +38,37 @@ def tun_packets(net: Netns) -> tuple[int, int]:
     return st["rx"]["packets"], st["tx"]["packets"]
 
 
-def child_pid(proc: subprocess.Popen[str]) -> int:
-    """``ip netns exec`` execs the command, so the Popen pid is the process itself."""
-    return proc.pid
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_with_sessions(net: Netns, d: Daemon, sessions: int) -> float:
+    """Peak RSS of the daemon while ``sessions`` clients (one process) are connected."""
+    assert d.proc is not None
+    tool = net.popen(
+        net.cli,
+        sys.executable,
+        "-m",
+        "tests.integration.client_tool",
+        "many",
+        *d.client_args(),
+        "--sessions",
+        str(sessions),
+        "--hold",
+        "3",
+        stdout=subprocess.PIPE,
+    )
+    peak = 0.0
+    while tool.poll() is None:
+        peak = max(peak, rss_mib(d.proc.pid))
+        time.sleep(0.2)
+    out = tool.stdout.read() if tool.stdout else ""
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["opened"] == sessions, res
+    return peak
 
 
 def main() -> int:
@@ -126,6 +154,11 @@ def main() -> int:
                 f"{(s1 - s0) / gbytes:>13.2f}{(c1 - c0) / gbytes:>13.2f}"
             )
         iperf.terminate()
+        idle = rss_mib(d.proc.pid)
+        print(f"daemon RSS: {idle:.1f} MiB with 1 session", end="")
+        for n in (50, 200):
+            print(f", {memory_with_sessions(net, d, n):.1f} MiB with {n + 1}", end="", flush=True)
+        print()
     finally:
         client.send_signal(signal.SIGTERM)
         client.wait(15)

@@ -171,6 +171,7 @@ async def scenario_many(a: argparse.Namespace) -> dict[str, object]:
     errors = [repr(r) for r in results if not isinstance(r, Tunnel)]
     t_open = time.monotonic() - t0
     replies = await asyncio.gather(*(ping_once(t, 100 + i, 1, 10.0) for i, t in enumerate(tunnels)))
+    await asyncio.sleep(a.hold)  # lets a benchmark look at the daemon with them all open
     await asyncio.gather(*(t.close() for t in tunnels))
     return {
         "opened": len(tunnels),
@@ -214,6 +215,7 @@ def main() -> int:
     p.add_argument("--forged", default="10.77.0.250")
     p.add_argument("--udp-port", type=int, default=5002)
     p.add_argument("--sessions", type=int, default=50)
+    p.add_argument("--hold", type=float, default=0.0, help="many: seconds to keep them open")
     a = p.parse_args()
     res = asyncio.run(SCENARIOS[a.scenario](a))
     print(json.dumps(res), flush=True)

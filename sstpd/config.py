@@ -109,6 +109,8 @@ class ServerConfig:
     and ``hash_protocols`` defaults to the protocols whose hash is given.
     ``ciphers`` is the effective OpenSSL cipher string (``DEFAULT_CIPHERS`` when the file
     leaves it empty). ``chain`` is None when no intermediate chain file is configured.
+    ``control_socket`` is the unix socket of ``sstpctl`` and the status app (mode 0660);
+    ``control_group`` the group it is given ("" = the daemon's own group).
     """
 
     listen: tuple[IPv4Address | IPv6Address, ...] = _DEFAULT_LISTEN
@@ -127,6 +129,7 @@ class ServerConfig:
     hello_interval: float = 60.0
     state_directory: str = DEFAULT_STATE_DIRECTORY
     control_socket: str = "/run/sstpd/control.sock"
+    control_group: str = ""
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "hello_interval",
         "state_directory",
         "control_socket",
+        "control_group",
     ),
     "tunnel": ("interface", "address", "pool", "dns", "nbns", "mtu"),
     "auth": ("methods", "users_file", "retries"),
@@ -577,6 +581,7 @@ def _server(s: _Section) -> ServerConfig:
         hello_interval=s.number("hello_interval", d.hello_interval, TIMEOUT_MAX),
         state_directory=s.path("state_directory", d.state_directory),
         control_socket=s.path("control_socket", d.control_socket),
+        control_group=s.string("control_group", d.control_group),
     )
 
 

@@ -18,8 +18,8 @@ from sstpd.proto.session import ClientSession, Event, ServerSession
 
 log = logging.getLogger("sstpd.session")
 
-BUFFER_SIZE = 256 * 1024
-MIN_FREE = 64 * 1024  # compact the buffer when less than this is free at its end
+BUFFER_SIZE = 64 * 1024
+MIN_FREE = 16 * 1024  # compact the buffer when less than this is free at its end
 
 
 class SstpStreamProtocol(asyncio.BufferedProtocol):

@@ -4,31 +4,44 @@ One process, one event loop. Each TCP connection gets a ``ServerProtocol`` with 
 sans-I/O ``ServerSession``. The TUN reader drains up to ``TUN_BATCH`` packets per wake-up,
 groups them by destination session and writes each session's share with one
 ``transport.write`` (one TLS record per batch instead of one per packet).
+
+Operations (``sstpd.control``): the control socket answers ``sessions``, ``stats``,
+``health``, ``kick``, ``reload`` (also SIGHUP), ``drain`` and ``undrain``. A reload
+validates everything (configuration file, users file, certificate and key) before it
+changes anything; new sessions get the new settings, existing ones keep theirs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import ssl
 import struct
 import tempfile
+import time
 from ipaddress import IPv4Address
 from typing import Any
 
-from sstpd import certs, users
+from sstpd import __version__, certs, users
+from sstpd.aio.control import ControlServer
+from sstpd.aio.control import error as control_error
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.protocol import SstpStreamProtocol
+from sstpd.aio.reload import live_config
+from sstpd.aio.stats import Stats, classify_close
 from sstpd.aio.tun import TunDevice
-from sstpd.config import DEFAULT_CIPHERS, Config
+from sstpd.config import DEFAULT_CIPHERS, Config, load_config
+from sstpd.errors import SstpdError
 from sstpd.proto.pool import AddressPool
 from sstpd.proto.ppp.link import PppServerConfig
 from sstpd.proto.session import (
     Authenticated,
     AuthenticationFailed,
+    Counters,
     Event,
     IpReceived,
     ServerSession,
@@ -53,16 +66,22 @@ def make_ssl_context(config: Config) -> ssl.SSLContext:
     Cipher choice (TLS 1.2): ECDHE with AES-GCM first (what Windows 10/11 negotiate), then
     the RSA-key-exchange AES suites MikroTik RouterOS uses with pfs=no. TLS 1.3 suites are
     OpenSSL's defaults (Windows 11 uses TLS 1.3)."""
-    sc = config.server
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+    configure_tls(ctx, config)
+    return ctx
+
+
+def configure_tls(ctx: ssl.SSLContext, config: Config) -> None:
+    """Minimum version, ciphers and certificate: what a reload changes on the live context
+    (handshakes after this call use the new values, established connections keep theirs)."""
+    sc = config.server
     ctx.minimum_version = (
         ssl.TLSVersion.TLSv1_3 if sc.tls_min_version == "1.3" else ssl.TLSVersion.TLSv1_2
     )
     ctx.set_ciphers(sc.ciphers or DEFAULT_CIPHERS)
-    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     load_certificate(ctx, config)
-    return ctx
 
 
 def load_certificate(ctx: ssl.SSLContext, config: Config) -> None:
@@ -106,64 +125,123 @@ def hash_mask(config: Config, hashes: dict[HashProtocol, bytes]) -> int:
     return mask
 
 
+def ppp_server_config(config: Config) -> PppServerConfig:
+    tc = config.tunnel
+    return PppServerConfig(
+        local_address=tc.address,
+        auth_methods=tuple(config.auth.methods),
+        dns=tuple(tc.dns),
+        nbns=tuple(tc.nbns),
+        mru=tc.mtu,
+        auth_retries=config.auth.retries,
+    )
+
+
+def read_users(path: str) -> dict[str, users.User]:
+    return users.load_users(path) if os.path.exists(path) else {}
+
+
+def _reason(exc: Exception) -> str:
+    """A one-line reason for a failed reload, for the log and the ctl caller."""
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc)
+
+
 class ServerProtocol(SstpStreamProtocol):
+    session: ServerSession
+
     def __init__(self, server: Server) -> None:
         super().__init__(server.loop, server.tun.fd)
         self.server = server
         self.id = server.next_id()
         self.peer = "?"
+        self.peer_host = ""
+        self.peer_port = 0
         self.address: IPv4Address | None = None
-        self.opened_at: float | None = None
-        self.started = server.loop.time()
+        self.started = server.loop.time()  # TCP accept: the handshake latency counts from here
+        self.opened_at: float | None = None  # loop time the tunnel opened
+        self.opened_wall: float | None = None  # the same as Unix time, for `sessions`
+        self.tls_version = ""
+        self.tls_cipher = ""
+        self.cert_hashes: dict[HashProtocol, bytes] = {}
+        self.outcome: str | None = None
+        self.auth_failed = False
+        self.refused = False
+        self.forgotten = False
+        self.accounted = Counters()  # the part of the counters already in Stats.closed
         self._deadline: asyncio.TimerHandle | None = None
-        self.session = server.new_session()
         self.on_event = self._on_event
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tr: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's: no subclass
         self.transport = tr
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if peer:
+            self.peer_host, self.peer_port = str(peer[0]), int(peer[1])
+            host = f"[{peer[0]}]" if ":" in self.peer_host else self.peer_host
+            self.peer = f"{host}:{peer[1]}"
         srv = self.server
-        if len(srv.connections) >= srv.config.server.max_sessions or srv.stopping:
-            log.warning(
-                "[%d] %s refused: %s",
-                self.id,
-                self.peer,
-                "shutting down" if srv.stopping else "max_sessions reached",
-            )
-            srv.stats["refused"] += 1
+        why = srv.refusal()
+        if why:
+            log.warning("[%d] %s refused: %s", self.id, self.peer, why)
+            self.refused = True
+            srv.stats.outcome("refused")
             tr.abort()
             return
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.tls_version = sslobj.version() or ""
+            cipher = sslobj.cipher()
+            self.tls_cipher = cipher[0] if cipher else ""
+        # created now, after the TLS handshake: a reload in between takes effect for it
+        self.cert_hashes = srv.cert_hashes
+        self.session = srv.new_session()
         srv.connections.add(self)
         log.debug("[%d] connection from %s", self.id, self.peer)
         self._deadline = self.loop.call_later(
             srv.config.server.handshake_timeout, self._handshake_expired
         )
 
+    def _set_outcome(self, outcome: str) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+            self.server.stats.outcome(outcome)
+
     def _handshake_expired(self) -> None:
         self._deadline = None
         if not self.session.is_open and not self.session.closed:
             log.info("[%d] %s handshake not finished in time, aborting", self.id, self.peer)
-            self.server.stats["handshake_timeout"] += 1
+            self._set_outcome("timeout")
             if self.transport is not None:
                 self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.refused:
+            self.transport = None
+            return
         super().connection_lost(exc)
         if self._deadline is not None:
             self._deadline.cancel()
         self.server.forget(self)
+
+    def disconnect(self, reason: str) -> None:
+        """Graceful teardown (LCP Terminate, Call Disconnect) initiated by the server."""
+        self.session.disconnect(self.loop.time(), reason)
+        self._after_input()
 
     def _on_event(self, ev: Event) -> None:
         srv = self.server
         if isinstance(ev, SessionOpened):
             self.address = ev.peer
             self.opened_at = self.loop.time()
+            self.opened_wall = time.time()
             srv.by_ip[ev.peer.packed] = self
-            srv.stats["sessions_opened"] += 1
+            self._set_outcome("opened")
+            srv.stats.latency.observe(self.opened_at - self.started)
             hp = ev.hash_protocol.name if ev.hash_protocol is not None else "none"
-            assert isinstance(self.session, ServerSession)
             log.info(
                 "[%d] %s user %r (%s) connected: address %s, crypto binding verified (%s)",
                 self.id,
@@ -178,7 +256,8 @@ class ServerProtocol(SstpStreamProtocol):
                 "[%d] %s user %r authenticated (%s)", self.id, self.peer, ev.username, ev.method
             )
         elif isinstance(ev, AuthenticationFailed):
-            srv.stats["auth_failures"] += 1
+            srv.stats.auth_failures += 1
+            self.auth_failed = True
             log.warning(
                 "[%d] %s user %r authentication failed (%s, E=%d: %s)",
                 self.id,
@@ -191,6 +270,8 @@ class ServerProtocol(SstpStreamProtocol):
         elif isinstance(ev, IpReceived):
             srv.write_tun(ev.packet)
         elif isinstance(ev, SessionClosed):
+            if self.opened_at is None:
+                self._set_outcome(classify_close(ev.reason, self.auth_failed))
             c = self.session.counters
             log.info(
                 "[%d] %s closed: %s (rx %d pkts/%d B, tx %d pkts/%d B, spoofed %d)",
@@ -205,12 +286,44 @@ class ServerProtocol(SstpStreamProtocol):
             )
             srv.forget(self)
 
+    def describe(self, now: float) -> dict[str, Any]:
+        """This session as one entry of the ``sessions`` answer (``control.SESSION_FIELDS``)."""
+        s = self.session
+        c = s.counters
+        hp = s.hash_protocol
+        return {
+            "id": self.id,
+            "user": s.username,
+            "peer": self.peer,
+            "peer_host": self.peer_host,
+            "peer_port": self.peer_port,
+            "address": str(self.address) if self.address else "",
+            "connected_since": round(self.opened_wall or 0.0, 3),
+            "duration": round(now - (self.opened_at or now), 3),
+            "rx_bytes": c.rx_bytes,
+            "rx_packets": c.rx_packets,
+            "tx_bytes": c.tx_bytes,
+            "tx_packets": c.tx_packets,
+            "dropped": c.dropped_spoofed + c.dropped_overflow,
+            "auth_method": s.auth_method,
+            "tls_version": self.tls_version,
+            "tls_cipher": self.tls_cipher,
+            "binding_hash": hp.name if hp is not None else "",
+            "cert_hash": self.cert_hashes[hp].hex() if hp in self.cert_hashes else "",
+        }
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None and not self.session.closed
+
 
 class Server:
     def __init__(self, config: Config, config_path: str | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.loop = asyncio.get_running_loop()
+        self.started_at = self.loop.time()
+        self.started_wall = time.time()
         tc = config.tunnel
         self.tun = TunDevice(tc.interface)
         self.tun.configure(address=tc.address, mtu=tc.mtu, routes=[tc.pool])
@@ -220,14 +333,7 @@ class Server:
         self.cert_hashes = binding_hashes(config)
         self.hash_mask = hash_mask(config, self.cert_hashes)
         self.ssl = make_ssl_context(config) if config.server.tls else None
-        self.ppp_config = PppServerConfig(
-            local_address=tc.address,
-            auth_methods=tuple(config.auth.methods),
-            dns=tuple(tc.dns),
-            nbns=tuple(tc.nbns),
-            mru=tc.mtu,
-            auth_retries=config.auth.retries,
-        )
+        self.ppp_config = ppp_server_config(config)
         self.timeouts = Timeouts(
             http=config.server.handshake_timeout, hello=config.server.hello_interval
         )
@@ -235,15 +341,12 @@ class Server:
         self.by_ip: dict[bytes, ServerProtocol] = {}
         self.listeners: list[asyncio.Server] = []
         self.stopping = False
+        self.draining = False
         self._ids = 0
-        self.stats: dict[str, int] = {
-            "sessions_opened": 0,
-            "auth_failures": 0,
-            "refused": 0,
-            "handshake_timeout": 0,
-            "tun_no_route": 0,
-            "tun_overflow": 0,
-        }
+        self.stats = Stats()
+        self.control = ControlServer(
+            config.server.control_socket, self.handle_control, config.server.control_group
+        )
         self._stopped = asyncio.Event()
 
     # ------------------------------------------------------------ sessions
@@ -252,8 +355,7 @@ class Server:
         return self._ids
 
     def load_users(self) -> None:
-        path = str(self.config.auth.users_file)
-        self.users = users.load_users(path) if os.path.exists(path) else {}
+        self.users = read_users(str(self.config.auth.users_file))
         self.pool.set_reserved(u.address for u in self.users.values() if u.address)
 
     def lookup(self, name: str) -> bytes | None:
@@ -276,11 +378,27 @@ class Server:
             timeouts=self.timeouts,
         )
 
+    def refusal(self) -> str:
+        """Why a new connection is turned away right after the TLS handshake ("" = it isn't)."""
+        if self.stopping:
+            return "shutting down"
+        if self.draining:
+            return "draining"
+        if len(self.connections) >= self.config.server.max_sessions:
+            return "max_sessions reached"
+        return ""
+
     def forget(self, proto: ServerProtocol) -> None:
+        # called at SessionClosed and again at connection_lost: the second call only adds
+        # the traffic counted in between
+        c = proto.session.counters
+        self.stats.add_closed(c, proto.accounted)
+        proto.accounted = dataclasses.replace(c)
+        if proto.forgotten:
+            return
+        proto.forgotten = True
         self.connections.discard(proto)
-        session = proto.session
-        assert isinstance(session, ServerSession)
-        addr = session.peer_address
+        addr = proto.session.peer_address
         if addr is not None:
             if self.by_ip.get(addr.packed) is proto:
                 del self.by_ip[addr.packed]
@@ -293,7 +411,7 @@ class Server:
         try:
             os.write(self.tun.fd, packet)
         except OSError:
-            self.stats["tun_no_route"] += 1
+            self.stats.tun_no_route += 1
 
     def _tun_readable(self) -> None:
         fd = self.tun.fd
@@ -309,7 +427,7 @@ class Server:
                 break
             proto = by_ip.get(pkt[16:20]) if pkt[0] >> 4 == 4 else None
             if proto is None:
-                self.stats["tun_no_route"] += 1
+                self.stats.tun_no_route += 1
                 continue
             lst = pending.get(proto)
             if lst is None:
@@ -329,6 +447,153 @@ class Server:
             c.tx_packets += n
             c.tx_bytes += len(data) - 8 * n
 
+    # ------------------------------------------------------------ control
+    def handle_control(self, req: dict[str, Any]) -> dict[str, Any]:
+        """One control request (already checked to be a known command) -> its answer."""
+        cmd = req["cmd"]
+        if cmd == "health":
+            return {"ok": True, **self.health()}
+        if cmd == "sessions":
+            now = self.loop.time()
+            rows = [p.describe(now) for p in self.connections if p.is_open]
+            return {"ok": True, "sessions": sorted(rows, key=lambda r: int(r["id"]))}
+        if cmd == "stats":
+            return {"ok": True, **self.snapshot()}
+        if cmd == "kick":
+            return self.kick(req.get("id"), req.get("user"))
+        if cmd == "reload":
+            return self.reload()
+        if cmd in ("drain", "undrain"):
+            return self.set_draining(cmd == "drain")
+        return control_error(f"unknown command {cmd!r}")
+
+    def health(self) -> dict[str, Any]:
+        why = self.refusal()
+        status = {"": "ok", "max_sessions reached": "full"}.get(why, why.split()[0])
+        return {"status": status, "accepting": not why, "draining": self.draining}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``stats`` answer: counters since start, closed sessions included."""
+        st = self.stats
+        live = [p.session.counters for p in self.connections]
+
+        def total(name: str) -> int:
+            return int(getattr(st.closed, name)) + sum(getattr(c, name) for c in live)
+
+        sessions = sum(1 for p in self.connections if p.is_open)
+        return {
+            "version": __version__,
+            **self.health(),
+            "started_at": round(self.started_wall, 3),
+            "uptime": round(self.loop.time() - self.started_at, 3),
+            "sessions": sessions,
+            "handshakes_in_progress": len(self.connections) - sessions,
+            "max_sessions": self.config.server.max_sessions,
+            "handshakes": dict(st.handshakes),
+            "auth_failures": st.auth_failures,
+            "crypto_binding_failures": st.crypto_binding_failures,
+            "rx_bytes": total("rx_bytes"),
+            "rx_packets": total("rx_packets"),
+            "tx_bytes": total("tx_bytes"),
+            "tx_packets": total("tx_packets"),
+            "dropped_spoofed": total("dropped_spoofed"),
+            "dropped_overflow": total("dropped_overflow"),
+            "tun_no_route": st.tun_no_route,
+            "handshake_latency": st.latency.snapshot(),
+            "pool_size": self.pool.size,
+            "pool_in_use": self.pool.in_use,
+            "reloads": st.reloads,
+            "reload_failures": st.reload_failures,
+        }
+
+    def kick(self, sid: object, user: object) -> dict[str, Any]:
+        """Graceful Call Disconnect of session ``sid`` or of every session of ``user``."""
+        if (sid is None) == (user is None):
+            return control_error('kick needs either "id" or "user"')
+        if sid is not None and (not isinstance(sid, int) or isinstance(sid, bool)):
+            return control_error('"id" must be an integer')
+        if user is not None and (not isinstance(user, str) or not user):
+            return control_error('"user" must be a non-empty string')
+        targets = [
+            p
+            for p in self.connections
+            if p.is_open and (p.id == sid if sid is not None else p.session.username == user)
+        ]
+        if not targets:
+            what = f"session {sid}" if sid is not None else f"session of user {user!r}"
+            return control_error(f"no open {what}")
+        for p in sorted(targets, key=lambda p: p.id):
+            log.info("[%d] %s user %r kicked", p.id, p.peer, p.session.username)
+            p.disconnect("disconnected by the administrator")
+        return {"ok": True, "kicked": sorted(p.id for p in targets)}
+
+    def set_draining(self, on: bool) -> dict[str, Any]:
+        if self.stopping:
+            return control_error("shutting down")
+        if on != self.draining:
+            self.draining = on
+            sessions = sum(1 for p in self.connections if p.is_open)
+            if on:
+                log.info("draining: refusing new sessions, %d sessions continue", sessions)
+                sd_notify(f"STATUS=draining, {sessions} sessions")
+            else:
+                log.info("accepting new sessions again")
+                sd_notify("STATUS=accepting sessions")
+        return {"ok": True, **self.health()}
+
+    def reload(self) -> dict[str, Any]:
+        """SIGHUP and ``reload``: re-read the configuration file, the users file, the
+        certificate and key. Everything is checked first; on any problem nothing changes
+        and the reason is returned. New sessions get the new settings; established
+        sessions keep theirs. Settings that need a restart are reported, not applied."""
+        old = self.config
+        try:
+            new = load_config(self.config_path) if self.config_path else old
+            config, changed, needs_restart = live_config(old, new)
+            user_map = read_users(config.auth.users_file)
+            if config.server.tls:
+                certs.verify_key_pair(config.server.certificate, config.server.key)
+                make_ssl_context(config)  # chain and ciphers load: checked on a spare context
+            hashes = binding_hashes(config)
+            if self.ssl is not None:
+                configure_tls(self.ssl, config)
+        except (SstpdError, OSError, ssl.SSLError, ValueError) as exc:
+            self.stats.reload_failures += 1
+            reason = _reason(exc)
+            log.error("reload rejected, keeping the running configuration: %s", reason)
+            if self.ssl is not None:
+                with contextlib.suppress(SstpdError, OSError, ssl.SSLError, ValueError):
+                    configure_tls(self.ssl, old)  # in case the live context took a part
+            return control_error(reason)
+        self.config = config
+        self.users = user_map
+        self.pool.set_reserved(u.address for u in user_map.values() if u.address)
+        self.cert_hashes = hashes
+        self.hash_mask = hash_mask(config, hashes)
+        self.ppp_config = ppp_server_config(config)
+        self.timeouts = Timeouts(
+            http=config.server.handshake_timeout, hello=config.server.hello_interval
+        )
+        logging.getLogger().setLevel(config.log.level.upper())
+        self.stats.reloads += 1
+        sha256 = hashes.get(HashProtocol.SHA256, b"").hex()
+        log.info(
+            "reloaded %s: %d users, certificate sha256 %s, changed: %s",
+            self.config_path or "the built-in configuration",
+            len(user_map),
+            sha256 or "-",
+            ", ".join(changed) or "nothing",
+        )
+        for item in needs_restart:
+            log.warning("reload: %s needs a restart to take effect", item)
+        return {
+            "ok": True,
+            "changed": changed,
+            "needs_restart": needs_restart,
+            "users": len(user_map),
+            "cert_sha256": sha256,
+        }
+
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         sc = self.config.server
@@ -343,6 +608,7 @@ class Server:
                 backlog=1024,
             )
             self.listeners.append(srv)
+        await self.control.start()
         self.loop.add_reader(self.tun.fd, self._tun_readable)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
@@ -361,18 +627,6 @@ class Server:
         )
         sd_notify(f"READY=1\nSTATUS=listening on {where}")
 
-    def reload(self) -> None:
-        """SIGHUP: re-read the users file and the certificate; sessions stay up."""
-        try:
-            self.load_users()
-            if self.ssl is not None:
-                load_certificate(self.ssl, self.config)
-            self.cert_hashes = binding_hashes(self.config)
-            self.hash_mask = hash_mask(self.config, self.cert_hashes)
-            log.info("reloaded: %d users", len(self.users))
-        except Exception as exc:  # keep serving with what we had
-            log.error("reload failed, keeping the running configuration: %s", exc)
-
     def request_stop(self) -> None:
         if self.stopping:
             return
@@ -381,10 +635,8 @@ class Server:
         log.info("stopping: disconnecting %d sessions", len(self.connections))
         for srv in self.listeners:
             srv.close()
-        now = self.loop.time()
         for proto in list(self.connections):
-            proto.session.disconnect(now, "server shutting down")
-            proto._after_input()
+            proto.disconnect("server shutting down")
         if not self.connections:
             self._stopped.set()
 
@@ -397,6 +649,7 @@ class Server:
         for proto in list(self.connections):
             if proto.transport is not None:
                 proto.transport.abort()
+        self.control.close()
         self.loop.remove_reader(self.tun.fd)
         self.tun.close()
         log.info("stopped")

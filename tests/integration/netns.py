@@ -43,7 +43,7 @@ def _in(ns: str) -> list[str]:
 
 @dataclass
 class RootNamespace:
-    """The daemon in the host's own namespace (the real-client guest reaches it there)."""
+    """A namespace by name ("" = the host's own, where the real-client guest reaches it)."""
 
     srv: str = ""
 
@@ -126,6 +126,8 @@ class Daemon:
     workdir: Path
     extra_config: str = ""
     listen: str = SERVER_IP
+    port: int = 443
+    cert_names: list[str] = field(default_factory=list)
     tunnel_ip: str = TUNNEL_IP
     pool: str = POOL
     dns: list[str] = field(default_factory=lambda: list(DNS))
@@ -158,6 +160,7 @@ class Daemon:
             self.listen,
             "--san",
             self.listen,
+            *[arg for name in self.cert_names for arg in ("--san", name)],
             "--force",
             cwd=str(ROOT),
         )
@@ -178,7 +181,7 @@ class Daemon:
         self.config.write_text(f"""
 [server]
 listen = ["{self.listen}"]
-port = 443
+port = {self.port}
 certificate = "tls/server.crt"
 key = "tls/server.key"
 state_directory = "{w}"
@@ -258,4 +261,4 @@ level = "debug"
         raise AssertionError(f"{needle!r} not in daemon log:\n{self.log_text()[-4000:]}")
 
     def client_args(self) -> list[str]:
-        return ["--host", SERVER_IP, "--ca-file", str(self.cert)]
+        return ["--host", self.listen, "--port", str(self.port), "--ca-file", str(self.cert)]

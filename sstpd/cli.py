@@ -1,4 +1,4 @@
-"""The ``sstpd`` command: serve, check-config, user, cert, connect.
+"""The ``sstpd`` command: serve, check-config, user, cert, connect, ctl.
 
 Exit codes: 0 success, 1 a reported failure (bad config, missing user, ...), 2 usage
 errors (argparse). Passwords and NT hashes are never printed, except the hashes by
@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     if args_list[:1] == ["connect"]:
         # Forwarded untouched: argparse would otherwise try to parse the client's options.
         return _connect(args_list[1:])
+    if args_list[:1] == ["ctl"]:
+        from sstpd import ctl
+
+        return ctl.main(args_list[1:], prog="sstpd ctl")
     parser = _parser()
     args = parser.parse_args(args_list)
     if args.command is None:
@@ -118,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("connect", help="connect to an SSTP server (the test client)")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(handler=lambda a: _connect(a.args))
+
+    p = sub.add_parser("ctl", help="control the running daemon (same as sstpctl)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 

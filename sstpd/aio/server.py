@@ -469,7 +469,7 @@ class Server:
 
     def health(self) -> dict[str, Any]:
         why = self.refusal()
-        status = {"": "ok", "max_sessions reached": "full"}.get(why, why.split()[0])
+        status = {"": "ok", "draining": "draining", "shutting down": "stopping"}.get(why, "full")
         return {"status": status, "accepting": not why, "draining": self.draining}
 
     def snapshot(self) -> dict[str, Any]:
@@ -478,7 +478,7 @@ class Server:
         live = [p.session.counters for p in self.connections]
 
         def total(name: str) -> int:
-            return int(getattr(st.closed, name)) + sum(getattr(c, name) for c in live)
+            return int(getattr(st.closed, name)) + sum(int(getattr(c, name)) for c in live)
 
         sessions = sum(1 for p in self.connections if p.is_open)
         return {
@@ -565,6 +565,10 @@ class Server:
                 with contextlib.suppress(SstpdError, OSError, ssl.SSLError, ValueError):
                     configure_tls(self.ssl, old)  # in case the live context took a part
             return control_error(reason)
+        if hashes != self.cert_hashes:
+            changed.append("certificate")
+        if user_map != self.users:
+            changed.append("users")
         self.config = config
         self.users = user_map
         self.pool.set_reserved(u.address for u in user_map.values() if u.address)

@@ -1,0 +1,225 @@
+"""``sstpctl`` (also ``sstpd ctl``): the daemon's control socket from the command line.
+
+    sstpctl sessions | stats | health | reload | drain | undrain
+    sstpctl kick alice          # every session of user alice
+    sstpctl kick 12             # session 12 (--user 12 for a user named "12")
+
+Tables by default, the daemon's JSON answer with ``--json``. Exit codes: 0 done, 1 the
+daemon refused the command or cannot be reached (and ``health`` when the daemon does not
+accept new sessions), 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sstpd import control
+
+__all__ = ["format_bytes", "format_duration", "main", "sessions_table", "stats_text"]
+
+ENV_SOCKET = "SSTPD_CONTROL_SOCKET"
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "sstpctl") -> int:
+    args = _parser(prog).parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        path = _socket(args)
+        req: dict[str, Any] = {}
+        if args.command == "kick":
+            req = _kick_target(args.target, args.user)
+        answer = control.request(path, args.command, timeout=args.timeout, **req)
+    except control.ControlError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:  # an unreadable --config
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2, sort_keys=True))
+    elif not answer["ok"]:
+        what = "reload rejected" if args.command == "reload" else args.command
+        print(f"{prog}: {what}: {answer.get('error', 'failed')}", file=sys.stderr)
+    else:
+        print(_render(args.command, answer))
+    if not answer["ok"]:
+        return 1
+    if args.command == "health":
+        return 0 if answer.get("accepting") else 1
+    return 0
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Control a running sstpd.")
+    p.add_argument(
+        "--socket",
+        metavar="PATH",
+        help=f"control socket (default: ${ENV_SOCKET}, else server.control_socket of "
+        f"--config or /etc/sstpd/sstpd.toml, else {control.DEFAULT_SOCKET})",
+    )
+    p.add_argument("--config", metavar="FILE", help="take the socket path from this config")
+    p.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("sessions", help="list the open sessions")
+    sub.add_parser("stats", help="counters since start (closed sessions included)")
+    sub.add_parser("health", help="ok / draining / full / stopping (exit 1 unless ok)")
+    k = sub.add_parser("kick", help="disconnect a session (by id) or all sessions of a user")
+    k.add_argument("target", metavar="USER|SESSION_ID")
+    k.add_argument("--user", action="store_true", help="TARGET is a user name even if numeric")
+    sub.add_parser("reload", help="re-read config, certificate, key and users file (= SIGHUP)")
+    sub.add_parser("drain", help="refuse new sessions; existing ones continue")
+    sub.add_parser("undrain", help="accept new sessions again")
+    return p
+
+
+def _socket(args: argparse.Namespace) -> str:
+    if args.socket:
+        return str(args.socket)
+    env = os.environ.get(ENV_SOCKET)
+    if env:
+        return env
+    return control.default_socket_path(args.config)
+
+
+def _kick_target(target: str, as_user: bool) -> dict[str, Any]:
+    if not as_user and target.isdigit():
+        return {"id": int(target)}
+    return {"user": target}
+
+
+# ---------------------------------------------------------------------------------------
+# text output
+
+
+def _render(command: str, answer: dict[str, Any]) -> str:
+    if command == "sessions":
+        return sessions_table(answer["sessions"])
+    if command == "stats":
+        return stats_text(answer)
+    if command == "kick":
+        ids = answer["kicked"]
+        return f"disconnecting session{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
+    if command == "reload":
+        lines = [
+            f"reloaded: {answer['users']} users, certificate sha256 "
+            f"{answer.get('cert_sha256') or '-'}",
+            f"changed: {', '.join(answer['changed']) or 'nothing'}",
+        ]
+        lines += [f"needs restart (not applied): {item}" for item in answer["needs_restart"]]
+        return "\n".join(lines)
+    return _health_text(answer)
+
+
+def _health_text(answer: dict[str, Any]) -> str:
+    words = {
+        "ok": "accepting new sessions",
+        "draining": "draining: refusing new sessions",
+        "full": "full: max_sessions reached",
+        "stopping": "shutting down",
+    }
+    status = str(answer.get("status", "?"))
+    return f"{status} ({words.get(status, status)})"
+
+
+def format_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    text = f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    out = []
+    for row in [header, *rows]:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def sessions_table(sessions: list[dict[str, Any]]) -> str:
+    if not sessions:
+        return "no sessions"
+    header = ["ID", "USER", "PEER", "ADDRESS", "CONNECTED", "UP", "RX PKTS", "RX", "TX PKTS"]
+    header += ["TX", "AUTH", "TLS", "CIPHER", "BINDING"]
+    rows = []
+    for s in sessions:
+        binding = s["binding_hash"]
+        if s.get("cert_hash"):
+            binding += f" {s['cert_hash'][:12]}…"
+        rows.append(
+            [
+                str(s["id"]),
+                s["user"],
+                s["peer"],
+                s["address"],
+                _when(s["connected_since"]),
+                format_duration(s["duration"]),
+                str(s["rx_packets"]),
+                format_bytes(s["rx_bytes"]),
+                str(s["tx_packets"]),
+                format_bytes(s["tx_bytes"]),
+                s["auth_method"],
+                s["tls_version"] or "-",
+                s["tls_cipher"] or "-",
+                binding or "-",
+            ]
+        )
+    return _table(header, rows, right={0, 5, 6, 7, 8, 9})
+
+
+def stats_text(st: dict[str, Any]) -> str:
+    hs = st["handshakes"]
+    lat = st["handshake_latency"]
+    mean = f", mean {lat['sum'] / lat['count']:.3f} s" if lat["count"] else ""
+    lines = [
+        ("status", _health_text(st)),
+        ("uptime", f"{format_duration(st['uptime'])} (since {_when(st['started_at'])})"),
+        (
+            "sessions",
+            f"{st['sessions']} open, {st['handshakes_in_progress']} in handshake "
+            f"(max {st['max_sessions']}; pool {st['pool_in_use']}/{st['pool_size']})",
+        ),
+        ("handshakes", ", ".join(f"{k} {v}" for k, v in hs.items())),
+        ("auth failures", str(st["auth_failures"])),
+        ("binding failures", str(st["crypto_binding_failures"])),
+        ("from clients", f"{st['rx_packets']} packets, {format_bytes(st['rx_bytes'])}"),
+        ("to clients", f"{st['tx_packets']} packets, {format_bytes(st['tx_bytes'])}"),
+        (
+            "dropped",
+            f"spoofed {st['dropped_spoofed']}, queue full {st['dropped_overflow']}, "
+            f"no route {st['tun_no_route']}",
+        ),
+        ("handshake time", f"{lat['count']} handshakes{mean}"),
+        ("reloads", f"{st['reloads']} ({st['reload_failures']} rejected)"),
+    ]
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""The ``stats`` answer of the daemon in the Prometheus text exposition format 0.0.4."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _value(v: float | int | bool) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int):
+        return str(v)
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(float(v))
+
+
+def _label(value: object) -> str:
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _sample(name: str, value: float | int | bool, labels: dict[str, object] | None = None) -> str:
+    if labels:
+        inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+        return f"{name}{{{inner}}} {_value(value)}"
+    return f"{name} {_value(value)}"
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str, samples: Iterable[str]) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        self.lines.extend(samples)
+
+    def gauge(self, name: str, help_text: str, value: float | int | bool) -> None:
+        self.family(name, "gauge", help_text, [_sample(name, value)])
+
+    def counter(self, name: str, help_text: str, value: int) -> None:
+        self.family(name, "counter", help_text, [_sample(name, value)])
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def render_metrics(stats: dict[str, Any] | None) -> str:
+    """All metrics; with ``stats`` None (daemon unreachable) only ``sstpd_up 0``."""
+    w = _Writer()
+    w.gauge("sstpd_up", "1 if the daemon answered on its control socket.", stats is not None)
+    if stats is None:
+        return w.text()
+    w.family(
+        "sstpd_info",
+        "gauge",
+        "Version of the running daemon.",
+        [_sample("sstpd_info", 1, {"version": stats.get("version", "")})],
+    )
+    w.gauge("sstpd_accepting", "1 while new sessions are accepted.", bool(stats["accepting"]))
+    w.gauge("sstpd_draining", "1 while the daemon is draining.", bool(stats["draining"]))
+    w.gauge("sstpd_sessions", "Open sessions (tunnel up).", stats["sessions"])
+    w.gauge(
+        "sstpd_handshakes_in_progress",
+        "Connections still in TLS/SSTP/PPP negotiation.",
+        stats["handshakes_in_progress"],
+    )
+    w.gauge("sstpd_max_sessions", "Configured server.max_sessions.", stats["max_sessions"])
+    w.gauge("sstpd_pool_addresses", "Client addresses in the pool.", stats["pool_size"])
+    w.gauge("sstpd_pool_addresses_in_use", "Client addresses handed out.", stats["pool_in_use"])
+    w.gauge("sstpd_uptime_seconds", "Seconds since the daemon started.", stats["uptime"])
+    w.gauge("sstpd_start_time_seconds", "Unix time the daemon started.", stats["started_at"])
+    w.family(
+        "sstpd_handshakes_total",
+        "counter",
+        "Finished handshakes (connections) by outcome.",
+        [
+            _sample("sstpd_handshakes_total", n, {"outcome": outcome})
+            for outcome, n in stats["handshakes"].items()
+        ],
+    )
+    w.counter(
+        "sstpd_auth_failures_total",
+        "Rejected PAP/MS-CHAPv2 attempts.",
+        stats["auth_failures"],
+    )
+    w.counter(
+        "sstpd_crypto_binding_failures_total",
+        "Call Connected messages whose crypto binding did not verify.",
+        stats["crypto_binding_failures"],
+    )
+    for unit, rx, tx in (
+        ("bytes", stats["rx_bytes"], stats["tx_bytes"]),
+        ("packets", stats["rx_packets"], stats["tx_packets"]),
+    ):
+        name = f"sstpd_{unit}_total"
+        w.family(
+            name,
+            "counter",
+            f"IPv4 {unit} through the tunnels, closed sessions included.",
+            [
+                _sample(name, rx, {"direction": "from_clients"}),
+                _sample(name, tx, {"direction": "to_clients"}),
+            ],
+        )
+    w.family(
+        "sstpd_dropped_packets_total",
+        "counter",
+        "Packets dropped: spoofed source, client output queue full, no session for the "
+        "destination.",
+        [
+            _sample("sstpd_dropped_packets_total", stats["dropped_spoofed"], {"reason": "spoofed"}),
+            _sample(
+                "sstpd_dropped_packets_total", stats["dropped_overflow"], {"reason": "queue_full"}
+            ),
+            _sample("sstpd_dropped_packets_total", stats["tun_no_route"], {"reason": "no_route"}),
+        ],
+    )
+    lat = stats["handshake_latency"]
+    name = "sstpd_handshake_duration_seconds"
+    samples = [
+        _sample(f"{name}_bucket", count, {"le": bound if bound == "+Inf" else _value(bound)})
+        for bound, count in lat["buckets"]
+    ]
+    samples += [_sample(f"{name}_sum", float(lat["sum"])), _sample(f"{name}_count", lat["count"])]
+    w.family(name, "histogram", "Time from TCP accept to the tunnel being open.", samples)
+    w.family(
+        "sstpd_reloads_total",
+        "counter",
+        "Configuration reloads by result.",
+        [
+            _sample("sstpd_reloads_total", stats["reloads"], {"result": "applied"}),
+            _sample("sstpd_reloads_total", stats["reload_failures"], {"result": "rejected"}),
+        ],
+    )
+    return w.text()

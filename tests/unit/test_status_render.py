@@ -1,0 +1,216 @@
+"""sstpd.status: the pure render function, the metrics text and the page, without a daemon."""
+
+from __future__ import annotations
+
+import json
+import wsgiref.util
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sstpd.aio.stats import OUTCOMES, Histogram
+from sstpd.control import DaemonUnreachable
+from sstpd.status import create_app, render
+from sstpd.status.metrics import render_metrics
+
+NOW = 1_764_000_000.0
+
+
+def stats(**over: Any) -> dict[str, Any]:
+    h = Histogram()
+    for v in (0.02, 0.2, 0.3, 7.0):
+        h.observe(v)
+    base: dict[str, Any] = {
+        "ok": True,
+        "version": "0.1.0",
+        "status": "ok",
+        "accepting": True,
+        "draining": False,
+        "started_at": NOW - 3700,
+        "uptime": 3700.0,
+        "sessions": 1,
+        "handshakes_in_progress": 0,
+        "max_sessions": 1000,
+        "handshakes": {k: i for i, k in enumerate(OUTCOMES)} | {"opened": 4},
+        "auth_failures": 2,
+        "crypto_binding_failures": 2,
+        "rx_bytes": 123456,
+        "rx_packets": 100,
+        "tx_bytes": 654321,
+        "tx_packets": 200,
+        "dropped_spoofed": 1,
+        "dropped_overflow": 0,
+        "tun_no_route": 3,
+        "handshake_latency": h.snapshot(),
+        "pool_size": 253,
+        "pool_in_use": 1,
+        "reloads": 1,
+        "reload_failures": 0,
+    }
+    return base | over
+
+
+SESSION = {
+    "id": 7,
+    "user": "alice",
+    "peer": "192.0.2.10:50123",
+    "peer_host": "192.0.2.10",
+    "peer_port": 50123,
+    "address": "10.77.0.2",
+    "connected_since": NOW - 65,
+    "duration": 65.0,
+    "rx_bytes": 2048,
+    "rx_packets": 20,
+    "tx_bytes": 4096,
+    "tx_packets": 21,
+    "dropped": 0,
+    "auth_method": "mschapv2",
+    "tls_version": "TLSv1.3",
+    "tls_cipher": "TLS_AES_256_GCM_SHA384",
+    "binding_hash": "SHA256",
+    "cert_hash": "ab" * 32,
+}
+
+
+def fake(answers: dict[str, dict[str, Any]] | None = None) -> Callable[[str], dict[str, Any]]:
+    data = {
+        "health": {"ok": True, "status": "ok", "accepting": True, "draining": False},
+        "stats": stats(),
+        "sessions": {"ok": True, "sessions": [dict(SESSION)]},
+    } | (answers or {})
+
+    def query(cmd: str) -> dict[str, Any]:
+        copy: dict[str, Any] = json.loads(json.dumps(data[cmd]))  # fresh, like the socket's
+        return copy
+
+    return query
+
+
+def down(cmd: str) -> dict[str, Any]:
+    raise DaemonUnreachable("/run/sstpd/control.sock: no such socket")
+
+
+def req(
+    path: str, method: str = "GET", query: Callable[[str], dict[str, Any]] | None = None
+) -> tuple[str, dict[str, str], bytes]:
+    environ: dict[str, Any] = {"PATH_INFO": path, "REQUEST_METHOD": method}
+    wsgiref.util.setup_testing_defaults(environ)
+    status, headers, body = render(environ, query or fake(), NOW)
+    return status, dict(headers), body
+
+
+def test_healthz() -> None:
+    assert req("/healthz")[0::2] == ("200 OK", b"ok\n")
+    draining = fake({"health": {"ok": True, "status": "draining", "accepting": False}})
+    assert req("/healthz", query=draining)[0::2] == ("503 Service Unavailable", b"draining\n")
+    status, headers, body = req("/healthz", query=down)
+    assert status.startswith("503") and body.startswith(b"down: ")
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_metrics_parse_with_the_prometheus_parser() -> None:
+    status, headers, body = req("/metrics")
+    assert status == "200 OK"
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    fam = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert fam["sstpd_up"].samples[0].value == 1
+    assert fam["sstpd_sessions"].samples[0].value == 1
+    hs = {s.labels["outcome"]: s.value for s in fam["sstpd_handshakes"].samples}
+    assert set(hs) == set(OUTCOMES) and hs["opened"] == 4
+    assert fam["sstpd_auth_failures"].samples[0].value == 2
+    assert fam["sstpd_crypto_binding_failures"].samples[0].value == 2
+    by_dir = {s.labels["direction"]: s.value for s in fam["sstpd_bytes"].samples}
+    assert by_dir == {"from_clients": 123456, "to_clients": 654321}
+    hist = fam["sstpd_handshake_duration_seconds"]
+    assert hist.type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in hist.samples if s.name.endswith("_bucket")}
+    assert buckets["0.025"] == 1 and buckets["0.25"] == 2 and buckets["0.5"] == 3
+    assert buckets["5.0"] == 3 and buckets["10.0"] == 4 and buckets["+Inf"] == 4
+    rest = {s.name: s.value for s in hist.samples if not s.name.endswith("_bucket")}
+    assert rest["sstpd_handshake_duration_seconds_count"] == 4
+    assert rest["sstpd_handshake_duration_seconds_sum"] == pytest.approx(7.52)
+
+
+def test_metrics_when_the_daemon_is_down() -> None:
+    status, _, body = req("/metrics", query=down)
+    assert status == "200 OK"
+    fam = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert list(fam) == ["sstpd_up"] and fam["sstpd_up"].samples[0].value == 0
+
+
+def test_label_values_are_escaped() -> None:
+    text = render_metrics(stats(version='1"\\\n'))
+    assert 'sstpd_info{version="1\\"\\\\\\n"} 1' in text
+    fam = {f.name: f for f in text_string_to_metric_families(text)}
+    assert fam["sstpd_info"].samples[0].labels["version"] == '1"\\\n'
+
+
+def test_api() -> None:
+    status, headers, body = req("/api/sessions")
+    assert status == "200 OK" and headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"sessions": [SESSION]}
+    assert json.loads(req("/api/stats")[2])["rx_bytes"] == 123456
+    status, _, body = req("/api/sessions", query=down)
+    assert status.startswith("503") and "no such socket" in json.loads(body)["error"]
+
+
+def test_page() -> None:
+    status, headers, body = req("/")
+    assert status == "200 OK"
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "script-src" not in headers["Content-Security-Policy"]  # no script at all
+    html = body.decode()
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html
+    assert '<tr data-session="7">' in html and "<b>alice</b>" in html
+    assert "192.0.2.10:50123" in html and "10.77.0.2" in html
+    assert "2.0 KiB" in html and "4.0 KiB" in html and "TLSv1.3" in html
+    assert "1:01:40" in html  # uptime
+    assert "accepting sessions" in html and "Sessions (1)" in html
+
+
+def test_page_escapes_everything() -> None:
+    evil = dict(SESSION, user='<script>alert("x")</script>', tls_cipher="a&b", peer="<i>")
+    query = fake({"sessions": {"ok": True, "sessions": [evil]}})
+    html = req("/", query=query)[2].decode()
+    assert "<script>" not in html and "&lt;script&gt;alert(&quot;x&quot;)" in html
+    assert "a&amp;b" in html and "&lt;i&gt;" in html and "<i>" not in html
+
+
+def test_page_without_sessions_and_when_down() -> None:
+    html = req("/", query=fake({"sessions": {"ok": True, "sessions": []}}))[2].decode()
+    assert "No open sessions." in html
+    status, _, body = req("/", query=down)
+    assert status.startswith("503") and b"daemon unreachable" in body
+
+
+def test_methods_and_unknown_paths() -> None:
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):
+        status, headers, _ = req("/", method)
+        assert status == "405 Method Not Allowed" and headers["Allow"] == "GET, HEAD"
+    status, headers, body = req("/healthz", "HEAD")
+    assert (status, body, headers["Content-Length"]) == ("200 OK", b"", "3")
+    assert req("/nope")[0] == "404 Not Found"
+    assert req("/index.html")[0] == "200 OK"
+
+
+def test_create_app_with_an_unreachable_daemon(tmp_path: Any) -> None:
+    app = create_app(str(tmp_path / "missing.sock"), timeout=1, title="test")
+    environ: dict[str, Any] = {"PATH_INFO": "/healthz"}
+    wsgiref.util.setup_testing_defaults(environ)
+    seen: list[str] = []
+    body = b"".join(app(environ, lambda status, headers: seen.append(status)))
+    assert seen == ["503 Service Unavailable"] and b"no such socket" in body
+
+
+def test_socket_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from sstpd.status.app import socket_path
+
+    monkeypatch.setenv("SSTPD_CONTROL_SOCKET", "/x/y.sock")
+    assert socket_path() == "/x/y.sock"
+    monkeypatch.delenv("SSTPD_CONTROL_SOCKET")
+    cfg = tmp_path / "sstpd.toml"
+    cfg.write_text('[server]\ncontrol_socket = "/run/other/ctl.sock"\n')
+    monkeypatch.setenv("SSTPD_CONFIG", str(cfg))
+    assert socket_path() == "/run/other/ctl.sock"

@@ -111,6 +111,9 @@ class ServerConfig:
     leaves it empty). ``chain`` is None when no intermediate chain file is configured.
     ``control_socket`` is the unix socket of ``sstpctl`` and the status app (mode 0660);
     ``control_group`` the group it is given ("" = the daemon's own group).
+    ``proxy_protocol``: every connection starts with a PROXY v1/v2 header from a load
+    balancer naming the real client. ``web_backend`` ("host:port" or None): where requests
+    that are not the SSTP upgrade go, so the port can be shared with a web site.
     """
 
     listen: tuple[IPv4Address | IPv6Address, ...] = _DEFAULT_LISTEN
@@ -130,6 +133,8 @@ class ServerConfig:
     state_directory: str = DEFAULT_STATE_DIRECTORY
     control_socket: str = "/run/sstpd/control.sock"
     control_group: str = ""
+    proxy_protocol: bool = False
+    web_backend: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,8 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "state_directory",
         "control_socket",
         "control_group",
+        "proxy_protocol",
+        "web_backend",
     ),
     "tunnel": ("interface", "address", "pool", "dns", "nbns", "mtu"),
     "auth": ("methods", "users_file", "retries"),
@@ -582,7 +589,21 @@ def _server(s: _Section) -> ServerConfig:
         state_directory=s.path("state_directory", d.state_directory),
         control_socket=s.path("control_socket", d.control_socket),
         control_group=s.string("control_group", d.control_group),
+        proxy_protocol=s.boolean("proxy_protocol", d.proxy_protocol),
+        web_backend=_host_port(s, "web_backend"),
     )
+
+
+def _host_port(s: _Section, key: str) -> tuple[str, int] | None:
+    """ "host:port" or "[v6]:port" -> (host, port); "" -> None."""
+    text = s.string(key, "")
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise s.error(key, f"{text!r} is not HOST:PORT (e.g. \"127.0.0.1:8080\")")
+    return host, int(port)
 
 
 def _tunnel(s: _Section) -> TunnelConfig:

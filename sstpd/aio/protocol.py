@@ -58,8 +58,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         if not session.http_done:
             data = bytes(self._view[self._start : self._end])
             self._start = self._end = 0
-            session.receive_data(data, now)
-            self._after_input()
+            self.http_phase_data(data, now)
             return
         buf, view = self._buf, self._view
         start, end = self._start, self._end
@@ -120,6 +119,11 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         session.touch(now)
         if slow:
             self._after_input()
+
+    def http_phase_data(self, data: bytes, now: float) -> None:
+        """Bytes before the SSTP stream (the HTTP upgrade); the server may divert them."""
+        self.session.receive_data(data, now)
+        self._after_input()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport

@@ -19,6 +19,7 @@ RESTART_ONLY = frozenset(
         "server.listen",
         "server.port",
         "server.tls",
+        "server.proxy_protocol",
         "server.control_socket",
         "server.control_group",
         "server.state_directory",

@@ -29,13 +29,16 @@ from typing import Any
 from sstpd import __version__, certs, users
 from sstpd.aio.control import ControlServer
 from sstpd.aio.control import error as control_error
+from sstpd.aio.listener import ProxyProtocolListener
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.reload import live_config
 from sstpd.aio.stats import Stats, classify_close
 from sstpd.aio.tun import TunDevice
+from sstpd.aio.webproxy import WebProxy
 from sstpd.config import DEFAULT_CIPHERS, Config, load_config
-from sstpd.errors import SstpdError
+from sstpd.errors import HttpError, SstpdError
+from sstpd.proto import webfront
 from sstpd.proto.pool import AddressPool
 from sstpd.proto.ppp.link import PppServerConfig
 from sstpd.proto.session import (
@@ -153,9 +156,12 @@ def _reason(exc: Exception) -> str:
 class ServerProtocol(SstpStreamProtocol):
     session: ServerSession
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, real_peer: tuple[str, int] | None = None) -> None:
         super().__init__(server.loop, server.tun.fd)
         self.server = server
+        self.real_peer = real_peer  # from a PROXY header: the client behind the balancer
+        self.web: WebProxy | None = None
+        self._head: bytes | None = b""
         self.id = server.next_id()
         self.peer = "?"
         self.peer_host = ""
@@ -178,7 +184,7 @@ class ServerProtocol(SstpStreamProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tr: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's: no subclass
         self.transport = tr
-        peer = transport.get_extra_info("peername")
+        peer = self.real_peer or transport.get_extra_info("peername")
         if peer:
             self.peer_host, self.peer_port = str(peer[0]), int(peer[1])
             host = f"[{peer[0]}]" if ":" in self.peer_host else self.peer_host
@@ -218,7 +224,58 @@ class ServerProtocol(SstpStreamProtocol):
             if self.transport is not None:
                 self.transport.abort()
 
+    def http_phase_data(self, data: bytes, now: float) -> None:
+        """With a web backend configured, requests other than the SSTP upgrade go there."""
+        backend = self.server.config.server.web_backend
+        if self.web is not None:
+            self.web.from_client(data)
+            return
+        if backend is None or self._head is None:
+            super().http_phase_data(data, now)
+            return
+        head = self._head + data
+        try:
+            kind = webfront.classify(head)
+            length = webfront.head_length(head) if kind == webfront.WEB else None
+        except HttpError:
+            kind, length = webfront.SSTP, None  # let the SSTP parser answer 431
+        if kind == webfront.SSTP:
+            self._head = None
+            super().http_phase_data(head, now)
+            return
+        if length is None:
+            self._head = head
+            return
+        self._head = None
+        self._divert_to_web(backend, head, length)
+
+    def _divert_to_web(self, backend: tuple[str, int], head: bytes, length: int) -> None:
+        assert self.transport is not None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.server.connections.discard(self)
+        self._set_outcome("web")
+        proto = "https" if self.server.ssl is not None else "http"
+        first = webfront.rewrite_head(head[:length], self.peer_host, proto) + head[length:]
+        log.debug("[%d] %s web request passed to %s:%d", self.id, self.peer, *backend)
+        self.web = WebProxy(self.transport, *backend)
+        self.loop.create_task(self.web.open(first))
+
+    def pause_writing(self) -> None:
+        if self.web is not None:
+            self.web.client_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.web is not None:
+            self.web.client_resume_writing()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.web is not None:
+            self.web.client_closed()
+            self.transport = None
+            self.server.forget(self)
+            return
         if self.refused:
             self.transport = None
             return
@@ -339,7 +396,7 @@ class Server:
         )
         self.connections: set[ServerProtocol] = set()
         self.by_ip: dict[bytes, ServerProtocol] = {}
-        self.listeners: list[asyncio.Server] = []
+        self.listeners: list[asyncio.Server | ProxyProtocolListener] = []
         self.stopping = False
         self.draining = False
         self._ids = 0
@@ -602,6 +659,17 @@ class Server:
     async def start(self) -> None:
         sc = self.config.server
         for addr in sc.listen:
+            if sc.proxy_protocol:
+                self.listeners.append(
+                    ProxyProtocolListener(
+                        str(addr),
+                        sc.port,
+                        lambda src: ServerProtocol(self, src),
+                        self.ssl,
+                        sc.handshake_timeout,
+                    )
+                )
+                continue
             srv = await self.loop.create_server(
                 lambda: ServerProtocol(self),
                 host=str(addr),
@@ -620,9 +688,10 @@ class Server:
         where = ", ".join(f"{a}:{sc.port}" for a in sc.listen)
         hashes = " ".join(f"{p.name}={h.hex()}" for p, h in sorted(self.cert_hashes.items()))
         log.info(
-            "listening on %s (%s), tunnel %s %s pool %s, %d users; binding hashes %s",
+            "listening on %s (%s%s), tunnel %s %s pool %s, %d users; binding hashes %s",
             where,
             "TLS" if self.ssl else "plain HTTP",
+            ", PROXY protocol" if sc.proxy_protocol else "",
             self.tun.name,
             self.config.tunnel.address,
             self.config.tunnel.pool,

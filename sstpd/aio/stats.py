@@ -22,6 +22,7 @@ OUTCOMES = (
     "http_rejected",  # not an SSTP_DUPLEX_POST to the SSTP URI
     "refused",  # draining, shutting down or max_sessions reached
     "aborted",  # the client went away or broke the protocol before the tunnel opened
+    "web",  # not SSTP: passed to the configured web backend
 )
 
 # Upper bounds (seconds) of the handshake latency histogram: TCP accept -> tunnel open.

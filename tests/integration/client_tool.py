@@ -127,8 +127,9 @@ async def scenario_bad_binding(a: argparse.Namespace) -> dict[str, object]:
             HashProtocol.SHA256: b"\x42" * 32,
             HashProtocol.SHA1: b"\x42" * 20,
         }
-    else:
+    elif a.what == "mac":
         kw["hlak_override"] = b"\x13" * 32
+    # "none": an honest client; the server's configured hash is what is wrong
     opened = True
     replies = 0
     error = None

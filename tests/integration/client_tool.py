@@ -191,6 +191,27 @@ async def scenario_hold(a: argparse.Namespace) -> dict[str, object]:
     return {"closed": reason}
 
 
+async def scenario_pool(a: argparse.Namespace) -> dict[str, object]:
+    """Interactive: each stdin line "open N" opens N more tunnels, "ping" pings through
+    all of them; each answers one JSON line. EOF closes everything."""
+    loop = asyncio.get_running_loop()
+    tunnels: list[Tunnel] = []
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        cmd = line.split()
+        if cmd[:1] == ["open"]:
+            new = await asyncio.gather(*(Tunnel.open(options(a)) for _ in range(int(cmd[1]))))
+            tunnels += new
+            out: dict[str, object] = {"opened": [str(t.local_address) for t in new]}
+        else:
+            got = await asyncio.gather(
+                *(ping_once(t, 200 + i, 1, 5.0) for i, t in enumerate(tunnels))
+            )
+            out = {"replies": sum(got), "tunnels": len(tunnels)}
+        print(json.dumps(out), flush=True)
+    await asyncio.gather(*(t.close() for t in tunnels))
+    return {"closed": len(tunnels)}
+
+
 SCENARIOS = {
     "ping": scenario_ping,
     "connect": scenario_connect,
@@ -198,6 +219,7 @@ SCENARIOS = {
     "spoof": scenario_spoof,
     "many": scenario_many,
     "hold": scenario_hold,
+    "pool": scenario_pool,
 }
 
 

@@ -11,13 +11,11 @@ MikroTik clients with ``pfs=no`` use RSA key exchange (see ``config.DEFAULT_CIPH
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import ipaddress
 import os
 import re
-import tempfile
 from typing import Literal
 
 from cryptography import x509
@@ -26,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sstpd.errors import SstpdError
+from sstpd.files import write_atomic
 
 __all__ = [
     "CertificateError",
@@ -109,8 +108,8 @@ def generate_self_signed(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_atomic(key_path, key_pem, 0o600)
-    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(key_path, key_pem, 0o600)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _general_name(name: str) -> x509.GeneralName:
@@ -193,20 +192,3 @@ def ensure_certificate(cert_path: str, key_path: str, common_name: str, sans: li
         raise CertificateError(f"{present} exists but {missing} does not; not overwriting it")
     generate_self_signed(cert_path, key_path, common_name=common_name, sans=sans)
     return True
-
-
-def _write_atomic(path: str, data: bytes, mode: int) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".sstpd.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise

@@ -30,6 +30,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from typing import Any, TypeVar
 
 from sstpd.errors import ConfigError
+from sstpd.files import read_text
 
 __all__ = [
     "DEFAULT_CIPHERS",
@@ -224,17 +225,7 @@ def load_config(path: str) -> Config:
 
     Raises ConfigError when the file cannot be read or is invalid.
     """
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise ConfigError(path, f"cannot read: {e.strerror or e}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ConfigError(path, "not valid UTF-8", line=line) from None
-    return parse_config(text, path)
+    return parse_config(read_text(path), path)
 
 
 def parse_config(text: str, path: str = "<string>") -> Config:

@@ -17,16 +17,14 @@ which re-reads the file on SIGHUP, never sees half a file. ``add_user`` and
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import stat
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from sstpd.errors import ConfigError
+from sstpd.files import read_text, write_atomic
 
 __all__ = ["User", "add_user", "delete_user", "load_users", "save_users", "validate_name"]
 
@@ -99,16 +97,7 @@ def _read(path: str) -> tuple[list[str], list[User | None]]:
     Raises ConfigError for a missing or unreadable file, a bad line, a duplicate user
     or a static address given to two users.
     """
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise ConfigError(path, f"cannot read: {e.strerror or e}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        bad_line = raw[: e.start].count(b"\n") + 1
-        raise ConfigError(path, "not valid UTF-8", line=bad_line) from None
+    text = read_text(path)
     # Split on "\n" only: line numbers must match what an editor shows.
     lines = text.split("\n")
     if lines[-1] == "":
@@ -152,7 +141,7 @@ def load_users(path: str) -> dict[str, User]:
 def save_users(path: str, users: Mapping[str, User] | Iterable[User]) -> None:
     """Replace the users file with ``users`` (atomically, mode 0600 for a new file)."""
     values = users.values() if isinstance(users, Mapping) else users
-    _write_atomic(path, _HEADER + "".join(u.to_line() + "\n" for u in values))
+    write_atomic(path, (_HEADER + "".join(u.to_line() + "\n" for u in values)).encode())
 
 
 def add_user(
@@ -184,7 +173,7 @@ def add_user(
             break
     else:
         lines.append(user.to_line())
-    _write_atomic(path, "".join(line + "\n" for line in lines))
+    write_atomic(path, "".join(line + "\n" for line in lines).encode())
     return user
 
 
@@ -198,7 +187,7 @@ def delete_user(path: str, name: str) -> bool:
     ]
     if len(keep) == len(lines):
         return False
-    _write_atomic(path, "".join(line + "\n" for line in keep))
+    write_atomic(path, "".join(line + "\n" for line in keep).encode())
     return True
 
 
@@ -235,37 +224,3 @@ def make_user(
         except ValueError:
             raise ValueError(f"{address!r} is not an IPv4 address") from None
     return User(name, digest, address)
-
-
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file + fsync + rename.
-
-    A new file gets mode 0600; an existing file's mode and owner are kept (the owner
-    only when we are allowed to set it, i.e. as root or as that owner).
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    try:
-        st: os.stat_result | None = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    fd, temp = tempfile.mkstemp(prefix=".users.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode) if st else FILE_MODE)
-            if st is not None:
-                with contextlib.suppress(PermissionError):
-                    os.fchown(f.fileno(), st.st_uid, st.st_gid)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -20,69 +20,25 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.netns import ROOT, Daemon, RootNamespace, sh
+from tests.scenarios.topology import Topology
 
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 
-CLI, ROUTER, SRV = "sstpdn-cli", "sstpdn-rtr", "sstpdn-srv"
+TOPO = Topology("sstpdn", ["cli", "rtr", "srv"])
+CLI, ROUTER, SRV = TOPO.ns("cli"), TOPO.ns("rtr"), TOPO.ns("srv")
 PUBLIC_IP, CLIENT_IP = "10.231.60.1", "10.231.60.2"
 PRIVATE_GW, SERVER_IP = "192.168.50.1", "192.168.50.10"
 
 
 def _topology_up() -> None:
-    _topology_down()
-    for ns in (CLI, ROUTER, SRV):
-        sh("ip", "netns", "add", ns)
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-    sh(
-        "ip",
-        "link",
-        "add",
-        "pub0",
-        "netns",
-        ROUTER,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        CLI,
-    )
-    sh(
-        "ip",
-        "link",
-        "add",
-        "lan0",
-        "netns",
-        ROUTER,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        SRV,
-    )
-    for ns, dev, addr in (
-        (CLI, "eth0", f"{CLIENT_IP}/24"),
-        (ROUTER, "pub0", f"{PUBLIC_IP}/24"),
-        (ROUTER, "lan0", f"{PRIVATE_GW}/24"),
-        (SRV, "eth0", f"{SERVER_IP}/24"),
-    ):
-        sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-    sh("ip", "-n", SRV, "route", "add", "default", "via", PRIVATE_GW)
-    sh("ip", "netns", "exec", ROUTER, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-
-
-def _topology_down() -> None:
-    for ns in (CLI, ROUTER, SRV):
-        for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-            sh("kill", "-9", pid, check=False)
-        sh("ip", "netns", "del", ns, check=False)
+    TOPO.up()
+    TOPO.link("cli", "eth0", f"{CLIENT_IP}/24", "rtr", "pub0", f"{PUBLIC_IP}/24")
+    TOPO.link("rtr", "lan0", f"{PRIVATE_GW}/24", "srv", "eth0", f"{SERVER_IP}/24")
+    TOPO.route("srv", "default", PRIVATE_GW)
+    TOPO.forward("rtr")
 
 
 def edge_ruleset(public_if: str, server: str, port: int) -> str:
@@ -108,7 +64,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d.start()
     yield d
     d.stop()
-    _topology_down()
+    TOPO.down()
 
 
 def _client(d: Daemon, *args: str) -> dict[str, object]:

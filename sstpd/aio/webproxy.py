@@ -12,6 +12,7 @@ import logging
 
 log = logging.getLogger("sstpd.web")
 
+
 class _Backend(asyncio.Protocol):
     def __init__(self, proxy: WebProxy) -> None:
         self.proxy = proxy

@@ -1,10 +1,11 @@
 """Build the sstpd wheel and fetch its dependencies for a node, on the controller.
 
-    python wheelhouse.py SOURCE_DIR OUT_DIR PYTHON_VERSION ARCH [PIP_ARGS...]
+    python wheelhouse.py SOURCE_DIR OUT_DIR PYTHON_VERSION ARCH [--extras=a,b] [PIP_ARGS...]
 
 OUT_DIR ends up holding sstpd-*.whl and binary wheels of every dependency for CPython
 PYTHON_VERSION (e.g. 3.11) on manylinux ARCH, so the node installs with
-``pip install --no-index`` and needs no access to a package index. The wheel is built
+``pip install --no-index`` and needs no access to a package index (``--extras``: the
+dependencies of these optional groups too, e.g. ``status``). The wheel is built
 from a copy of the source (the checkout is not written to) with SOURCE_DATE_EPOCH fixed,
 so the same source gives a byte-identical wheel and copying it again changes nothing.
 A digest of the source and of the request is kept in OUT_DIR: unchanged input, no work
@@ -47,7 +48,11 @@ def run(cmd: list[str], **kw: object) -> None:
 def main() -> None:
     src, out, pyver, arch, *pip_args = sys.argv[1:]
     src, out = Path(src).resolve(), Path(out)
-    digest = source_digest(src, [pyver, arch, *pip_args])
+    extras = ""
+    if pip_args and pip_args[0].startswith("--extras="):
+        extras = pip_args.pop(0).split("=", 1)[1]
+    request = [pyver, arch, *pip_args] + ([f"--extras={extras}"] if extras else [])
+    digest = source_digest(src, request)
     marker = out / ".sstpd-wheelhouse"
     if not (marker.exists() and marker.read_text().strip() == digest):
         with tempfile.TemporaryDirectory(prefix="sstpd-wheel-") as tmp:
@@ -95,7 +100,7 @@ def main() -> None:
                     "-d",
                     str(out),
                     *pip_args,
-                    str(out / wheel.name),
+                    str(out / wheel.name) + (f"[{extras}]" if extras else ""),
                 ]
             )
         marker.write_text(digest + "\n")

@@ -21,7 +21,6 @@ import logging
 import os
 import signal
 import ssl
-import struct
 import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -36,14 +35,12 @@ from sstpd.proto.session import (
     IpReceived,
     SessionClosed,
     SessionOpened,
+    ip_prefix,
 )
 from sstpd.proto.sstp.binding import cert_hashes as hashes_of
 from sstpd.proto.sstp.constants import HashProtocol
 
 log = logging.getLogger("sstpd.client")
-
-_IP_PREFIX = struct.Struct("!BBHI")
-_PPP_IPV4 = 0xFF030021
 
 
 class ConnectError(Exception):
@@ -136,7 +133,7 @@ class ClientProtocol(SstpStreamProtocol):
             return
         parts = []
         for p in packets:
-            parts.append(_IP_PREFIX.pack(0x10, 0, len(p) + 8, _PPP_IPV4))
+            parts.append(ip_prefix(len(p)))
             parts.append(p)
         self.transport.write(b"".join(parts))
         c = self.session.counters

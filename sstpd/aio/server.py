@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import ssl
-import struct
 import tempfile
 import time
 from ipaddress import IPv4Address
@@ -50,6 +49,7 @@ from sstpd.proto.session import (
     ServerSession,
     SessionClosed,
     SessionOpened,
+    ip_prefix,
 )
 from sstpd.proto.sstp.binding import cert_hashes as hashes_of
 from sstpd.proto.sstp.connection import Timeouts
@@ -59,8 +59,6 @@ log = logging.getLogger("sstpd")
 
 TUN_BATCH = 64
 TUN_READ_SIZE = 65536
-_IP_PREFIX = struct.Struct("!BBHI")
-_PPP_IPV4 = 0xFF030021
 
 
 def make_ssl_context(config: Config) -> ssl.SSLContext:
@@ -474,7 +472,6 @@ class Server:
         fd = self.tun.fd
         by_ip = self.by_ip
         pending: dict[ServerProtocol, list[bytes]] = {}
-        pack = _IP_PREFIX.pack
         for _ in range(TUN_BATCH):
             try:
                 pkt = os.read(fd, TUN_READ_SIZE)
@@ -489,7 +486,7 @@ class Server:
             lst = pending.get(proto)
             if lst is None:
                 lst = pending[proto] = []
-            lst.append(pack(0x10, 0, len(pkt) + 8, _PPP_IPV4))
+            lst.append(ip_prefix(len(pkt)))
             lst.append(pkt)
         limit = self.config.limits.session_buffer
         for proto, parts in pending.items():

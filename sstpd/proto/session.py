@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from sstpd.errors import ParseError
 from sstpd.proto.ppp import link as ppp
 from sstpd.proto.ppp.frame import Protocol, decode_frame
 from sstpd.proto.sstp import connection as sstp
@@ -40,9 +41,16 @@ _IP_PREFIX = struct.Struct("!BBHI")
 _PPP_IPV4 = 0xFF030021
 
 
+def ip_prefix(length: int) -> bytes:
+    """The 8 bytes before an IPv4 packet of ``length`` bytes in an SSTP data packet.
+
+    Kept apart from the packet so the data path can join many of them in one copy."""
+    return _IP_PREFIX.pack(0x10, 0, length + 8, _PPP_IPV4)
+
+
 def encode_ip_packet(packet: bytes) -> bytes:
     """One SSTP data packet carrying ``packet`` as a PPP IPv4 frame (without ACFC/PFC)."""
-    return _IP_PREFIX.pack(0x10, 0, len(packet) + 8, _PPP_IPV4) + packet
+    return ip_prefix(len(packet)) + packet
 
 
 def ip_payload_offset(frame: bytes | memoryview) -> int:
@@ -269,7 +277,7 @@ class _SessionMixin:
             return
         try:
             protocol, _ = decode_frame(frame)
-        except Exception:  # malformed: let PPP count it
+        except ParseError:  # malformed: let PPP count it
             protocol = Protocol.LCP
         if protocol < 0x4000 and not st.call_connected:
             # MS-SSTP §3.3.1.1.1: only control frames before the crypto binding

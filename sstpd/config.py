@@ -115,6 +115,9 @@ class ServerConfig:
     ``proxy_protocol``: every connection starts with a PROXY v1/v2 header from a load
     balancer naming the real client. ``web_backend`` ("host:port" or None): where requests
     that are not the SSTP upgrade go, so the port can be shared with a web site.
+    ``public_name``/``public_port`` ("" / 0 = derived: the certificate's name, ``port``):
+    what clients dial, for the generated client profiles (``sstpd profile``).
+    ``ca_certificate`` (None = found automatically): the certificate clients must trust.
     """
 
     listen: tuple[IPv4Address | IPv6Address, ...] = _DEFAULT_LISTEN
@@ -136,6 +139,9 @@ class ServerConfig:
     control_group: str = ""
     proxy_protocol: bool = False
     web_backend: tuple[str, int] | None = None
+    public_name: str = ""
+    public_port: int = 0
+    ca_certificate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,9 @@ class TunnelConfig:
 
     ``address`` is the server's own tunnel address; when it lies inside ``pool`` it is
     never handed to a client. ``dns``/``nbns`` hold at most two servers each.
+    ``routes`` (split tunnel: only these networks go through the VPN; empty = everything)
+    and ``domain`` (DNS suffix) are pushed to generated client profiles (and, once
+    issue 12 lands, via DHCPINFORM).
     """
 
     interface: str = "sstp0"
@@ -152,6 +161,8 @@ class TunnelConfig:
     dns: tuple[IPv4Address, ...] = ()
     nbns: tuple[IPv4Address, ...] = ()
     mtu: int = 1400
+    routes: tuple[IPv4Network, ...] = ()
+    domain: str = ""
 
 
 @dataclass(frozen=True)
@@ -212,8 +223,11 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "control_group",
         "proxy_protocol",
         "web_backend",
+        "public_name",
+        "public_port",
+        "ca_certificate",
     ),
-    "tunnel": ("interface", "address", "pool", "dns", "nbns", "mtu"),
+    "tunnel": ("interface", "address", "pool", "dns", "nbns", "mtu", "routes", "domain"),
     "auth": ("methods", "users_file", "retries"),
     "limits": ("session_buffer",),
     "log": ("level",),
@@ -582,7 +596,28 @@ def _server(s: _Section) -> ServerConfig:
         control_group=s.string("control_group", d.control_group),
         proxy_protocol=s.boolean("proxy_protocol", d.proxy_protocol),
         web_backend=_host_port(s, "web_backend"),
+        public_name=_host_name(s, "public_name"),
+        public_port=s.integer("public_port", d.public_port, 0, 65535),
+        ca_certificate=s.path("ca_certificate", "", empty_ok=True) or None,
     )
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
+
+
+def _host_name(s: _Section, key: str) -> str:
+    """A DNS name or an IP address ("" = not set)."""
+    text = s.string(key, "")
+    if not text:
+        return ""
+    try:
+        return str(ip_address(text))
+    except ValueError:
+        pass
+    if not _DNS_NAME_RE.fullmatch(text):
+        raise s.error(key, f"{text!r} is neither a DNS name nor an IP address")
+    return text.rstrip(".")
 
 
 def _host_port(s: _Section, key: str) -> tuple[str, int] | None:
@@ -642,7 +677,30 @@ def _tunnel(s: _Section) -> TunnelConfig:
         dns=dns,
         nbns=nbns,
         mtu=s.integer("mtu", d.mtu, MTU_MIN, MTU_MAX),
+        routes=_routes(s),
+        domain=_domain(s),
     )
+
+
+def _routes(s: _Section) -> tuple[IPv4Network, ...]:
+    routes = []
+    for item in s.strings("routes", ()):
+        try:
+            net = IPv4Network(item, strict=True)
+        except ValueError as e:
+            reason = "has host bits set" if "host bits" in str(e) else "is not an IPv4 network"
+            raise s.error("routes", f"{item!r} {reason}") from None
+        if net.prefixlen == 0:
+            raise s.error("routes", f"{item} is the default route: leave routes empty instead")
+        routes.append(net)
+    return tuple(routes)
+
+
+def _domain(s: _Section) -> str:
+    text = s.string("domain", "")
+    if text and (not _DNS_NAME_RE.fullmatch(text) or text.replace(".", "").isdigit()):
+        raise s.error("domain", f"{text!r} is not a DNS domain name")
+    return text.rstrip(".")
 
 
 def _auth(s: _Section) -> AuthConfig:

@@ -63,7 +63,8 @@ def render(facts: ClientFacts, user: str | None, version: str) -> str:
         "",
         "[vpn]",
         "service-type=org.freedesktop.NetworkManager.sstp",
-        f"gateway={_value(facts.target)}",
+        # sstpc's default port is 443; the plugin accepts no [brackets] around IPv6
+        f"gateway={_value(facts.name if facts.port == 443 else facts.target)}",
     ]
     if user:
         lines.append(f"user={_value(user)}")

@@ -169,6 +169,10 @@ def _connection(facts: ClientFacts, method: str) -> list[str]:
         name = {"mschapv2": "MSChapv2", "pap": "Pap"}[method]
         auth = f"-AuthenticationMethod {name}"
         pre = [f"# {name}: the server's first choice of the methods Windows offers."]
+        if method == "pap":
+            # PAP has no MPPE keys: Windows refuses it with the default "Required" data
+            # encryption. SSTP's TLS encrypts the whole tunnel anyway.
+            auth += " -EncryptionLevel Optional"
     common = f"-Name $Name -AllUserConnection:$All -ServerAddress $Server -TunnelType Sstp {auth}"
     if facts.domain:
         common += f" -DnsSuffix {_q(facts.domain)}"

@@ -625,7 +625,7 @@ def test_nmconnection_parses_as_ini() -> None:
     assert ini["connection"]["type"] == "vpn"
     vpn = ini["vpn"]
     assert vpn["service-type"] == "org.freedesktop.NetworkManager.sstp"
-    assert vpn["gateway"] == "vpn.example.com:443" and vpn["user"] == "alice"
+    assert vpn["gateway"] == "vpn.example.com" and vpn["user"] == "alice"
     assert vpn["password-flags"] == "2" and "password" not in vpn
     assert vpn["ca-cert"] == "/etc/NetworkManager/sstpd/vpn.example.com.crt"
     assert (vpn["refuse-mschapv2"], vpn["refuse-pap"], vpn["refuse-eap"]) == ("no", "no", "yes")
@@ -751,3 +751,25 @@ def test_status_app_profiles() -> None:
     assert _app("/profiles/sstpc", "user=a%20b")[0] == "400 Bad Request"
     status, _, body = _app("/profiles/sstpc", fail=ProfileError("set server.public_name"))
     assert status == "503 Service Unavailable" and b"public_name" in body
+
+
+def test_each_client_answers_only_the_servers_methods() -> None:
+    eap = client_facts(with_methods(config(), "eap-mschapv2", "mschapv2"))
+    nm = networkmanager.render(eap, None, VERSION)
+    assert "refuse-eap=no" in nm and "refuse-mschapv2=no" in nm and "refuse-pap=yes" in nm
+    script = sstpc.render(eap, None, VERSION)
+    assert "refuse-eap" not in script and "refuse-pap" in script
+    assert "authentication=mschap2 " in mikrotik.render(eap, None, VERSION)
+    pap = client_facts(with_methods(config(), "pap"))
+    ps = windows.render(pap, None, VERSION)
+    check_powershell(ps)
+    # PAP has no MPPE keys: Windows wants the encryption level lowered for it
+    assert "-AuthenticationMethod Pap -EncryptionLevel Optional" in ps
+    assert "refuse-mschap-v2" in sstpc.render(pap, None, VERSION)
+    assert "authentication=pap " in mikrotik.render(pap, None, VERSION)
+
+
+def test_networkmanager_gateway_has_the_port_only_when_not_443() -> None:
+    assert "gateway=vpn.example.com:443" not in CASES["networkmanager.nmconnection"]()
+    f = client_facts(config("port = 4433"))
+    assert "\ngateway=vpn.example.com:4433\n" in networkmanager.render(f, None, VERSION)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 
 from sstpd.errors import ParseError
+from sstpd.proto.inet import checksum
 
 __all__ = [
     "HEADER_SIZE",
@@ -102,16 +103,6 @@ def decode_ipv6(packet: bytes) -> tuple[Ipv6Header, bytes]:
         flow_label=first & 0xFFFFF,
     )
     return header, bytes(packet[HEADER_SIZE : HEADER_SIZE + length])
-
-
-def checksum(data: bytes) -> int:
-    """The 16-bit one's complement of the one's complement sum (RFC 1071)."""
-    if len(data) & 1:
-        data += b"\x00"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def pseudo_header(src: IPv6Address, dst: IPv6Address, length: int, next_header: int) -> bytes:

@@ -30,6 +30,7 @@ from sstpd.proto.inet import checksum
 
 __all__ = [
     "HEADER_SIZE",
+    "ND_TYPES",
     "NEXT_HEADER_ICMPV6",
     "NEXT_HEADER_UDP",
     "Ipv6Header",

@@ -141,6 +141,42 @@ def test_server_and_windows_like_peer_agree_on_each_others_identifier() -> None:
     assert first.data == b"\x01\x0a" + IID_A
 
 
+class PppdWithCompression(Ipv6cpHandler):
+    """pppd built with IPV6CP_COMP: asks for IPHC (0x004f) too, drops it when rejected."""
+
+    IPHC = Option(2, bytes.fromhex("004f000f0fff0fff00ff0000"))
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.want_iphc = True
+
+    def build_request(self) -> list[Option]:
+        return super().build_request() + ([self.IPHC] if self.want_iphc else [])
+
+    def request_rejected(self, options: list[Option]) -> bool:
+        self.want_iphc = self.want_iphc and self.IPHC not in options
+        return super().request_rejected(options)
+
+
+def test_server_and_pppd_with_header_compression_agree_without_it() -> None:
+    server = End("server", local_iid=IID_A)
+    pppd = End("pppd", local_iid=IID_B)
+    pppd.handler = PppdWithCompression(
+        random=counter_random(),
+        on_up=lambda: pppd.events.append("up"),
+        on_down=lambda: None,
+        on_finished=lambda: None,
+        local_iid=IID_B,
+    )
+    pppd.fsm.handler = pppd.handler
+    transcript = negotiate(server, pppd)
+    [reject] = [p for who, p in transcript if p.code == Code.CONFIGURE_REJECT]
+    assert decode_options(reject.data) == [PppdWithCompression.IPHC]
+    assert server.fsm.state is State.OPENED and pppd.fsm.state is State.OPENED
+    assert server.handler.peer_iid == IID_B and pppd.handler.peer_iid == IID_A
+    assert pppd.events == ["up"]
+
+
 def test_identical_identifiers_collide_and_are_resolved_by_naks() -> None:
     # Both ends start with the same identifier: each Naks the other's (RFC 5072 §4.1
     # "equal") with a fresh one and takes the one it is offered.

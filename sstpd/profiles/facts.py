@@ -150,14 +150,21 @@ def client_facts(config: Config) -> ClientFacts:
         port=port,
         trust=trust,
         server_sha256=server_sha256,
-        methods=tuple(getattr(config.auth, "methods", ("mschapv2",))),
+        methods=tuple(config.auth.methods),
         dns=tuple(str(a) for a in tunnel.dns),
-        routes=tuple(str(n) for n in getattr(tunnel, "routes", ())),
-        domain=str(getattr(tunnel, "domain", "")),
+        routes=_split_routes(tunnel.routes),
+        domain=tunnel.domain,
         tls_min_version=sc.tls_min_version,
         ciphers=tuple(sc.ciphers.split(":")),
         mtu=tunnel.mtu,
     )
+
+
+def _split_routes(routes: tuple[ipaddress.IPv4Network, ...]) -> tuple[str, ...]:
+    """The routes as strings; none (a full tunnel) when one of them is a default route."""
+    if any(n.prefixlen == 0 for n in routes):
+        return ()
+    return tuple(str(n) for n in routes)
 
 
 def _read_chain(path: str) -> list[x509.Certificate]:

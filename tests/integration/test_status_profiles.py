@@ -148,6 +148,6 @@ def test_a_changed_configuration_shows_at_once(site: tuple[str, Path]) -> None:
         conf.write_text(before.replace('routes = ["10.1.0.0/16"]', 'routes = ["10.1.0.1/16"]'))
         status, _, body = get(f"{url}/profiles/windows")
         assert status == 503
-        assert f"{conf}:5: tunnel.routes: '10.1.0.1/16' has host bits set".encode() in body
+        assert f"{conf}:5: tunnel.routes: 10.1.0.1/16 has host bits set".encode() in body
     finally:
         conf.write_text(before)

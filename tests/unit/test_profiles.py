@@ -773,3 +773,11 @@ def test_networkmanager_gateway_has_the_port_only_when_not_443() -> None:
     assert "gateway=vpn.example.com:443" not in CASES["networkmanager.nmconnection"]()
     f = client_facts(config("port = 4433"))
     assert "\ngateway=vpn.example.com:4433\n" in networkmanager.render(f, None, VERSION)
+
+
+def test_a_default_route_in_routes_is_a_full_tunnel() -> None:
+    c = config()
+    routes = parse_config('[tunnel]\nroutes = ["10.1.0.0/16", "0.0.0.0/0"]\n').tunnel.routes
+    f = client_facts(dataclasses.replace(c, tunnel=dataclasses.replace(c.tunnel, routes=routes)))
+    assert f.full_tunnel and f.routes == ()
+    assert "-SplitTunneling $false" in windows.render(f, None, VERSION)

@@ -277,7 +277,7 @@ cisco-client-compat = true
 
     def _ocserv_tun(self) -> str:
         links = json.loads(self.net.run(self.net.srv, "ip", "-j", "link", "show").stdout)
-        names = [x["ifname"] for x in links if x["ifname"].startswith("vpns")]
+        names = [str(x["ifname"]) for x in links if x["ifname"].startswith("vpns")]
         if not names:
             raise RuntimeError("ocserv created no vpns device")
         return names[0]

@@ -124,11 +124,20 @@ def wait_quiet(max_busy: float, timeout: float) -> tuple[float, bool]:
             return busy, False
 
 
-def raise_nofile(n: int) -> None:
-    """Raise RLIMIT_NOFILE (inherited by the daemon and clients started afterwards)."""
+def raise_nofile(n: int) -> int:
+    """Raise RLIMIT_NOFILE to ``n`` for this process and those it starts afterwards (the
+    daemon, the clients: each needs its own sessions' worth). Beyond the hard limit only
+    a privileged process can go; otherwise stop at the hard limit and say so."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < n:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(n, soft), max(n, hard)))
+    if soft >= n:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, max(n, hard)))
+        return n
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        print(f"RLIMIT_NOFILE: wanted {n}, the hard limit allows {hard}")
+        return hard
 
 
 def median(values: list[float]) -> float:

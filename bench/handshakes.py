@@ -125,7 +125,7 @@ def main() -> int:
     ap.add_argument("--quiet-timeout", type=float, default=20.0)
     ap.add_argument("--skip-micro", action="store_true")
     a = ap.parse_args()
-    raise_nofile(4 * a.batch + 1024)
+    raise_nofile(a.batch + 2048)  # per process: daemon, client
     if not a.skip_micro:
         micro()
     net = Netns("bp")

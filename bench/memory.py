@@ -268,6 +268,13 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=1)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--skip-untraced", action="store_true")
+    ap.add_argument(
+        "--daemon-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment for the daemon, e.g. MALLOC_MMAP_THRESHOLD_=131072 (glibc tunables)",
+    )
     ap.add_argument("--openssl", type=int, default=2000, help="connections in the TLS probe")
     ap.add_argument("--openssl-probe", nargs=2, metavar=("CERT", "KEY"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -278,7 +285,11 @@ def main() -> int:
         a.steps = ",".join(
             str(x) for x in sorted({1000, a.sessions // 4, a.sessions // 2, a.sessions}) if x > 0
         )
-    raise_nofile(2 * a.sessions + 4096)
+    for item in a.daemon_env:
+        name, _, value = item.partition("=")
+        os.environ[name] = value  # Daemon.start passes our environment on
+        print(f"daemon environment: {name}={value}")
+    raise_nofile(a.sessions + 2048)  # per process: daemon, client
     net = Netns("bp")
     net.up()
     try:

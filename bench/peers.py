@@ -70,6 +70,7 @@ class Sample:
     seconds: float
     busy: float  # machine busy cores during the run
     load: str
+    client_cpu: float = 0.0  # the VPN client's CPU-seconds (openconnect / sstpd connect)
 
     @property
     def cpu_per_gb(self) -> float:
@@ -78,6 +79,10 @@ class Sample:
     @property
     def us_per_packet(self) -> float:
         return self.cpu / self.packets * 1e6 if self.packets else float("nan")
+
+    @property
+    def client_per_gb(self) -> float:
+        return self.client_cpu / self.gbytes
 
     @property
     def packet_bytes(self) -> float:
@@ -314,22 +319,25 @@ cisco-client-compat = true
         end = data["end"]["sum_received"]
         return {"bytes": end["bytes"], "seconds": end["seconds"]}
 
-    def measure(self, kind: str, server_ip: str, srv_tun: str, direction: str) -> Sample:
+    def measure(
+        self, kind: str, server_ip: str, srv_tun: str, direction: str, client: int
+    ) -> Sample:
         busy, quiet = wait_quiet(self.a.max_busy, self.a.quiet_timeout)
         load = loadavg()
         pid = self.server_pid(kind)
         upload = direction == "upload"
-        c0, p0 = tree_cpu(pid), self.tun_counter(srv_tun, rx=upload)
+        c0, p0, k0 = tree_cpu(pid), self.tun_counter(srv_tun, rx=upload), tree_cpu(client)
         meter = BusyMeter()
         meter.start()
         res = self.iperf(server_ip, self.a.seconds, reverse=not upload)
         run_busy = meter.stop()
-        c1, p1 = tree_cpu(pid), self.tun_counter(srv_tun, rx=upload)
-        s = Sample(c1 - c0, res["bytes"] / 1e9, p1 - p0, res["seconds"], run_busy, load)
+        c1, p1, k1 = tree_cpu(pid), self.tun_counter(srv_tun, rx=upload), tree_cpu(client)
+        s = Sample(c1 - c0, res["bytes"] / 1e9, p1 - p0, res["seconds"], run_busy, load, k1 - k0)
         print(
             f"  {kind:<10} {direction:<9} {s.mbps:7.0f} Mbit/s  server {s.cpu_per_gb:5.2f} "
-            f"CPU-s/GB {s.us_per_packet:5.2f} µs/pkt ({s.packet_bytes:.0f} B/pkt) "
-            f"| before: {busy:.2f} cores busy"
+            f"CPU-s/GB {s.us_per_packet:5.2f} µs/pkt ({s.packet_bytes:.0f} B/pkt), "
+            f"client {s.client_cpu / s.gbytes:5.2f} CPU-s/GB "
+            f"({s.client_cpu / s.seconds:.0%} of a core) | before: {busy:.2f} cores busy"
             f"{'' if quiet else ' (not quiet, timed out)'}, loadavg {load}; during: "
             f"{run_busy:.2f} cores busy",
             flush=True,
@@ -344,7 +352,8 @@ cisco-client-compat = true
                 directions = ["upload"] if kind == "sstpd-rpp" else ["download", "upload"]
                 for direction in directions:
                     self.results.add(
-                        f"{kind}/{direction}", self.measure(kind, server_ip, srv_tun, direction)
+                        f"{kind}/{direction}",
+                        self.measure(kind, server_ip, srv_tun, direction, p.pid),
                     )
             finally:
                 self.stop_client(p)
@@ -370,15 +379,16 @@ cisco-client-compat = true
         )
         print(
             "| path | sstpd server CPU-s/GB | ocserv | ratio | sstpd µs/pkt | ocserv µs/pkt "
-            "| sstpd Mbit/s | ocserv Mbit/s |"
+            "| sstpd Mbit/s | ocserv Mbit/s | client CPU-s/GB: ours | openconnect |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for label, ours, theirs in rows:
             a, b = r.med(ours, "cpu_per_gb"), r.med(theirs, "cpu_per_gb")
             print(
                 f"| {label} | {a:.2f} | {b:.2f} | {a / b:.2f} | {r.med(ours, 'us_per_packet'):.2f} "
                 f"| {r.med(theirs, 'us_per_packet'):.2f} | {r.med(ours, 'mbps'):.0f} "
-                f"| {r.med(theirs, 'mbps'):.0f} |"
+                f"| {r.med(theirs, 'mbps'):.0f} | {r.med(ours, 'client_per_gb'):.2f} "
+                f"| {r.med(theirs, 'client_per_gb'):.2f} |"
             )
         busy = [s.busy for v in r.samples.values() for s in v]
         print(

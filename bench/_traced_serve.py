@@ -6,6 +6,10 @@ snapshot ``PREFIX.N`` (then ``PREFIX.N.done``); ``PREFIX.trim.req`` makes it cal
 ``malloc_trim(0)`` (answer ``PREFIX.trim.done``), to see whether freed memory can be
 given back. So the daemon's event loop and signal
 handlers stay exactly as in production.
+
+``SSTPD_BENCH_BUFFER=BYTES`` (an experiment, bench/memory.py --buffer) starts the daemon
+with a smaller per-connection receive buffer than sstpd's 64 KiB, to measure what that
+buffer costs; without ``SSTPD_BENCH_SNAPSHOT`` nothing is traced.
 """
 
 from __future__ import annotations
@@ -41,8 +45,15 @@ def _watch(prefix: str) -> None:
 
 
 def main() -> int:
-    tracemalloc.start(FRAMES)
-    threading.Thread(target=_watch, args=(os.environ["SSTPD_BENCH_SNAPSHOT"],), daemon=True).start()
+    if os.environ.get("SSTPD_BENCH_BUFFER"):
+        import sstpd.aio.protocol as protocol
+
+        protocol.BUFFER_SIZE = int(os.environ["SSTPD_BENCH_BUFFER"])
+        protocol.MIN_FREE = min(protocol.MIN_FREE, protocol.BUFFER_SIZE // 4)
+    if os.environ.get("SSTPD_BENCH_SNAPSHOT"):
+        tracemalloc.start(FRAMES)
+        prefix = os.environ["SSTPD_BENCH_SNAPSHOT"]
+        threading.Thread(target=_watch, args=(prefix,), daemon=True).start()
     from sstpd.cli import main as sstpd_main
 
     return sstpd_main(sys.argv[1:])

@@ -48,7 +48,7 @@ def settle(pid: int, seconds: float = 2.0) -> int:
 
 def part1(a: argparse.Namespace, net: Netns) -> dict[int, float]:
     work = Path(tempfile.mkdtemp(prefix="sstpd-mem-"))
-    d = bench_daemon(net, work, max_sessions=a.sessions + 100)
+    d = bench_daemon(net, work, max_sessions=a.sessions + 100, traced=bool(a.buffer))
     d.start()
     assert d.proc is not None
     pid = d.proc.pid
@@ -269,6 +269,12 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--skip-untraced", action="store_true")
     ap.add_argument(
+        "--buffer",
+        type=int,
+        default=0,
+        help="experiment: run the daemon with this receive buffer size instead of 64 KiB",
+    )
+    ap.add_argument(
         "--daemon-env",
         action="append",
         default=[],
@@ -289,6 +295,9 @@ def main() -> int:
         name, _, value = item.partition("=")
         os.environ[name] = value  # Daemon.start passes our environment on
         print(f"daemon environment: {name}={value}")
+    if a.buffer:
+        os.environ["SSTPD_BENCH_BUFFER"] = str(a.buffer)
+        print(f"experiment: daemon receive buffer {a.buffer} bytes instead of 64 KiB")
     raise_nofile(a.sessions + 2048)  # per process: daemon, client
     net = Netns("bp")
     net.up()

@@ -15,6 +15,7 @@ from sstpd.proto.ppp.link import (
     AuthSucceeded,
     LinkDown,
     NetworkUp,
+    Notice,
     Phase,
     PppClient,
     PppClientConfig,
@@ -406,3 +407,48 @@ def test_client_ipcp_follows_server_naks_and_drops_rejected_options() -> None:
     [(_, again), (_, rej)] = wire.feed(frame(Protocol.IPCP, 1, 8, "0206002d0f0103060a080001"))
     assert again.code == Code.CONFIGURE_REQUEST  # Opened + RCR-: tld, scr, scn
     assert rej == Packet(Code.CONFIGURE_REJECT, 8, bytes.fromhex("0206002d0f01"))
+
+
+# --------------------------------------------------------------------------- EAP on the link
+
+
+def eap_open() -> tuple[PppServer, Wire, Packet]:
+    srv, wire, ours = server()
+    wire.feed(lcp(Code.CONFIGURE_REQUEST, 0, WINDOWS_LCP_RETRY))
+    [(_, identity)] = ack_ours(wire, ours)
+    srv.pop_events()
+    return srv, wire, identity
+
+
+def test_identification_ignored_with_debug_notices_and_a_flood_goes_quiet() -> None:
+    srv, wire, _ = eap_open()
+    for i in range(20):
+        assert wire.feed(lcp(12, 40 + i, "5a1b3c4d" + b"MSRASV5.20".hex())) == []
+    notices = srv.pop_events()
+    assert notices[0] == Notice("debug", "LCP Identification 'MSRASV5.20' ignored")
+    assert [n.level for n in notices] == ["debug"] * 8 + ["info"]  # type: ignore[union-attr]
+    assert srv.phase is Phase.AUTHENTICATE  # nothing else happened
+
+
+def test_eap_length_beyond_the_frame_is_dropped_padding_is_ignored() -> None:
+    srv, wire, identity = eap_open()
+    assert wire.feed(frame_raw(Protocol.EAP, bytes([2, identity.identifier, 0, 9, 1, 0x55]))) == []
+    [notice] = srv.pop_events()
+    assert notice == Notice(
+        "warning", "EAP packet ignored: control packet length 9 does not fit 6 bytes"
+    )
+    padded = bytes([2, identity.identifier, 0, 9, 1]) + b"User" + b"\0\0\0"
+    [(protocol, challenge)] = wire.feed(frame_raw(Protocol.EAP, padded))
+    assert protocol == Protocol.EAP and challenge.data[:2] == b"\x1a\x01"
+    [notice] = srv.pop_events()
+    assert notice.level == "debug" and "padding" in notice.message  # type: ignore[union-attr]
+
+
+def test_eap_before_the_authenticate_phase_is_dropped_with_a_notice() -> None:
+    srv, wire, _ = server()
+    assert wire.feed(frame_raw(Protocol.EAP, bytes.fromhex("0201000901") + b"User")) == []
+    assert srv.pop_events() == [Notice("debug", "EAP packet ignored in the Establish phase")]
+
+
+def frame_raw(protocol: int, payload: bytes) -> str:
+    return (b"\xff\x03" + struct.pack("!H", protocol) + payload).hex()

@@ -225,6 +225,7 @@ class EapServer:
         self._request: EapPacket | None = None
         self._transmits = 0
         self._retry = False
+        self._failure = "authentication failure"
         self._user = ""
         self._success: AuthResult | None = None
         self.deadline: float | None = None
@@ -285,11 +286,8 @@ class EapServer:
         if self._transmits < limit:
             self._transmit(now)  # RFC 3748 §4.3: the authenticator retransmits
         elif final_failure:
-            self._fail(
-                "authentication failure (no Failure-Response)",
-                self._id,
-                ERROR_AUTHENTICATION_FAILURE,
-            )
+            reason = f"{self._failure} (no Failure-Response)"
+            self._fail(reason, self._id, ERROR_AUTHENTICATION_FAILURE)
         else:
             self.deadline = None  # the link's authentication timeout ends it
 
@@ -355,7 +353,7 @@ class EapServer:
             if self._retry:
                 self._send_challenge((self._ms_id + 1) & 0xFF, now)  # the C= challenge
             else:
-                self._fail("authentication failure", identifier, ERROR_AUTHENTICATION_FAILURE)
+                self._fail(self._failure, identifier, ERROR_AUTHENTICATION_FAILURE)
             return
         retrying = state is _State.FAILURE_SENT and self._retry
         if op != MsOpCode.RESPONSE or message.short or not (state is _State.CHALLENGE or retrying):
@@ -384,7 +382,7 @@ class EapServer:
             self._send_request(EapType.MSCHAPV2, reply.encode(), now)
             self.state = _State.SUCCESS_SENT
             return
-        self._retry = self._retries_left > 0
+        self._retry, self._failure = self._retries_left > 0, reason
         self._retries_left -= 1
         self._challenge = self._random(16)
         self._ms_id = message.ms_id  # echoed, never incremented (PROTOCOL-NEXT §1.4)

@@ -121,6 +121,23 @@ def test_client_offering_nothing_we_do_gets_one_clear_line(daemon: Daemon, net: 
     assert log.count("asked for CHAP-MD5") == 1
 
 
+def test_identification_and_eap_floods_end_that_session_only(
+    daemon: Daemon, net: Netns
+) -> None:
+    before = daemon.log_text()
+    res = windows(net, daemon, "hostile-floods")
+    failure = str(res["eap_after_garbage"])
+    assert failure[:2] == "04" and failure[4:] == "0004", res  # EAP-Failure
+    assert res["lcp_terminate"] == "authentication failed"
+    log = daemon.wait_log("16 invalid EAP packets")[len(before) :]
+    assert log.count("LCP Identification 'MSRASV5.20' ignored") == 8
+    assert log.count("more LCP Identification packets") == 1
+    # 4 from the authenticator, at most 4 more from the link once the session is closing
+    assert 4 <= log.count("EAP packet ignored") <= 8
+    assert "authentication failed (eap-mschapv2, 16 invalid EAP packets, the last:" in log
+    assert_open_tunnel(windows(net, daemon, "powershell-eap"))  # the daemon still serves
+
+
 def test_package_client_eap_mschapv2(daemon: Daemon, net: Netns) -> None:
     res = net.client_tool("ping", *daemon.client_args(), "--auth", "eap-mschapv2")
     assert res["replies"] == 3 and res["hash"] == "SHA256"

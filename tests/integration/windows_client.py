@@ -125,6 +125,15 @@ PROFILES: dict[str, Profile] = {
         ("C22305",),
         [*_connect_steps("alice", "alice-secret", "mschapv2")[:6]],
     ),
+    "hostile-floods": Profile(
+        "not Windows: 200 Identification packets, then EAP garbage until the server gives up",
+        EAP_ONLY,
+        [
+            *_connect_steps("alice", "alice-secret", "mschapv2")[:6],
+            *[("lcp_send", "0C", IDENTIFICATIONS[0])] * 200,
+            ("eap_garbage", "40"),
+        ],
+    ),
     "settings-eap-wrong-password": Profile(
         "Settings-app profile, wrong password (E=691, R=0 with auth.retries = 0)",
         EAP_ONLY,
@@ -377,6 +386,20 @@ class Windows:
         self.result["eap_failure"] = done == bytes([4, req[1], 0, 4])
         term = self.expect(LCP)  # (already acknowledged by _frame)
         self.result["lcp_terminate"] = term[0] == 5 and term[4:].decode(errors="replace")
+
+    def do_eap_garbage(self, count: str) -> None:
+        """Responses with wrong Identifiers, unknown Codes, bad lengths, then see the end."""
+        self.expect(EAP)  # the Identity Request
+        junk = ["02 77 00 05 01", "09 01 00 04", "02 01 00 09 1A 02 02 00 3A", "03 01 00 04"]
+        try:
+            for i in range(int(count)):
+                self._send_sstp(b"\xff\x03\xc2\x27" + _hex(junk[i % len(junk)]), False)
+            failure = self.expect(EAP)
+            self.result["eap_after_garbage"] = failure.hex()
+            term = self.expect(LCP)
+            self.result["lcp_terminate"] = term[0] == 5 and term[4:].decode(errors="replace")
+        except (ScriptError, OSError) as exc:
+            self.result["eap_after_garbage"] = str(exc)
 
     def do_mschapv2(self, user: str, password: str) -> None:
         req = self.expect(CHAP)

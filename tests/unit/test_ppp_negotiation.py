@@ -448,6 +448,9 @@ def test_eap_before_the_authenticate_phase_is_dropped_with_a_notice() -> None:
     srv, wire, _ = server()
     assert wire.feed(frame_raw(Protocol.EAP, bytes.fromhex("0201000901") + b"User")) == []
     assert srv.pop_events() == [Notice("debug", "EAP packet ignored in the Establish phase")]
+    for _ in range(10):
+        wire.feed(frame_raw(Protocol.EAP, bytes.fromhex("0201000901") + b"User"))
+    assert len(srv.pop_events()) == 3  # four lines in all, then silence
 
 
 def frame_raw(protocol: int, payload: bytes) -> str:

@@ -112,6 +112,8 @@ PppEvent = AuthSucceeded | AuthFailed | NetworkUp | IpPacket | LinkDown | Notice
 
 #: Identification packets logged one by one; beyond this, one line and then silence.
 IDENTIFICATION_LOGGED = 8
+#: EAP oddities the link itself logs (the authenticator has its own limit).
+EAP_NOTICES = 4
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ class _Link(LcpListener):
         self.is_network_up = False
         self.dropped = 0
         self.identifications = 0
+        self._eap_ignored = 0
 
     def _sender(self, protocol: int) -> Callable[[Packet], None]:
         def send(packet: Packet) -> None:
@@ -320,7 +323,7 @@ class _Link(LcpListener):
         if auth is None or _AUTH_PROTOCOL[auth.method] != protocol:
             self.dropped += 1
             if eap:
-                self.notice("debug", f"EAP packet ignored in the {self.phase.value} phase")
+                self._eap_notice("debug", f"EAP packet ignored in the {self.phase.value} phase")
             return
         if self.phase not in (Phase.AUTHENTICATE, Phase.NETWORK):
             self.dropped += 1
@@ -330,10 +333,10 @@ class _Link(LcpListener):
         except ParseError as exc:
             self.dropped += 1
             if eap:
-                self.notice("warning", f"EAP packet ignored: {exc}")
+                self._eap_notice("warning", f"EAP packet ignored: {exc}")
             return
         if eap and 4 + len(packet.data) < len(payload):
-            self.notice(
+            self._eap_notice(
                 "debug",
                 f"EAP Length {4 + len(packet.data)} < {len(payload)} bytes in the PPP frame:"
                 " the rest is padding (RFC 3748 §4.1)",
@@ -342,6 +345,11 @@ class _Link(LcpListener):
 
     def notice(self, level: str, message: str) -> None:
         self._events.append(Notice(level, message))
+
+    def _eap_notice(self, level: str, message: str) -> None:
+        self._eap_ignored += 1
+        if self._eap_ignored <= EAP_NOTICES:
+            self.notice(level, message)
 
     # ------------------------------------------------------------------ LCP callbacks
 

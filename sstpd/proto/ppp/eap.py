@@ -305,7 +305,9 @@ class EapServer:
             return
         if eap.identifier != self._id:
             # RFC 3748 §4.1: silently discarded (a late answer to a retransmission, or a forgery)
-            self._discard(f"Response id {eap.identifier} does not answer Request {self._id}")
+            self._discard(
+                f"Response id {eap.identifier} does not answer Request {self._id}", "debug"
+            )
             return
         assert eap.type is not None
         if eap.type == EapType.NAK and self.state is not _State.IDENTITY:

@@ -438,12 +438,25 @@ steps = st.lists(
 )
 
 
+# Prefixes that reach every state, so the random tail also runs after them.
+PREFIXES: list[list[bytes | float]] = [
+    [],
+    [V_IDENTITY_RESP],
+    [V_IDENTITY_RESP, V_RESPONSE],
+    [V_IDENTITY_RESP, V_RESPONSE, V_SUCCESS_RESP],
+    [V_IDENTITY_RESP, response(2, 2, "wrong")],
+    [V_IDENTITY_RESP, response(2, 2, "wrong"), H("02 03 00 06 1A 04")],
+]
+
+
 @settings(max_examples=300, deadline=None)
-@given(steps, st.integers(0, 2))
-def test_authenticator_state_machine_fuzz(sequence: list[bytes | float], retries: int) -> None:
+@given(st.sampled_from(PREFIXES), steps, st.integers(0, 2))
+def test_authenticator_state_machine_fuzz(
+    prefix: list[bytes | float], sequence: list[bytes | float], retries: int
+) -> None:
     srv = Server(retries)
     now = 0.0
-    for step in sequence:
+    for step in prefix + sequence:
         if isinstance(step, float):
             now += step
             srv.eap.handle_timer(now)

@@ -474,3 +474,30 @@ def test_authenticator_state_machine_fuzz(
     if finals:
         assert srv.eap.get_timer() is None
         assert srv.sent[-1][0] in (EapCode.SUCCESS, EapCode.FAILURE)
+
+
+SERVER_INPUTS = [V_IDENTITY_REQ, V_CHALLENGE, V_SUCCESS_REQ, V_EAP_SUCCESS, H("04 03 00 04")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(SERVER_INPUTS),
+            st.binary(min_size=4, max_size=70).map(
+                lambda b: b[:2] + len(b).to_bytes(2, "big") + b[4:]
+            ),
+        ),
+        max_size=30,
+    )
+)
+def test_peer_fuzz_never_raises_and_succeeds_only_after_checking_s(sequence: list[bytes]) -> None:
+    reports: list[AuthResult] = []
+    peer = EapPeer(lambda p: None, reports.append, username="User", nt_hash=USERS["User"],
+                   random=scripted_random(V_PEER_CHALLENGE))  # fmt: skip
+    for raw in sequence:
+        peer.receive(Packet.decode(raw), 0.0)
+    assert len([r for r in reports if not r.retry]) <= 1
+    for result in reports:
+        if result.success:
+            assert result.hlak == V_HLAK  # only the real S= response leads here

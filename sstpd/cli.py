@@ -183,7 +183,11 @@ def _serve(args: argparse.Namespace) -> int:
     config, config_path = _effective_config(args.config)
     sc = config.server
     created = False
-    if _auto_certificate(config):
+    names = list(config.acme.names)
+    if names and sc.tls and not os.path.exists(sc.certificate) and not os.path.exists(sc.key):
+        # ACME: serve a self-signed placeholder until the CA's certificate is installed
+        created = certs.ensure_certificate(sc.certificate, sc.key, names[0], names)
+    elif _auto_certificate(config):
         cn, sans = _certificate_names(config)
         created = certs.ensure_certificate(sc.certificate, sc.key, cn, sans)
     if config_path is None or created:

@@ -27,6 +27,15 @@ RESTART_ONLY = frozenset(
         "tunnel.address",
         "tunnel.pool",
         "tunnel.mtu",
+        # the ACME manager and the challenge listener are set up at start
+        "acme.names",
+        "acme.directory",
+        "acme.email",
+        "acme.key_type",
+        "acme.ca_file",
+        "acme.challenge",
+        "acme.http_port",
+        "acme.retry_interval",
     }
 )
 

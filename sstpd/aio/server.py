@@ -26,6 +26,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from sstpd import __version__, certs, users
+from sstpd.aio.acme import AcmeManager
 from sstpd.aio.control import ControlServer
 from sstpd.aio.control import error as control_error
 from sstpd.aio.listener import ProxyProtocolListener
@@ -33,6 +34,7 @@ from sstpd.aio.notify import sd_notify
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.reload import live_config
 from sstpd.aio.stats import Stats, classify_close
+from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
 from sstpd.aio.webproxy import WebProxy
 from sstpd.config import DEFAULT_CIPHERS, Config, load_config
@@ -140,6 +142,16 @@ def ppp_server_config(config: Config) -> PppServerConfig:
 
 def read_users(path: str) -> dict[str, users.User]:
     return users.load_users(path) if os.path.exists(path) else {}
+
+
+def cert_summary(config: Config) -> dict[str, Any] | None:
+    """``certs.certificate_summary`` of the served certificate (None: no TLS, unreadable)."""
+    if not config.server.tls:
+        return None
+    try:
+        return certs.certificate_summary(config.server.certificate)
+    except certs.CertificateError:
+        return None
 
 
 def _reason(exc: Exception) -> str:
@@ -388,6 +400,10 @@ class Server:
         self.cert_hashes = binding_hashes(config)
         self.hash_mask = hash_mask(config, self.cert_hashes)
         self.ssl = make_ssl_context(config) if config.server.tls else None
+        # ACME (sstpd.aio.acme): the router answers TLS-ALPN-01 on the listener
+        self.router = TlsRouter()
+        self.cert_summary = cert_summary(config)
+        self.acme = AcmeManager(self) if config.acme.enabled else None
         self.ppp_config = ppp_server_config(config)
         self.timeouts = Timeouts(
             http=config.server.handshake_timeout, hello=config.server.hello_interval
@@ -519,7 +535,21 @@ class Server:
             return self.reload()
         if cmd in ("drain", "undrain"):
             return self.set_draining(cmd == "drain")
+        if cmd == "cert":
+            return {"ok": True, **self.cert_status()}
+        if cmd == "renew":
+            if self.acme is None:
+                return control_error("ACME is not configured (no [acme] names)")
+            return self.acme.renew_now()
         return control_error(f"unknown command {cmd!r}")
+
+    def cert_status(self) -> dict[str, Any]:
+        """The ``cert`` answer: the served certificate and the ACME manager's state."""
+        return {
+            "certificate": self.cert_summary,
+            "path": self.config.server.certificate if self.config.server.tls else "",
+            "acme": self.acme.status() if self.acme is not None else None,
+        }
 
     def health(self) -> dict[str, Any]:
         why = self.refusal()
@@ -558,6 +588,9 @@ class Server:
             "pool_in_use": self.pool.in_use,
             "reloads": st.reloads,
             "reload_failures": st.reload_failures,
+            "certificate_not_after": (self.cert_summary or {}).get("not_after"),
+            "acme_renewals": self.acme.renewals if self.acme else 0,
+            "acme_renewal_failures": self.acme.renewal_failures if self.acme else 0,
         }
 
     def kick(self, sid: object, user: object) -> dict[str, Any]:
@@ -627,6 +660,7 @@ class Server:
         self.users = user_map
         self.pool.set_reserved(u.address for u in user_map.values() if u.address)
         self.cert_hashes = hashes
+        self.cert_summary = cert_summary(config)
         self.hash_mask = hash_mask(config, hashes)
         self.ppp_config = ppp_server_config(config)
         self.timeouts = Timeouts(
@@ -655,8 +689,10 @@ class Server:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         sc = self.config.server
+        # TLS-ALPN-01 needs the ClientHello before TLS starts: the listener's own accept loop
+        tls_alpn = self.acme is not None and self.config.acme.challenge == "tls-alpn-01"
         for addr in sc.listen:
-            if sc.proxy_protocol:
+            if sc.proxy_protocol or tls_alpn:
                 self.listeners.append(
                     ProxyProtocolListener(
                         str(addr),
@@ -664,6 +700,8 @@ class Server:
                         lambda src: ServerProtocol(self, src),
                         self.ssl,
                         sc.handshake_timeout,
+                        proxy=sc.proxy_protocol,
+                        router=self.router if tls_alpn else None,
                     )
                 )
                 continue
@@ -695,6 +733,8 @@ class Server:
             len(self.users),
             hashes,
         )
+        if self.acme is not None:
+            await self.acme.start()
         sd_notify(f"READY=1\nSTATUS=listening on {where}")
 
     def request_stop(self) -> None:
@@ -702,6 +742,8 @@ class Server:
             return
         self.stopping = True
         sd_notify("STOPPING=1")
+        if self.acme is not None:
+            self.acme.close()
         log.info("stopping: disconnecting %d sessions", len(self.connections))
         for srv in self.listeners:
             srv.close()

@@ -104,7 +104,7 @@ def _renew(path: str, timeout: float, wait: float) -> dict[str, Any]:
         acme = now.get("acme") or {}
         if acme.get("last_attempt") != last and not acme.get("in_progress"):
             if acme.get("last_error"):
-                return {"ok": False, "error": acme["last_error"], **now}
+                return {**now, "ok": False, "error": acme["last_error"]}
             return {**now, "renewed": True}
     return {"ok": False, "error": f"no result within {wait:g} s (still running)"}
 

@@ -1,0 +1,446 @@
+"""ACME with Debian's real pebble: the daemon obtains its certificate through TLS-ALPN-01
+answered on its own SSTP listener, serves it, renews it while sessions run.
+
+Topology: the daemon in ``sstpda-srv`` (10.231.100.1:443); pebble (ACME server, its
+validation authority) and pebble-challtestsrv (the DNS that resolves the test name to the
+daemon) in ``sstpda-cli`` (10.231.100.2), where the test clients run too. pebble validates
+by connecting to 10.231.100.1:443 with ALPN ``acme-tls/1``, exactly as Let's Encrypt would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sstpd.status.metrics import render_metrics
+from tests.integration.ctl_client import HeldClient
+from tests.integration.netns import CLIENT_IP, ROOT, SERVER_IP, USERS, Daemon, Netns, sh
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
+    pytest.mark.skipif(shutil.which("pebble") is None, reason="needs Debian's pebble"),
+]
+
+NAME = "sstp.example.test"
+PEBBLE = f"https://{CLIENT_IP}:14000/dir"
+DNS_PORT = 8053
+MGMT = f"http://{CLIENT_IP}:8055"
+CTL = [sys.executable, "-m", "sstpd.ctl"]
+
+
+class Pebble:
+    def __init__(self, net: Netns, workdir: Path) -> None:
+        self.net = net
+        self.dir = workdir
+        self.procs: list[subprocess.Popen[str]] = []
+        self.tls_cert = workdir / "pebble.crt"
+
+    def start(self) -> None:
+        w = self.dir
+        sh(
+            sys.executable,
+            "-m",
+            "sstpd",
+            "cert",
+            "--cert",
+            str(self.tls_cert),
+            "--key",
+            str(w / "pebble.key"),
+            "--cn",
+            CLIENT_IP,
+            "--san",
+            CLIENT_IP,
+            "--force",
+            cwd=str(ROOT),
+        )
+        (w / "pebble.json").write_text(
+            json.dumps(
+                {
+                    "pebble": {
+                        "listenAddress": f"{CLIENT_IP}:14000",
+                        "managementListenAddress": f"{CLIENT_IP}:15000",
+                        "certificate": str(self.tls_cert),
+                        "privateKey": str(w / "pebble.key"),
+                        "httpPort": 80,
+                        "tlsPort": 443,
+                        "ocspResponderURL": "",
+                        "externalAccountBindingRequired": False,
+                    }
+                }
+            )
+        )
+        env = dict(
+            os.environ,
+            PEBBLE_VA_NOSLEEP="1",
+            PEBBLE_WFE_NONCEREJECT="0",
+            PEBBLE_AUTHZREUSE="0",
+        )
+        self.log = open(w / "pebble.log", "a")  # noqa: SIM115
+        self.procs.append(
+            self.net.popen(
+                self.net.cli,
+                "pebble-challtestsrv",
+                "-dns01",
+                f"{CLIENT_IP}:{DNS_PORT}",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                f"{CLIENT_IP}:8055",
+                "-defaultIPv4",
+                SERVER_IP,
+                "-defaultIPv6",
+                "",
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        self.procs.append(
+            self.net.popen(
+                self.net.cli,
+                "pebble",
+                "-config",
+                str(w / "pebble.json"),
+                "-dnsserver",
+                f"{CLIENT_IP}:{DNS_PORT}",
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.root()
+                return
+            except (OSError, AssertionError):
+                time.sleep(0.3)
+        raise AssertionError("pebble did not start:\n" + (w / "pebble.log").read_text())
+
+    def fetch(self, url: str, data: bytes | None = None) -> bytes:
+        """GET/POST ``url`` from inside the client namespace."""
+        code = (
+            "import ssl,sys,urllib.request as u;"
+            "c=ssl._create_unverified_context();"
+            "d=sys.stdin.buffer.read() or None;"
+            f"sys.stdout.buffer.write(u.urlopen({url!r},data=d,context=c,timeout=10).read())"
+        )
+        r = subprocess.run(
+            ["ip", "netns", "exec", self.net.cli, sys.executable, "-c", code],
+            input=data or b"",
+            capture_output=True,
+            timeout=30,
+        )
+        assert r.returncode == 0, r.stderr.decode()
+        return r.stdout
+
+    def root(self) -> bytes:
+        """pebble's root for the end-entity chain: new at every start."""
+        return self.fetch(f"https://{CLIENT_IP}:15000/roots/0")
+
+    def dns_a(self, address: str | None) -> None:
+        """Resolve NAME to ``address`` (None: back to the default, the daemon)."""
+        if address is None:
+            self.fetch(f"{MGMT}/clear-a", json.dumps({"host": NAME + "."}).encode())
+        else:
+            body = {"host": NAME + ".", "addresses": [address]}
+            self.fetch(f"{MGMT}/add-a", json.dumps(body).encode())
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.procs = []
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Netns]:
+    n = Netns("sstpda")
+    n.up()
+    yield n
+    n.down()
+
+
+@pytest.fixture(scope="module")
+def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    p = Pebble(net, tmp_path_factory.mktemp("pebble"))
+    p.start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    net: Netns, pebble: Pebble, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Daemon]:
+    d = Daemon(
+        net,
+        tmp_path_factory.mktemp("acme-daemon"),
+        extra_config=f"""
+[acme]
+names = ["{NAME}"]
+directory = "{PEBBLE}"
+email = "admin@example.test"
+ca_file = "{pebble.tls_cert}"
+retry_interval = 600
+""",
+    )
+    d.prepare()
+    # no certificate at all: the daemon must start with a placeholder and get one
+    (d.workdir / "tls" / "server.crt").unlink()
+    (d.workdir / "tls" / "server.key").unlink()
+    d.start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def root_ca(pebble: Pebble, daemon: Daemon) -> Path:
+    path = daemon.workdir / "pebble-root.pem"
+    path.write_bytes(pebble.root())
+    return path
+
+
+def ctl(d: Daemon, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "sstpd.ctl", "--socket", str(d.workdir / "control.sock"), *args],
+        text=True,
+        capture_output=True,
+        cwd=str(ROOT),
+        timeout=300,
+    )
+    if check and r.returncode != 0:
+        raise AssertionError(f"sstpctl {' '.join(args)}: {r.returncode}\n{r.stdout}{r.stderr}")
+    return r
+
+
+def ctl_json(d: Daemon, *args: str) -> dict[str, Any]:
+    return json.loads(ctl(d, "--json", *args).stdout)  # type: ignore[no-any-return]
+
+
+def wait_issued(d: Daemon, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ans = ctl_json(d, "cert")
+        if ans["certificate"] and not ans["certificate"]["self_signed"]:
+            return ans
+        time.sleep(0.5)
+    raise AssertionError(f"no certificate from pebble:\n{d.log_text()[-5000:]}")
+
+
+def served_cert(net: Netns, server_name: str | None, alpn: list[str] | None) -> dict[str, Any]:
+    """Handshake from the client namespace; the certificate the daemon presented."""
+    code = (
+        "import ssl,socket,json,hashlib,sys;"
+        "c=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT);c.check_hostname=False;"
+        "c.verify_mode=ssl.CERT_NONE;"
+        f"alpn={alpn!r};"
+        "alpn and c.set_alpn_protocols(alpn);"
+        f"s=c.wrap_socket(socket.create_connection(({SERVER_IP!r},443),timeout=10),"
+        f"server_hostname={server_name!r});"
+        "d=s.getpeercert(True);"
+        "print(json.dumps({'sha256':hashlib.sha256(d).hexdigest(),"
+        "'alpn':s.selected_alpn_protocol(),"
+        "'acme_ext':bytes.fromhex('2b06010505070101' '1f') in d}))"
+    )
+    r = net.run(net.cli, sys.executable, "-c", code, check=False, timeout=30)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def test_obtains_certificate_through_tls_alpn_on_the_sstp_listener(daemon: Daemon) -> None:
+    ans = wait_issued(daemon)
+    cert = ans["certificate"]
+    assert cert["names"] == [NAME]
+    assert "Pebble" in cert["issuer"]
+    acme = ans["acme"]
+    assert acme["renewals"] == 1 and acme["last_error"] == ""
+    # the next renewal is two thirds into the lifetime
+    expected = cert["not_before"] + (cert["not_after"] - cert["not_before"]) * 2 / 3
+    deadline = time.monotonic() + 10
+    while ctl_json(daemon, "cert")["acme"]["next_renewal"] != pytest.approx(expected, abs=2):
+        assert time.monotonic() < deadline, ctl_json(daemon, "cert")
+        time.sleep(0.2)
+    log = daemon.log_text()
+    # pebble's validation authority connected to the SSTP listener with ALPN acme-tls/1
+    assert f"ClientHello sni={NAME} alpn=acme-tls/1 -> challenge" in log
+    assert "ACME: installed the certificate" in log
+    # files: the account key and order state are private
+    acme_dir = daemon.workdir / "acme"
+    for f in ("account.key", "account.json", "order.json"):
+        assert (acme_dir / f).stat().st_mode & 0o777 == 0o600, f
+    assert json.loads((acme_dir / "order.json").read_text())["status"] == "valid"
+    assert (daemon.workdir / "tls" / "server.key").stat().st_mode & 0o777 == 0o600
+    # sstpctl cert in words
+    text = ctl(daemon, "cert").stdout
+    assert NAME in text and "Pebble" in text and "tls-alpn-01" in text
+
+
+def test_client_verifying_pebble_root_gets_a_tunnel(
+    daemon: Daemon, net: Netns, root_ca: Path
+) -> None:
+    wait_issued(daemon)
+    res = net.client_tool(
+        "ping",
+        "--host",
+        SERVER_IP,
+        "--ca-file",
+        str(root_ca),
+        "--server-name",
+        NAME,
+    )
+    assert res["replies"] == 3
+    # the same client without the name in SNI/verification is refused by TLS
+    r = net.run(
+        net.cli,
+        sys.executable,
+        "-m",
+        "tests.integration.client_tool",
+        "connect",
+        "--host",
+        SERVER_IP,
+        "--ca-file",
+        str(root_ca),
+        check=False,
+    )
+    assert r.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in (r.stdout + r.stderr)
+
+
+def test_metrics_show_expiry_and_renewals(daemon: Daemon) -> None:
+    st = ctl_json(daemon, "stats")
+    cert = ctl_json(daemon, "cert")["certificate"]
+    assert st["certificate_not_after"] == cert["not_after"]
+    assert st["acme_renewals"] >= 1
+    text = render_metrics(st)
+    assert f"sstpd_certificate_expiry_timestamp_seconds {float(cert['not_after'])!r}" in text
+    assert 'sstpd_certificate_renewals_total{result="ok"}' in text
+
+
+def test_forced_renewal_keeps_open_session_new_session_binds_new_cert(
+    daemon: Daemon, net: Netns, root_ca: Path
+) -> None:
+    old = wait_issued(daemon)["certificate"]
+    alice = HeldClient(net, SERVER_IP, str(root_ca), "alice", USERS["alice"], NAME)
+    try:
+        assert alice.info["fingerprint"].replace(":", "").lower() == old["sha256"]
+        r = ctl(daemon, "cert", "renew")
+        assert "renewed" in r.stdout
+        new = ctl_json(daemon, "cert")["certificate"]
+        assert new["sha256"] != old["sha256"] and not new["self_signed"]
+        # the open session still passes traffic, bound to the old certificate
+        assert alice.ping(3) == 3
+        rows = ctl_json(daemon, "sessions")["sessions"]
+        assert [s["cert_hash"] for s in rows if s["user"] == "alice"] == [old["sha256"]]
+        # a new session sees and binds to the new certificate
+        bob = HeldClient(net, SERVER_IP, str(root_ca), "bob", USERS["bob"], NAME)
+        try:
+            assert bob.info["fingerprint"].replace(":", "").lower() == new["sha256"]
+            rows = ctl_json(daemon, "sessions")["sessions"]
+            assert [s["cert_hash"] for s in rows if s["user"] == "bob"] == [new["sha256"]]
+            assert bob.ping(2) == 2
+        finally:
+            bob.stop()
+    finally:
+        alice.stop()
+    assert ctl_json(daemon, "cert")["acme"]["renewals"] >= 2
+
+
+def test_normal_clients_never_get_the_challenge_certificate(daemon: Daemon, net: Netns) -> None:
+    """Handshakes with the same name, with and without SNI/ALPN, while pebble validates."""
+    normal = wait_issued(daemon)["certificate"]["sha256"]
+    renew = subprocess.Popen(
+        [*CTL, "--socket", str(daemon.workdir / "control.sock"), "cert", "renew"],
+        cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[dict[str, Any]] = []
+    pending_seen = False
+    while True:
+        pending_seen |= bool(ctl_json(daemon, "cert")["acme"]["pending_challenges"])
+        for sni, alpn in [
+            (NAME, None),
+            (None, None),
+            (NAME, ["http/1.1"]),
+            (NAME, ["acme-tls/1", "http/1.1"]),
+        ]:
+            seen.append(served_cert(net, sni, alpn))
+        if renew.poll() is not None:
+            break
+    assert renew.wait() == 0, renew.stderr.read() if renew.stderr else ""
+    renewed = ctl_json(daemon, "cert")["certificate"]["sha256"]
+    assert seen
+    for s in seen:
+        assert "error" not in s, s
+        assert s["sha256"] in (normal, renewed), s
+        assert s["alpn"] != "acme-tls/1" and not s["acme_ext"], s
+    # and a validator-like client outside validation gets nothing
+    assert "error" in served_cert(net, NAME, ["acme-tls/1"])
+    print(f"{len(seen)} handshakes during the renewal, challenge pending seen: {pending_seen}")
+
+
+def test_ca_rejecting_keeps_current_certificate(
+    daemon: Daemon, net: Netns, pebble: Pebble, root_ca: Path
+) -> None:
+    before = wait_issued(daemon)["certificate"]
+    pebble.dns_a("10.231.100.99")  # pebble now validates against an address nobody has
+    try:
+        r = ctl(daemon, "cert", "renew", check=False)
+    finally:
+        pebble.dns_a(None)
+    assert r.returncode == 1
+    assert "validation failed" in r.stderr, r.stderr
+    ans = ctl_json(daemon, "cert")
+    assert ans["certificate"]["sha256"] == before["sha256"]
+    assert "validation failed" in ans["acme"]["last_error"]
+    assert ans["acme"]["next_renewal"] >= time.time() + 500  # backoff from retry_interval
+    daemon.wait_log("still serving the current certificate, next attempt in 600 s")
+    assert (
+        net.client_tool(
+            "ping", "--host", SERVER_IP, "--ca-file", str(root_ca), "--server-name", NAME
+        )["replies"]
+        == 3
+    )
+
+
+def test_ca_unreachable_keeps_current_certificate(
+    daemon: Daemon, net: Netns, pebble: Pebble, root_ca: Path
+) -> None:
+    before = wait_issued(daemon)["certificate"]
+    pebble.stop()
+    r = ctl(daemon, "cert", "renew", check=False)
+    assert r.returncode == 1
+    assert f"cannot reach {PEBBLE}" in r.stderr, r.stderr
+    assert ctl_json(daemon, "cert")["certificate"]["sha256"] == before["sha256"]
+    assert ctl_json(daemon, "stats")["acme_renewal_failures"] >= 2
+    daemon.wait_log(f"cannot reach {PEBBLE}")
+    assert (
+        net.client_tool(
+            "ping", "--host", SERVER_IP, "--ca-file", str(root_ca), "--server-name", NAME
+        )["replies"]
+        == 3
+    )

@@ -23,10 +23,9 @@ import ssl
 import tempfile
 import time
 from ipaddress import IPv4Address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sstpd import __version__, certs, users
-from sstpd.aio.acme import AcmeManager
 from sstpd.aio.control import ControlServer
 from sstpd.aio.control import error as control_error
 from sstpd.aio.listener import ProxyProtocolListener
@@ -56,6 +55,9 @@ from sstpd.proto.session import (
 from sstpd.proto.sstp.binding import cert_hashes as hashes_of
 from sstpd.proto.sstp.connection import Timeouts
 from sstpd.proto.sstp.constants import HashProtocol
+
+if TYPE_CHECKING:
+    from sstpd.aio.acme import AcmeManager
 
 log = logging.getLogger("sstpd")
 
@@ -152,6 +154,18 @@ def cert_summary(config: Config) -> dict[str, Any] | None:
         return certs.certificate_summary(config.server.certificate)
     except certs.CertificateError:
         return None
+
+
+def _acme_manager(server: Server) -> AcmeManager:
+    """Imported only with [acme] names: the ``acme`` package is an optional extra."""
+    try:
+        from sstpd.aio.acme import AcmeManager
+    except ImportError as exc:
+        raise SstpdError(
+            f"[acme] needs the acme and josepy packages ({exc}): "
+            "pip install 'sstpd[acme]'"
+        ) from None
+    return AcmeManager(server)
 
 
 def _reason(exc: Exception) -> str:
@@ -403,7 +417,7 @@ class Server:
         # ACME (sstpd.aio.acme): the router answers TLS-ALPN-01 on the listener
         self.router = TlsRouter()
         self.cert_summary = cert_summary(config)
-        self.acme = AcmeManager(self) if config.acme.enabled else None
+        self.acme: AcmeManager | None = _acme_manager(self) if config.acme.enabled else None
         self.ppp_config = ppp_server_config(config)
         self.timeouts = Timeouts(
             http=config.server.handshake_timeout, hello=config.server.hello_interval

@@ -4,7 +4,8 @@ One task on the event loop decides when (:func:`sstpd.acmeclient.renewal_time`: 
 without a certificate from the CA for the configured names, else two thirds into its
 lifetime; after failures exponential backoff from ``acme.retry_interval`` up to a day;
 ``sstpctl cert renew`` at once). The order itself (:func:`sstpd.acmeclient.obtain`,
-blocking HTTP) runs in the default thread executor. The answers to the challenges go to
+blocking HTTP) runs in a daemon thread of its own: never on the event loop, and a
+shutdown does not wait for a CA that is slow to answer. The answers to the challenges go to
 the TLS router (tls-alpn-01, on the SSTP listener) or to a small HTTP responder on
 ``acme.http_port`` (http-01). A new certificate is written to ``server.certificate`` and
 ``server.key`` and installed with the daemon's live reload: open sessions keep the
@@ -18,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sstpd import acmeclient
 from sstpd.files import write_atomic
@@ -33,6 +36,33 @@ RECHECK = 6 * 3600.0  # look at the certificate again at least this often
 HTTP_TIMEOUT = 10.0
 HTTP_MAX_HEADER_LINES = 100
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
+
+_T = TypeVar("_T")
+
+
+def in_thread(fn: Callable[[], _T]) -> asyncio.Future[_T]:
+    """Run ``fn`` in a new daemon thread; its result or exception in the future."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[_T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if fut.done():
+            return
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+    def run() -> None:
+        try:
+            result: tuple[bool, Any] = (True, fn())
+        except BaseException as exc:
+            result = (False, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            loop.call_soon_threadsafe(settle, *result)
+
+    threading.Thread(target=run, name="sstpd-acme", daemon=True).start()
+    return fut
 
 
 class AcmeManager:
@@ -144,15 +174,10 @@ class AcmeManager:
             self.cfg.directory,
             self.cfg.challenge,
         )
-        loop = asyncio.get_running_loop()
+        state_dir = self.server.config.server.state_directory
         try:
-            issued = await loop.run_in_executor(
-                None,
-                acmeclient.obtain,
-                self.cfg,
-                self.server.config.server.state_directory,
-                self,
-                lambda: self._stopping,
+            issued = await in_thread(
+                lambda: acmeclient.obtain(self.cfg, state_dir, self, lambda: self._stopping)
             )
             self._install(issued)
         except acmeclient.AcmeFailure as exc:

@@ -9,7 +9,9 @@ closed within the timeout and the listener goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import socket
 import ssl
 import time
@@ -157,11 +159,17 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
 async def test_slow_sender_is_closed_within_the_timeout(setup: Setup) -> None:
     hello = (DATA / "python-sni-acme.bin").read_bytes()
     add_challenge(setup.router)
+    fds = len(os.listdir("/proc/self/fd"))
     reader, writer = await raw(setup.port)
     writer.write(hello[:40])  # a part, then nothing: the 2 s handshake timeout applies
     elapsed = await closed_within(reader, 5)
     assert 1.5 < elapsed < 4
     writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+    # nothing left behind: no task, no descriptor
+    assert not setup.listener._tasks
+    assert len(os.listdir("/proc/self/fd")) == fds
     assert (await setup.handshake(NAME, None))[2] == b"sstp"
 
 

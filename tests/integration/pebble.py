@@ -26,7 +26,8 @@ MGMT = f"http://{CLIENT_IP}:8055"
 
 
 class Pebble:
-    def __init__(self, net: Netns, workdir: Path) -> None:
+    def __init__(self, net: Netns, workdir: Path, validity: int | None = None) -> None:
+        self.validity = validity  # seconds of the certificates it issues (None: its default)
         self.net = net
         self.dir = workdir
         self.procs: list[subprocess.Popen[str]] = []
@@ -62,6 +63,7 @@ class Pebble:
                         "tlsPort": 443,
                         "ocspResponderURL": "",
                         "externalAccountBindingRequired": False,
+                        **({"certificateValidityPeriod": self.validity} if self.validity else {}),
                     }
                 }
             )

@@ -26,6 +26,7 @@ pytestmark = [
 
 
 CTL = [sys.executable, "-m", "sstpd.ctl"]
+VALIDITY = 45
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,8 @@ def net() -> Iterator[Netns]:
 
 @pytest.fixture(scope="module")
 def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    p = Pebble(net, tmp_path_factory.mktemp("pebble-http"))
+    # short-lived certificates: the daemon must renew on its own two thirds in
+    p = Pebble(net, tmp_path_factory.mktemp("pebble-http"), validity=VALIDITY)
     p.start()
     yield p
     p.stop()
@@ -130,3 +132,25 @@ def test_http_responder_rejects_everything_else(daemon: Daemon, net: Netns) -> N
     assert http(net, b"GET /" + b"a" * 100_000 + b"\r\n\r\n") == b""  # over the line limit
     # still serving
     assert cert_state(daemon)["ok"] is True
+
+
+def test_renews_by_itself_two_thirds_into_the_lifetime(daemon: Daemon) -> None:
+    first = cert_state(daemon)
+    cert = first["certificate"]
+    assert cert["not_after"] - cert["not_before"] == pytest.approx(VALIDITY, abs=2)
+    due = cert["not_before"] + (cert["not_after"] - cert["not_before"]) * 2 / 3
+    assert first["acme"]["next_renewal"] == pytest.approx(due, abs=2)
+    # no command: the daemon's own schedule
+    deadline = time.time() + VALIDITY + 30
+    while time.time() < deadline:
+        now = cert_state(daemon)
+        if now["certificate"]["sha256"] != cert["sha256"] and not now["acme"]["in_progress"]:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(daemon.log_text()[-4000:])
+    renewed_at = now["acme"]["last_success"]
+    assert renewed_at >= due - 1
+    assert renewed_at < cert["not_after"]  # before the old one expired
+    assert now["acme"]["renewals"] == first["acme"]["renewals"] + 1
+    assert now["acme"]["last_error"] == ""

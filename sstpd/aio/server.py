@@ -196,7 +196,10 @@ class ServerProtocol(SstpStreamProtocol):
         self.opened_wall: float | None = None  # the same as Unix time, for `sessions`
         self.tls_version = ""
         self.tls_cipher = ""
-        self.cert_hashes: dict[HashProtocol, bytes] = {}
+        # taken at accept, just before the TLS object is made from the context: OpenSSL
+        # fixes the certificate of a connection then, so a reload (an ACME renewal) during
+        # the handshake must not change what this session's binding is checked against
+        self.cert_hashes: dict[HashProtocol, bytes] = server.cert_hashes
         self.outcome: str | None = None
         self.auth_failed = False
         self.refused = False
@@ -226,9 +229,9 @@ class ServerProtocol(SstpStreamProtocol):
             self.tls_version = sslobj.version() or ""
             cipher = sslobj.cipher()
             self.tls_cipher = cipher[0] if cipher else ""
-        # created now, after the TLS handshake: a reload in between takes effect for it
-        self.cert_hashes = srv.cert_hashes
-        self.session = srv.new_session()
+        # created now, after the TLS handshake: a reload in between takes effect for its
+        # settings, while the certificate hashes are those of the handshake (see __init__)
+        self.session = srv.new_session(self.cert_hashes)
         srv.connections.add(self)
         log.debug("[%d] connection from %s", self.id, self.peer)
         self._deadline = self.loop.call_later(
@@ -451,11 +454,15 @@ class Server:
         u = self.users.get(name)
         return self.pool.allocate(u.address if u is not None else None)
 
-    def new_session(self) -> ServerSession:
+    def new_session(self, hashes: dict[HashProtocol, bytes] | None = None) -> ServerSession:
+        if hashes is None or hashes is self.cert_hashes:
+            hashes, mask = self.cert_hashes, self.hash_mask
+        else:
+            mask = hash_mask(self.config, hashes)
         return ServerSession(
             ppp_config=self.ppp_config,
-            cert_hashes=self.cert_hashes,
-            hash_protocols=self.hash_mask,
+            cert_hashes=hashes,
+            hash_protocols=mask,
             lookup=self.lookup,
             assign_address=self.assign_address,
             random=os.urandom,

@@ -3,6 +3,7 @@ configuration, the sstpctl cert text, the metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -201,3 +202,31 @@ def test_metrics_without_acme_fields_still_render() -> None:
     text = render_metrics({**stats, "certificate_not_after": 1.9e9, "acme_renewal_failures": 3})
     assert "sstpd_certificate_expiry_timestamp_seconds 1900000000.0" in text
     assert 'sstpd_certificate_renewals_total{result="failed"} 3' in text
+
+
+def test_openssl_fixes_the_certificate_when_the_tls_object_is_made(tmp_path: Path) -> None:
+    """What the daemon relies on for renewals during handshakes (ServerProtocol takes the
+    binding hashes at accept): a connection whose TLS object exists keeps the certificate
+    even when the context is reloaded before the handshake runs."""
+    import ssl
+
+    for name in ("a", "b"):
+        certs.generate_self_signed(
+            str(tmp_path / f"{name}.crt"), str(tmp_path / f"{name}.key"), common_name=name, sans=[]
+        )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(tmp_path / "a.crt"), str(tmp_path / "a.key"))
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
+    s = server.wrap_bio(s_in, s_out, server_side=True)
+    server.load_cert_chain(str(tmp_path / "b.crt"), str(tmp_path / "b.key"))  # the "reload"
+    c = client.wrap_bio(c_in, c_out)
+    for _ in range(10):
+        for obj in (c, s):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                obj.do_handshake()
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    assert c.getpeercert(True) == certs.load_certificate_der(str(tmp_path / "a.crt"))

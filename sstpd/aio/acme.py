@@ -216,11 +216,13 @@ class AcmeManager:
                 f"certificate written to {sc.certificate} but the reload was rejected: "
                 f"{answer['error']}"
             )
+        summary = self.server.cert_summary or {}
         log.info(
-            "ACME: installed the certificate for %s (order %s), sha256 %s",
+            "ACME: installed the certificate for %s (order %s), sha256 %s, valid until %s",
             ", ".join(self.cfg.names),
             issued.order_url,
-            answer.get("cert_sha256", ""),
+            summary.get("sha256", "?"),
+            time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(summary.get("not_after", 0))),
         )
 
     # ------------------------------------------------ http-01

@@ -147,8 +147,10 @@ def read_users(path: str) -> dict[str, users.User]:
 
 
 def cert_summary(config: Config) -> dict[str, Any] | None:
-    """``certs.certificate_summary`` of the served certificate (None: no TLS, unreadable)."""
-    if not config.server.tls:
+    """``certs.certificate_summary`` of the served certificate (None: unreadable, or no TLS
+    here and no ACME). Behind a TLS offloader with ACME (http-01) it is the certificate
+    obtained for the offloader: its expiry drives the renewals."""
+    if not config.server.tls and not config.acme.enabled:
         return None
     try:
         return certs.certificate_summary(config.server.certificate)

@@ -127,3 +127,22 @@ def test_in_thread_passes_exceptions() -> None:
         assert await acme_mod.in_thread(lambda: threading.current_thread().name) == "sstpd-acme"
 
     asyncio.run(main())
+
+
+def test_offloader_with_http01_schedules_from_the_obtained_certificate(tmp_path: Path) -> None:
+    """tls = false: the daemon serves no certificate, but the one it obtained for the
+    offloader must still drive the schedule (else it would order again at once)."""
+    from sstpd import certs
+    from sstpd.aio.server import cert_summary
+
+    certs.generate_self_signed(
+        str(tmp_path / "c.pem"), str(tmp_path / "k.pem"), common_name="vpn.example.test", sans=[]
+    )
+    text = (
+        f'[server]\ntls = false\ncert_hash_sha256 = "{"ab" * 32}"\n'
+        f'certificate = "{tmp_path}/c.pem"\nkey = "{tmp_path}/k.pem"\n'
+    )
+    assert cert_summary(parse_config(text)) is None  # no ACME: nothing to show
+    config = parse_config(text + '[acme]\nnames = ["vpn.example.test"]\nchallenge = "http-01"\n')
+    summary = cert_summary(config)
+    assert summary is not None and summary["names"] == ["vpn.example.test"]

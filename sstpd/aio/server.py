@@ -570,7 +570,7 @@ class Server:
         """The ``cert`` answer: the served certificate and the ACME manager's state."""
         return {
             "certificate": self.cert_summary,
-            "path": self.config.server.certificate if self.config.server.tls else "",
+            "path": self.config.server.certificate if self.cert_summary is not None else "",
             "acme": self.acme.status() if self.acme is not None else None,
         }
 

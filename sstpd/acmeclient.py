@@ -335,3 +335,17 @@ def backoff(failures: int, base: float) -> float:
     if failures <= 0:
         return 0.0
     return float(min(base * 2 ** min(failures - 1, 30), MAX_BACKOFF))
+
+
+def ari_time(cfg: AcmeConfig, cert_pem: bytes) -> float | None:
+    """Unix time the CA suggests renewing ``cert_pem`` (ACME Renewal Information,
+    RFC 9773: a random time in its suggested window), or None when the CA offers none or
+    cannot be asked now. Blocking; never raises for network or CA trouble."""
+    try:
+        net = client.ClientNetwork(None, verify_ssl=cfg.ca_file or True, user_agent="sstpd")  # type: ignore[arg-type]
+        acme = client.ClientV2(client.ClientV2.get_directory(cfg.directory, net), net)
+        when, _ = acme.renewal_time(cert_pem)
+    except (errors.Error, OSError, ValueError, KeyError, jose.errors.Error) as exc:
+        log.info("ACME: no renewal information from the CA: %s", _short(exc))
+        return None
+    return when.timestamp() if when is not None else None

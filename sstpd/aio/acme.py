@@ -2,16 +2,17 @@
 
 One task on the event loop decides when (:func:`sstpd.acmeclient.renewal_time`: at once
 without a certificate from the CA for the configured names, else two thirds into its
-lifetime; after failures exponential backoff from ``acme.retry_interval`` up to a day;
-``sstpctl cert renew`` at once). The order itself (:func:`sstpd.acmeclient.obtain`,
-blocking HTTP) runs in a daemon thread of its own: never on the event loop, and a
-shutdown does not wait for a CA that is slow to answer. The answers to the challenges go to
-the TLS router (tls-alpn-01, on the SSTP listener) or to a small HTTP responder on
-``acme.http_port`` (http-01). A new certificate is written to ``server.certificate`` and
-``server.key`` and installed with the daemon's live reload: open sessions keep the
-binding hashes they started with, new sessions use the new certificate. On failure the
-current certificate stays in service and the reason is logged and shown by
-``sstpctl cert``.
+lifetime, or earlier when the CA's renewal information suggests it (ARI: asked at start,
+after each new certificate and every ``RECHECK``); after failures exponential backoff
+from ``acme.retry_interval`` up to a day; ``sstpctl cert renew`` at once). The order
+itself (:func:`sstpd.acmeclient.obtain`, blocking HTTP) runs in a daemon thread of its
+own: never on the event loop, and a shutdown does not wait for a CA that is slow to
+answer. The answers to the challenges go to the TLS router (tls-alpn-01, on the SSTP
+listener) or to a small HTTP responder on ``acme.http_port`` (http-01). A new
+certificate is written to ``server.certificate`` and ``server.key`` and installed with
+the daemon's live reload: open sessions keep the binding hashes they started with, new
+sessions use the new certificate. On failure the current certificate stays in service
+and the reason is logged and shown by ``sstpctl cert``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class AcmeManager:
         self.failures = 0  # consecutive
         self.renewals = 0
         self.renewal_failures = 0
+        self.ari: float | None = None  # the CA's suggested renewal time
+        self._ari_checked: float | None = None  # when, and for which certificate
+        self._ari_sha256 = ""
         self._force = False
         self._stopping = False
         self._wake = asyncio.Event()
@@ -134,12 +138,15 @@ class AcmeManager:
             "in_progress": self.in_progress,
             "renewals": self.renewals,
             "renewal_failures": self.renewal_failures,
+            "ari_suggestion": self.ari,
             "pending_challenges": self.server.router.pending,
         }
 
     # ------------------------------------------------ scheduling
     def due(self) -> float:
         due = acmeclient.renewal_time(self.server.cert_summary, self.cfg.names)
+        if self.ari is not None and due > 0:
+            due = min(due, self.ari)
         if self.failures and self.last_attempt is not None:
             wait = acmeclient.backoff(self.failures, self.cfg.retry_interval)
             due = max(due, self.last_attempt + wait)
@@ -147,6 +154,7 @@ class AcmeManager:
 
     async def _run(self) -> None:
         while not self._stopping:
+            await self._ask_ari()
             due = self.due()
             self.next_renewal = due
             delay = due - time.time()
@@ -164,6 +172,33 @@ class AcmeManager:
                     continue
             self._force = False
             await self._attempt()
+
+    async def _ask_ari(self) -> None:
+        """Fetch the CA's renewal information for a CA-issued certificate when it is new
+        or ``RECHECK`` has passed."""
+        summary = self.server.cert_summary
+        if summary is None or summary["self_signed"]:
+            return
+        fresh = self._ari_checked is not None and time.time() - self._ari_checked < RECHECK
+        if summary["sha256"] == self._ari_sha256 and fresh:
+            return
+        path = self.server.config.server.certificate
+        cfg = self.cfg
+
+        def ask() -> float | None:
+            with open(path, "rb") as f:
+                return acmeclient.ari_time(cfg, f.read())
+
+        try:
+            self.ari = await in_thread(ask)
+        except OSError:
+            self.ari = None
+        self._ari_checked, self._ari_sha256 = time.time(), str(summary["sha256"])
+        if self.ari is not None:
+            log.info(
+                "ACME: the CA suggests renewing at %s",
+                time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(self.ari)),
+            )
 
     async def _attempt(self) -> None:
         self.in_progress = True

@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from sstpd import acmeclient, certs
 from sstpd.config import AcmeConfig, parse_config
@@ -230,3 +231,88 @@ def test_openssl_fixes_the_certificate_when_the_tls_object_is_made(tmp_path: Pat
         s_in.write(c_out.read())
         c_in.write(s_out.read())
     assert c.getpeercert(True) == certs.load_certificate_der(str(tmp_path / "a.crt"))
+
+
+def _ca_issued_pem() -> bytes:
+    import datetime
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca = ec.generate_private_key(ec.SECP256R1())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA")]))
+        .public_key(key.public_key())
+        .serial_number(0x1234)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False
+        )
+        .sign(ca, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _fake_ca(with_ari: bool) -> tuple[str, Any]:
+    """An HTTP server answering the directory and, optionally, renewalInfo."""
+    import http.server
+    import json
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            base = f"http://127.0.0.1:{self.server.server_address[1]}"
+            if self.path == "/dir":
+                body: dict[str, Any] = {"newNonce": f"{base}/nonce", "newOrder": f"{base}/o"}
+                if with_ari:
+                    body["renewalInfo"] = f"{base}/ari"
+            elif self.path.startswith("/ari/") and with_ari:
+                body = {
+                    "suggestedWindow": {
+                        "start": "2030-01-01T00:00:00Z",
+                        "end": "2030-01-01T00:00:00Z",
+                    }
+                }
+            else:
+                self.send_error(404)
+                return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{srv.server_address[1]}/dir", srv
+
+
+def test_ari_time_from_the_ca_or_none() -> None:
+    import datetime
+
+    pem = _ca_issued_pem()
+    url, srv = _fake_ca(with_ari=True)
+    try:
+        when = acmeclient.ari_time(AcmeConfig(names=(NAME,), directory=url), pem)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert when == datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC).timestamp()
+    url, srv = _fake_ca(with_ari=False)
+    try:
+        assert acmeclient.ari_time(AcmeConfig(names=(NAME,), directory=url), pem) is None
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    # a CA that is not there: None, not an exception
+    dead = AcmeConfig(names=(NAME,), directory=url)
+    assert acmeclient.ari_time(dead, pem) is None

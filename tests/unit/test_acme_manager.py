@@ -33,6 +33,7 @@ class FakeServer:
     def reload(self) -> dict[str, Any]:
         self.reloads += 1
         self.cert_summary = {
+            "sha256": f"{self.reloads:064x}",
             "self_signed": False,
             "names": ["vpn.example.test"],
             "not_before": time.time(),
@@ -51,6 +52,7 @@ async def until(cond: Any, timeout: float = 5.0) -> None:
 def test_failure_backoff_then_forced_success(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(acmeclient, "ari_time", lambda cfg, pem: None)  # the CA has no ARI
     calls: list[int] = []
     outcomes = [acmeclient.AcmeFailure("cannot reach the CA"), None]
 
@@ -146,3 +148,32 @@ def test_offloader_with_http01_schedules_from_the_obtained_certificate(tmp_path:
     config = parse_config(text + '[acme]\nnames = ["vpn.example.test"]\nchallenge = "http-01"\n')
     summary = cert_summary(config)
     assert summary is not None and summary["names"] == ["vpn.example.test"]
+
+
+def test_ari_suggestion_earlier_than_two_thirds_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suggested = time.time() + 3600
+    asked: list[bytes] = []
+
+    def ari(cfg: Any, pem: bytes) -> float:
+        asked.append(pem)
+        return suggested
+
+    monkeypatch.setattr(acmeclient, "ari_time", ari)
+    (tmp_path / "c.pem").write_bytes(b"CERT")
+
+    async def main() -> None:
+        server = FakeServer(tmp_path)
+        server.reload()  # a CA-issued certificate is in place: no order at start
+        m = AcmeManager(server)  # type: ignore[arg-type]
+        await m.start()
+        try:
+            await until(lambda: m.next_renewal is not None)
+            assert m.next_renewal == pytest.approx(suggested)
+            assert m.status()["ari_suggestion"] == pytest.approx(suggested)
+            assert asked == [b"CERT"]
+        finally:
+            m.close()
+
+    asyncio.run(main())

@@ -253,6 +253,11 @@ def cert_text(answer: dict[str, Any]) -> str:
             ("acme", f"{acme['challenge']} via {acme['directory']} ({state})"),
             ("acme names", ", ".join(acme["names"])),
             ("next renewal", _opt_when(acme["next_renewal"])),
+            *(
+                [("ca suggests", _opt_when(acme["ari_suggestion"]))]
+                if acme.get("ari_suggestion")
+                else []
+            ),
             ("last attempt", _opt_when(acme["last_attempt"])),
             ("last success", _opt_when(acme["last_success"])),
             ("last error", acme["last_error"] or "-"),

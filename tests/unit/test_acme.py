@@ -316,3 +316,24 @@ def test_ari_time_from_the_ca_or_none() -> None:
     # a CA that is not there: None, not an exception
     dead = AcmeConfig(names=(NAME,), directory=url)
     assert acmeclient.ari_time(dead, pem) is None
+
+
+def test_client_profiles_with_acme_import_nothing(tmp_path: Path) -> None:
+    """`sstpd profile` for an ACME server: the public name, nothing to import, even while
+    the placeholder is served or before the first start (no certificate yet)."""
+    from sstpd.profiles.facts import client_facts
+
+    text = (
+        f'[server]\ncertificate = "{tmp_path}/c.pem"\nkey = "{tmp_path}/k.pem"\n'
+        f'[acme]\nnames = ["{NAME}"]\n'
+    )
+    facts = client_facts(parse_config(text))  # no certificate at all yet
+    assert facts.name == NAME and facts.trust is None
+    certs.generate_self_signed(  # the placeholder
+        str(tmp_path / "c.pem"), str(tmp_path / "k.pem"), common_name=NAME, sans=[NAME]
+    )
+    facts = client_facts(parse_config(text))
+    assert facts.name == NAME and facts.trust is None and facts.server_sha256
+    # a private ACME CA: its root is what clients must trust
+    private = parse_config(text.replace("[acme]", f'ca_certificate = "{tmp_path}/c.pem"\n[acme]'))
+    assert client_facts(private).trust is not None

@@ -17,17 +17,31 @@ import sys
 import time
 from pathlib import Path
 
-from tests.integration.netns import CLIENT_IP, ROOT, SERVER_IP, Netns, sh
+from tests.integration.netns import CLIENT_IP, ROOT, SERVER_IP, Netns, RootNamespace, sh
 
 NAME = "sstp.example.test"
 DIRECTORY = f"https://{CLIENT_IP}:14000/dir"
 DNS_PORT = 8053
-MGMT = f"http://{CLIENT_IP}:8055"
 
 
 class Pebble:
-    def __init__(self, net: Netns, workdir: Path, validity: int | None = None) -> None:
+    """pebble + pebble-challtestsrv in ``net``'s client namespace on ``address``; the test
+    name resolves to ``target`` (the daemon). With a ``RootNamespace`` they run in the
+    host's own namespace (pass address="127.0.0.1" and the daemon's address as target)."""
+
+    def __init__(
+        self,
+        net: Netns | RootNamespace,
+        workdir: Path,
+        validity: int | None = None,
+        address: str = CLIENT_IP,
+        target: str = SERVER_IP,
+    ) -> None:
         self.validity = validity  # seconds of the certificates it issues (None: its default)
+        self.address = address
+        self.target = target
+        self.directory = f"https://{address}:14000/dir"
+        self.ns = net.cli if isinstance(net, Netns) else ""
         self.net = net
         self.dir = workdir
         self.procs: list[subprocess.Popen[str]] = []
@@ -45,9 +59,9 @@ class Pebble:
             "--key",
             str(w / "pebble.key"),
             "--cn",
-            CLIENT_IP,
+            self.address,
             "--san",
-            CLIENT_IP,
+            self.address,
             "--force",
             cwd=str(ROOT),
         )
@@ -55,8 +69,8 @@ class Pebble:
             json.dumps(
                 {
                     "pebble": {
-                        "listenAddress": f"{CLIENT_IP}:14000",
-                        "managementListenAddress": f"{CLIENT_IP}:15000",
+                        "listenAddress": f"{self.address}:14000",
+                        "managementListenAddress": f"{self.address}:15000",
                         "certificate": str(self.tls_cert),
                         "privateKey": str(w / "pebble.key"),
                         "httpPort": 80,
@@ -77,10 +91,10 @@ class Pebble:
         self.log = open(w / "pebble.log", "a")  # noqa: SIM115
         self.procs.append(
             self.net.popen(
-                self.net.cli,
+                self.ns,
                 "pebble-challtestsrv",
                 "-dns01",
-                f"{CLIENT_IP}:{DNS_PORT}",
+                f"{self.address}:{DNS_PORT}",
                 "-http01",
                 "",
                 "-https01",
@@ -88,9 +102,9 @@ class Pebble:
                 "-tlsalpn01",
                 "",
                 "-management",
-                f"{CLIENT_IP}:8055",
+                f"{self.address}:8055",
                 "-defaultIPv4",
-                SERVER_IP,
+                self.target,
                 "-defaultIPv6",
                 "",
                 stdout=self.log,
@@ -99,12 +113,12 @@ class Pebble:
         )
         self.procs.append(
             self.net.popen(
-                self.net.cli,
+                self.ns,
                 "pebble",
                 "-config",
                 str(w / "pebble.json"),
                 "-dnsserver",
-                f"{CLIENT_IP}:{DNS_PORT}",
+                f"{self.address}:{DNS_PORT}",
                 stdout=self.log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -128,7 +142,7 @@ class Pebble:
             f"sys.stdout.buffer.write(u.urlopen({url!r},data=d,context=c,timeout=10).read())"
         )
         r = subprocess.run(
-            ["ip", "netns", "exec", self.net.cli, sys.executable, "-c", code],
+            [*(["ip", "netns", "exec", self.ns] if self.ns else []), sys.executable, "-c", code],
             input=data or b"",
             capture_output=True,
             timeout=30,
@@ -138,15 +152,17 @@ class Pebble:
 
     def root(self) -> bytes:
         """pebble's root for the end-entity chain: new at every start."""
-        return self.fetch(f"https://{CLIENT_IP}:15000/roots/0")
+        return self.fetch(f"https://{self.address}:15000/roots/0")
 
     def dns_a(self, address: str | None) -> None:
         """Resolve NAME to ``address`` (None: back to the default, the daemon)."""
         if address is None:
-            self.fetch(f"{MGMT}/clear-a", json.dumps({"host": NAME + "."}).encode())
+            self.fetch(
+                f"http://{self.address}:8055/clear-a", json.dumps({"host": NAME + "."}).encode()
+            )
         else:
             body = {"host": NAME + ".", "addresses": [address]}
-            self.fetch(f"{MGMT}/add-a", json.dumps(body).encode())
+            self.fetch(f"http://{self.address}:8055/add-a", json.dumps(body).encode())
 
     def stop(self) -> None:
         for p in self.procs:

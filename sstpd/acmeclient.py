@@ -125,8 +125,11 @@ def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
 
 def state_dir(state_directory: str) -> str:
     path = os.path.join(state_directory, "acme")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    os.chmod(path, 0o700)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        raise AcmeFailure(f"{path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -137,8 +140,15 @@ def _account_key(directory: str) -> JWKEC:
             key = serialization.load_pem_private_key(f.read(), password=None)
     except FileNotFoundError:
         key = ec.generate_private_key(ec.SECP256R1())
-        write_atomic(path, _key_pem(key), 0o600)
+        try:
+            write_atomic(path, _key_pem(key), 0o600)
+        except OSError as exc:
+            raise AcmeFailure(f"{path}: cannot write: {exc.strerror or exc}") from None
         log.info("ACME: created account key %s", path)
+    except OSError as exc:
+        raise AcmeFailure(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise AcmeFailure(f"{path}: not an unencrypted PEM private key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise AcmeFailure(f"{path}: not an EC private key")
     return JWKEC(key=key)

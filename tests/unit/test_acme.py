@@ -337,3 +337,12 @@ def test_client_profiles_with_acme_import_nothing(tmp_path: Path) -> None:
     # a private ACME CA: its root is what clients must trust
     private = parse_config(text.replace("[acme]", f'ca_certificate = "{tmp_path}/c.pem"\n[acme]'))
     assert client_facts(private).trust is not None
+
+
+def test_bad_account_key_is_a_clear_failure(tmp_path: Path) -> None:
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "account.key").write_text("not a key\n")
+    with pytest.raises(acmeclient.AcmeFailure, match=r"account\.key: not an unencrypted PEM"):
+        acmeclient.obtain(
+            AcmeConfig(names=(NAME,), directory="http://127.0.0.1:9/"), str(tmp_path), None
+        )  # type: ignore[arg-type]

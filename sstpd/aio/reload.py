@@ -27,6 +27,7 @@ RESTART_ONLY = frozenset(
         "tunnel.address",
         "tunnel.pool",
         "tunnel.mtu",
+        "radius.dae_listen",
     }
 )
 

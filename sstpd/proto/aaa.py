@@ -92,9 +92,13 @@ def access_request(
     return pkt, radius.sign_access_request(pkt, secret)
 
 
+_NAS_CHOOSES = (IPv4Address("255.255.255.254"), IPv4Address("255.255.255.255"))
+
+
 def _grant(pkt: RadiusPacket) -> Grant:
+    framed = pkt.get_ipv4(Attr.FRAMED_IP_ADDRESS)
     return Grant(
-        framed_ip=pkt.get_ipv4(Attr.FRAMED_IP_ADDRESS),
+        framed_ip=None if framed in _NAS_CHOOSES else framed,  # RFC 2865 §5.8: the pool
         session_timeout=pkt.get_int(Attr.SESSION_TIMEOUT),
         idle_timeout=pkt.get_int(Attr.IDLE_TIMEOUT),
         interim_interval=pkt.get_int(Attr.ACCT_INTERIM_INTERVAL),

@@ -117,7 +117,7 @@ class Verdict:
 Verify = Callable[[VerifyRequest], "Verdict | None"]
 
 
-def local_verifier(lookup: Callable[[str], bytes | None]) -> Verify:
+def local_verifier(lookup: Callable[[str], bytes | None]) -> Callable[[VerifyRequest], Verdict]:
     """Check credentials against stored NT hashes (the users file), answering at once."""
 
     def verify(req: VerifyRequest) -> Verdict:

@@ -1,0 +1,168 @@
+"""RADIUS over UDP for the daemon: requests with retransmission and failover, accounting,
+and the Dynamic Authorization (RFC 5176) listener. Packets come from ``sstpd.proto.radius``.
+
+One unconnected UDP socket per :class:`RadiusClient`; an answer is matched by the server
+address and the identifier, then verified against the request it answers. Anything that
+does not verify (forged, wrong secret, no Message-Authenticator where one is required,
+malformed) is logged and dropped; the request keeps waiting for the genuine answer.
+
+Failover: servers are tried in configuration order; a server that let ``retries`` + 1
+transmissions time out is marked dead for ``dead_time`` seconds and skipped (unless all
+are dead, then the least recently failed is tried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sstpd.config import RadiusConfig, RadiusServer
+from sstpd.errors import ParseError
+from sstpd.proto import radius
+from sstpd.proto.radius import RadiusPacket
+
+log = logging.getLogger("sstpd.radius")
+
+# (identifier, authenticator of the request, secret, delay) -> (packet, encoded bytes)
+Build = Callable[[int, bytes, bytes, int], tuple[RadiusPacket, bytes]]
+
+
+class RadiusTimeout(Exception):
+    """No server answered."""
+
+
+@dataclass
+class _Peer:
+    server: RadiusServer
+    dead_until: float = 0.0
+    seen_message_authenticator: bool = False
+    next_id: int = field(default_factory=lambda: os.urandom(1)[0])
+
+
+@dataclass
+class _Pending:
+    peer: _Peer
+    authenticator: bytes
+    future: asyncio.Future[RadiusPacket]
+
+
+class RadiusClient(asyncio.DatagramProtocol):
+    def __init__(self, config: RadiusConfig, servers: tuple[RadiusServer, ...], kind: str) -> None:
+        self.config = config
+        self.kind = kind  # "authentication" / "accounting", for the log
+        self.peers = [_Peer(s) for s in servers]
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: dict[tuple[str, int, int], _Pending] = {}
+        self.dropped = 0
+        self.loop = asyncio.get_running_loop()
+
+    async def open(self) -> None:
+        family = socket.AF_INET6 if any(":" in p.server.address for p in self.peers) else 0
+        if family:
+            await self.loop.create_datagram_endpoint(lambda: self, family=family)
+        else:
+            await self.loop.create_datagram_endpoint(lambda: self, local_addr=("0.0.0.0", 0))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        for p in self.pending.values():
+            if not p.future.done():
+                p.future.cancel()
+
+    # ------------------------------------------------------------ answers
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        host, port = str(addr[0]), int(addr[1])
+        try:
+            pkt = radius.decode(data)
+        except ParseError as e:
+            self._drop(host, f"malformed answer: {e}")
+            return
+        entry = self.pending.get((host, port, pkt.identifier))
+        if entry is None:
+            self._drop(host, f"answer id {pkt.identifier} matches no request")
+            return
+        peer = entry.peer
+        mode = self.config.require_message_authenticator
+        required = mode == "yes" or (mode == "auto" and peer.seen_message_authenticator)
+        why = radius.verify_reply(
+            data,
+            pkt,
+            entry.authenticator,
+            peer.server.secret,
+            require_message_authenticator=required and self.kind == "authentication",
+        )
+        if why:
+            self._drop(host, f"answer id {pkt.identifier} ignored: {why}")
+            return
+        if pkt.get(radius.Attr.MESSAGE_AUTHENTICATOR) is not None:
+            peer.seen_message_authenticator = True
+        del self.pending[(host, port, pkt.identifier)]
+        if not entry.future.done():
+            entry.future.set_result(pkt)
+
+    def _drop(self, host: str, why: str) -> None:
+        self.dropped += 1
+        log.warning("RADIUS %s from %s: %s", self.kind, host, why)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("RADIUS %s socket: %s", self.kind, exc)
+
+    # ------------------------------------------------------------ requests
+    def _order(self) -> list[_Peer]:
+        now = self.loop.time()
+        alive = [p for p in self.peers if p.dead_until <= now]
+        return alive or sorted(self.peers, key=lambda p: p.dead_until)[:1]
+
+    def _new_id(self, peer: _Peer) -> int:
+        s = peer.server
+        for _ in range(256):
+            ident = peer.next_id
+            peer.next_id = (ident + 1) & 0xFF
+            if (s.address, s.port, ident) not in self.pending:
+                return ident
+        raise RadiusTimeout(f"no free RADIUS identifier for {s.address}")
+
+    async def request(self, build: Build, what: str) -> tuple[RadiusPacket, bytes, RadiusServer]:
+        """Send to the first live server, retransmit, fail over; returns (answer, request
+        authenticator, server). Raises RadiusTimeout when no server answered."""
+        cfg = self.config
+        started = self.loop.time()
+        for peer in self._order():
+            s = peer.server
+            for attempt in range(cfg.retries + 1):
+                ident = self._new_id(peer)
+                delay = int(self.loop.time() - started)
+                auth = os.urandom(16)
+                pkt, data = build(ident, auth, s.secret, delay)
+                auth = pkt.authenticator  # accounting: computed by the signer
+                key = (s.address, s.port, ident)
+                fut: asyncio.Future[RadiusPacket] = self.loop.create_future()
+                self.pending[key] = _Pending(peer, auth, fut)
+                try:
+                    assert self.transport is not None
+                    self.transport.sendto(data, (s.address, s.port))
+                    answer = await asyncio.wait_for(fut, cfg.timeout)
+                except TimeoutError:
+                    log.info(
+                        "RADIUS %s server %s:%d: no answer to %s (try %d)",
+                        self.kind, s.address, s.port, what, attempt + 1,
+                    )  # fmt: skip
+                    continue
+                finally:
+                    self.pending.pop(key, None)
+                peer.dead_until = 0.0
+                return answer, auth, s
+            peer.dead_until = self.loop.time() + cfg.dead_time
+            log.warning(
+                "RADIUS %s server %s:%d marked dead for %gs", self.kind, s.address, s.port,
+                cfg.dead_time,
+            )  # fmt: skip
+        raise RadiusTimeout(f"no RADIUS {self.kind} server answered {what}")

@@ -81,13 +81,36 @@ class Aaa:
         self.loop = asyncio.get_running_loop()
 
     async def open(self) -> None:
+        """Open the clients the configuration needs and that are not open yet."""
         rc = self.config.radius
-        if "radius" in self.config.auth.backends and rc.servers:
-            self.auth_client = RadiusClient(rc, rc.servers, "authentication")
-            await self.auth_client.open()
-        if rc.accounting_servers:
-            self.acct_client = RadiusClient(rc, rc.accounting_servers, "accounting")
-            await self.acct_client.open()
+        if "radius" in self.config.auth.backends and rc.servers and self.auth_client is None:
+            client = RadiusClient(rc, rc.servers, "authentication")
+            await client.open()
+            self.auth_client = client
+        if rc.accounting_servers and self.acct_client is None:
+            client = RadiusClient(rc, rc.accounting_servers, "accounting")
+            await client.open()
+            self.acct_client = client
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: new servers, secrets and timers for requests from now on (requests in
+        flight finish with the settings they started with)."""
+        self.config = config
+        rc = config.radius
+        self.nas = aaa.NasInfo(rc.nas_identifier, rc.nas_ip_address)
+        if self.auth_client is not None:
+            if "radius" in config.auth.backends:
+                self.auth_client.reconfigure(rc, rc.servers)
+            else:
+                self.auth_client.close()
+                self.auth_client = None
+        if self.acct_client is not None:
+            if rc.accounting_servers:
+                self.acct_client.reconfigure(rc, rc.accounting_servers)
+            else:
+                self.acct_client.close()
+                self.acct_client = None
+        self._spawn(self.open())
 
     def close(self) -> None:
         for c in (self.auth_client, self.acct_client):

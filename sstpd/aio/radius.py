@@ -60,6 +60,19 @@ class RadiusClient(asyncio.DatagramProtocol):
         self.dropped = 0
         self.loop = asyncio.get_running_loop()
 
+    def reconfigure(self, config: RadiusConfig, servers: tuple[RadiusServer, ...]) -> None:
+        """New settings for requests from now on; a server kept keeps its dead mark."""
+        old = {(p.server.address, p.server.port): p for p in self.peers}
+        self.config = config
+        peers = []
+        for s in servers:
+            peer = _Peer(s)
+            was = old.get((s.address, s.port))
+            if was is not None and was.server == s:
+                peer = was
+            peers.append(peer)
+        self.peers = peers
+
     async def open(self) -> None:
         family = socket.AF_INET6 if any(":" in p.server.address for p in self.peers) else 0
         if family:

@@ -29,6 +29,7 @@ from sstpd import __version__, certs, users
 from sstpd.aio.aaa import Aaa
 from sstpd.aio.control import ControlServer
 from sstpd.aio.control import error as control_error
+from sstpd.aio.dae import DaeServer
 from sstpd.aio.listener import ProxyProtocolListener
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.protocol import SstpStreamProtocol
@@ -393,6 +394,7 @@ class Server:
         self.load_users()
         self.boot_id = f"{int(self.started_wall):x}"
         self.aaa = Aaa(config, self.lookup)
+        self.dae: DaeServer | None = None
         self.cert_hashes = binding_hashes(config)
         self.hash_mask = hash_mask(config, self.cert_hashes)
         self.ssl = make_ssl_context(config) if config.server.tls else None
@@ -602,6 +604,20 @@ class Server:
             p.disconnect("disconnected by the administrator")
         return {"ok": True, "kicked": sorted(p.id for p in targets)}
 
+    def dae_disconnect(self, criteria: aaa.DisconnectCriteria) -> int:
+        """End the open sessions a Disconnect-Request names; how many there were."""
+        targets = [
+            p
+            for p in self.connections
+            if p.is_open
+            and criteria.matches(p.session.username, p.acct_session_id, p.session.peer_address)
+        ]
+        for p in targets:
+            log.info("[%d] %s user %r disconnected by RADIUS", p.id, p.peer, p.session.username)
+            p.terminate_cause = radius.TERMINATE_ADMIN_RESET
+            p.disconnect("disconnected by RADIUS (Disconnect-Request)")
+        return len(targets)
+
     def set_draining(self, on: bool) -> dict[str, Any]:
         if self.stopping:
             return control_error("shutting down")
@@ -646,6 +662,9 @@ class Server:
             changed.append("users")
         self.config = config
         self.users = user_map
+        self.aaa.reconfigure(config)
+        if self.dae is not None:
+            self.dae.config = config.radius  # clients and secrets; the address needs a restart
         self.pool.set_reserved(u.address for u in user_map.values() if u.address)
         self.cert_hashes = hashes
         self.hash_mask = hash_mask(config, hashes)
@@ -700,6 +719,9 @@ class Server:
             self.listeners.append(srv)
         await self.control.start()
         await self.aaa.open()
+        if self.config.radius.dae_listen is not None:
+            self.dae = DaeServer(self.config.radius, self.dae_disconnect)
+            await self.dae.open()
         self.loop.add_reader(self.tun.fd, self._tun_readable)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
@@ -744,6 +766,8 @@ class Server:
                 proto.transport.abort()
         await self.aaa.drain(5.0)  # the accounting Stops of the sessions just ended
         self.aaa.close()
+        if self.dae is not None:
+            self.dae.close()
         self.control.close()
         self.loop.remove_reader(self.tun.fd)
         self.tun.close()

@@ -207,3 +207,49 @@ def accounting_request(
     if rec.delay:
         pkt.add_int(Attr.ACCT_DELAY_TIME, rec.delay)
     return pkt, radius.sign_request(pkt, secret)
+
+
+# ---------------------------------------------------------------- Disconnect (RFC 5176)
+
+
+@dataclass(frozen=True)
+class DisconnectCriteria:
+    """Which sessions a Disconnect-Request names; a session must match every one given."""
+
+    user: str | None = None
+    session_id: str | None = None
+    framed_ip: IPv4Address | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.user is None and self.session_id is None and self.framed_ip is None
+
+    def matches(self, user: str, session_id: str, framed_ip: IPv4Address | None) -> bool:
+        return (
+            (self.user is None or self.user == user)
+            and (self.session_id is None or self.session_id == session_id)
+            and (self.framed_ip is None or self.framed_ip == framed_ip)
+        )
+
+
+def disconnect_criteria(pkt: RadiusPacket) -> DisconnectCriteria:
+    return DisconnectCriteria(
+        user=pkt.get_str(Attr.USER_NAME),
+        session_id=pkt.get_str(Attr.ACCT_SESSION_ID),
+        framed_ip=pkt.get_ipv4(Attr.FRAMED_IP_ADDRESS),
+    )
+
+
+def dae_reply(request: RadiusPacket, error_cause: int | None, secret: bytes) -> bytes:
+    """Disconnect-ACK (``error_cause`` None) or -NAK, CoA-NAK for a CoA-Request; signed with
+    Message-Authenticator. Proxy-State is echoed (RFC 5176 §3)."""
+    if request.code == Code.COA_REQUEST:
+        code = Code.COA_NAK
+    else:
+        code = Code.DISCONNECT_ACK if error_cause is None else Code.DISCONNECT_NAK
+    reply = RadiusPacket(code, request.identifier)
+    if error_cause is not None:
+        reply.add_int(Attr.ERROR_CAUSE, error_cause)
+    for v in request.get_all(Attr.PROXY_STATE):
+        reply.add(Attr.PROXY_STATE, v)
+    return radius.sign_reply(reply, request.authenticator, secret)

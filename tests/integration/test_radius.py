@@ -31,6 +31,8 @@ pytestmark = [
 INTERIM = 2
 FAKE_PORT = 1912  # the forging responder
 DEAD_PORT = 1999  # nothing listens here
+DAE_PORT = 3799
+DAE_SECRET = "dae-test-secret"
 
 
 def radius_config(servers: list[tuple[int, str]], extra: str = "", acct: bool = True) -> str:
@@ -48,16 +50,25 @@ interim_interval = {INTERIM}
         )
     if acct:
         text += f'\n[[radius.accounting_server]]\naddress = "{SERVER_IP}"\nsecret = "{SECRET}"\n'
+    if "dae_listen" in extra:
+        text += f'\n[[radius.dae_client]]\naddress = "{SERVER_IP}"\nsecret = "{DAE_SECRET}"\n'
     return text
 
 
 def make_daemon(
-    net: Netns, workdir: Path, servers: list[tuple[int, str]], n: int, backends: str
+    net: Netns,
+    workdir: Path,
+    servers: list[tuple[int, str]],
+    n: int,
+    backends: str,
+    extra: str = "",
+    listen: str = SERVER_IP,
 ) -> Daemon:
     d = Daemon(
         net,
         workdir,
-        port=443 + n * 1000,
+        listen=listen,
+        port=443 if listen != SERVER_IP else 443 + n * 1000,
         interface=f"sstp{n}",
         tunnel_ip=f"10.{77 + n}.0.1",
         pool=f"10.{77 + n}.0.0/24",
@@ -66,7 +77,7 @@ def make_daemon(
     text = d.config.read_text().replace(
         '[auth]\nusers_file = "users"', f'[auth]\nusers_file = "users"\nbackends = {backends}'
     )
-    d.config.write_text(text + radius_config(servers))
+    d.config.write_text(text + radius_config(servers, extra))
     d.start()
     return d
 
@@ -91,7 +102,14 @@ def freeradius(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def daemon(
     net: Netns, freeradius: FreeRadius, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Daemon]:
-    d = make_daemon(net, tmp_path_factory.mktemp("rad-daemon"), [(1812, SECRET)], 0, '["radius"]')
+    d = make_daemon(
+        net,
+        tmp_path_factory.mktemp("rad-daemon"),
+        [(1812, SECRET)],
+        0,
+        '["radius"]',
+        f'dae_listen = "{SERVER_IP}:{DAE_PORT}"',
+    )
     yield d
     d.stop()
 
@@ -368,3 +386,75 @@ def test_garbage_to_the_radius_socket_is_dropped(net: Netns, daemon: Daemon) -> 
     daemon.wait_log("matches no request")
     daemon.wait_log("malformed answer")
     assert connect(net, daemon, "fixed", "fixed-pass", "pap")["ok"] is True
+
+
+# ---------------------------------------------------------------- Disconnect-Request
+
+
+def radclient(net: Netns, ns: str, attrs: str, secret: str = DAE_SECRET) -> str:
+    r = net.run(
+        ns,
+        "sh",
+        "-c",
+        f'echo "{attrs}" | radclient -x -r 1 -t 2 {SERVER_IP}:{DAE_PORT} disconnect {secret}',
+        check=False,
+        timeout=30,
+    )
+    return r.stdout + r.stderr
+
+
+def test_disconnect_request_ends_the_session(
+    net: Netns, daemon: Daemon, freeradius: FreeRadius
+) -> None:
+    c = HeldClient(net, SERVER_IP, str(daemon.cert), "ruser", "ruser-pass")
+    other = HeldClient(net, SERVER_IP, str(daemon.cert), "fixed", "fixed-pass")
+    # from an address that is not a dae_client, and with a wrong secret: no answer at all
+    assert "Disconnect-ACK" not in radclient(net, net.cli, "User-Name = ruser")
+    daemon.wait_log("not a configured dae_client")
+    assert "Disconnect-ACK" not in radclient(net, net.srv, "User-Name = ruser", "wrong")
+    daemon.wait_log("bad authenticator (wrong secret?)")
+    assert c.ping(1) == 1
+    # no such session -> NAK 503
+    out = radclient(net, net.srv, "User-Name = nobody")
+    assert "Disconnect-NAK" in out and "Session-Context-Not-Found" in out, out
+    out = radclient(net, net.srv, "User-Name = ruser")
+    assert "Received Disconnect-ACK" in out, out
+    assert c.wait_closed() == "peer disconnected"
+    daemon.wait_log("user 'ruser' disconnected by RADIUS")
+    assert other.ping(1) == 1  # the other session is untouched
+    stop = wait_for(
+        lambda: [
+            r
+            for r in acct_records(freeradius, "ruser")
+            if r["Acct-Status-Type"] == "Stop" and r.get("Acct-Terminate-Cause") == "Admin-Reset"
+        ],
+        10,
+        "the Admin-Reset Stop",
+    )
+    assert stop
+    # by Framed-IP-Address
+    out = radclient(net, net.srv, "Framed-IP-Address = 10.77.0.77")
+    assert "Received Disconnect-ACK" in out, out
+    other.wait_closed()
+
+
+def test_stops_for_all_sessions_at_shutdown(
+    net: Netns, freeradius: FreeRadius, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    second_ip = "10.231.100.5"  # HeldClient connects to port 443: a second address
+    net.run(net.srv, "ip", "addr", "replace", f"{second_ip}/24", "dev", "sti-s")
+    d = make_daemon(
+        net, tmp_path_factory.mktemp("rad-stop"), [(1812, SECRET)], 3, '["radius"]', "", second_ip
+    )
+    held = [HeldClient(net, second_ip, str(d.cert), "ruser", "ruser-pass") for _ in range(2)]
+    wait_for(lambda: d.log_text().count("accounting Start acknowledged") >= 2, 10, "2 Starts")
+    assert d.stop() == 0
+    for h in held:
+        h.wait_closed()
+    assert d.log_text().count("accounting Stop acknowledged") == 2
+    stops = [
+        r
+        for r in acct_records(freeradius, "ruser")
+        if r["Acct-Status-Type"] == "Stop" and r.get("Acct-Terminate-Cause") == "NAS-Reboot"
+    ]
+    assert len(stops) == 2, stops

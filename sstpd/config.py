@@ -895,7 +895,7 @@ def _radius_servers(s: _Section, key: str, default_port: int) -> tuple[RadiusSer
             try:
                 secret = read_text(path).split("\n", 1)[0].strip()
             except ConfigError as e:
-                raise sub.error("secret_file", f"cannot read {path}: {e.reason}") from None
+                raise sub.error("secret_file", f"{path}: {e.reason}") from None
         if not secret:
             raise sub.error("secret", "the shared secret must not be empty")
         out.append(RadiusServer(address, port, secret.encode("utf-8")))

@@ -86,7 +86,7 @@ def test_defaults_have_no_radius() -> None:
         (
             '[[radius.server]]\naddress = "10.0.0.1"\nsecret_file = "/nonexistent/x"\n',
             3,
-            "cannot read /nonexistent/x",
+            "/nonexistent/x: cannot read",
         ),
         ('[radius]\ndae_listen = "10.0.0.1:3799"\n', 2, "needs at least one"),
     ],

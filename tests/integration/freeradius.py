@@ -29,7 +29,11 @@ class RadUser:
 
 
 DEFAULT_USERS = [
-    RadUser("ruser", "ruser-pass", {"Reply-Message": '"hello from radius"'}),
+    RadUser(
+        "ruser",
+        "ruser-pass",
+        {"Reply-Message": '"hello from radius"', "Class": "0x" + b"cls-ruser".hex()},
+    ),
     RadUser("fixed", "fixed-pass", {"Framed-IP-Address": "10.77.0.77"}),
     RadUser("short", "short-pass", {"Session-Timeout": "4"}),
     RadUser("idle", "idle-pass", {"Idle-Timeout": "3"}),

@@ -237,6 +237,8 @@ def test_accounting_start_interim_stop_match_sstpctl(
     assert start[0]["NAS-Port-Type"] == "Virtual"
     assert start[0]["Framed-IP-Address"] == row["address"]
     assert start[0]["NAS-Identifier"] == "sstpd-test"
+    assert start[0]["Class"] == "0x" + b"cls-ruser".hex()  # echoed from the Accept
+    assert interim["Class"] == start[0]["Class"]
     c.send("close")
     c.wait_closed()
     stop = wait_for(

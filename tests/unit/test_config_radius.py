@@ -97,3 +97,22 @@ def test_errors_name_file_line_key(text: str, line: int, needle: str) -> None:
     assert ei.value.line == line, str(ei.value)
     assert needle in str(ei.value)
     assert str(ei.value).startswith(f"/etc/sstpd/sstpd.toml:{line}:")
+
+
+def test_reload_applies_radius_settings_but_not_dae_listen() -> None:
+    from sstpd.aio.reload import live_config
+
+    base = '[[radius.server]]\naddress = "192.0.2.10"\nsecret = "a"\n'
+    dae = '[[radius.dae_client]]\naddress = "192.0.2.10"\nsecret = "d"\n'
+    old = parse_config(f'[radius]\ndae_listen = "127.0.0.1:3799"\n{base}{dae}')
+    new = parse_config(
+        '[auth]\nbackends = ["radius"]\n[radius]\ndae_listen = "127.0.0.1:3800"\ntimeout = 1\n'
+        + base.replace('"a"', '"b"')
+        + dae
+    )
+    effective, changed, restart = live_config(old, new)
+    assert set(changed) == {"auth.backends", "radius.servers", "radius.timeout"}
+    assert restart == ["radius.dae_listen: [127.0.0.1, 3799] -> [127.0.0.1, 3800]"]
+    assert effective.radius.dae_listen == ("127.0.0.1", 3799)
+    assert effective.radius.servers[0].secret == b"b"
+    assert all("b'" not in item for item in restart + changed)  # no secret in the report

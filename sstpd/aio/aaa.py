@@ -111,6 +111,9 @@ class Aaa:
                 self.acct_client.close()
                 self.acct_client = None
         self._spawn(self.open())
+        for c in (self.auth_client, self.acct_client):
+            if c is not None:
+                self._spawn(c.open())  # a socket for a new address family, if any
 
     def close(self) -> None:
         for c in (self.auth_client, self.acct_client):

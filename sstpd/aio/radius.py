@@ -19,6 +19,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 
 from sstpd.config import RadiusConfig, RadiusServer
 from sstpd.errors import ParseError
@@ -29,6 +30,10 @@ log = logging.getLogger("sstpd.radius")
 
 # (identifier, authenticator of the request, secret, delay) -> (packet, encoded bytes)
 Build = Callable[[int, bytes, bytes, int], tuple[RadiusPacket, bytes]]
+
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ip_address(address).version == 6 else socket.AF_INET
 
 
 class RadiusTimeout(Exception):
@@ -55,7 +60,7 @@ class RadiusClient(asyncio.DatagramProtocol):
         self.config = config
         self.kind = kind  # "authentication" / "accounting", for the log
         self.peers = [_Peer(s) for s in servers]
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transports: dict[int, asyncio.DatagramTransport] = {}  # one socket per family
         self.pending: dict[tuple[str, int, int], _Pending] = {}
         self.dropped = 0
         self.loop = asyncio.get_running_loop()
@@ -74,25 +79,28 @@ class RadiusClient(asyncio.DatagramProtocol):
         self.peers = peers
 
     async def open(self) -> None:
-        family = socket.AF_INET6 if any(":" in p.server.address for p in self.peers) else 0
-        if family:
-            await self.loop.create_datagram_endpoint(lambda: self, family=family)
-        else:
-            await self.loop.create_datagram_endpoint(lambda: self, local_addr=("0.0.0.0", 0))
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        """Bind the sockets for the address families of the servers (a reload adding a
+        server of another family calls this again)."""
+        for p in self.peers:
+            family = _family(p.server.address)
+            if family not in self.transports:
+                any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
+                tr, _ = await self.loop.create_datagram_endpoint(
+                    lambda: self, local_addr=(any_addr, 0), family=family
+                )
+                self.transports[family] = tr
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        for tr in self.transports.values():
+            tr.close()
+        self.transports.clear()
         for p in self.pending.values():
             if not p.future.done():
                 p.future.cancel()
 
     # ------------------------------------------------------------ answers
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        host, port = str(addr[0]), int(addr[1])
+        host, port = str(ip_address(str(addr[0]).split("%")[0])), int(addr[1])
         try:
             pkt = radius.decode(data)
         except ParseError as e:
@@ -139,7 +147,7 @@ class RadiusClient(asyncio.DatagramProtocol):
         for _ in range(256):
             ident = peer.next_id
             peer.next_id = (ident + 1) & 0xFF
-            if (s.address, s.port, ident) not in self.pending:
+            if (str(ip_address(s.address)), s.port, ident) not in self.pending:
                 return ident
         raise RadiusTimeout(f"no free RADIUS identifier for {s.address}")
 
@@ -156,12 +164,14 @@ class RadiusClient(asyncio.DatagramProtocol):
                 auth = os.urandom(16)
                 pkt, data = build(ident, auth, s.secret, delay)
                 auth = pkt.authenticator  # accounting: computed by the signer
-                key = (s.address, s.port, ident)
+                key = (str(ip_address(s.address)), s.port, ident)
                 fut: asyncio.Future[RadiusPacket] = self.loop.create_future()
                 self.pending[key] = _Pending(peer, auth, fut)
                 try:
-                    assert self.transport is not None
-                    self.transport.sendto(data, (s.address, s.port))
+                    transport = self.transports.get(_family(s.address))
+                    if transport is None:
+                        raise RadiusTimeout(f"no socket for {s.address}")
+                    transport.sendto(data, (s.address, s.port))
                     answer = await asyncio.wait_for(fut, cfg.timeout)
                 except TimeoutError:
                     log.info(

@@ -114,10 +114,6 @@ client sstpd {{
     secret = {self.secret}
     require_message_authenticator = yes
 }}
-client localhost {{
-    ipaddr = 127.0.0.1
-    secret = {self.secret}
-}}
 modules {{
     pap {{
         normalise = yes

@@ -247,3 +247,27 @@ def test_dae_rules() -> None:
         assert n == 2  # the missing-attribute and dropped requests ended nothing
 
     run(main())
+
+
+def test_mixed_address_families() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        good = Peer(accept())
+        tr, _ = await loop.create_datagram_endpoint(lambda: good, local_addr=("::1", 0))
+        p6 = tr.get_extra_info("sockname")[1]
+        silent, p4 = await start_peer(lambda r, d: None)
+        servers = (
+            RadiusServer("127.0.0.1", p4, SECRET),
+            RadiusServer("0:0::1", p6, SECRET),  # answers come from "::1": same server
+        )
+        c = RadiusClient(config(), servers, "authentication")
+        await c.open()
+        ans, _, srv = await c.request(build_access, "t")
+        assert ans.code == Code.ACCESS_ACCEPT and srv.port == p6 and len(silent.seen) == 2
+        c.close()
+        tr.close()
+
+    run(main())

@@ -124,6 +124,9 @@ class ServerConfig:
     ``proxy_protocol``: every connection starts with a PROXY v1/v2 header from a load
     balancer naming the real client. ``web_backend`` ("host:port" or None): where requests
     that are not the SSTP upgrade go, so the port can be shared with a web site.
+    ``public_name``/``public_port`` ("" / 0 = derived: the certificate's name, ``port``):
+    what clients dial, for the generated client profiles (``sstpd profile``).
+    ``ca_certificate`` (None = found automatically): the certificate clients must trust.
     """
 
     listen: tuple[IPv4Address | IPv6Address, ...] = _DEFAULT_LISTEN
@@ -145,6 +148,9 @@ class ServerConfig:
     control_group: str = ""
     proxy_protocol: bool = False
     web_backend: tuple[str, int] | None = None
+    public_name: str = ""
+    public_port: int = 0
+    ca_certificate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -276,6 +282,9 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "control_group",
         "proxy_protocol",
         "web_backend",
+        "public_name",
+        "public_port",
+        "ca_certificate",
     ),
     "tunnel": (
         "interface",
@@ -697,7 +706,28 @@ def _server(s: _Section) -> ServerConfig:
         control_group=s.string("control_group", d.control_group),
         proxy_protocol=s.boolean("proxy_protocol", d.proxy_protocol),
         web_backend=_host_port(s, "web_backend"),
+        public_name=_host_name(s, "public_name"),
+        public_port=s.integer("public_port", d.public_port, 0, 65535),
+        ca_certificate=s.path("ca_certificate", "", empty_ok=True) or None,
     )
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
+
+
+def _host_name(s: _Section, key: str) -> str:
+    """A DNS name or an IP address ("" = not set)."""
+    text = s.string(key, "")
+    if not text:
+        return ""
+    try:
+        return str(ip_address(text))
+    except ValueError:
+        pass
+    if not _DNS_NAME_RE.fullmatch(text):
+        raise s.error(key, f"{text!r} is neither a DNS name nor an IP address")
+    return text.rstrip(".")
 
 
 def _host_port(s: _Section, key: str) -> tuple[str, int] | None:

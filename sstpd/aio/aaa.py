@@ -68,8 +68,11 @@ class _Live:
 
 
 class Aaa:
-    def __init__(self, config: Config, lookup: Callable[[str], bytes | None]) -> None:
+    def __init__(
+        self, config: Config, lookup: Callable[[str], bytes | None], boot_id: str = "sstpd"
+    ) -> None:
         self.config = config
+        self.boot_id = boot_id
         rc = config.radius
         self.lookup = lookup
         self.local = local_verifier(lookup)
@@ -91,6 +94,23 @@ class Aaa:
             client = RadiusClient(rc, rc.accounting_servers, "accounting")
             await client.open()
             self.acct_client = client
+            self.nas_status(aaa.ACCT_ON)
+
+    def nas_status(self, status: int) -> asyncio.Task[None] | None:
+        """Accounting-On at start, Accounting-Off at shutdown (RFC 2866): the accounting
+        server may close every session it still holds open for this NAS."""
+        if self.acct_client is None:
+            return None
+        boot = f"{self.boot_id}-nas"
+        what = "Accounting-On" if status == aaa.ACCT_ON else "Accounting-Off"
+
+        def make(delay: int) -> aaa.AcctRecord:
+            return aaa.AcctRecord(boot, "", status, delay=delay)
+
+        task = self.loop.create_task(self._send_acct(None, make, what))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     def reconfigure(self, config: Config) -> None:
         """A reload: new servers, secrets and timers for requests from now on (requests in
@@ -226,23 +246,25 @@ class Aaa:
         return task
 
     async def _send_acct(
-        self, host: SessionHost, make: Callable[[int], aaa.AcctRecord], what: str
+        self, host: SessionHost | None, make: Callable[[int], aaa.AcctRecord], what: str
     ) -> None:
         client = self.acct_client
         assert client is not None
+        tag = f"[{host.id}] " if host is not None else ""
+        of = f" of {host.acct_session_id}" if host is not None else ""
         try:
             await client.request(
                 lambda ident, _auth, secret, delay: aaa.accounting_request(
                     make(delay), identifier=ident, secret=secret, nas=self.nas
                 ),
-                f"Accounting {what} of {host.acct_session_id}",
+                f"Accounting {what}{of}",
             )
         except RadiusTimeout as e:
-            log.error("[%d] accounting %s lost: %s", host.id, what, e)
+            log.error("%saccounting %s lost: %s", tag, what, e)
         except asyncio.CancelledError:
             pass
         else:
-            log.debug("[%d] accounting %s acknowledged", host.id, what)
+            log.debug("%saccounting %s acknowledged", tag, what)
 
     # ------------------------------------------------------------ session life
     def session_opened(self, host: SessionHost) -> None:

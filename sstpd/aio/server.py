@@ -393,7 +393,7 @@ class Server:
         self.users: dict[str, users.User] = {}
         self.load_users()
         self.boot_id = f"{int(self.started_wall):x}"
-        self.aaa = Aaa(config, self.lookup)
+        self.aaa = Aaa(config, self.lookup, self.boot_id)
         self.dae: DaeServer | None = None
         self.cert_hashes = binding_hashes(config)
         self.hash_mask = hash_mask(config, self.cert_hashes)
@@ -765,6 +765,8 @@ class Server:
             if proto.transport is not None:
                 proto.transport.abort()
         await self.aaa.drain(5.0)  # the accounting Stops of the sessions just ended
+        self.aaa.nas_status(aaa.ACCT_OFF)
+        await self.aaa.drain(5.0)
         self.aaa.close()
         if self.dae is not None:
             self.dae.close()

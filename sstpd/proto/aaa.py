@@ -27,6 +27,7 @@ PROTOCOL_PPP = 1
 PORT_TYPE_VIRTUAL = 5
 TUNNEL_TYPE_SSTP = bytes.fromhex("00013701")  # tag 0, SSTP ([MS-RNAP], PROTOCOL-NEXT §4.2)
 ACCT_START, ACCT_STOP, ACCT_INTERIM = 1, 2, 3
+ACCT_ON, ACCT_OFF = 7, 8  # the NAS (re)started / stops: the server may close what it holds
 _ERROR_CODE = re.compile(rb"E=(\d+)")
 _SUCCESS = re.compile(rb"S=[0-9A-Fa-f]{40}")
 
@@ -186,6 +187,11 @@ def accounting_request(
     pkt = RadiusPacket(Code.ACCOUNTING_REQUEST, identifier)
     pkt.add_int(Attr.ACCT_STATUS_TYPE, rec.status)
     pkt.add_str(Attr.ACCT_SESSION_ID, rec.session_id)
+    if rec.status in (ACCT_ON, ACCT_OFF):
+        _common(pkt, nas, "")
+        if rec.delay:
+            pkt.add_int(Attr.ACCT_DELAY_TIME, rec.delay)
+        return pkt, radius.sign_request(pkt, secret)
     pkt.add_str(Attr.USER_NAME, rec.user or "-")
     pkt.add_int(Attr.ACCT_AUTHENTIC, 1)
     _common(pkt, nas, rec.calling_station)

@@ -460,3 +460,12 @@ def test_stops_for_all_sessions_at_shutdown(
         if r["Acct-Status-Type"] == "Stop" and r.get("Acct-Terminate-Cause") == "NAS-Reboot"
     ]
     assert len(stops) == 2, stops
+    boot = [
+        r
+        for r in freeradius.records()
+        if r.get("Acct-Status-Type") in ("Accounting-On", "Accounting-Off")
+    ]
+    kinds = [
+        r["Acct-Status-Type"] for r in boot if r["Acct-Session-Id"] == boot[-1]["Acct-Session-Id"]
+    ]
+    assert kinds == ["Accounting-On", "Accounting-Off"], boot  # this daemon's start and stop

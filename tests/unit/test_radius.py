@@ -221,3 +221,12 @@ def test_huge_or_short_packets_rejected() -> None:
         radius.decode(b"\x02\x01\x10\x01" + bytes(16) + bytes(4077))
     with pytest.raises(ParseError):
         radius.decode(b"\x02\x01\x00\x16" + bytes(16) + b"\x01\x01")
+
+
+def test_accounting_on_off_carry_no_session_data() -> None:
+    rec = aaa.AcctRecord("boot-nas", "", aaa.ACCT_ON)
+    _, data = aaa.accounting_request(rec, identifier=1, secret=SECRET, nas=aaa.NasInfo("n"))
+    pkt = radius.decode(data)
+    assert radius.verify_request(data, pkt, SECRET)
+    assert pkt.get_int(Attr.ACCT_STATUS_TYPE) == 7 and pkt.get_str(Attr.NAS_IDENTIFIER) == "n"
+    assert pkt.get(Attr.USER_NAME) is None and pkt.get(Attr.ACCT_INPUT_OCTETS) is None

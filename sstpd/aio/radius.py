@@ -32,6 +32,23 @@ log = logging.getLogger("sstpd.radius")
 Build = Callable[[int, bytes, bytes, int], tuple[RadiusPacket, bytes]]
 
 
+RECEIVE_BUFFER = 1 << 20  # a burst of answers (mass reconnect) must not overflow it
+
+
+def _grow_receive_buffer(tr: asyncio.DatagramTransport) -> None:
+    sock = tr.get_extra_info("socket")
+    if sock is None:
+        return
+    for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if opt is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, RECEIVE_BUFFER)  # FORCE: CAP_NET_ADMIN
+            return
+        except OSError:
+            continue
+
+
 def _family(address: str) -> int:
     return socket.AF_INET6 if ip_address(address).version == 6 else socket.AF_INET
 
@@ -46,6 +63,11 @@ class _Peer:
     dead_until: float = 0.0
     seen_message_authenticator: bool = False
     next_id: int = field(default_factory=lambda: os.urandom(1)[0])
+    in_flight: set[int] = field(default_factory=set)  # identifiers awaiting an answer
+
+    @property
+    def host(self) -> str:
+        return str(ip_address(self.server.address))  # as recvfrom reports it
 
 
 @dataclass
@@ -75,6 +97,8 @@ class RadiusClient(asyncio.DatagramProtocol):
             was = old.get((s.address, s.port))
             if was is not None and was.server == s:
                 peer = was
+            elif was is not None:  # new secret: identifiers still in flight stay taken
+                peer.in_flight, peer.next_id = was.in_flight, was.next_id
             peers.append(peer)
         self.peers = peers
 
@@ -89,6 +113,7 @@ class RadiusClient(asyncio.DatagramProtocol):
                     lambda: self, local_addr=(any_addr, 0), family=family
                 )
                 self.transports[family] = tr
+                _grow_receive_buffer(tr)
 
     def close(self) -> None:
         for tr in self.transports.values():
@@ -142,14 +167,24 @@ class RadiusClient(asyncio.DatagramProtocol):
         alive = [p for p in self.peers if p.dead_until <= now]
         return alive or sorted(self.peers, key=lambda p: p.dead_until)[:1]
 
-    def _new_id(self, peer: _Peer) -> int:
-        s = peer.server
-        for _ in range(256):
-            ident = peer.next_id
-            peer.next_id = (ident + 1) & 0xFF
-            if (str(ip_address(s.address)), s.port, ident) not in self.pending:
-                return ident
-        raise RadiusTimeout(f"no free RADIUS identifier for {s.address}")
+    def _free_id(self, peer: _Peer) -> int | None:
+        if len(peer.in_flight) >= 256:
+            return None
+        while peer.next_id in peer.in_flight:
+            peer.next_id = (peer.next_id + 1) & 0xFF
+        ident = peer.next_id
+        peer.next_id = (ident + 1) & 0xFF
+        return ident
+
+    async def _new_id(self, peer: _Peer) -> int | None:
+        """A free identifier for ``peer``; with 256 requests in flight to it, wait (at most
+        one timeout) for one to finish: back-pressure instead of failing a login."""
+        deadline = self.loop.time() + self.config.timeout
+        while (ident := self._free_id(peer)) is None:
+            if self.loop.time() >= deadline:
+                return None
+            await asyncio.sleep(0.02)
+        return ident
 
     async def request(self, build: Build, what: str) -> tuple[RadiusPacket, bytes, RadiusServer]:
         """Send to the first live server, retransmit, fail over; returns (answer, request
@@ -159,14 +194,18 @@ class RadiusClient(asyncio.DatagramProtocol):
         for peer in self._order():
             s = peer.server
             for attempt in range(cfg.retries + 1):
-                ident = self._new_id(peer)
+                ident = await self._new_id(peer)
+                if ident is None:
+                    log.warning("RADIUS %s server %s: 256 requests in flight", self.kind, s.address)
+                    continue
                 delay = int(self.loop.time() - started)
                 auth = os.urandom(16)
                 pkt, data = build(ident, auth, s.secret, delay)
                 auth = pkt.authenticator  # accounting: computed by the signer
-                key = (str(ip_address(s.address)), s.port, ident)
+                key = (peer.host, s.port, ident)
                 fut: asyncio.Future[RadiusPacket] = self.loop.create_future()
                 self.pending[key] = _Pending(peer, auth, fut)
+                peer.in_flight.add(ident)
                 try:
                     transport = self.transports.get(_family(s.address))
                     if transport is None:
@@ -181,6 +220,7 @@ class RadiusClient(asyncio.DatagramProtocol):
                     continue
                 finally:
                     self.pending.pop(key, None)
+                    peer.in_flight.discard(ident)
                 peer.dead_until = 0.0
                 return answer, auth, s
             peer.dead_until = self.loop.time() + cfg.dead_time

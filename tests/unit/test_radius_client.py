@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sstpd.aio.dae import DaeServer
-from sstpd.aio.radius import RadiusClient, RadiusTimeout
+from sstpd.aio.radius import RadiusClient, RadiusTimeout, _grow_receive_buffer
 from sstpd.config import RadiusConfig, RadiusServer
 from sstpd.proto import aaa, radius
 from sstpd.proto.ppp.auth import PAP, VerifyRequest
@@ -45,6 +45,7 @@ async def start_peer(answer: Answer) -> tuple[Peer, int]:
     loop = asyncio.get_running_loop()
     peer = Peer(answer)
     tr, _ = await loop.create_datagram_endpoint(lambda: peer, local_addr=("127.0.0.1", 0))
+    _grow_receive_buffer(tr)  # the 300-request burst below must not be dropped
     return peer, tr.get_extra_info("sockname")[1]
 
 
@@ -72,7 +73,7 @@ def build_access(ident: int, auth: bytes, secret: bytes, _delay: int) -> Any:
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 20))
+    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 def test_failover_marks_dead_and_skips() -> None:
@@ -271,3 +272,38 @@ def test_mixed_address_families() -> None:
         tr.close()
 
     run(main())
+
+
+def test_more_than_256_requests_in_flight_wait_for_identifiers() -> None:
+    async def main() -> None:
+        held: list[tuple[RadiusPacket, Any]] = []
+
+        def slow(req: RadiusPacket, raw: bytes) -> None:
+            held.append((req, None))
+
+        peer, port = await start_peer(slow)
+        c = RadiusClient(
+            config(timeout=10.0, retries=0), (RadiusServer("127.0.0.1", port, SECRET),), "auth"
+        )
+        await c.open()
+        tasks = [asyncio.create_task(c.request(build_access, "t")) for _ in range(300)]
+        for _ in range(500):
+            if len(peer.seen) >= 256:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert len(peer.seen) == 256  # every identifier in use, the rest wait
+        peer.answer = accept()
+        for i, (req, _) in enumerate(held):  # answer the first 256 now
+            peer.transport.sendto(accept()(req, b""), ("127.0.0.1", c_port(c)))
+            if i % 32 == 31:
+                await asyncio.sleep(0.01)  # stay within the socket's receive buffer
+        results = await asyncio.gather(*tasks)
+        assert len(results) == 300 and len(peer.seen) == 300
+        c.close()
+
+    run(main())
+
+
+def c_port(c: RadiusClient) -> int:
+    return int(next(iter(c.transports.values())).get_extra_info("sockname")[1])

@@ -469,3 +469,27 @@ def test_stops_for_all_sessions_at_shutdown(
         r["Acct-Status-Type"] for r in boot if r["Acct-Session-Id"] == boot[-1]["Acct-Session-Id"]
     ]
     assert kinds == ["Accounting-On", "Accounting-Off"], boot  # this daemon's start and stop
+
+
+def test_many_sessions_through_radius_back_to_baseline(
+    net: Netns, daemon: Daemon, freeradius: FreeRadius
+) -> None:
+    before = len(acct_records(freeradius, "ruser"))
+    res = net.client_tool(
+        "many", *daemon.client_args(), "--user", "ruser", "--password", "ruser-pass",
+        "--sessions", "40", timeout=180,
+    )  # fmt: skip
+    assert res["opened"] == 40 and res["replies"] == 40, res
+    # every session got its Start and its Stop, and nothing is left allocated
+    recs = wait_for(
+        lambda: (
+            (r := acct_records(freeradius, "ruser")[before:])
+            and sum(x["Acct-Status-Type"] == "Stop" for x in r) == 40
+            and r
+        ),
+        20,
+        "40 Stops",
+    )
+    assert sum(x["Acct-Status-Type"] == "Start" for x in recs) == 40
+    stats = ctl_json(daemon, "stats")
+    assert stats["sessions"] == 0 and stats["pool_in_use"] == 0, stats

@@ -232,6 +232,12 @@ def test_dae_rules() -> None:
 
         ack = await ask([(Attr.USER_NAME, b"alice")])
         assert ack is not None and ack.code == Code.DISCONNECT_ACK
+        # a retransmission (same identifier and authenticator) gets the same answer and
+        # does not run the disconnect again
+        again = RadiusPacket(Code.DISCONNECT_REQUEST, 7, attributes=[(Attr.USER_NAME, b"alice")])
+        tr.sendto(radius.sign_request(again, SECRET))
+        assert radius.decode(await asyncio.wait_for(replies.get(), 2)) == ack
+        assert len(ended) == 1
         nak = await ask([(Attr.USER_NAME, b"bob"), (Attr.FRAMED_IP_ADDRESS, bytes([10, 0, 0, 1]))])
         assert nak is not None and nak.code == Code.DISCONNECT_NAK
         assert nak.get_int(Attr.ERROR_CAUSE) == radius.ERROR_SESSION_NOT_FOUND

@@ -187,7 +187,8 @@ class Aaa:
                 log.error("[%d] %s RADIUS: %s", host.id, host.peer, e)
                 verdict = Verdict(False, code=691, reason=str(e))
         except asyncio.CancelledError:
-            return
+            # the client was closed under the request (a reload dropped RADIUS, shutdown)
+            verdict = Verdict(False, code=691, reason="RADIUS request abandoned")
         else:
             if got.reply_message:
                 text = got.reply_message

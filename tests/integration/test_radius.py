@@ -8,6 +8,7 @@ HLAK taken from the MS-MPPE keys of the Access-Accept.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -21,7 +22,7 @@ from sstpd.proto.radius import Code, RadiusPacket
 from tests.integration.ctl_client import HeldClient
 from tests.integration.freeradius import SECRET, FreeRadius
 from tests.integration.netns import CLIENT_IP, SERVER_IP, Daemon, Netns
-from tests.integration.test_control import ctl_json
+from tests.integration.test_control import ctl, ctl_json
 
 pytestmark = [
     pytest.mark.netns,
@@ -493,3 +494,27 @@ def test_many_sessions_through_radius_back_to_baseline(
     assert sum(x["Acct-Status-Type"] == "Start" for x in recs) == 40
     stats = ctl_json(daemon, "stats")
     assert stats["sessions"] == 0 and stats["pool_in_use"] == 0, stats
+
+
+def test_reload_changes_servers_and_secrets(net: Netns, failover_daemon: Daemon) -> None:
+    d = failover_daemon
+    original = d.config.read_text()
+    fake = f'port = {FAKE_PORT}\nsecret = "{SECRET}"'
+    assert fake in original
+    try:
+        # the first server is now the real one with a wrong secret: FreeRADIUS drops the
+        # request (bad Message-Authenticator), the second entry (right secret) answers
+        d.config.write_text(original.replace(fake, 'port = 1812\nsecret = "not-the-secret"'))
+        assert ctl_json(d, "reload")["ok"] is True
+        d.wait_log("changed: radius.servers")
+        assert connect(net, d, "ruser", "ruser-pass", "pap")["ok"] is True
+        d.wait_log(f"server {SERVER_IP}:1812: no answer to Access-Request for 'ruser' (try 2)")
+        # a broken file is rejected and changes nothing
+        d.config.write_text(original.replace(fake, f"port = {FAKE_PORT}"))
+        out = ctl(d, "--json", "reload", check=False)
+        assert out.returncode != 0
+        r = json.loads(out.stdout)
+        assert r["ok"] is False and "radius.server[0].secret: give exactly one" in r["error"], r
+    finally:
+        d.config.write_text(original)
+        ctl_json(d, "reload")

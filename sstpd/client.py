@@ -1,4 +1,4 @@
-"""An SSTP client on the same sans-I/O core as the server: SSTP + PPP (MS-CHAPv2, PAP) + TUN.
+"""An SSTP client on the sans-I/O core of the server: SSTP + PPP (EAP/MS-CHAPv2/PAP) + TUN.
 
 Library use::
 
@@ -33,6 +33,7 @@ from sstpd.proto.session import (
     ClientSession,
     Event,
     IpReceived,
+    Notice,
     SessionClosed,
     SessionOpened,
     ip_prefix,
@@ -57,7 +58,7 @@ class ClientOptions:
     user: str
     password: str
     port: int = 443
-    auth_methods: tuple[str, ...] = ("mschapv2", "pap")
+    auth_methods: tuple[str, ...] = ("eap-mschapv2", "mschapv2", "pap")
     tls: bool = True
     ca_file: str | None = None
     insecure: bool = False
@@ -111,6 +112,8 @@ class ClientProtocol(SstpStreamProtocol):
             self.packets.put_nowait(ev.packet)
         elif isinstance(ev, AuthenticationFailed):
             self.auth_failure = ev
+        elif isinstance(ev, Notice):
+            log.debug("%s", ev.message)
         elif isinstance(ev, SessionClosed):
             if not self.opened.done():
                 af = self.auth_failure
@@ -249,7 +252,11 @@ def _parse_args(argv: list[str]) -> ClientOptions:
     p.add_argument("--user", required=True)
     p.add_argument("--password", help="(visible in ps; prefer --password-file or $SSTPD_PASSWORD)")
     p.add_argument("--password-file")
-    p.add_argument("--auth", default="mschapv2,pap", help="comma-separated: mschapv2,pap")
+    p.add_argument(
+        "--auth",
+        default="eap-mschapv2,mschapv2,pap",
+        help="methods the server may ask for, comma-separated: eap-mschapv2,mschapv2,pap",
+    )
     p.add_argument("--ca-file", help="CA certificate to verify the server with")
     p.add_argument("--insecure", action="store_true", help="do not verify the certificate")
     p.add_argument("--server-name", help="TLS server name / HTTP Host (default: HOST)")

@@ -85,7 +85,7 @@ DEFAULT_CIPHERS = ":".join(
 )
 
 HASH_PROTOCOLS = ("sha256", "sha1")
-AUTH_METHODS = ("mschapv2", "pap")
+AUTH_METHODS = ("eap-mschapv2", "mschapv2", "pap")
 AUTH_BACKENDS = ("users", "radius")
 MESSAGE_AUTHENTICATOR_MODES = ("yes", "auto", "no")
 LOG_LEVELS = ("debug", "info", "warning", "error")

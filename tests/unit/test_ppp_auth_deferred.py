@@ -145,3 +145,64 @@ def test_local_verifier_matches_rfc2759_vector() -> None:
     assert unknown is not None and not unknown.success
     ok = verify(VerifyRequest(PAP, "User", "User", password="clientPass"))
     assert ok is not None and ok.success and mschap.nt_password_hash("clientPass") == USERS["User"]
+
+
+# ---------------------------------------------------------------- EAP-MSCHAPv2
+
+
+def test_eap_mschapv2_goes_through_verify_and_accepts_a_later_answer() -> None:
+    from sstpd.proto.ppp.eap import EapServer
+    from tests.unit.test_ppp_eap import (
+        V_AUTH_CHALLENGE,
+        V_EAP_SUCCESS,
+        V_HLAK,
+        V_IDENTITY_RESP,
+        V_RESPONSE,
+        V_SUCCESS_REQ,
+        V_SUCCESS_RESP,
+        scripted_random,
+    )
+
+    sent: list[bytes] = []
+    reports: list[object] = []
+    d = Deferred()
+    eap = EapServer(
+        lambda p: sent.append(p.encode()),
+        reports.append,
+        verify=d,
+        random=scripted_random(b"\x00", V_AUTH_CHALLENGE),
+    )
+    eap.start(0.0)
+    eap.receive(Packet.decode(V_IDENTITY_RESP), 0.0)
+    eap.receive(Packet.decode(V_RESPONSE), 0.1)
+    (req,) = d.requests  # the same record PPP MS-CHAPv2 hands over (RADIUS attributes)
+    assert (req.method, req.user, req.identifier) == (MSCHAPV2, "User", 2)
+    assert req.authenticator_challenge == V_AUTH_CHALLENGE and req.peer_challenge == PEER_CHALLENGE
+    assert req.nt_response == NT_RESPONSE
+    assert eap.get_timer() is None  # no Challenge retransmission while RADIUS works
+    eap.receive(Packet.decode(V_RESPONSE), 0.2)  # the client repeats itself: ignored
+    assert len(d.requests) == 1
+    eap.complete(req, Verdict(True, AUTH_RESPONSE.decode(), HLAK), 0.3)
+    assert sent[-1] == V_SUCCESS_REQ  # byte for byte what the local check sends
+    eap.receive(Packet.decode(V_SUCCESS_RESP), 0.4)
+    assert sent[-1] == V_EAP_SUCCESS
+    assert reports[-1].success and reports[-1].hlak == V_HLAK  # type: ignore[attr-defined]
+
+
+def test_eap_mschapv2_radius_reject_code_reaches_the_failure() -> None:
+    from sstpd.proto.ppp.eap import EapServer
+    from tests.unit.test_ppp_eap import V_IDENTITY_RESP, V_RESPONSE, scripted_random
+
+    sent: list[bytes] = []
+    d = Deferred()
+    eap = EapServer(
+        lambda p: sent.append(p.encode()),
+        lambda r: None,
+        verify=d,
+        random=scripted_random(b"\x00", AUTH_CHALLENGE),
+    )
+    eap.start(0.0)
+    eap.receive(Packet.decode(V_IDENTITY_RESP), 0.0)
+    eap.receive(Packet.decode(V_RESPONSE), 0.1)
+    eap.complete(d.requests[0], Verdict(False, code=647, reason="Access-Reject"), 0.2)
+    assert b"E=647 R=0" in sent[-1]

@@ -35,13 +35,16 @@ __all__ = [
     "AuthResult",
     "MsChapV2Peer",
     "MsChapV2Server",
+    "MsChapV2Verdict",
     "PapPeer",
     "PapServer",
     "Verdict",
     "Verify",
     "VerifyRequest",
+    "failure_message",
     "local_verifier",
     "parse_failure",
+    "verify_mschapv2_response",
 ]
 
 MSCHAPV2 = "mschapv2"
@@ -146,7 +149,7 @@ def local_verifier(lookup: Callable[[str], bytes | None]) -> Callable[[VerifyReq
     return verify
 
 
-def _verify_arg(verify: Verify | None, lookup: Callable[[str], bytes | None] | None) -> Verify:
+def verifier_from(verify: Verify | None, lookup: Callable[[str], bytes | None] | None) -> Verify:
     if verify is not None:
         return verify
     if lookup is None:
@@ -159,6 +162,41 @@ def _next_id(identifier: int) -> int:
 
 
 # --------------------------------------------------------------------------- MS-CHAPv2
+
+
+@dataclass(frozen=True)
+class MsChapV2Verdict:
+    """What checking one MS-CHAPv2 Response against the user database found."""
+
+    user: str  # the name without any DOMAIN\\ prefix
+    ok: bool
+    authenticator_response: str = ""  # "S=<40 hex>" when ok
+    hlak: bytes = ZERO_HLAK
+
+
+def verify_mschapv2_response(
+    challenge: bytes, data: bytes, lookup: Callable[[str], bytes | None]
+) -> MsChapV2Verdict | None:
+    """Check the Response ``data`` (Value-Size 49, value, Name; the same bytes in PPP CHAP
+    and in EAP-MS-CHAP-V2) against our 16-byte ``challenge``; None if malformed.
+
+    An unknown user is checked against a dummy hash so both cases cost the same."""
+    if len(data) < 50 or data[0] != 49:
+        return None
+    peer_challenge, nt_response = data[1:17], data[25:49]
+    user = mschap.strip_domain(data[50:].decode("utf-8", "replace"))
+    stored = lookup(user)
+    nt_hash = stored if stored is not None and len(stored) == 16 else _DUMMY_HASH
+    expected = mschap.generate_nt_response(challenge, peer_challenge, user, nt_hash)
+    if not (hmac.compare_digest(expected, nt_response) and stored is not None):
+        return MsChapV2Verdict(user, False)
+    message = mschap.authenticator_response(nt_hash, nt_response, peer_challenge, challenge, user)
+    return MsChapV2Verdict(user, True, message, mschap.hlak(nt_hash, nt_response))
+
+
+def failure_message(retry: bool, challenge: bytes, code: int = ERROR_AUTHENTICATION_FAILURE) -> str:
+    """The MS-CHAPv2 Failure text (RFC 2759 §6); 691 = wrong password or unknown user."""
+    return f"E={code} R={int(retry)} C={challenge.hex().upper()} V=3 M=Authentication failure"
 
 
 class MsChapV2Server:
@@ -179,7 +217,7 @@ class MsChapV2Server:
         restart_interval: float = 3.0,
     ) -> None:
         self._send, self._report, self._random = send, report, random
-        self._verify = _verify_arg(verify, lookup)
+        self._verify = verifier_from(verify, lookup)
         self._name = name.encode("utf-8")
         self._retries_left = retries
         self._interval = restart_interval
@@ -420,7 +458,7 @@ class PapServer:
         retries: int = 0,
     ) -> None:
         self._send, self._report = send, report
-        self._verify = _verify_arg(verify, lookup)
+        self._verify = verifier_from(verify, lookup)
         self._retries_left = retries
         self._final: Packet | None = None
         self.pending: VerifyRequest | None = None

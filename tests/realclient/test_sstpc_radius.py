@@ -1,7 +1,7 @@
 """Debian's sstpc + pppd in the qemu guest, authenticated by a real FreeRADIUS.
 
 The daemon (root namespace, as in test_sstpc.py) has ``auth.backends = ["radius"]`` and
-asks a FreeRADIUS on 127.0.0.1; pppd's MS-CHAPv2 is answered with the MS-CHAP2-Success
+asks a FreeRADIUS on 127.0.0.1; pppd's MS-CHAPv2 (plain or inside EAP) is answered with the MS-CHAP2-Success
 from RADIUS and the crypto binding is checked with the HLAK from the MS-MPPE keys.
 """
 
@@ -78,7 +78,7 @@ secret = "{SECRET}"
     d.stop()
 
 
-@pytest.mark.parametrize("auth", ["mschapv2", "pap"])
+@pytest.mark.parametrize("auth", ["eap-mschapv2", "mschapv2", "pap"])
 def test_sstpc_through_radius(
     guest: Guest, daemon: Daemon, freeradius: FreeRadius, auth: str
 ) -> None:

@@ -1,8 +1,9 @@
 """Debian's sstpc + pppd in the qemu guest, authenticated by a real FreeRADIUS.
 
 The daemon (root namespace, as in test_sstpc.py) has ``auth.backends = ["radius"]`` and
-asks a FreeRADIUS on 127.0.0.1; pppd's MS-CHAPv2 (plain or inside EAP) is answered with the MS-CHAP2-Success
-from RADIUS and the crypto binding is checked with the HLAK from the MS-MPPE keys.
+asks a FreeRADIUS on 127.0.0.1; pppd's MS-CHAPv2 (plain or inside EAP) is answered with
+the MS-CHAP2-Success from RADIUS and the crypto binding is checked with the HLAK from the
+MS-MPPE keys.
 """
 
 from __future__ import annotations

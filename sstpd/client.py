@@ -67,6 +67,9 @@ class ClientOptions:
     routes: list[IPv4Network] = field(default_factory=list)
     timeout: float = 30.0
     source_address: str | None = None
+    # one transport.write (= one TLS record, one send) per IP packet instead of one per
+    # batch: the shape openconnect and most likely real SSTP clients put on the wire
+    record_per_packet: bool = False
     # testing knobs: present a wrong certificate hash / MAC on purpose
     cert_hashes_override: dict[HashProtocol, bytes] | None = None
     hlak_override: bytes | None = None
@@ -134,11 +137,16 @@ class ClientProtocol(SstpStreamProtocol):
     def send_ip_batch(self, packets: list[bytes]) -> None:
         if self.transport is None or not self.session.is_open:
             return
-        parts = []
-        for p in packets:
-            parts.append(ip_prefix(len(p)))
-            parts.append(p)
-        self.transport.write(b"".join(parts))
+        if self.opts.record_per_packet:
+            write = self.transport.write
+            for p in packets:
+                write(ip_prefix(len(p)) + p)
+        else:
+            parts = []
+            for p in packets:
+                parts.append(ip_prefix(len(p)))
+                parts.append(p)
+            self.transport.write(b"".join(parts))
         c = self.session.counters
         c.tx_packets += len(packets)
         c.tx_bytes += sum(len(p) for p in packets)
@@ -265,6 +273,11 @@ def _parse_args(argv: list[str]) -> ClientOptions:
     p.add_argument("--tun", default="sstpc0", help="TUN device name (default sstpc0)")
     p.add_argument("--route", action="append", default=[], help="route NET into the tunnel")
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument(
+        "--record-per-packet",
+        action="store_true",
+        help="send one TLS record per IP packet (as openconnect does) instead of one per batch",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     host, _, port = a.server.rpartition(":") if ":" in a.server else (a.server, "", "443")
@@ -300,6 +313,7 @@ def _parse_args(argv: list[str]) -> ClientOptions:
         routes=[IPv4Network(r) for r in a.route],
         timeout=a.timeout,
         cert_hashes_override=override,
+        record_per_packet=a.record_per_packet,
     )
 
 

@@ -12,8 +12,9 @@ graceful Call Disconnect, measured separately. Done once with an RSA-2048 and on
 an ECDSA P-256 certificate. The client shares the machine's two cores with the daemon, so
 sessions/s depends on the client too; CPU per handshake is the server's alone.
 
-Then a micro-benchmark (timeit, this process) of the pure-Python MS-CHAPv2 primitives in
-``sstpd.proto.mschap`` that the server runs once per authentication.
+Then a micro-benchmark (timeit, this process) of the MS-CHAPv2 primitives in
+``sstpd.proto.mschap`` that the server runs once per authentication, with the pure-Python
+DES fallback and with cryptography's DES (``--micro-only``: just that, no root needed).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import sys
 import tempfile
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +85,11 @@ def run_key_type(a: argparse.Namespace, net: Netns, key_type: str) -> dict[str, 
         d.stop()
 
 
-def micro() -> None:
-    """µs per call of the MS-CHAPv2 primitives (median of 5 timeit repeats)."""
+def _micro_cases() -> dict[str, Callable[[], object]]:
     nt_hash = mschap.nt_password_hash("alice-secret")
     ac, pc = os.urandom(16), os.urandom(16)
     resp = mschap.generate_nt_response(ac, pc, "alice", nt_hash)
-    cases = {
+    return {
         "md4 (16 B: HashNtPasswordHash)": lambda: mschap.password_hash_hash(nt_hash),
         "DES block (key schedule + encrypt)": lambda: mschap.des_encrypt_block(
             mschap.expand_des_key(nt_hash[:7]), ac[:8]
@@ -101,18 +102,34 @@ def micro() -> None:
         ),
         "SSTP HLAK (MD4 + 3 SHA-1)": lambda: mschap.hlak(nt_hash, resp),
     }
-    total = 0.0
-    print("\nMS-CHAPv2 primitives, pure Python (sstpd.proto.mschap), this process:")
-    for name, fn in cases.items():
-        number = 200
-        us = median([t / number * 1e6 for t in timeit.repeat(fn, number=number, repeat=5)])
-        if not name.startswith(("md4", "DES")):
-            total += us
-        print(f"  {name:<48} {us:8.1f} µs")
-    print(
-        f"  server work per MS-CHAPv2 authentication (verify + S= + HLAK) ≈ {total:.0f} µs "
-        f"(loadavg {loadavg()})"
-    )
+
+
+def micro() -> None:
+    """µs per call of the MS-CHAPv2 primitives (median of 5 timeit repeats), once with the
+    DES the server uses (``cryptography`` when importable) and once with the pure-Python
+    fallback, so the two can be compared in one run."""
+    library = mschap._des_library
+    runs = [("pure Python DES (fallback)", None)]
+    if library is not None:
+        runs.append(("DES from cryptography (what the server uses)", library))
+    try:
+        for label, des in runs:
+            mschap._des_library = des
+            total = 0.0
+            print(f"\nMS-CHAPv2 primitives, {label}, MD4 pure Python, this process:")
+            for name, fn in _micro_cases().items():
+                number = 200
+                reps = timeit.repeat(fn, number=number, repeat=5)
+                us = median([t / number * 1e6 for t in reps])
+                if not name.startswith(("md4", "DES")):
+                    total += us
+                print(f"  {name:<48} {us:8.1f} µs")
+            print(
+                f"  server work per MS-CHAPv2 authentication (verify + S= + HLAK) ≈ "
+                f"{total:.0f} µs (loadavg {loadavg()})"
+            )
+    finally:
+        mschap._des_library = library
 
 
 def main() -> int:
@@ -124,10 +141,13 @@ def main() -> int:
     ap.add_argument("--max-busy", type=float, default=0.5)
     ap.add_argument("--quiet-timeout", type=float, default=20.0)
     ap.add_argument("--skip-micro", action="store_true")
+    ap.add_argument("--micro-only", action="store_true", help="no daemon, no root")
     a = ap.parse_args()
     raise_nofile(a.batch + 2048)  # per process: daemon, client
     if not a.skip_micro:
         micro()
+    if a.micro_only:
+        return 0
     net = Netns("bp")
     net.up()
     results = {}

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sstpd.proto import mschap
 
-# RFC 2759 §9.2 and RFC 3079 §3.5.3 (PROTOCOL.md §9.2)
+# RFC 2759 §9.2 and RFC 3079 §3.5.3 (docs/protocol/ppp.md §5)
 USER = "User"
 PASSWORD = "clientPass"
 AUTH_CHALLENGE = bytes.fromhex("5B5D7C7D7B3F2F3E3C2C602132262628")
@@ -64,9 +64,7 @@ def test_des_known_vectors(impl: str) -> None:
     # the classic worked example (key 133457799BBCDFF1) and FIPS 81's "Now is t"
     key = bytes.fromhex("133457799BBCDFF1")
     assert des(key, bytes.fromhex("0123456789ABCDEF")) == bytes.fromhex("85E813540F0AB405")
-    assert des(bytes.fromhex("0123456789abcdef"), b"Now is t") == bytes.fromhex(
-        "3fa40e8a984d4815"
-    )
+    assert des(bytes.fromhex("0123456789abcdef"), b"Now is t") == bytes.fromhex("3fa40e8a984d4815")
     with pytest.raises(ValueError):
         des(b"\x00" * 9, b"\x00" * 8)
     with pytest.raises(ValueError):

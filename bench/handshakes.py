@@ -36,10 +36,20 @@ from sstpd.proto import mschap  # noqa: E402
 from tests.integration.netns import Netns  # noqa: E402
 
 
-def run_key_type(a: argparse.Namespace, net: Netns, key_type: str) -> dict[str, float]:
+def run_key_type(
+    a: argparse.Namespace, net: Netns, key_type: str, pure_des: bool | None = None
+) -> dict[str, float]:
+    """``pure_des`` None: the daemon as installed; True/False: started through
+    bench/_traced_serve.py (untraced) with the pure-Python or cryptography's DES."""
     work = Path(tempfile.mkdtemp(prefix=f"sstpd-hs-{key_type}-"))
-    d = bench_daemon(net, work, max_sessions=a.batch + 100, key_type=key_type)
+    d = bench_daemon(
+        net, work, max_sessions=a.batch + 100, key_type=key_type, traced=pure_des is not None
+    )
+    os.environ.pop("SSTPD_BENCH_PURE_DES", None)
+    if pure_des:
+        os.environ["SSTPD_BENCH_PURE_DES"] = "1"
     d.start()
+    os.environ.pop("SSTPD_BENCH_PURE_DES", None)
     assert d.proc is not None
     pid = d.proc.pid
     drv = Driver(net, d)
@@ -109,7 +119,9 @@ def micro() -> None:
     DES the server uses (``cryptography`` when importable) and once with the pure-Python
     fallback, so the two can be compared in one run."""
     library = mschap._des_library
-    runs = [("pure Python DES (fallback)", None)]
+    runs: list[tuple[str, Callable[[bytes, bytes], bytes] | None]] = [
+        ("pure Python DES (fallback)", None)
+    ]
     if library is not None:
         runs.append(("DES from cryptography (what the server uses)", library))
     try:
@@ -142,6 +154,11 @@ def main() -> int:
     ap.add_argument("--quiet-timeout", type=float, default=20.0)
     ap.add_argument("--skip-micro", action="store_true")
     ap.add_argument("--micro-only", action="store_true", help="no daemon, no root")
+    ap.add_argument(
+        "--compare-des",
+        action="store_true",
+        help="per key type, one daemon with the pure-Python DES, then one with cryptography's",
+    )
     a = ap.parse_args()
     raise_nofile(a.batch + 2048)  # per process: daemon, client
     if not a.skip_micro:
@@ -153,8 +170,15 @@ def main() -> int:
     results = {}
     try:
         for kt in a.key_types.split(","):
-            print(f"\n{kt} certificate ({'RSA-2048' if kt == 'rsa' else 'ECDSA P-256'}):")
-            results[kt] = run_key_type(a, net, kt)
+            name = "RSA-2048" if kt == "rsa" else "ECDSA P-256"
+            if not a.compare_des:
+                print(f"\n{kt} certificate ({name}):")
+                results[name] = run_key_type(a, net, kt)
+                continue
+            for pure in (True, False):
+                des = "pure-Python DES" if pure else "cryptography DES"
+                print(f"\n{kt} certificate ({name}), {des}:")
+                results[f"{name}, {des}"] = run_key_type(a, net, kt, pure_des=pure)
     finally:
         net.down()
     print(
@@ -163,8 +187,7 @@ def main() -> int:
     )
     print("| certificate | server CPU per handshake | sessions/s | server CPU per close |")
     print("|---|---|---|---|")
-    for kt, r in results.items():
-        name = "RSA-2048" if kt == "rsa" else "ECDSA P-256"
+    for name, r in results.items():
         print(f"| {name} | {r['ms']:.2f} ms | {r['rate']:.0f} | {r['close_ms']:.2f} ms |")
     return 0
 

@@ -188,6 +188,26 @@ def _auto_certificate(config: Config) -> bool:
     )
 
 
+def _acme_placeholder(config: Config) -> bool:
+    """True when serve writes a self-signed placeholder until ACME delivers."""
+    sc = config.server
+    return (
+        config.acme.enabled
+        and sc.tls
+        and not os.path.exists(sc.certificate)
+        and not os.path.exists(sc.key)
+    )
+
+
+def _check_acme_installed() -> None:
+    try:
+        import sstpd.acmeclient  # noqa: F401
+    except ImportError as exc:
+        raise SstpdError(
+            f"[acme] needs the acme and josepy packages ({exc}): pip install 'sstpd[acme]'"
+        ) from None
+
+
 def _certificate_names(config: Config) -> tuple[str, list[str]]:
     host = socket.gethostname() or "localhost"
     sans = [host]
@@ -201,7 +221,11 @@ def _serve(args: argparse.Namespace) -> int:
     config, config_path = _effective_config(args.config)
     sc = config.server
     created = False
-    if _auto_certificate(config):
+    names = list(config.acme.names)
+    if _acme_placeholder(config):
+        # ACME: serve a self-signed placeholder until the CA's certificate is installed
+        created = certs.ensure_certificate(sc.certificate, sc.key, names[0], names)
+    elif _auto_certificate(config):
         cn, sans = _certificate_names(config)
         created = certs.ensure_certificate(sc.certificate, sc.key, cn, sans)
     if config_path is None or created:
@@ -241,7 +265,9 @@ def _check_config(args: argparse.Namespace) -> int:
         if os.path.exists(config.auth.users_file):
             users.load_users(config.auth.users_file)
         sc = config.server
-        auto = _auto_certificate(config)
+        auto = _auto_certificate(config) or _acme_placeholder(config)
+        if config.acme.enabled:
+            _check_acme_installed()
         if sc.tls and not auto:
             certs.verify_key_pair(sc.certificate, sc.key)
         if sc.tls and sc.chain:

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_CIPHERS",
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_STATE_DIRECTORY",
+    "AcmeConfig",
     "AuthConfig",
     "Config",
     "LimitsConfig",
@@ -90,6 +91,12 @@ AUTH_BACKENDS = ("users", "radius")
 MESSAGE_AUTHENTICATOR_MODES = ("yes", "auto", "no")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TLS_VERSIONS = ("1.2", "1.3")
+ACME_CHALLENGES = ("tls-alpn-01", "http-01")
+ACME_KEY_TYPES = ("ec", "rsa")
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+_DNS_NAME_RE = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+)
 
 # Limits of the values (inclusive).
 MTU_MIN, MTU_MAX = 576, 4087  # 4087: largest PPP payload fitting a 4095-byte SSTP packet
@@ -247,6 +254,33 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class AcmeConfig:
+    """``[acme]``: a publicly trusted certificate from an ACME CA (off while ``names`` is
+    empty). The daemon writes what it obtains to ``server.certificate``/``server.key``.
+
+    ``directory``: the CA's directory URL (default Let's Encrypt); ``email``: contact
+    address given to the CA ("" = none); ``key_type``: of the certificate key;
+    ``ca_file``: CA bundle to trust for the ACME server's own HTTPS (private CAs; ""
+    = the system store); ``challenge``: ``tls-alpn-01`` (answered on the SSTP listener,
+    port 443) or ``http-01`` (answered on ``http_port``, for a TLS offloader in front);
+    ``retry_interval``: first wait after a failure, doubled up to a day.
+    """
+
+    names: tuple[str, ...] = ()
+    directory: str = LETS_ENCRYPT
+    email: str = ""
+    key_type: str = "ec"
+    ca_file: str | None = None
+    challenge: str = "tls-alpn-01"
+    http_port: int = 80
+    retry_interval: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.names)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Build it with :func:`load_config`, :func:`parse_config`
     or :func:`default_config`; every field has been validated."""
@@ -256,6 +290,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
+    acme: AcmeConfig = AcmeConfig()
     radius: RadiusConfig = RadiusConfig()
 
 
@@ -315,6 +350,16 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     ),
     "limits": ("session_buffer",),
     "log": ("level",),
+    "acme": (
+        "names",
+        "directory",
+        "email",
+        "key_type",
+        "ca_file",
+        "challenge",
+        "http_port",
+        "retry_interval",
+    ),
 }
 
 
@@ -632,8 +677,10 @@ def _check_names(data: Mapping[str, Any], src: _Source) -> None:
 
 def _build(data: Mapping[str, Any], src: _Source) -> Config:
     _check_names(data, src)
+    server = _server(_Section(src, "server", data.get("server", {})))
     return Config(
-        server=_server(_Section(src, "server", data.get("server", {}))),
+        server=server,
+        acme=_acme(_Section(src, "acme", data.get("acme", {})), server),
         tunnel=_tunnel(_Section(src, "tunnel", data.get("tunnel", {}))),
         auth=(auth := _auth(_Section(src, "auth", data.get("auth", {})))),
         radius=_radius(_Section(src, "radius", data.get("radius", {})), auth),
@@ -958,4 +1005,44 @@ def _radius(s: _Section, auth: AuthConfig) -> RadiusConfig:
         interim_interval=s.integer("interim_interval", d.interim_interval, 0, 86400),
         dae_listen=dae_listen,
         dae_clients=dae_clients,
+    )
+
+
+def _acme(s: _Section, server: ServerConfig) -> AcmeConfig:
+    d = AcmeConfig()
+    names = tuple(n.lower().rstrip(".") for n in s.strings("names", d.names))
+    for name in names:
+        if not _DNS_NAME_RE.fullmatch(name):
+            raise s.error("names", f"{name!r} is not a DNS name (wildcards need DNS-01)")
+    if len(set(names)) != len(names):
+        raise s.error("names", "contains duplicates")
+    directory = s.string("directory", d.directory)
+    if not directory.startswith(("https://", "http://")):
+        raise s.error("directory", f"{directory!r} is not an http(s) URL")
+    email = s.string("email", d.email)
+    if email and ("@" not in email or any(c.isspace() for c in email)):
+        raise s.error("email", f"{email!r} is not an e-mail address")
+    challenge = s.choice("challenge", d.challenge, ACME_CHALLENGES)
+    if names and challenge == "tls-alpn-01" and not server.tls:
+        raise s.error(
+            "challenge",
+            "tls-alpn-01 is answered on the TLS listener, but server.tls = false "
+            "(behind a TLS offloader use http-01)",
+        )
+    if names and server.chain:
+        raise s.error(
+            "names",
+            "with ACME the daemon writes the whole chain to server.certificate: "
+            "remove server.chain",
+        )
+    ca_file = s.path("ca_file", "", empty_ok=True)
+    return AcmeConfig(
+        names=names,
+        directory=directory,
+        email=email,
+        key_type=s.choice("key_type", d.key_type, ACME_KEY_TYPES),
+        ca_file=ca_file or None,
+        challenge=challenge,
+        http_port=s.integer("http_port", d.http_port, 1, 65535),
+        retry_interval=s.number("retry_interval", d.retry_interval, TIMEOUT_MAX),
     )

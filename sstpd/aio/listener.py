@@ -5,6 +5,9 @@ asyncio's ``create_server`` would start TLS at once, and ``start_tls`` cannot be
 bytes that were already read; so for the PROXY protocol the daemon runs its own accept
 loop, reads exactly the header with ``sock_recv`` (never a byte of the TLS ClientHello),
 then hands the socket to ``connect_accepted_socket`` with the TLS context.
+
+The same loop runs without PROXY headers (``proxy=False``) when a ``router``
+(``sstpd.aio.tlsroute``) must look at the ClientHello first, for ACME TLS-ALPN-01.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import socket
 import ssl
 from collections.abc import Callable
 
+from sstpd.aio.tlsroute import ChallengeProtocol, TlsRouter
 from sstpd.errors import ParseError
 from sstpd.proto import proxy
 
@@ -65,6 +69,9 @@ class ProxyProtocolListener:
         factory: ProtocolFactory,
         ssl_context: ssl.SSLContext | None,
         handshake_timeout: float,
+        *,
+        proxy: bool = True,
+        router: TlsRouter | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -76,6 +83,8 @@ class ProxyProtocolListener:
         self.factory = factory
         self.ssl = ssl_context
         self.handshake_timeout = handshake_timeout
+        self.proxy = proxy
+        self.router = router
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = self.loop.create_task(self._accept_loop())
 
@@ -93,22 +102,36 @@ class ProxyProtocolListener:
 
     async def _handle(self, conn: socket.socket, addr: tuple[str, int]) -> None:
         conn.setblocking(False)
-        try:
-            async with asyncio.timeout(HEADER_TIMEOUT):
-                info = await read_proxy_header(self.loop, conn)
-        except (ParseError, ConnectionError, TimeoutError, OSError) as exc:
-            log.warning("%s:%d: no valid PROXY header, closing: %s", addr[0], addr[1], exc)
-            conn.close()
-            return
+        source: tuple[str, int] | None = None
+        if self.proxy:
+            try:
+                async with asyncio.timeout(HEADER_TIMEOUT):
+                    info = await read_proxy_header(self.loop, conn)
+            except (ParseError, ConnectionError, TimeoutError, OSError) as exc:
+                log.warning("%s:%d: no valid PROXY header, closing: %s", addr[0], addr[1], exc)
+                conn.close()
+                return
+            source = info.source
+        context = self.ssl
+        factory: Callable[[], asyncio.BaseProtocol] = lambda: self.factory(source)  # noqa: E731
+        if self.router is not None and context is not None:
+            host, port = source or addr
+            peer = f"{host}:{port}"
+            route = await self.router.route(self.loop, conn, peer, self.handshake_timeout)
+            if route is None:
+                conn.close()
+                return
+            if route.challenge:
+                context, factory = route.context, ChallengeProtocol
         try:
             await self.loop.connect_accepted_socket(
-                lambda: self.factory(info.source),
+                factory,
                 conn,
-                ssl=self.ssl,
-                ssl_handshake_timeout=self.handshake_timeout if self.ssl else None,
+                ssl=context,
+                ssl_handshake_timeout=self.handshake_timeout if context else None,
             )
         except (OSError, ssl.SSLError, TimeoutError) as exc:
-            log.info("%s: TLS handshake failed: %s", info.source or addr, exc)
+            log.info("%s: TLS handshake failed: %s", source or addr, exc)
             with contextlib.suppress(OSError):
                 conn.close()
 

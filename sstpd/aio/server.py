@@ -23,7 +23,7 @@ import ssl
 import tempfile
 import time
 from ipaddress import IPv4Address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sstpd import __version__, certs, users
 from sstpd.aio.aaa import Aaa
@@ -35,6 +35,7 @@ from sstpd.aio.notify import sd_notify
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.reload import live_config
 from sstpd.aio.stats import Stats, classify_close
+from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
 from sstpd.aio.webproxy import WebProxy
 from sstpd.config import DEFAULT_CIPHERS, Config, load_config
@@ -57,6 +58,9 @@ from sstpd.proto.session import (
 from sstpd.proto.sstp.binding import cert_hashes as hashes_of
 from sstpd.proto.sstp.connection import Timeouts
 from sstpd.proto.sstp.constants import HashProtocol
+
+if TYPE_CHECKING:
+    from sstpd.aio.acme import AcmeManager
 
 log = logging.getLogger("sstpd")
 _NOTICE_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
@@ -146,6 +150,30 @@ def read_users(path: str) -> dict[str, users.User]:
     return users.load_users(path) if os.path.exists(path) else {}
 
 
+def cert_summary(config: Config) -> dict[str, Any] | None:
+    """``certs.certificate_summary`` of the served certificate (None: unreadable, or no TLS
+    here and no ACME). Behind a TLS offloader with ACME (http-01) it is the certificate
+    obtained for the offloader: its expiry drives the renewals."""
+    if not config.server.tls and not config.acme.enabled:
+        return None
+    try:
+        return certs.certificate_summary(config.server.certificate)
+    except certs.CertificateError:
+        return None
+
+
+def _acme_manager(server: Server) -> AcmeManager:
+    """Imported only with [acme] names: the ``acme`` package is an optional extra."""
+    try:
+        from sstpd.aio.acme import AcmeManager
+    except ImportError as exc:
+        raise SstpdError(
+            f"[acme] needs the acme and josepy packages ({exc}): "
+            "pip install 'sstpd[acme]'"
+        ) from None
+    return AcmeManager(server)
+
+
 def _reason(exc: Exception) -> str:
     """A one-line reason for a failed reload, for the log and the ctl caller."""
     if isinstance(exc, ssl.SSLError):
@@ -174,7 +202,10 @@ class ServerProtocol(SstpStreamProtocol):
         self.opened_wall: float | None = None  # the same as Unix time, for `sessions`
         self.tls_version = ""
         self.tls_cipher = ""
-        self.cert_hashes: dict[HashProtocol, bytes] = {}
+        # taken at accept, just before the TLS object is made from the context: OpenSSL
+        # fixes the certificate of a connection then, so a reload (an ACME renewal) during
+        # the handshake must not change what this session's binding is checked against
+        self.cert_hashes: dict[HashProtocol, bytes] = server.cert_hashes
         self.outcome: str | None = None
         self.auth_failed = False
         self.refused = False
@@ -207,9 +238,9 @@ class ServerProtocol(SstpStreamProtocol):
             self.tls_version = sslobj.version() or ""
             cipher = sslobj.cipher()
             self.tls_cipher = cipher[0] if cipher else ""
-        # created now, after the TLS handshake: a reload in between takes effect for it
-        self.cert_hashes = srv.cert_hashes
-        self.session = srv.new_session(self)
+        # created now, after the TLS handshake: a reload in between takes effect for its
+        # settings, while the certificate hashes are those of the handshake (see __init__)
+        self.session = srv.new_session(self.cert_hashes, self)
         srv.connections.add(self)
         log.debug("[%d] connection from %s", self.id, self.peer)
         self._deadline = self.loop.call_later(
@@ -403,6 +434,10 @@ class Server:
         self.cert_hashes = binding_hashes(config)
         self.hash_mask = hash_mask(config, self.cert_hashes)
         self.ssl = make_ssl_context(config) if config.server.tls else None
+        # ACME (sstpd.aio.acme): the router answers TLS-ALPN-01 on the listener
+        self.router = TlsRouter()
+        self.cert_summary = cert_summary(config)
+        self.acme: AcmeManager | None = _acme_manager(self) if config.acme.enabled else None
         self.ppp_config = ppp_server_config(config)
         self.timeouts = Timeouts(
             http=config.server.handshake_timeout, hello=config.server.hello_interval
@@ -439,7 +474,16 @@ class Server:
             wanted = u.address
         return self.pool.allocate(wanted)
 
-    def new_session(self, proto: ServerProtocol | None = None) -> ServerSession:
+    def new_session(
+        self,
+        hashes: dict[HashProtocol, bytes] | None = None,
+        proto: ServerProtocol | None = None,
+    ) -> ServerSession:
+        if hashes is None or hashes is self.cert_hashes:
+            hashes, mask = self.cert_hashes, self.hash_mask
+        else:
+            mask = hash_mask(self.config, hashes)
+
         def assign(name: str) -> IPv4Address | None:
             grant = proto.grant if proto is not None else None
             framed = grant.framed_ip if grant is not None else None
@@ -450,8 +494,8 @@ class Server:
 
         return ServerSession(
             ppp_config=self.ppp_config,
-            cert_hashes=self.cert_hashes,
-            hash_protocols=self.hash_mask,
+            cert_hashes=hashes,
+            hash_protocols=mask,
             verify=self.aaa.verifier(proto) if proto is not None else None,
             lookup=self.lookup if proto is None else None,
             assign_address=assign,
@@ -546,7 +590,21 @@ class Server:
             return self.reload()
         if cmd in ("drain", "undrain"):
             return self.set_draining(cmd == "drain")
+        if cmd == "cert":
+            return {"ok": True, **self.cert_status()}
+        if cmd == "renew":
+            if self.acme is None:
+                return control_error("ACME is not configured (no [acme] names)")
+            return self.acme.renew_now()
         return control_error(f"unknown command {cmd!r}")
+
+    def cert_status(self) -> dict[str, Any]:
+        """The ``cert`` answer: the served certificate and the ACME manager's state."""
+        return {
+            "certificate": self.cert_summary,
+            "path": self.config.server.certificate if self.cert_summary is not None else "",
+            "acme": self.acme.status() if self.acme is not None else None,
+        }
 
     def health(self) -> dict[str, Any]:
         why = self.refusal()
@@ -585,6 +643,9 @@ class Server:
             "pool_in_use": self.pool.in_use,
             "reloads": st.reloads,
             "reload_failures": st.reload_failures,
+            "certificate_not_after": (self.cert_summary or {}).get("not_after"),
+            "acme_renewals": self.acme.renewals if self.acme else 0,
+            "acme_renewal_failures": self.acme.renewal_failures if self.acme else 0,
         }
 
     def kick(self, sid: object, user: object) -> dict[str, Any]:
@@ -672,6 +733,7 @@ class Server:
             self.dae.config = config.radius  # clients and secrets; the address needs a restart
         self.pool.set_reserved(u.address for u in user_map.values() if u.address)
         self.cert_hashes = hashes
+        self.cert_summary = cert_summary(config)
         self.hash_mask = hash_mask(config, hashes)
         self.ppp_config = ppp_server_config(config)
         self.timeouts = Timeouts(
@@ -700,8 +762,10 @@ class Server:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         sc = self.config.server
+        # TLS-ALPN-01 needs the ClientHello before TLS starts: the listener's own accept loop
+        tls_alpn = self.acme is not None and self.config.acme.challenge == "tls-alpn-01"
         for addr in sc.listen:
-            if sc.proxy_protocol:
+            if sc.proxy_protocol or tls_alpn:
                 self.listeners.append(
                     ProxyProtocolListener(
                         str(addr),
@@ -709,6 +773,8 @@ class Server:
                         lambda src: ServerProtocol(self, src),
                         self.ssl,
                         sc.handshake_timeout,
+                        proxy=sc.proxy_protocol,
+                        router=self.router if tls_alpn else None,
                     )
                 )
                 continue
@@ -744,6 +810,8 @@ class Server:
             len(self.users),
             hashes,
         )
+        if self.acme is not None:
+            await self.acme.start()
         sd_notify(f"READY=1\nSTATUS=listening on {where}")
 
     def request_stop(self) -> None:
@@ -751,6 +819,8 @@ class Server:
             return
         self.stopping = True
         sd_notify("STOPPING=1")
+        if self.acme is not None:
+            self.acme.close()
         log.info("stopping: disconnecting %d sessions", len(self.connections))
         for srv in self.listeners:
             srv.close()

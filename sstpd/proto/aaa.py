@@ -1,12 +1,12 @@
 """What a VPN session asks of RADIUS and what it takes from the answer (sans-I/O).
 
 * :func:`access_request` turns an ``auth.VerifyRequest`` (PAP or MS-CHAPv2, from PPP or
-  EAP-MSCHAPv2 terminated here) into an Access-Request (PROTOCOL-NEXT §4.2);
+  EAP-MSCHAPv2 terminated here) into an Access-Request (docs/protocol/radius.md §2);
 * :func:`interpret` turns the verified Accept/Reject into an ``auth.Verdict`` plus a
   :class:`Grant` (Framed-IP-Address, timeouts, Class, ...) for the I/O layer; an Accept
   for MS-CHAPv2 without both MS-MPPE keys is a failure: the crypto binding could not be
-  verified with a zero HLAK while the client computes a real one (§4.3);
-* :func:`accounting_request` builds Start / Interim-Update / Stop (§4.7).
+  verified with a zero HLAK while the client computes a real one (docs/protocol/radius.md §3);
+* :func:`accounting_request` builds Start / Interim-Update / Stop (docs/protocol/radius.md §6).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = ["Grant", "NasInfo", "access_request", "accounting_request", "interpre
 SERVICE_FRAMED = 2
 PROTOCOL_PPP = 1
 PORT_TYPE_VIRTUAL = 5
-TUNNEL_TYPE_SSTP = bytes.fromhex("00013701")  # tag 0, SSTP ([MS-RNAP], PROTOCOL-NEXT §4.2)
+TUNNEL_TYPE_SSTP = bytes.fromhex("00013701")  # tag 0, SSTP ([MS-RNAP], docs/protocol/radius.md §2)
 ACCT_START, ACCT_STOP, ACCT_INTERIM = 1, 2, 3
 ACCT_ON, ACCT_OFF = 7, 8  # the NAS (re)started / stops: the server may close what it holds
 _ERROR_CODE = re.compile(rb"E=(\d+)")

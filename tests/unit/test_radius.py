@@ -1,4 +1,4 @@
-"""RADIUS codec: the PROTOCOL-NEXT §4.2/§4.4 vectors, authenticators, fuzzed decoding."""
+"""RADIUS codec: the docs/protocol/radius.md §2/§4 vectors, authenticators, fuzzed decoding."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def test_genuine_accept_gives_hlak_and_grant() -> None:
     assert check(data) == ""
     verdict, grant = aaa.interpret(CHAP_REQ, radius.decode(data), SECRET, REQ_AUTH)
     assert verdict.success
-    assert verdict.hlak == RECV_KEY + SEND_KEY  # §4.5: recv ‖ send
+    assert verdict.hlak == RECV_KEY + SEND_KEY  # docs/protocol/radius.md §5: recv ‖ send
     assert verdict.authenticator_response == "S=407A5589115FD0D6209F510FE9C04566932CDA56"
     assert grant.framed_ip == IPv4Address("10.77.0.99") and grant.session_timeout == 3600
     assert grant.classes == (b"cls",) and grant.reply_message == "hello"

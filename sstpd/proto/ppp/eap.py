@@ -2,7 +2,7 @@
 
 What a Windows profile made in Settings, or with ``Add-VpnConnection -AuthenticationMethod
 Eap``, authenticates with. The exchange (draft-kamath-pppext-eap-mschapv2-02, [MS-CHAP]
-§2.2), Identifiers as in PROTOCOL-NEXT §1.7::
+§2.2), Identifiers as in docs/protocol/eap-mschapv2.md §7::
 
     S: Request/Identity (i)                      C: Response/Identity (i) "DOMAIN\\user"
     S: Request/26 Challenge (i+1, ms_id)         C: Response/26 Response (i+1, ms_id)
@@ -420,7 +420,8 @@ class EapServer:
         self._retry, self._failure, self._failure_code = self._retries_left > 0, reason, code
         self._retries_left -= 1
         self._challenge = self._random(16)
-        self._ms_id = request.identifier  # echoed, never incremented (PROTOCOL-NEXT §1.4)
+        # echoed, never incremented (docs/protocol/eap-mschapv2.md §4)
+        self._ms_id = request.identifier
         text = failure_message(self._retry, self._challenge, code).encode()
         reply = MsChapV2Message(MsOpCode.FAILURE, request.identifier, text)
         self._send_request(EapType.MSCHAPV2, reply.encode(), now)

@@ -276,6 +276,17 @@ def _check_config(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 1
     print(f"{path}: OK")
+    rc = config.radius
+    if rc.servers or rc.accounting_servers:
+        print(
+            f"{path}: authentication by {' then '.join(config.auth.backends)}; RADIUS: "
+            f"{len(rc.servers)} authentication, {len(rc.accounting_servers)} accounting servers"
+            + (
+                f", Disconnect-Requests on {rc.dae_listen[0]}:{rc.dae_listen[1]}"
+                if rc.dae_listen
+                else ""
+            )
+        )
     if auto:
         print(f"{path}: note: {sc.certificate} will be created when sstpd starts")
     return 0

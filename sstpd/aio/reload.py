@@ -41,6 +41,7 @@ RESTART_ONLY = frozenset(
         "acme.challenge",
         "acme.http_port",
         "acme.retry_interval",
+        "radius.dae_listen",
     }
 )
 

@@ -26,8 +26,10 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
 from sstpd import __version__, certs, users
+from sstpd.aio.aaa import Aaa
 from sstpd.aio.control import ControlServer
 from sstpd.aio.control import error as control_error
+from sstpd.aio.dae import DaeServer
 from sstpd.aio.listener import ProxyProtocolListener
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.protocol import SstpStreamProtocol
@@ -38,7 +40,7 @@ from sstpd.aio.tun import TunDevice
 from sstpd.aio.webproxy import WebProxy
 from sstpd.config import DEFAULT_CIPHERS, Config, load_config
 from sstpd.errors import HttpError, SstpdError
-from sstpd.proto import webfront
+from sstpd.proto import aaa, radius, webfront
 from sstpd.proto.pool import AddressPool
 from sstpd.proto.ppp.link import PppServerConfig
 from sstpd.proto.session import (
@@ -209,6 +211,9 @@ class ServerProtocol(SstpStreamProtocol):
         self.refused = False
         self.forgotten = False
         self.accounted = Counters()  # the part of the counters already in Stats.closed
+        self.grant: aaa.Grant | None = None  # authorization from a RADIUS Access-Accept
+        self.acct_session_id = f"{server.boot_id}-{self.id:08x}"
+        self.terminate_cause: int | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self.on_event = self._on_event
 
@@ -235,7 +240,7 @@ class ServerProtocol(SstpStreamProtocol):
             self.tls_cipher = cipher[0] if cipher else ""
         # created now, after the TLS handshake: a reload in between takes effect for its
         # settings, while the certificate hashes are those of the handshake (see __init__)
-        self.session = srv.new_session(self.cert_hashes)
+        self.session = srv.new_session(self.cert_hashes, self)
         srv.connections.add(self)
         log.debug("[%d] connection from %s", self.id, self.peer)
         self._deadline = self.loop.call_later(
@@ -330,6 +335,7 @@ class ServerProtocol(SstpStreamProtocol):
             self._set_outcome("opened")
             srv.stats.latency.observe(self.opened_at - self.started)
             hp = ev.hash_protocol.name if ev.hash_protocol is not None else "none"
+            srv.aaa.session_opened(self)
             log.info(
                 "[%d] %s user %r (%s) connected: address %s, crypto binding verified (%s)",
                 self.id,
@@ -375,6 +381,7 @@ class ServerProtocol(SstpStreamProtocol):
                 c.tx_bytes,
                 c.dropped_spoofed,
             )
+            srv.aaa.session_closed(self, ev.reason)
             srv.forget(self)
 
     def describe(self, now: float) -> dict[str, Any]:
@@ -421,6 +428,9 @@ class Server:
         self.pool = AddressPool(tc.pool, exclude=[tc.address])
         self.users: dict[str, users.User] = {}
         self.load_users()
+        self.boot_id = f"{int(self.started_wall):x}"
+        self.aaa = Aaa(config, self.lookup, self.boot_id)
+        self.dae: DaeServer | None = None
         self.cert_hashes = binding_hashes(config)
         self.hash_mask = hash_mask(config, self.cert_hashes)
         self.ssl = make_ssl_context(config) if config.server.tls else None
@@ -457,21 +467,38 @@ class Server:
         u = self.users.get(name)
         return u.nt_hash if u is not None else None
 
-    def assign_address(self, name: str) -> IPv4Address | None:
+    def assign_address(self, name: str, wanted: IPv4Address | None = None) -> IPv4Address | None:
+        """``wanted``: Framed-IP-Address from RADIUS (else the users file, else the pool)."""
         u = self.users.get(name)
-        return self.pool.allocate(u.address if u is not None else None)
+        if wanted is None and u is not None:
+            wanted = u.address
+        return self.pool.allocate(wanted)
 
-    def new_session(self, hashes: dict[HashProtocol, bytes] | None = None) -> ServerSession:
+    def new_session(
+        self,
+        hashes: dict[HashProtocol, bytes] | None = None,
+        proto: ServerProtocol | None = None,
+    ) -> ServerSession:
         if hashes is None or hashes is self.cert_hashes:
             hashes, mask = self.cert_hashes, self.hash_mask
         else:
             mask = hash_mask(self.config, hashes)
+
+        def assign(name: str) -> IPv4Address | None:
+            grant = proto.grant if proto is not None else None
+            framed = grant.framed_ip if grant is not None else None
+            if framed is not None and framed not in self.config.tunnel.pool:
+                log.warning("Framed-IP-Address %s for %r is outside tunnel.pool", framed, name)
+                return None
+            return self.assign_address(name, framed)
+
         return ServerSession(
             ppp_config=self.ppp_config,
             cert_hashes=hashes,
             hash_protocols=mask,
-            lookup=self.lookup,
-            assign_address=self.assign_address,
+            verify=self.aaa.verifier(proto) if proto is not None else None,
+            lookup=self.lookup if proto is None else None,
+            assign_address=assign,
             random=os.urandom,
             now=self.loop.time(),
             timeouts=self.timeouts,
@@ -639,8 +666,23 @@ class Server:
             return control_error(f"no open {what}")
         for p in sorted(targets, key=lambda p: p.id):
             log.info("[%d] %s user %r kicked", p.id, p.peer, p.session.username)
+            p.terminate_cause = radius.TERMINATE_ADMIN_RESET
             p.disconnect("disconnected by the administrator")
         return {"ok": True, "kicked": sorted(p.id for p in targets)}
+
+    def dae_disconnect(self, criteria: aaa.DisconnectCriteria) -> int:
+        """End the open sessions a Disconnect-Request names; how many there were."""
+        targets = [
+            p
+            for p in self.connections
+            if p.is_open
+            and criteria.matches(p.session.username, p.acct_session_id, p.session.peer_address)
+        ]
+        for p in targets:
+            log.info("[%d] %s user %r disconnected by RADIUS", p.id, p.peer, p.session.username)
+            p.terminate_cause = radius.TERMINATE_ADMIN_RESET
+            p.disconnect("disconnected by RADIUS (Disconnect-Request)")
+        return len(targets)
 
     def set_draining(self, on: bool) -> dict[str, Any]:
         if self.stopping:
@@ -686,6 +728,9 @@ class Server:
             changed.append("users")
         self.config = config
         self.users = user_map
+        self.aaa.reconfigure(config)
+        if self.dae is not None:
+            self.dae.config = config.radius  # clients and secrets; the address needs a restart
         self.pool.set_reserved(u.address for u in user_map.values() if u.address)
         self.cert_hashes = hashes
         self.cert_summary = cert_summary(config)
@@ -744,6 +789,10 @@ class Server:
             )
             self.listeners.append(srv)
         await self.control.start()
+        await self.aaa.open()
+        if self.config.radius.dae_listen is not None:
+            self.dae = DaeServer(self.config.radius, self.dae_disconnect)
+            await self.dae.open()
         self.loop.add_reader(self.tun.fd, self._tun_readable)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
@@ -776,6 +825,7 @@ class Server:
         for srv in self.listeners:
             srv.close()
         for proto in list(self.connections):
+            proto.terminate_cause = radius.TERMINATE_NAS_REBOOT
             proto.disconnect("server shutting down")
         if not self.connections:
             self._stopped.set()
@@ -789,6 +839,12 @@ class Server:
         for proto in list(self.connections):
             if proto.transport is not None:
                 proto.transport.abort()
+        await self.aaa.drain(5.0)  # the accounting Stops of the sessions just ended
+        self.aaa.nas_status(aaa.ACCT_OFF)
+        await self.aaa.drain(5.0)
+        self.aaa.close()
+        if self.dae is not None:
+            self.dae.close()
         self.control.close()
         self.loop.remove_reader(self.tun.fd)
         self.tun.close()

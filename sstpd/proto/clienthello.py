@@ -4,7 +4,7 @@ Python's ``ssl`` cannot choose a certificate by ALPN (the only hook, ``sni_callb
 runs before ALPN is negotiated and never sees the client's list), so the listener looks
 at the first bytes of a connection itself: an ACME validator offering only ALPN
 ``acme-tls/1`` gets the TLS-ALPN-01 challenge certificate, everything else the normal one
-(RFC 8737, PROTOCOL-NEXT §5).
+(RFC 8737, docs/protocol/acme.md §2).
 
 :func:`decode` takes the bytes received so far and returns either the
 :class:`ClientHello` or :class:`Incomplete` (how many bytes it needs at least). It

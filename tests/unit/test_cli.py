@@ -406,6 +406,26 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "serve" in capsys.readouterr().err
 
 
+def test_check_config_radius(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    radius = (
+        '[server]\ntls = false\ncert_hash_sha256 = "' + "ab" * 32 + '"\n'
+        '[auth]\nbackends = ["users", "radius"]\n'
+        '[radius]\ndae_listen = "127.0.0.1:3799"\n'
+        '[[radius.server]]\naddress = "192.0.2.1"\nsecret_file = "secret"\n'
+        '[[radius.dae_client]]\naddress = "192.0.2.1"\nsecret = "d"\n'
+    )
+    conf = write_config(tmp_path, radius)
+    assert cli.main(["check-config", conf]) == 1  # the secret file is missing
+    err = capsys.readouterr().err
+    assert err.startswith(f"{conf}:10: radius.server[0].secret_file: ")
+    assert err.rstrip().endswith("secret: cannot read: No such file or directory")
+    (tmp_path / "conf" / "secret").write_text("s3cr3t\n")
+    assert cli.main(["check-config", conf]) == 0
+    out = capsys.readouterr().out
+    assert "authentication by users then radius; RADIUS: 1 authentication, 0 accounting" in out
+    assert "Disconnect-Requests on 127.0.0.1:3799" in out and "s3cr3t" not in out
+
+
 def test_check_config_acme_without_certificate_is_ok(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

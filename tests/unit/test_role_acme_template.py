@@ -64,6 +64,19 @@ BASE: dict[str, Any] = {
     "sstpd__acme_challenge": "tls-alpn-01",
     "sstpd__acme_http_port": 80,
     "sstpd__acme_retry_interval": 60.0,
+    "sstpd__auth_backends": ["users"],
+    "sstpd__radius_servers": [],
+    "sstpd__radius_accounting_servers": [],
+    "sstpd__radius_nas_identifier": "node1",
+    "sstpd__radius_nas_ip_address": "",
+    "sstpd__radius_timeout": 3.0,
+    "sstpd__radius_retries": 2,
+    "sstpd__radius_dead_time": 30.0,
+    "sstpd__radius_require_message_authenticator": "yes",
+    "sstpd__radius_interim_interval": 0,
+    "sstpd__radius_dae_listen": "",
+    "sstpd__radius_dae_clients": [],
+    "sstpd__radius_secret_dir": "/etc/sstpd/radius",
 }
 
 
@@ -106,3 +119,28 @@ def test_bad_acme_values_are_caught_by_check_config() -> None:
 
     with pytest.raises(ConfigError, match=r"acme\.names"):
         parse_config(render(sstpd__acme_names=["*.example.com"]))
+
+
+def test_radius_variables_become_the_section(tmp_path: Path) -> None:
+    for name in ("server-0", "server-1", "accounting_server-0", "dae_client-0"):
+        (tmp_path / f"{name}.secret").write_text(f"{name}-secret\n")
+    server = {"address": "192.0.2.10", "secret": "not-written-here"}
+    text = render(
+        sstpd__auth_backends=["users", "radius"],
+        sstpd__radius_servers=[server, {**server, "address": "192.0.2.11", "port": 11812}],
+        sstpd__radius_accounting_servers=[server],
+        sstpd__radius_dae_listen="0.0.0.0:3799",
+        sstpd__radius_dae_clients=[server],
+        sstpd__radius_secret_dir=str(tmp_path),
+    )
+    assert "not-written-here" not in text  # secrets go to the files, never the config
+    config = parse_config(text)
+    r = config.radius
+    assert config.auth.backends == ("users", "radius")
+    assert [(s.address, s.port, s.secret) for s in r.servers] == [
+        ("192.0.2.10", 1812, b"server-0-secret"),
+        ("192.0.2.11", 11812, b"server-1-secret"),
+    ]
+    assert r.accounting_servers[0].port == 1813 and r.dae_listen == ("0.0.0.0", 3799)
+    assert r.nas_identifier == "node1" and r.require_message_authenticator == "yes"
+    assert "[radius]" not in render()

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 
 from sstpd.proto.session import ClientSession, Event, ServerSession
+from sstpd.proto.sstp.constants import Status
 
 log = logging.getLogger("sstpd.session")
 
@@ -42,6 +43,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.tun_errors = 0
+        self.internal_errors = 0
 
     # ------------------------------------------------------------ asyncio callbacks
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -52,6 +54,12 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         return self._view[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
+        try:
+            self._buffer_updated(nbytes)
+        except Exception as exc:  # a bug must end this session only, never reach the loop
+            self.internal_error(exc)
+
+    def _buffer_updated(self, nbytes: int) -> None:
         self._end += nbytes
         session = self.session
         now = self.loop.time()
@@ -90,7 +98,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 and fd >= 0
             ):
                 ip = p + 4
-                if src is None or view[ip + 12 : ip + 16] == src:
+                if buf[ip] >> 4 == 4 and (src is None or view[ip + 12 : ip + 16] == src):
                     try:
                         os.write(fd, view[ip : start + length])
                     except OSError:
@@ -130,11 +138,40 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
-        self.session.abort_connection(
-            "connection lost" if exc is None else f"connection lost: {exc}", self.loop.time()
-        )
-        self._dispatch(self.session.pop_events())
+        try:
+            self.session.abort_connection(
+                "connection lost" if exc is None else f"connection lost: {exc}", self.loop.time()
+            )
+            self._dispatch(self.session.pop_events())
+        except Exception as err:
+            self.internal_error(err)
         self.transport = None
+
+    def internal_error(self, exc: Exception) -> None:
+        """An unexpected exception inside this session: one log line, a Call Abort if the
+        session can still produce one, then the connection is closed. Nothing else is
+        affected; the subclass's ``connection_lost`` does the accounting."""
+        self.internal_errors += 1
+        log.error(
+            "%s: internal error, session aborted: %s: %s",
+            self.log_name(),
+            type(exc).__name__,
+            exc,
+        )
+        self._cancel_timer()
+        tr = self.transport
+        try:
+            self.session.connection.abort(Status.INVALID_FRAME_RECEIVED, self.loop.time())
+            data = self.session.data_to_send()
+        except Exception:
+            data = b""
+        if tr is not None and not tr.is_closing():
+            if data:
+                tr.write(data)
+            tr.close()
+
+    def log_name(self) -> str:
+        return "session"
 
     # ------------------------------------------------------------ plumbing
     def _after_input(self) -> None:
@@ -182,8 +219,11 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.session.handle_timer(self.loop.time())
-        self._after_input()
+        try:
+            self.session.handle_timer(self.loop.time())
+            self._after_input()
+        except Exception as exc:
+            self.internal_error(exc)
 
     def _dispatch(self, events: list[Event]) -> None:
         for ev in events:

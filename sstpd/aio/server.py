@@ -209,6 +209,13 @@ class ServerProtocol(SstpStreamProtocol):
             srv.config.server.handshake_timeout, self._handshake_expired
         )
 
+    def log_name(self) -> str:
+        return f"[{self.id}] {self.peer}"
+
+    def internal_error(self, exc: Exception) -> None:
+        self.server.stats.internal_errors += 1
+        super().internal_error(exc)
+
     def _set_outcome(self, outcome: str) -> None:
         if self.outcome is None:
             self.outcome = outcome
@@ -454,10 +461,11 @@ class Server:
         proto.forgotten = True
         self.connections.discard(proto)
         addr = proto.session.peer_address
-        if addr is not None:
-            if self.by_ip.get(addr.packed) is proto:
-                del self.by_ip[addr.packed]
-            self.pool.release(addr)
+        if addr is not None and self.by_ip.get(addr.packed) is proto:
+            del self.by_ip[addr.packed]
+        held = proto.session.allocated_address  # from authentication on, IPCP up or not
+        if held is not None:
+            self.pool.release(held)
         if self.stopping and not self.connections:
             self._stopped.set()
 
@@ -553,6 +561,7 @@ class Server:
             "dropped_spoofed": total("dropped_spoofed"),
             "dropped_overflow": total("dropped_overflow"),
             "tun_no_route": st.tun_no_route,
+            "internal_errors": st.internal_errors,
             "handshake_latency": st.latency.snapshot(),
             "pool_size": self.pool.size,
             "pool_in_use": self.pool.in_use,

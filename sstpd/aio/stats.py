@@ -74,6 +74,7 @@ class Stats:
     closed: Counters = field(default_factory=Counters)  # traffic of sessions that ended
     latency: Histogram = field(default_factory=Histogram)
     tun_no_route: int = 0
+    internal_errors: int = 0  # sessions ended by an unexpected exception (a bug)
     reloads: int = 0
     reload_failures: int = 0
 

@@ -10,6 +10,7 @@ sans-I/O session (``sstpd.proto.session``), whose output is written after the ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from sstpd.proto.sstp.constants import Status
 log = logging.getLogger("sstpd.session")
 
 BUFFER_SIZE = 64 * 1024
+HTTP_BUFFER_SIZE = 4 * 1024  # until the HTTP phase is over (most connections never pass it)
 MIN_FREE = 16 * 1024  # compact the buffer when less than this is free at its end
 
 
@@ -36,7 +38,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         self.loop = loop
         self.ip_fd = ip_fd
         self.transport: asyncio.Transport | None = None
-        self._buf = bytearray(BUFFER_SIZE)
+        # the 64 KiB buffer only once the tunnel needs it: a connection that is still in
+        # TLS or HTTP (or never gets further) costs a small one
+        self._buf = bytearray(HTTP_BUFFER_SIZE)
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
@@ -44,6 +48,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         self._timer_at: float | None = None
         self.tun_errors = 0
         self.internal_errors = 0
+        self._held: list[bytes] | None = None  # output held back by hold_output
 
     # ------------------------------------------------------------ asyncio callbacks
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -67,6 +72,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             data = bytes(self._view[self._start : self._end])
             self._start = self._end = 0
             self.http_phase_data(data, now)
+            if len(self._buf) < BUFFER_SIZE and self.session.http_done:
+                self._buf = bytearray(BUFFER_SIZE)
+                self._view = memoryview(self._buf)
             return
         buf, view = self._buf, self._view
         start, end = self._start, self._end
@@ -175,19 +183,53 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------ plumbing
     def _after_input(self) -> None:
-        """Write what the session produced, act on its events, re-arm its timer."""
+        """Act on the session's events, write what it produced, re-arm its timer.
+
+        Events go first: a handler may decide to hold this output back
+        (``hold_output``), e.g. the answer to a failed login."""
         session = self.session
         data = session.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
         events = session.pop_events()
         if events:
             self._dispatch(events)
-        if session.closed:
-            self._cancel_timer()
-            if self.transport is not None:
-                self.transport.close()
+        if self._held is not None:
+            if data:
+                self._held.append(data)
+            if session.closed:
+                self._cancel_timer()  # the release writes, then closes
+                return
+        else:
+            if data and self.transport is not None:
+                self.transport.write(data)
+            if session.closed:
+                self._cancel_timer()
+                if self.transport is not None:
+                    self.transport.close()
+                return
+        self._arm_timer()
+
+    def hold_output(self, delay: float) -> None:
+        """Send nothing for ``delay`` seconds and read nothing meanwhile; then send all
+        that was produced (and close if the session ended)."""
+        if self._held is not None or self.transport is None:
             return
+        self._held = []
+        with contextlib.suppress(RuntimeError, AttributeError):
+            self.transport.pause_reading()
+        self.loop.call_later(delay, self._release_output)
+
+    def _release_output(self) -> None:
+        held, self._held = self._held, None
+        tr = self.transport
+        if tr is None or held is None:
+            return
+        if held:
+            tr.write(b"".join(held))
+        if self.session.closed:
+            tr.close()
+            return
+        with contextlib.suppress(RuntimeError, AttributeError):
+            tr.resume_reading()
         self._arm_timer()
 
     def _source_filter(self) -> bytes | None:

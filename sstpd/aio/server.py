@@ -37,6 +37,7 @@ from sstpd.aio.tun import TunDevice
 from sstpd.aio.webproxy import WebProxy
 from sstpd.config import DEFAULT_CIPHERS, Config, load_config
 from sstpd.errors import HttpError, SstpdError
+from sstpd.files import check_secret_mode
 from sstpd.proto import webfront
 from sstpd.proto.guard import AuthThrottle, PendingBudget, ThrottleConfig
 from sstpd.proto.pool import AddressPool
@@ -90,6 +91,7 @@ def configure_tls(ctx: ssl.SSLContext, config: Config) -> None:
 
 def load_certificate(ctx: ssl.SSLContext, config: Config) -> None:
     sc = config.server
+    check_secret_mode(sc.key)  # the private key: 0600 (or 0640 with our group) only
     if not sc.chain:
         ctx.load_cert_chain(str(sc.certificate), str(sc.key))
         return

@@ -46,7 +46,8 @@ class Raw:
         password: str | None = None,
         mru: int = 1500,
     ) -> None:
-        raw = socket.create_connection((a.host, a.port), timeout=10)
+        src = (a.source, 0) if getattr(a, "source", "") else None
+        raw = socket.create_connection((a.host, a.port), timeout=10, source_address=src)
         ctx = ssl.create_default_context(cafile=a.ca_file)
         self.sock = ctx.wrap_socket(raw, server_hostname=a.host)
         der = self.sock.getpeercert(binary_form=True)
@@ -298,12 +299,99 @@ def scenario_big_reject(a: argparse.Namespace) -> dict[str, Any]:
     return {"rejects": rejects, "opened": ok, "replies": replies, "bytes_after": len(received)}
 
 
+def scenario_flood(a: argparse.Namespace) -> dict[str, Any]:
+    """``--raw`` TCP connections that never start TLS and ``--slow`` TLS connections that
+    send their HTTP request one byte a second, all from ``--source``; held ``--wait``
+    seconds. Prints one line when everything is connected, one at the end."""
+    import select
+
+    src = (a.source, 0) if a.source else None
+    raws: list[socket.socket] = []
+    slows: list[ssl.SSLSocket] = []
+    failed = 0
+    for _ in range(a.raw):
+        try:
+            raws.append(socket.create_connection((a.host, a.port), timeout=5, source_address=src))
+        except OSError:
+            failed += 1
+    ctx = ssl.create_default_context(cafile=a.ca_file)
+    for _ in range(a.slow):
+        try:
+            raw = socket.create_connection((a.host, a.port), timeout=5, source_address=src)
+            slows.append(ctx.wrap_socket(raw, server_hostname=a.host))
+        except OSError:
+            failed += 1
+    print(json.dumps({"connected": len(raws) + len(slows), "failed": failed}), flush=True)
+    request = b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n"
+    open_at: dict[int, float] = {}
+    closed = 0
+    t0 = time.monotonic()
+    socks: list[socket.socket] = [*raws, *slows]
+    alive = set(range(len(socks)))
+    sent = 0
+    while time.monotonic() - t0 < a.wait and alive:
+        for i in list(alive):
+            s = socks[i]
+            if isinstance(s, ssl.SSLSocket) and sent < len(request):
+                try:
+                    s.send(request[sent : sent + 1])
+                except OSError:
+                    alive.discard(i)
+                    closed += 1
+                    open_at[i] = time.monotonic() - t0
+        sent += 1
+        readable, _, _ = select.select([socks[i] for i in alive], [], [], 1.0)
+        for s in readable:
+            i = socks.index(s)
+            try:
+                data = s.recv(4096)
+            except (OSError, ssl.SSLError):
+                data = b""
+            if not data:
+                alive.discard(i)
+                closed += 1
+                open_at[i] = time.monotonic() - t0
+    for s in socks:
+        s.close()
+    lifetimes = sorted(open_at.values())
+    return {
+        "connected": len(socks),
+        "failed": failed,
+        "closed_by_server": closed,
+        "max_lifetime": round(lifetimes[-1], 2) if lifetimes else None,
+    }
+
+
+def scenario_guess(a: argparse.Namespace) -> dict[str, Any]:
+    """``--count`` logins with a wrong password, one after the other; for each: seconds
+    until the failure answer, or "refused" when the server closed before answering."""
+    results: list[Any] = []
+    for i in range(a.count):
+        t0 = time.monotonic()
+        try:
+            r = Raw(a, password=f"wrong-{i}")
+        except OSError:
+            results.append("refused")
+            continue
+        ev = r.until(authed, 20)
+        if isinstance(ev, AuthenticationFailed):
+            results.append(round(time.monotonic() - t0, 3))
+        elif isinstance(ev, Authenticated):
+            results.append("accepted")
+        else:
+            results.append("refused")
+        r.cut()
+    return {"results": results}
+
+
 SCENARIOS = {
     "auth-drop": scenario_auth_drop,
     "auth-stall": scenario_auth_stall,
     "reneg": scenario_reneg,
     "v6-in-v4": scenario_v6_in_v4,
     "big-reject": scenario_big_reject,
+    "flood": scenario_flood,
+    "guess": scenario_guess,
 }
 
 
@@ -319,6 +407,9 @@ def main() -> None:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--wait", type=float, default=30.0)
     p.add_argument("--cut", action="store_true")
+    p.add_argument("--raw", type=int, default=0)
+    p.add_argument("--slow", type=int, default=0)
+    p.add_argument("--source", default="")
     a = p.parse_args()
     print(json.dumps(SCENARIOS[a.scenario](a)), flush=True)
 

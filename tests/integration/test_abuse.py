@@ -175,6 +175,35 @@ def test_oversized_code_and_protocol_reject_are_truncated(
     assert "Traceback" not in log and "Fatal error" not in log
 
 
+def test_users_file_readable_by_others_is_refused(daemon: Daemon, net: Netns) -> None:
+    """Finding 7: reload and serve refuse a users file other users can read."""
+    users = daemon.workdir / "users"
+    assert users.stat().st_mode & 0o777 == 0o600  # as `sstpd user add` wrote it
+    users.chmod(0o644)
+    try:
+        answer = control.call(str(daemon.workdir / "control.sock"), "reload")
+        assert answer["ok"] is False
+        assert answer["error"] == (
+            f"{users}: mode 0644 lets other users read it; it must be 0600 (or 0640 with "
+            f"the daemon's group): chmod 600 {users}"
+        )
+        r = net.run(
+            net.srv,
+            sys.executable,
+            "-m",
+            "sstpd",
+            "serve",
+            "--config",
+            str(daemon.config),
+            check=False,
+            timeout=30,
+        )
+        assert r.returncode == 1 and "mode 0644 lets other users read it" in r.stderr
+    finally:
+        users.chmod(0o600)
+    legit_ping(net, daemon)  # the running daemon kept its users
+
+
 def test_no_traceback_and_accounting_at_the_end(daemon: Daemon) -> None:
     assert daemon.proc is not None and daemon.proc.poll() is None
     st = stats(daemon)

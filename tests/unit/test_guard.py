@@ -104,9 +104,15 @@ def test_config_keys_and_errors() -> None:
     defaults = parse_config("")
     assert defaults.limits.pending_total == 1000 and defaults.limits.setup_timeout == 10.0
     for text, where in (
-        ("[limits]\npending_total = 4\npending_per_source = 5\n", "x.toml:3: limits.pending_per_source"),
+        (
+            "[limits]\npending_total = 4\npending_per_source = 5\n",
+            "x.toml:3: limits.pending_per_source",
+        ),
         ("[limits]\nsetup_timeout = 0\n", "x.toml:2: limits.setup_timeout"),
-        ("[limits]\nauth_fail_delay = 4\nauth_fail_max_delay = 2\n", "x.toml:3: limits.auth_fail_max_delay"),
+        (
+            "[limits]\nauth_fail_delay = 4\nauth_fail_max_delay = 2\n",
+            "x.toml:3: limits.auth_fail_max_delay",
+        ),
         ('[auth]\nsession_limit_action = "kick"\n', "x.toml:2: auth.session_limit_action"),
         ("[limits]\npending_totl = 4\n", "x.toml:2: limits.pending_totl"),
     ):

@@ -181,7 +181,7 @@ def test_users_file_readable_by_others_is_refused(daemon: Daemon, net: Netns) ->
     assert users.stat().st_mode & 0o777 == 0o600  # as `sstpd user add` wrote it
     users.chmod(0o644)
     try:
-        answer = control.call(str(daemon.workdir / "control.sock"), "reload")
+        answer = control.request(str(daemon.workdir / "control.sock"), "reload")
         assert answer["ok"] is False
         assert answer["error"] == (
             f"{users}: mode 0644 lets other users read it; it must be 0600 (or 0640 with "

@@ -68,13 +68,27 @@ def nft(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     )
 
 
+CLI = NS + "-c"
+
+
 @pytest.fixture()
 def ns() -> Any:
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-    subprocess.run(["ip", "netns", "add", NS], check=True)
-    subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
+    """The firewall's namespace (10.231.99.1) and a client namespace (10.231.99.2)."""
+    for n in (NS, CLI):
+        subprocess.run(["ip", "netns", "del", n], capture_output=True)
+        subprocess.run(["ip", "netns", "add", n], check=True)
+        subprocess.run(["ip", "-n", n, "link", "set", "lo", "up"], check=True)
+    for cmd in (
+        f"link add fwm-s netns {NS} type veth peer name fwm-c netns {CLI}",
+        f"-n {NS} addr add 10.231.99.1/24 dev fwm-s",
+        f"-n {CLI} addr add 10.231.99.2/24 dev fwm-c",
+        f"-n {NS} link set fwm-s up",
+        f"-n {CLI} link set fwm-c up",
+    ):
+        subprocess.run(["ip", *cmd.split()], check=True)
     yield NS
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+    for n in (NS, CLI):
+        subprocess.run(["ip", "netns", "del", n], capture_output=True)
 
 
 def test_meter_absent_by_default(ns: str) -> None:
@@ -93,31 +107,42 @@ def test_meter_renders_checks_loads_and_drops(ns: str) -> None:
     data = json.loads(nft("-j", "list", "ruleset").stdout)["nftables"]
     sets = {i["set"]["name"]: i["set"] for i in data if "set" in i}
     assert {"sstp_new_v4", "sstp_new_v6"} <= set(sets)
-    assert "dynamic" in sets["sstp_new_v4"]["flags"] and sets["sstp_new_v4"]["timeout"] == 60
+    assert "timeout" in sets["sstp_new_v4"]["flags"] and sets["sstp_new_v4"]["timeout"] == 60
     rules = [json.dumps(i["rule"]) for i in data if "rule" in i]
     meter = [r for r in rules if "sstpd-meter" in r]
     assert len(meter) == 2
     assert all('"rate": 6' in r and '"per": "minute"' in r and '"burst": 3' in r for r in meter)
     assert all('"drop"' in r for r in meter)
     # 10 connection attempts at once from one address: rate 6/min, burst 3: most dropped
-    subprocess.run(
-        ["ip", "netns", "exec", NS, sys.executable, "-c", """
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", NS, sys.executable, "-c",
+         "import socket, time\ns = socket.socket(); s.bind(('10.231.99.1', 443)); s.listen(64)\n"
+         "print('ready', flush=True)\ntime.sleep(20)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        r = subprocess.run(
+            ["ip", "netns", "exec", CLI, sys.executable, "-c", """
 import socket
-srv = socket.socket(); srv.bind(("127.0.0.1", 443)); srv.listen(64)
 ok = 0
 for _ in range(10):
     c = socket.socket(); c.settimeout(0.3)
     try:
-        c.connect(("127.0.0.1", 443)); ok += 1
+        c.connect(("10.231.99.1", 443)); ok += 1
     except OSError:
         pass
     c.close()
 print(ok)
 """],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        listener.kill()
+        listener.wait()
+    assert int(r.stdout) <= 5  # the burst, not the 10 tried
     counters = json.loads(nft("-j", "list", "ruleset").stdout)["nftables"]
     dropped = [
         e["counter"]["packets"]

@@ -64,7 +64,7 @@ def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dae
         wrapper=["prlimit", "--nofile=1024:8192"],
     )
     d.prepare()
-    configure(d, server="max_sessions = 5\n")
+    configure(d, server="max_sessions = 6\n")
     d.start()
     yield d
     d.stop()
@@ -133,7 +133,7 @@ def test_slowloris_and_raw_connections_neither_lock_out_nor_pile_up(
     daemon: Daemon, net: Netns
 ) -> None:
     """Finding 3: 40 raw TCP + 40 slow-HTTP TLS connections from one address. At most
-    pending_per_source are held, none counts against max_sessions (5), a legitimate
+    pending_per_source are held, none counts against max_sessions (6), a legitimate
     client connects meanwhile, and every one is closed after setup_timeout, counted."""
     baseline = fds(daemon)
     before = stats(daemon)["handshakes"]

@@ -245,3 +245,49 @@ def test_no_traceback(daemon: Daemon) -> None:
     assert "Traceback" not in text
     st = stats(daemon)
     assert st["internal_errors"] == 0 and st["pending"] == 0
+
+
+def test_fd_exhaustion_refuses_quietly_and_control_keeps_working(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Finding 4: a daemon with only 200 file descriptors (hard limit) and 400 raw
+    connections from one address: it refuses what it cannot hold (limit_fds), logs a
+    line per interval instead of a storm, sstpctl keeps answering, and a legitimate
+    client connects once the flood is gone."""
+    net = Netns("sstplf")
+    net.up()
+    net.run(net.cli, "ip", "addr", "add", f"{ATTACKER}/24", "dev", "sti-c")
+    d = Daemon(net, tmp_path_factory.mktemp("fd-daemon"), wrapper=["prlimit", "--nofile=200:200"])
+    d.prepare()
+    configure(
+        d,
+        limits="\n[limits]\npending_total = 1000\npending_per_source = 1000\n"
+        "setup_timeout = 20.0\n",
+    )
+    d.start()
+    try:
+        assert stats(d)["open_files_limit"] == 200
+        flood = hostile(net, d, "flood", "--raw", "400", "--source", ATTACKER, "--wait", "6")
+        assert flood.stdout is not None
+        json.loads(flood.stdout.readline())  # all 400 connected (the kernel's backlog)
+        time.sleep(1.0)
+        r = subprocess.run(
+            [sys.executable, "-m", "sstpd.ctl", "--socket", str(d.workdir / "control.sock"),
+             "stats"],
+            text=True, capture_output=True, cwd=str(ROOT), timeout=30,
+        )
+        assert r.returncode == 0, r.stderr
+        assert "pending" in r.stdout
+        st = stats(d)
+        assert st["handshakes"]["limit_fds"] > 0, st["handshakes"]
+        assert fds(d) < 200
+        finish(flood)
+        wait_for(lambda: stats(d)["pending"] == 0, 30)
+        assert connect(net, d)["ok"] is True
+        log = d.log_text()
+        assert log.count("refusing connections:") <= 3, log[-3000:]
+        assert log.count("accept failed") <= 3
+        assert "Traceback" not in log
+    finally:
+        d.stop()
+        net.down()

@@ -122,3 +122,33 @@ def test_unexpected_exception_ends_only_that_session_with_a_call_abort() -> None
         assert p.server.closed
     finally:
         loop.close()
+
+
+def test_accept_failures_log_one_line_per_interval(caplog: Any) -> None:
+    import errno
+    import logging
+
+    from sstpd.aio.listener import LOG_INTERVAL, Listener
+
+    class Gate:
+        setup_timeout = 1.0
+
+    async def main() -> None:
+        lst = Listener("127.0.0.1", 0, lambda *a: None, None, Gate())  # type: ignore[arg-type, return-value]
+        try:
+            exc = OSError(errno.EMFILE, "Too many open files")
+            with caplog.at_level(logging.WARNING, logger="sstpd"):
+                for _ in range(10_000):
+                    lst._accept_failed(exc)
+                lines = [r.getMessage() for r in caplog.records]
+                assert lines == ["accept failed: Too many open files; not accepting for 0.5 s"]
+                lst._last_log -= LOG_INTERVAL  # the next interval
+                lst._accept_failed(exc)
+                assert caplog.records[-1].getMessage().endswith(
+                    "(9999 more since the last report)"
+                )
+            assert lst.accept_errors == 10_001
+        finally:
+            lst.close()
+
+    asyncio.run(main())

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sstpd import control
 from tests.integration.ctl_client import HeldClient
-from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns
+from tests.integration.netns import CLIENT_IP, ROOT, SERVER_IP, USERS, Daemon, Netns
 
 pytestmark = [
     pytest.mark.netns,
@@ -184,6 +186,25 @@ def test_brute_force_is_delayed_then_blocked(daemon: Daemon, net: Netns) -> None
     assert res2["ok"] is False and res2["code"] == 691
     # ... other users from other addresses are not affected
     assert connect(net, daemon, "carol")["ok"] is True
+    # the shipped fail2ban filter finds every failure in the daemon's real log, by address
+    found = fail2ban_hosts(daemon.log)
+    assert found.count(ATTACKER) == 5 and found.count(CLIENT_IP) == 1, found
+
+
+def fail2ban_hosts(log: Path) -> list[str]:
+    """The hosts fail2ban-regex matches in ``log`` with examples/fail2ban/filter.d/sstpd.conf."""
+    r = subprocess.run(
+        ["fail2ban-regex", "--print-all-matched", "--raw", str(log),
+         str(ROOT / "examples/fail2ban/filter.d/sstpd.conf")],
+        text=True, capture_output=True, timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    hosts = []
+    for line in r.stdout.splitlines():
+        m = re.search(r"\[\d+\] \[?([0-9a-f.:]+?)\]?:\d+ user .* authentication failed", line)
+        if m and line.lstrip().startswith("|"):
+            hosts.append(m.group(1))
+    return hosts
 
 
 def test_pool_full_is_reported_unhealthy(daemon: Daemon, net: Netns) -> None:

@@ -301,87 +301,139 @@ def scenario_big_reject(a: argparse.Namespace) -> dict[str, Any]:
 
 def scenario_flood(a: argparse.Namespace) -> dict[str, Any]:
     """``--raw`` TCP connections that never start TLS and ``--slow`` TLS connections that
-    send their HTTP request one byte a second, all from ``--source``; held ``--wait``
-    seconds. Prints one line when everything is connected, one at the end."""
+    send their HTTP request one byte a second, from ``--source`` (comma-separated: round
+    robin), held ``--wait`` seconds. Prints one line when everything is connected (with
+    how long that took), one at the end."""
+    import resource
     import select
 
-    src = (a.source, 0) if a.source else None
-    raws: list[socket.socket] = []
-    slows: list[ssl.SSLSocket] = []
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    sources = [x for x in a.source.split(",") if x] or [""]
+    t_start = time.monotonic()
+
+    def dial(i: int) -> socket.socket:
+        src = sources[i % len(sources)]
+        return socket.create_connection(
+            (a.host, a.port), timeout=5, source_address=(src, 0) if src else None
+        )
+
+    socks: list[socket.socket] = []
     failed = 0
-    for _ in range(a.raw):
+    for i in range(a.raw):
         try:
-            raws.append(socket.create_connection((a.host, a.port), timeout=5, source_address=src))
+            socks.append(dial(i))
         except OSError:
             failed += 1
     ctx = ssl.create_default_context(cafile=a.ca_file)
-    for _ in range(a.slow):
+    for i in range(a.slow):
         try:
-            raw = socket.create_connection((a.host, a.port), timeout=5, source_address=src)
-            slows.append(ctx.wrap_socket(raw, server_hostname=a.host))
+            socks.append(ctx.wrap_socket(dial(i), server_hostname=a.host))
         except OSError:
             failed += 1
-    print(json.dumps({"connected": len(raws) + len(slows), "failed": failed}), flush=True)
+    print(
+        json.dumps(
+            {
+                "connected": len(socks),
+                "failed": failed,
+                "seconds": round(time.monotonic() - t_start, 2),
+            }
+        ),
+        flush=True,
+    )
     request = b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n"
-    open_at: dict[int, float] = {}
-    closed = 0
+    poller = select.poll()
+    by_fd = {}
+    for s in socks:
+        s.setblocking(False)
+        poller.register(s, select.POLLIN)
+        by_fd[s.fileno()] = s
+    lifetimes: list[float] = []
     t0 = time.monotonic()
-    socks: list[socket.socket] = [*raws, *slows]
-    alive = set(range(len(socks)))
     sent = 0
-    while time.monotonic() - t0 < a.wait and alive:
-        for i in list(alive):
-            s = socks[i]
-            if isinstance(s, ssl.SSLSocket) and sent < len(request):
-                try:
-                    s.send(request[sent : sent + 1])
-                except OSError:
-                    alive.discard(i)
-                    closed += 1
-                    open_at[i] = time.monotonic() - t0
-        sent += 1
-        readable, _, _ = select.select([socks[i] for i in alive], [], [], 1.0)
-        for s in readable:
-            i = socks.index(s)
+    next_byte = t0
+    while time.monotonic() - t0 < a.wait and by_fd:
+        now = time.monotonic()
+        if now >= next_byte and sent < len(request):
+            for fd, s in list(by_fd.items()):
+                if isinstance(s, ssl.SSLSocket):
+                    try:
+                        s.send(request[sent : sent + 1])
+                    except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                        pass
+                    except OSError:
+                        poller.unregister(fd)
+                        del by_fd[fd]
+                        lifetimes.append(now - t0)
+            sent += 1
+            next_byte = now + 1.0
+        for fd, _ in poller.poll(200):
+            s = by_fd.get(fd)
+            if s is None:
+                continue
             try:
                 data = s.recv(4096)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                continue
             except (OSError, ssl.SSLError):
                 data = b""
             if not data:
-                alive.discard(i)
-                closed += 1
-                open_at[i] = time.monotonic() - t0
+                poller.unregister(fd)
+                del by_fd[fd]
+                lifetimes.append(time.monotonic() - t0)
     for s in socks:
         s.close()
-    lifetimes = sorted(open_at.values())
+    lifetimes.sort()
     return {
         "connected": len(socks),
         "failed": failed,
-        "closed_by_server": closed,
+        "closed_by_server": len(lifetimes),
         "max_lifetime": round(lifetimes[-1], 2) if lifetimes else None,
     }
 
 
 def scenario_guess(a: argparse.Namespace) -> dict[str, Any]:
-    """``--count`` logins with a wrong password, one after the other; for each: seconds
-    until the failure answer, or "refused" when the server closed before answering."""
-    results: list[Any] = []
-    for i in range(a.count):
-        t0 = time.monotonic()
-        try:
-            r = Raw(a, password=f"wrong-{i}")
-        except OSError:
-            results.append("refused")
-            continue
-        ev = r.until(authed, 20)
-        if isinstance(ev, AuthenticationFailed):
-            results.append(round(time.monotonic() - t0, 3))
-        elif isinstance(ev, Authenticated):
-            results.append("accepted")
-        else:
-            results.append("refused")
-        r.cut()
-    return {"results": results}
+    """``--count`` logins with a wrong password (``--parallel`` at a time); for each:
+    seconds until the failure answer, or "refused" when the server closed before
+    answering. ``events`` has (seconds since the start, outcome) in completion order."""
+    import threading
+
+    results: list[Any] = [None] * a.count
+    events: list[tuple[float, str]] = []
+    lock = threading.Lock()
+    todo = iter(range(a.count))
+    start = time.monotonic()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            t0 = time.monotonic()
+            try:
+                r = Raw(a, password=f"wrong-{i}")
+                ev = r.until(authed, 20)
+                r.cut()
+            except OSError:
+                ev = None
+            if isinstance(ev, AuthenticationFailed):
+                res: Any = round(time.monotonic() - t0, 3)
+                kind = "failed"
+            elif isinstance(ev, Authenticated):
+                res = kind = "accepted"
+            else:
+                res = kind = "refused"
+            with lock:
+                results[i] = res
+                events.append((round(time.monotonic() - start, 3), kind))
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, a.parallel))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"results": results, "events": events, "seconds": round(time.monotonic() - start, 3)}
 
 
 SCENARIOS = {
@@ -410,6 +462,7 @@ def main() -> None:
     p.add_argument("--raw", type=int, default=0)
     p.add_argument("--slow", type=int, default=0)
     p.add_argument("--source", default="")
+    p.add_argument("--parallel", type=int, default=1)
     a = p.parse_args()
     print(json.dumps(SCENARIOS[a.scenario](a)), flush=True)
 

@@ -1,4 +1,4 @@
-"""The ``sstpd`` command: serve, check-config, user, cert, connect, ctl.
+"""The ``sstpd`` command: serve, check-config, user, cert, profile, connect, ctl.
 
 Exit codes: 0 success, 1 a reported failure (bad config, missing user, ...), 2 usage
 errors (argparse). Passwords and NT hashes are never printed, except the hashes by
@@ -25,7 +25,7 @@ from sstpd.config import (
     load_config,
 )
 from sstpd.errors import SstpdError
-from sstpd.files import check_secret_mode
+from sstpd.files import check_secret_mode, write_atomic
 
 __all__ = ["main"]
 
@@ -119,6 +119,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--key-type", choices=("rsa", "ec"), default="rsa")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(handler=_cert)
+
+    p = sub.add_parser(
+        "profile",
+        help="write a client's setup (Windows, MikroTik, NetworkManager, sstpc)",
+        description="Write the setup of a client from the configuration: the server's name, "
+        "port, certificate to trust, authentication, routes and DNS suffix. No secret is in it.",
+    )
+    p.add_argument(
+        "platform",
+        choices=("windows", "mikrotik", "networkmanager", "sstpc", "certificate"),
+        help="windows: PowerShell script; mikrotik: RouterOS script; networkmanager: "
+        ".nmconnection keyfile; sstpc: shell script; certificate: the certificate to trust",
+    )
+    p.add_argument("--config", metavar="FILE", help="configuration file (as for serve)")
+    p.add_argument("--user", metavar="NAME", help="fill in this user name")
+    p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    p.set_defaults(handler=_profile)
 
     p = sub.add_parser("connect", help="connect to an SSTP server (the test client)")
     p.add_argument("args", nargs=argparse.REMAINDER)
@@ -360,6 +377,25 @@ def _print_fingerprints(path: str) -> None:
     fp = certs.fingerprints(certs.load_certificate_der(path))
     print(f"SHA-256 fingerprint: {fp['sha256']}")
     print(f"SHA-1 fingerprint: {fp['sha1']}")
+
+
+# ---------------------------------------------------------------------------------------
+# profile
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from sstpd.profiles import make_profile
+
+    config, _ = _effective_config(args.config)
+    profile = make_profile(config, args.platform, args.user)
+    data = profile.text.encode()
+    if args.out:
+        write_atomic(args.out, data, 0o644)
+        print(f"{args.platform} profile written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0
 
 
 # ---------------------------------------------------------------------------------------

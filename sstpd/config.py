@@ -26,11 +26,12 @@ import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any, TypeVar
 
 from sstpd.errors import ConfigError
 from sstpd.files import read_text
+from sstpd.proto.dhcp import encode_classless_routes
 
 __all__ = [
     "DEFAULT_CIPHERS",
@@ -91,11 +92,15 @@ TLS_VERSIONS = ("1.2", "1.3")
 MTU_MIN, MTU_MAX = 576, 4087  # 4087: largest PPP payload fitting a 4095-byte SSTP packet
 MAX_RETRIES = 5
 MAX_DNS_SERVERS = 2  # IPCP carries a primary and a secondary server only (RFC 1877)
+MAX_IPV6_DNS_SERVERS = 3  # RDNSS: RFC 8106 §5.3.1 asks hosts to keep at least three
+MAX_OPTION_BYTES = 255  # one DHCP option (121/249) holds the encoded routes
+MAX_DOMAIN = 253
 SESSION_BUFFER_MIN, SESSION_BUFFER_MAX = 65536, 1 << 30
 MAX_SESSIONS_MAX = 1_000_000
 TIMEOUT_MAX = 86400.0
 _IFNAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,15}")
 _HEX_RE = re.compile(r"[0-9A-Fa-f]*")
+_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?")
 _DEFAULT_LISTEN: tuple[IPv4Address | IPv6Address, ...] = (IPv4Address("0.0.0.0"),)
 _DEFAULT_ADDRESS = IPv4Address("10.77.0.1")
 _DEFAULT_POOL = IPv4Network("10.77.0.0/24")
@@ -116,6 +121,9 @@ class ServerConfig:
     ``proxy_protocol``: every connection starts with a PROXY v1/v2 header from a load
     balancer naming the real client. ``web_backend`` ("host:port" or None): where requests
     that are not the SSTP upgrade go, so the port can be shared with a web site.
+    ``public_name``/``public_port`` ("" / 0 = derived: the certificate's name, ``port``):
+    what clients dial, for the generated client profiles (``sstpd profile``).
+    ``ca_certificate`` (None = found automatically): the certificate clients must trust.
     """
 
     listen: tuple[IPv4Address | IPv6Address, ...] = _DEFAULT_LISTEN
@@ -137,6 +145,9 @@ class ServerConfig:
     control_group: str = ""
     proxy_protocol: bool = False
     web_backend: tuple[str, int] | None = None
+    public_name: str = ""
+    public_port: int = 0
+    ca_certificate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,13 @@ class TunnelConfig:
 
     ``address`` is the server's own tunnel address; when it lies inside ``pool`` it is
     never handed to a client. ``dns``/``nbns`` hold at most two servers each.
+
+    IPv6 and split-tunnel routes (validated now; they take effect once the session data
+    path is wired to them): ``ipv6_pool`` (None = IPv4 only) is split into one /64 per
+    session; ``ipv6_address`` is the server's own IPv6 tunnel address (default: the first
+    address of the pool, whose /64 is then never handed out); ``ipv6_dns`` go into the
+    Router Advertisement (RDNSS). ``routes`` (IPv4 prefixes reached through the tunnel)
+    and ``domain`` (the connection-specific DNS suffix) answer a client's DHCPINFORM.
     """
 
     interface: str = "sstp0"
@@ -153,6 +171,11 @@ class TunnelConfig:
     dns: tuple[IPv4Address, ...] = ()
     nbns: tuple[IPv4Address, ...] = ()
     mtu: int = 1400
+    ipv6_pool: IPv6Network | None = None
+    ipv6_address: IPv6Address | None = None
+    ipv6_dns: tuple[IPv6Address, ...] = ()
+    routes: tuple[IPv4Network, ...] = ()
+    domain: str = ""
 
 
 @dataclass(frozen=True)
@@ -240,8 +263,23 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "control_group",
         "proxy_protocol",
         "web_backend",
+        "public_name",
+        "public_port",
+        "ca_certificate",
     ),
-    "tunnel": ("interface", "address", "pool", "dns", "nbns", "mtu"),
+    "tunnel": (
+        "interface",
+        "address",
+        "pool",
+        "dns",
+        "nbns",
+        "mtu",
+        "ipv6_pool",
+        "ipv6_address",
+        "ipv6_dns",
+        "routes",
+        "domain",
+    ),
     "auth": ("methods", "users_file", "retries", "max_sessions_per_user", "session_limit_action"),
     "limits": (
         "session_buffer",
@@ -616,7 +654,28 @@ def _server(s: _Section) -> ServerConfig:
         control_group=s.string("control_group", d.control_group),
         proxy_protocol=s.boolean("proxy_protocol", d.proxy_protocol),
         web_backend=_host_port(s, "web_backend"),
+        public_name=_host_name(s, "public_name"),
+        public_port=s.integer("public_port", d.public_port, 0, 65535),
+        ca_certificate=s.path("ca_certificate", "", empty_ok=True) or None,
     )
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
+
+
+def _host_name(s: _Section, key: str) -> str:
+    """A DNS name or an IP address ("" = not set)."""
+    text = s.string(key, "")
+    if not text:
+        return ""
+    try:
+        return str(ip_address(text))
+    except ValueError:
+        pass
+    if not _DNS_NAME_RE.fullmatch(text):
+        raise s.error(key, f"{text!r} is neither a DNS name nor an IP address")
+    return text.rstrip(".")
 
 
 def _host_port(s: _Section, key: str) -> tuple[str, int] | None:
@@ -669,6 +728,7 @@ def _tunnel(s: _Section) -> TunnelConfig:
     for key, servers in (("dns", dns), ("nbns", nbns)):
         if len(servers) > MAX_DNS_SERVERS:
             raise s.error(key, f"at most {MAX_DNS_SERVERS} servers can be pushed over IPCP")
+    ipv6_pool, ipv6_address, ipv6_dns = _tunnel_ipv6(s)
     return TunnelConfig(
         interface=interface,
         address=address,
@@ -676,7 +736,98 @@ def _tunnel(s: _Section) -> TunnelConfig:
         dns=dns,
         nbns=nbns,
         mtu=s.integer("mtu", d.mtu, MTU_MIN, MTU_MAX),
+        ipv6_pool=ipv6_pool,
+        ipv6_address=ipv6_address,
+        ipv6_dns=ipv6_dns,
+        routes=_routes(s),
+        domain=_domain(s),
     )
+
+
+def _tunnel_ipv6(
+    s: _Section,
+) -> tuple[IPv6Network | None, IPv6Address | None, tuple[IPv6Address, ...]]:
+    pool: IPv6Network | None = None
+    if value := s.string("ipv6_pool", ""):  # "" = IPv6 off, as when the key is absent
+        try:
+            pool = IPv6Network(value, strict=True)
+        except ValueError as e:
+            reason = "has host bits set" if "host bits" in str(e) else "is not an IPv6 network"
+            raise s.error("ipv6_pool", f"{value} {reason}") from None
+        if pool.prefixlen > 64:
+            raise s.error("ipv6_pool", f"{pool} is longer than /64: each client needs a /64")
+        if not _routable_v6(pool.network_address):
+            raise s.error("ipv6_pool", f"{pool} is not a global or unique-local prefix")
+    address: IPv6Address | None = None
+    if value := s.string("ipv6_address", ""):
+        try:
+            address = IPv6Address(value)
+        except ValueError:
+            raise s.error("ipv6_address", f"{value!r} is not an IPv6 address") from None
+        if pool is None:
+            raise s.error("ipv6_address", "needs tunnel.ipv6_pool (IPv6 is off without it)")
+        if not _routable_v6(address):
+            raise s.error("ipv6_address", f"{address} cannot be a tunnel address")
+    elif pool is not None:
+        address = pool.network_address + 1
+    if pool is not None and address is not None and pool.prefixlen == 64 and address in pool:
+        key = "ipv6_address" if s.string("ipv6_address", "") else "ipv6_pool"
+        raise s.error(key, f"{pool} holds the server's {address}: no /64 is left for clients")
+    dns = s.parsed_list("ipv6_dns", (), IPv6Address, "an IPv6 address")
+    if dns and pool is None:
+        raise s.error("ipv6_dns", "needs tunnel.ipv6_pool (IPv6 is off without it)")
+    if len(dns) > MAX_IPV6_DNS_SERVERS:
+        raise s.error("ipv6_dns", f"at most {MAX_IPV6_DNS_SERVERS} servers")
+    return pool, address, dns
+
+
+def _routable_v6(address: IPv6Address) -> bool:
+    return not (
+        address.is_unspecified
+        or address.is_loopback
+        or address.is_multicast
+        or address.is_link_local
+        or address.ipv4_mapped is not None
+    )
+
+
+def _routes(s: _Section) -> tuple[IPv4Network, ...]:
+    routes: list[IPv4Network] = []
+    for item in s.strings("routes", ()):
+        try:
+            network = IPv4Network(item, strict=True)
+        except ValueError as e:
+            if "host bits" in str(e):
+                raise s.error("routes", f"{item} has host bits set") from None
+            raise s.error(
+                "routes", f"{item!r} is not an IPv4 network (DHCP pushes IPv4 routes only)"
+            ) from None
+        if network in routes:
+            raise s.error("routes", f"{network} is listed twice")
+        routes.append(network)
+    size = len(encode_classless_routes((r, IPv4Address(0)) for r in routes))
+    if size > MAX_OPTION_BYTES:
+        raise s.error(
+            "routes",
+            f"the routes take {size} bytes in DHCP option 121, at most {MAX_OPTION_BYTES} fit "
+            "(use fewer or shorter prefixes)",
+        )
+    return tuple(routes)
+
+
+def _domain(s: _Section) -> str:
+    value = s.string("domain", "")
+    name = value[:-1] if value.endswith(".") else value
+    if not value:
+        return ""
+    labels = name.split(".")
+    if len(name) > MAX_DOMAIN or not all(_LABEL_RE.fullmatch(label) for label in labels):
+        raise s.error(
+            "domain",
+            f"{value!r} is not a DNS domain name (labels of letters, digits and '-', "
+            f"at most {MAX_DOMAIN} characters)",
+        )
+    return name
 
 
 def _auth(s: _Section) -> AuthConfig:

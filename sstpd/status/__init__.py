@@ -4,7 +4,9 @@
 
 Endpoints: ``/healthz`` (200 "ok" while accepting sessions, 503 while draining, full,
 stopping or unreachable), ``/metrics`` (Prometheus text format 0.0.4), ``/api/sessions``
-and ``/api/stats`` (JSON), ``/`` (HTML). Only GET and HEAD (405 otherwise). The socket
+and ``/api/stats`` (JSON), ``/`` (HTML), ``/profiles/<platform>[?user=NAME]`` (client
+setup files from the configuration file $SSTPD_CONFIG or /etc/sstpd/sstpd.toml, see
+``sstpd profile``). Only GET and HEAD (405 otherwise). The socket
 is $SSTPD_CONTROL_SOCKET, else ``server.control_socket`` of $SSTPD_CONFIG or
 /etc/sstpd/sstpd.toml, else /run/sstpd/control.sock.
 """

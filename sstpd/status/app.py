@@ -12,14 +12,24 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
+from html import escape
 from typing import Any
+from urllib.parse import parse_qs, quote
 
 from sstpd import control
 from sstpd.status.metrics import CONTENT_TYPE as METRICS_TYPE
 from sstpd.status.metrics import render_metrics
 from sstpd.status.page import render_page
 
-__all__ = ["ENV_CONFIG", "ENV_SOCKET", "Response", "create_app", "render", "socket_path"]
+__all__ = [
+    "ENV_CONFIG",
+    "ENV_SOCKET",
+    "Response",
+    "create_app",
+    "make_profile",
+    "render",
+    "socket_path",
+]
 
 ENV_SOCKET = "SSTPD_CONTROL_SOCKET"
 ENV_CONFIG = "SSTPD_CONFIG"
@@ -27,11 +37,14 @@ ENV_CONFIG = "SSTPD_CONFIG"
 Headers = list[tuple[str, str]]
 Response = tuple[str, Headers, bytes]
 Query = Callable[[str], dict[str, Any]]
+# (platform, user or None) -> (file name, content type, text); raises SstpdError
+Profiles = Callable[[str, str | None], tuple[str, str, str]]
 StartResponse = Callable[[str, Headers], Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _STATUS_TEXT = {
     200: "200 OK",
+    400: "400 Bad Request",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     503: "503 Service Unavailable",
@@ -55,14 +68,23 @@ def _json(code: int, obj: object) -> Response:
     return _response(code, _JSON, json.dumps(obj, indent=1).encode() + b"\n")
 
 
-def render(environ: Mapping[str, Any], query: Query, now: float, title: str = "sstpd") -> Response:
-    """One request -> ``(status line, headers, body)``. Pure apart from ``query``."""
+def render(
+    environ: Mapping[str, Any],
+    query: Query,
+    now: float,
+    title: str = "sstpd",
+    profiles: Profiles | None = None,
+) -> Response:
+    """One request -> ``(status line, headers, body)``. Pure apart from ``query`` and
+    ``profiles`` (None: no ``/profiles/``)."""
     method = str(environ.get("REQUEST_METHOD", "GET")).upper()
     path = str(environ.get("PATH_INFO", "") or "/")
     if method not in ("GET", "HEAD"):
         status, headers, body = _response(
             405, _TEXT, b"method not allowed\n", [("Allow", "GET, HEAD")]
         )
+    elif profiles is not None and (path == "/profiles" or path.startswith("/profiles/")):
+        status, headers, body = _profile(path, str(environ.get("QUERY_STRING", "")), profiles)
     else:
         status, headers, body = _route(path, query, now, title)
     if method == "HEAD":
@@ -89,6 +111,42 @@ def _route(path: str, query: Query, now: float, title: str) -> Response:
     if path in ("/", "/index.html"):
         return _page(query, now, title)
     return _response(404, _TEXT, b"not found\n")
+
+
+def _profile(path: str, query_string: str, profiles: Profiles) -> Response:
+    """``/profiles/``: the list; ``/profiles/<platform>[?user=NAME]``: a download."""
+    from sstpd.errors import SstpdError
+    from sstpd.profiles import PLATFORMS, ProfileError
+    from sstpd.profiles.facts import validate_user
+
+    platform = path[len("/profiles/") :].strip("/") if path.startswith("/profiles/") else ""
+    if not platform:
+        items = "".join(
+            f'<li><a href="{quote(name)}">{escape(name)}</a>: {escape(what)}</li>'
+            for name, (_, _, _, what) in PLATFORMS.items()
+        )
+        html = (
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            "<title>sstpd client profiles</title></head><body><h1>Client profiles</h1>"
+            f"<ul>{items}</ul><p>Add <code>?user=NAME</code> to fill in a user name. No "
+            "profile holds a password: it is asked on the client.</p></body></html>\n"
+        )
+        return _response(
+            200, "text/html; charset=utf-8", html.encode(), [("Content-Security-Policy", _HTML_CSP)]
+        )
+    if platform not in PLATFORMS:
+        return _response(404, _TEXT, b"no such profile\n")
+    users = parse_qs(query_string).get("user", [])
+    try:
+        user = validate_user(users[0] if users else None)
+    except ProfileError as exc:
+        return _response(400, _TEXT, f"{exc}\n".encode())
+    try:
+        filename, ctype, text = profiles(platform, user)
+    except SstpdError as exc:
+        return _response(503, _TEXT, f"cannot make the profile: {exc}\n".encode())
+    disposition = f'attachment; filename="{filename}"'
+    return _response(200, ctype, text.encode(), [("Content-Disposition", disposition)])
 
 
 def _healthz(query: Query) -> Response:
@@ -136,11 +194,25 @@ def create_app(
         return control.call(path, cmd, timeout=timeout)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        status, headers, body = render(environ, query, time.time(), name)
+        status, headers, body = render(environ, query, time.time(), name, make_profile)
         start_response(status, headers)
         return [body]
 
     return app
+
+
+def make_profile(platform: str, user: str | None) -> tuple[str, str, str]:
+    """A profile from the configuration file ($SSTPD_CONFIG, else /etc/sstpd/sstpd.toml),
+    read on every request so that it follows the daemon's configuration."""
+    from sstpd.config import DEFAULT_CONFIG_PATH, load_config
+    from sstpd.profiles import ProfileError
+    from sstpd.profiles import make_profile as make
+
+    path = os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_PATH
+    if not os.path.exists(path):
+        raise ProfileError(f"{path} does not exist (set {ENV_CONFIG})")
+    profile = make(load_config(path), platform, user)
+    return profile.filename, profile.content_type, profile.text
 
 
 def _hostname() -> str:

@@ -132,7 +132,8 @@ def render_page(
 <main class="wrap">
 {body}
 <footer>Refreshes every {REFRESH_SECONDS} s &middot; <a href="metrics">metrics</a> &middot;
-<a href="api/sessions">sessions as JSON</a> &middot; <a href="healthz">health</a></footer>
+<a href="api/sessions">sessions as JSON</a> &middot; <a href="healthz">health</a> &middot;
+<a href="profiles/">client profiles</a></footer>
 </main>
 </body>
 </html>

@@ -122,6 +122,8 @@ def test_no_user_data_still_gives_a_certificate_and_a_banner(
     assert fp[:47] in issue and fp[48:] in issue
     assert "\\4:443" in issue  # agetty shows the current address there
     assert "Setup is not finished" in issue and "cidata" in issue
+    # where the client profiles are (sstpd profile, the status app's /profiles/)
+    assert "sstpd profile windows" in issue and "http://127.0.0.1:8080/profiles/" in issue
     assert "ED25519 SHA256:" in issue
 
 

@@ -224,10 +224,36 @@ def connect(
         target,
         *ppp,
     ]
+    return run_client(
+        guest,
+        host,
+        argv,
+        what=f"sstpc to {target} ({auth})",
+        timeout=timeout,
+        routes=routes,
+        delay_ms=delay_ms,
+        attempts=attempts,
+    )
+
+
+def run_client(
+    guest: Guest,
+    host: str,
+    argv: Sequence[str],
+    *,
+    what: str,
+    timeout: float = 30,
+    routes: Sequence[str] = (),
+    delay_ms: int = 20,
+    attempts: int = 3,
+) -> dict[str, Any]:
+    """Run ``argv`` in the guest (a command that ends up as sstpc, e.g. a profile script
+    that execs it) with connect()'s race workaround, and wait until ppp0 has an address.
+    pppd should log to WORK/pppd.log (``logfile``) for the logs in the result or error."""
     args = {
         "work": WORK,
         "host": host,
-        "argv": argv,
+        "argv": list(argv),
         "timeout": timeout,
         "delay_ms": delay_ms,
         "attempts": max(1, attempts),
@@ -245,7 +271,7 @@ def connect(
         ) from None
     if not res.pop("ok"):
         raise SstpcError(
-            f"sstpc to {target} ({auth}): {res.get('error')}",
+            f"{what}: {res.get('error')}",
             res.get("sstpc_log", ""),
             res.get("pppd_log", ""),
         )

@@ -9,12 +9,15 @@ then moves IP traffic both ways.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.netns import USERS, Daemon, RootNamespace
+from tests.integration.netns import ROOT, USERS, Daemon, RootNamespace
 
 from . import sstpc
 from .guest import SERVER_IP, Guest
@@ -98,3 +101,56 @@ def test_wrong_password_is_rejected(guest: Guest, daemon: Daemon) -> None:
         )
     assert "E=691" in str(err.value) or "691" in err.value.pppd_log
     daemon.wait_log("user 'alice' authentication failed (mschapv2, E=691")
+
+
+# A network behind the server that only the profile's route sends into the tunnel.
+PROFILE_ROUTE = "10.78.5.0/24"
+PROFILE_TARGET = "10.78.5.1"
+
+
+def test_generated_sstpc_profile_connects_routes_and_pings(guest: Guest, daemon: Daemon) -> None:
+    """`sstpd profile sstpc` from the daemon's configuration (plus a split-tunnel route),
+    executed as is in the guest: it writes the CA for --ca-cert and the ip-up hook, sstpc
+    verifies the certificate and name, the tunnel opens, the hook routes PROFILE_ROUTE into
+    ppp0, and a ping to an address there (on the server's TUN) is answered."""
+    text = daemon.config.read_text()
+    conf = daemon.workdir / "profile.toml"  # same directory: relative paths stay valid
+    conf.write_text(text.replace("[tunnel]\n", f'[tunnel]\nroutes = ["{PROFILE_ROUTE}"]\n', 1))
+    made = subprocess.run(
+        [sys.executable, "-m", "sstpd", "profile", "sstpc", "--config", str(conf), "--user",
+         "alice"],
+        capture_output=True, text=True, cwd=str(ROOT), check=True,
+    )  # fmt: skip
+    script = made.stdout
+    assert 'sstpc --ca-cert "$CA"' in script and f"{SERVER_IP}:443" in script
+    assert USERS["alice"] not in script
+    guest.run(f"mkdir -p {sstpc.WORK} && cat > {sstpc.WORK}/profile.sh", input=script, check=True)
+    subprocess.run(["ip", "addr", "add", f"{PROFILE_TARGET}/32", "dev", "sstprc0"], check=True)
+    argv = [
+        "env",
+        f"SSTP_PASSWORD={USERS['alice']}",
+        "SSTPC_OPTIONS=--log-stderr --log-level 4",  # the harness reads sstpc's log
+        "sh",
+        f"{sstpc.WORK}/profile.sh",
+        "logfile",  # extra arguments go to pppd
+        f"{sstpc.WORK}/pppd.log",
+        "debug",
+    ]
+    try:
+        info = sstpc.run_client(guest, SERVER_IP, argv, what="the sstpc profile", timeout=30)
+        assert info["peer"] == TUNNEL_IP
+        route = ""
+        for _ in range(50):  # pppd runs ip-up.d right after it configures ppp0
+            route = guest.run(f"ip -4 route show {PROFILE_ROUTE}").stdout
+            if "dev ppp0" in route:
+                break
+            time.sleep(0.1)
+        assert "dev ppp0" in route, route + sstpc.disconnect(guest)["pppd_log"]
+        r = guest.run(f"ping -c 3 -i 0.3 -W 3 {PROFILE_TARGET}", timeout=60)
+        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
+        log = daemon.wait_log("user 'alice' (mschapv2) connected")
+        assert "crypto binding verified (SHA256)" in log
+    finally:
+        sstpc.disconnect(guest)
+        subprocess.run(["ip", "addr", "del", f"{PROFILE_TARGET}/32", "dev", "sstprc0"], check=False)
+        guest.run("rm -rf /etc/ppp/sstpd /etc/ppp/ip-up.d/sstpd-*")

@@ -450,3 +450,42 @@ def test_fuzz_only_config_error_escapes(text: str) -> None:
     except ConfigError as e:
         assert e.file == FILE
         assert str(e).startswith(FILE)
+
+
+# --- client-facing keys (issue 17: sstpd profile) -------------------------------------
+
+
+def test_client_facing_keys() -> None:
+    c = parse_config(
+        '[server]\npublic_name = "VPN.example.com."\npublic_port = 4443\n'
+        'ca_certificate = "/etc/sstpd/tls/ca.crt"\n'
+        '[tunnel]\nroutes = ["10.1.0.0/16", "192.168.5.0/24"]\ndomain = "corp.example"\n',
+        FILE,
+    )
+    assert c.server.public_name == "VPN.example.com"
+    assert c.server.public_port == 4443
+    assert c.server.ca_certificate == "/etc/sstpd/tls/ca.crt"
+    assert c.tunnel.routes == (IPv4Network("10.1.0.0/16"), IPv4Network("192.168.5.0/24"))
+    assert c.tunnel.domain == "corp.example"
+    d = parse_config("", FILE)
+    assert (d.server.public_name, d.server.public_port, d.server.ca_certificate) == ("", 0, None)
+    assert (d.tunnel.routes, d.tunnel.domain) == ((), "")
+    assert parse_config('[server]\npublic_name = "2001:db8::1"\n').server.public_name == "2001:db8::1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[server]\nport = 443\npublic_name = "vpn example"\n',
+            f"{FILE}:3: server.public_name: 'vpn example' is neither a DNS name nor an IP address",
+        ),
+        (
+            "[server]\npublic_port = 65536\n",
+            f"{FILE}:2: server.public_port: 65536 is out of range 0-65535",
+        ),
+    ],
+)
+def test_client_facing_keys_errors(text: str, message: str) -> None:
+    # (routes and domain are checked in test_config_ipv6.py)
+    assert str(error(text)) == message

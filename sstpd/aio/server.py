@@ -535,6 +535,8 @@ class Server:
         counts against max_sessions and the per-user limit from now on."""
         self.release(proto.pending)
         self.throttle.success(proto.peer_host, user)
+        if proto.authenticated:
+            return  # re-authentication (LCP renegotiation): counted already
         proto.authenticated = True
         self.authenticated_count += 1
         ac = self.config.auth
@@ -727,6 +729,7 @@ class Server:
             "dropped_overflow": total("dropped_overflow"),
             "tun_no_route": st.tun_no_route,
             "internal_errors": st.internal_errors,
+            "authenticated": self.authenticated_count,  # what max_sessions counts
             "pending": self.budget.count,
             "pending_sources": len(self.budget.by_source),
             "pending_total_limit": self.budget.total,

@@ -68,6 +68,7 @@ def settled(d: Daemon, baseline_fds: int, timeout: float = 15.0) -> dict[str, An
     assert st["handshakes_in_progress"] == 0, st
     assert fds(d) == baseline_fds
     assert st["pool_in_use"] == st["sessions"], st
+    assert st["authenticated"] == st["sessions"] and st["pending"] == 0, st
     return st
 
 

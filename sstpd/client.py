@@ -1,4 +1,4 @@
-"""An SSTP client on the same sans-I/O core as the server: SSTP + PPP (MS-CHAPv2, PAP) + TUN.
+"""An SSTP client on the sans-I/O core of the server: SSTP + PPP (EAP/MS-CHAPv2/PAP) + TUN.
 
 Library use::
 
@@ -33,6 +33,7 @@ from sstpd.proto.session import (
     ClientSession,
     Event,
     IpReceived,
+    Notice,
     SessionClosed,
     SessionOpened,
     ip_prefix,
@@ -57,7 +58,7 @@ class ClientOptions:
     user: str
     password: str
     port: int = 443
-    auth_methods: tuple[str, ...] = ("mschapv2", "pap")
+    auth_methods: tuple[str, ...] = ("eap-mschapv2", "mschapv2", "pap")
     tls: bool = True
     ca_file: str | None = None
     insecure: bool = False
@@ -66,6 +67,9 @@ class ClientOptions:
     routes: list[IPv4Network] = field(default_factory=list)
     timeout: float = 30.0
     source_address: str | None = None
+    # one transport.write (= one TLS record, one send) per IP packet instead of one per
+    # batch: the shape openconnect and most likely real SSTP clients put on the wire
+    record_per_packet: bool = False
     # testing knobs: present a wrong certificate hash / MAC on purpose
     cert_hashes_override: dict[HashProtocol, bytes] | None = None
     hlak_override: bytes | None = None
@@ -111,6 +115,8 @@ class ClientProtocol(SstpStreamProtocol):
             self.packets.put_nowait(ev.packet)
         elif isinstance(ev, AuthenticationFailed):
             self.auth_failure = ev
+        elif isinstance(ev, Notice):
+            log.debug("%s", ev.message)
         elif isinstance(ev, SessionClosed):
             if not self.opened.done():
                 af = self.auth_failure
@@ -131,11 +137,16 @@ class ClientProtocol(SstpStreamProtocol):
     def send_ip_batch(self, packets: list[bytes]) -> None:
         if self.transport is None or not self.session.is_open:
             return
-        parts = []
-        for p in packets:
-            parts.append(ip_prefix(len(p)))
-            parts.append(p)
-        self.transport.write(b"".join(parts))
+        if self.opts.record_per_packet:
+            write = self.transport.write
+            for p in packets:
+                write(ip_prefix(len(p)) + p)
+        else:
+            parts = []
+            for p in packets:
+                parts.append(ip_prefix(len(p)))
+                parts.append(p)
+            self.transport.write(b"".join(parts))
         c = self.session.counters
         c.tx_packets += len(packets)
         c.tx_bytes += sum(len(p) for p in packets)
@@ -249,7 +260,11 @@ def _parse_args(argv: list[str]) -> ClientOptions:
     p.add_argument("--user", required=True)
     p.add_argument("--password", help="(visible in ps; prefer --password-file or $SSTPD_PASSWORD)")
     p.add_argument("--password-file")
-    p.add_argument("--auth", default="mschapv2,pap", help="comma-separated: mschapv2,pap")
+    p.add_argument(
+        "--auth",
+        default="eap-mschapv2,mschapv2,pap",
+        help="methods the server may ask for, comma-separated: eap-mschapv2,mschapv2,pap",
+    )
     p.add_argument("--ca-file", help="CA certificate to verify the server with")
     p.add_argument("--insecure", action="store_true", help="do not verify the certificate")
     p.add_argument("--server-name", help="TLS server name / HTTP Host (default: HOST)")
@@ -258,6 +273,11 @@ def _parse_args(argv: list[str]) -> ClientOptions:
     p.add_argument("--tun", default="sstpc0", help="TUN device name (default sstpc0)")
     p.add_argument("--route", action="append", default=[], help="route NET into the tunnel")
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument(
+        "--record-per-packet",
+        action="store_true",
+        help="send one TLS record per IP packet (as openconnect does) instead of one per batch",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     host, _, port = a.server.rpartition(":") if ":" in a.server else (a.server, "", "443")
@@ -293,6 +313,7 @@ def _parse_args(argv: list[str]) -> ClientOptions:
         routes=[IPv4Network(r) for r in a.route],
         timeout=a.timeout,
         cert_hashes_override=override,
+        record_per_packet=a.record_per_packet,
     )
 
 

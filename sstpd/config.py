@@ -83,7 +83,7 @@ DEFAULT_CIPHERS = ":".join(
 )
 
 HASH_PROTOCOLS = ("sha256", "sha1")
-AUTH_METHODS = ("mschapv2", "pap")
+AUTH_METHODS = ("eap-mschapv2", "mschapv2", "pap")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SESSION_LIMIT_ACTIONS = ("deny", "replace")
 TLS_VERSIONS = ("1.2", "1.3")

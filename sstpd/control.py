@@ -76,7 +76,7 @@ SESSION_FIELDS = (
     "tx_bytes",  # IPv4 bytes to the client
     "tx_packets",
     "dropped",  # packets dropped: spoofed source + output queue overflow
-    "auth_method",  # "mschapv2" | "pap"
+    "auth_method",  # "eap-mschapv2" | "mschapv2" | "pap"
     "tls_version",  # "TLSv1.3", ... ("" without TLS)
     "tls_cipher",
     "binding_hash",  # crypto-binding hash protocol: "SHA256" | "SHA1"

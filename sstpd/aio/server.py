@@ -48,6 +48,7 @@ from sstpd.proto.session import (
     Counters,
     Event,
     IpReceived,
+    Notice,
     ServerSession,
     SessionClosed,
     SessionOpened,
@@ -58,6 +59,7 @@ from sstpd.proto.sstp.connection import Timeouts
 from sstpd.proto.sstp.constants import HashProtocol
 
 log = logging.getLogger("sstpd")
+_NOTICE_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 TUN_BATCH = 64
 TUN_READ_SIZE = 65536
@@ -374,12 +376,12 @@ class ServerProtocol(SstpStreamProtocol):
             srv.stats.auth_failures += 1
             self.auth_failed = True
             log.warning(
-                "[%d] %s user %r authentication failed (%s, E=%d: %s)",
+                "[%d] %s user %r authentication failed (%s, %s%s)",
                 self.id,
                 self.peer,
                 ev.username,
                 ev.method,
-                ev.code,
+                f"E={ev.code}: " if ev.code else "",
                 ev.reason,
             )
             delay = srv.auth_failed(self.peer_host, ev.username)
@@ -387,6 +389,9 @@ class ServerProtocol(SstpStreamProtocol):
                 self.hold_output(delay)
         elif isinstance(ev, IpReceived):
             srv.write_tun(ev.packet)
+        elif isinstance(ev, Notice):
+            level = _NOTICE_LEVELS.get(ev.level, logging.INFO)
+            log.log(level, "[%d] %s %s", self.id, self.peer, ev.message)
         elif isinstance(ev, SessionClosed):
             if self.opened_at is None:
                 self._set_outcome(classify_close(ev.reason, self.auth_failed))

@@ -111,7 +111,15 @@ class SessionClosed:
     reason: str
 
 
-Event = Authenticated | AuthenticationFailed | SessionOpened | IpReceived | SessionClosed
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A log line from the protocol core (``level``: "debug", "info" or "warning")."""
+
+    level: str
+    message: str
+
+
+Event = Authenticated | AuthenticationFailed | SessionOpened | IpReceived | SessionClosed | Notice
 
 
 @dataclass
@@ -333,6 +341,8 @@ class _SessionMixin:
             st.events.append(AuthenticationFailed(ev.username, ev.method, ev.code, ev.reason))
         elif isinstance(ev, ppp.NetworkUp):
             st.network = ev
+        elif isinstance(ev, ppp.Notice):
+            st.events.append(Notice(ev.level, ev.message))
         elif isinstance(ev, ppp.IpPacket):
             self._frame_from_peer(b"\x00\x21" + ev.packet, now)
         elif isinstance(ev, ppp.LinkDown):

@@ -146,7 +146,7 @@ def test_sessions_and_counters(daemon: Daemon, net: Netns) -> None:
         assert s["peer"] == f"{CLIENT_IP}:{alice.info['port']}"
         assert s["address"] == alice.info["local"]
         assert t0 - 1 <= s["connected_since"] <= time.time()
-        assert s["auth_method"] == "mschapv2"
+        assert s["auth_method"] == "eap-mschapv2"  # both ends' defaults
         assert s["tls_version"] in ("TLSv1.2", "TLSv1.3")
         assert s["tls_cipher"]
         assert s["binding_hash"] == "SHA256"

@@ -168,7 +168,8 @@ def connect(
     has an address. Returns {"ifname", "local", "peer", "dns", "attempts", "seconds",
     "sstpc_log", "pppd_log", "pid"}; raises SstpcError with both logs otherwise.
 
-    auth: "mschapv2" (pppd refuses everything else) or "pap". ca_cert: None for --cert-warn
+    auth: "mschapv2", "eap-mschapv2" or "pap" (pppd refuses every other method), or
+    "default" (no refuse-* option: what pppd does out of the box). ca_cert: None for --cert-warn
     (self-signed certificates pass with a warning), else a CA file on the host, or PEM text;
     sstpc checks it only after the HTTP 200 and wants the certificate's CN to equal `host`.
     routes: networks to route into ppp0 (pppd itself adds only the /32 to the peer).
@@ -179,8 +180,12 @@ def connect(
         refuse = ["refuse-eap", "refuse-pap", "refuse-chap", "refuse-mschap"]
     elif auth == "pap":
         refuse = ["refuse-eap", "refuse-chap", "refuse-mschap", "refuse-mschap-v2"]
+    elif auth == "eap-mschapv2":  # pppd >= 2.4.9 answers EAP type 26 (eap.c, CHAPMS)
+        refuse = ["refuse-pap", "refuse-chap", "refuse-mschap", "refuse-mschap-v2"]
+    elif auth == "default":
+        refuse = []
     else:
-        raise ValueError("auth must be 'mschapv2' or 'pap'")
+        raise ValueError("auth must be 'mschapv2', 'eap-mschapv2', 'pap' or 'default'")
     guest.run(f"mkdir -p {WORK}", check=True)
     if ca_cert is None:
         cert_opts = ["--cert-warn"]
@@ -383,7 +388,9 @@ def main() -> int:
     c.add_argument("port", type=int)
     c.add_argument("user")
     c.add_argument("password")
-    c.add_argument("--auth", default="mschapv2", choices=("mschapv2", "pap"))
+    c.add_argument(
+        "--auth", default="mschapv2", choices=("mschapv2", "eap-mschapv2", "pap", "default")
+    )
     c.add_argument("--ca-cert")
     c.add_argument("--route", action="append", default=[])
     c.add_argument("--delay-ms", type=int, default=20)

@@ -86,6 +86,37 @@ def test_pap_address_and_ping(guest: Guest, daemon: Daemon) -> None:
         sstpc.disconnect(guest)
 
 
+def test_eap_mschapv2_binding_verified(guest: Guest, daemon: Daemon) -> None:
+    """pppd 2.4.9's EAP-MS-CHAP-V2 peer (refuse-* leaves only EAP), keys from EAP."""
+    info = _connect(guest, daemon, "alice", "eap-mschapv2")
+    try:
+        assert info["peer"] == TUNNEL_IP
+        r = guest.run(f"ping -c 3 -i 0.3 -W 3 {TUNNEL_IP}", timeout=60)
+        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
+        pppd_log = str(info["pppd_log"])
+        assert "rcvd [EAP Request" in pppd_log and "sent [EAP Response" in pppd_log, pppd_log
+        log = daemon.wait_log("user 'alice' (eap-mschapv2) connected")
+        # the binding was checked with the HLAK from the EAP-MS-CHAP-V2 keys
+        assert re.search(
+            r"user 'alice' \(eap-mschapv2\) connected: .*crypto binding verified \(SHA256\)", log
+        )
+    finally:
+        sstpc.disconnect(guest)
+
+
+def test_pppd_without_auth_options_connects_with_the_defaults(
+    guest: Guest, daemon: Daemon
+) -> None:
+    """No refuse-*/require-* at all: pppd takes the server's first offer, EAP."""
+    _connect(guest, daemon, "bob", "default")
+    try:
+        r = guest.run(f"ping -c 2 -i 0.3 -W 3 {TUNNEL_IP}", timeout=60)
+        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
+        daemon.wait_log("user 'bob' (eap-mschapv2) connected")
+    finally:
+        sstpc.disconnect(guest)
+
+
 def test_wrong_password_is_rejected(guest: Guest, daemon: Daemon) -> None:
     with pytest.raises(sstpc.SstpcError) as err:
         sstpc.connect(

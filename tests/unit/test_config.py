@@ -54,7 +54,7 @@ def test_defaults() -> None:
     assert t.address == IPv4Address("10.77.0.1")
     assert t.pool == IPv4Network("10.77.0.0/24")
     assert t.dns == () and t.nbns == () and t.mtu == 1400
-    assert c.auth.methods == ("mschapv2", "pap")
+    assert c.auth.methods == ("eap-mschapv2", "mschapv2", "pap")
     assert c.auth.users_file == "/etc/sstpd/users"
     assert c.auth.retries == 0
     assert c.limits.session_buffer == 1048576
@@ -329,7 +329,7 @@ ERRORS = [
     ("[tunnel]\nmtu = 4088\n", f"{FILE}:2: tunnel.mtu: 4088 is out of range 576-4087"),
     (
         '[auth]\nmethods = ["chap"]\n',
-        f"{FILE}:2: auth.methods: 'chap' is not one of mschapv2, pap (did you mean 'mschapv2'?)",
+        f"{FILE}:2: auth.methods: 'chap' is not one of eap-mschapv2, mschapv2, pap (did you mean 'mschapv2'?)",
     ),
     ("[auth]\nmethods = []\n", f"{FILE}:2: auth.methods: must not be empty"),
     ("[auth]\nretries = 6\n", f"{FILE}:2: auth.retries: 6 is out of range 0-5"),

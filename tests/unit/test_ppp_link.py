@@ -6,6 +6,8 @@ import itertools
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
+import pytest
+
 from sstpd.proto import mschap
 from sstpd.proto.ppp.frame import Code
 from sstpd.proto.ppp.link import (
@@ -98,20 +100,30 @@ class Pair:
         self.now = end
 
 
-def test_mschapv2_end_to_end_identical_hlak_and_network_up() -> None:
-    pair = Pair()
+METHODS = ["eap-mschapv2", "mschapv2"]
+
+
+def only(method: str, **kw: object) -> PppClientConfig:
+    settings: dict[str, object] = {"username": "alice", "password": "wonderland"}
+    settings.update(kw)
+    return PppClientConfig(auth_methods=(method,), **settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_end_to_end_identical_hlak_and_network_up(method: str) -> None:
+    pair = Pair(client_config=only(method))
     pair.start()
     s_auth, s_net = pair.server_events
     c_auth, c_net = pair.client_events
     assert isinstance(s_auth, AuthSucceeded) and isinstance(c_auth, AuthSucceeded)
-    assert s_auth.method == c_auth.method == "mschapv2"
+    assert s_auth.method == c_auth.method == method
     assert s_auth.hlak == c_auth.hlak and len(s_auth.hlak) == 32 and any(s_auth.hlak)
     assert s_net == NetworkUp(LOCAL, ASSIGNED, DNS)
     assert c_net == NetworkUp(ASSIGNED, LOCAL, DNS)
     assert pair.assigned == ["alice"]
     for end in (pair.server, pair.client):
         assert end.phase is Phase.NETWORK and end.is_network_up
-        assert end.auth_method == "mschapv2" and end.username == "alice"
+        assert end.auth_method == method and end.username == "alice"
     assert pair.server.peer_address == ASSIGNED
     assert pair.client.peer_address == LOCAL and pair.client.local_address == ASSIGNED
     assert pair.server.get_timer() is None and pair.client.get_timer() is None
@@ -119,12 +131,23 @@ def test_mschapv2_end_to_end_identical_hlak_and_network_up() -> None:
 
 
 def test_hlak_matches_independent_computation() -> None:
-    pair = Pair()
+    pair = Pair(client_config=only("mschapv2"))
     pair.start()
     response = next(f for who, f in pair.wire if who == "C" and f[2:4] == b"\xc2\x23")
     nt_response = response[4 + 4 + 1 + 24 : 4 + 4 + 1 + 48]
     hlak = mschap.hlak(USERS["alice"], nt_response)
     assert pair.server_events[0] == AuthSucceeded("alice", "mschapv2", hlak)
+
+
+def test_eap_hlak_is_the_mschapv2_hlak_of_the_same_response() -> None:
+    pair = Pair()  # both ends' defaults: EAP-MS-CHAP-V2 first
+    pair.start()
+    eap = [f for who, f in pair.wire if who == "C" and f[2:4] == b"\xc2\x27"]
+    response = next(f for f in eap if f[8] == 26 and f[9] == 2)
+    nt_response = response[9 + 4 + 1 + 24 : 9 + 4 + 1 + 48]
+    hlak = mschap.hlak(USERS["alice"], nt_response)
+    assert pair.server_events[0] == AuthSucceeded("alice", "eap-mschapv2", hlak)
+    assert pair.client_events[0] == AuthSucceeded("alice", "eap-mschapv2", hlak)
 
 
 def test_pap_end_to_end_zero_hlak() -> None:
@@ -163,11 +186,12 @@ def test_client_with_nt_hash_only() -> None:
     assert [type(e) for e in pair.client_events] == [AuthSucceeded, NetworkUp]
 
 
-def test_wrong_password_fails_both_ends_and_link_goes_down() -> None:
-    pair = Pair(client_config=PppClientConfig(username="alice", password="wrong"))
+@pytest.mark.parametrize("method", METHODS)
+def test_wrong_password_fails_both_ends_and_link_goes_down(method: str) -> None:
+    pair = Pair(client_config=only(method, password="wrong"))
     pair.start()
-    assert pair.client_events[0] == AuthFailed("alice", "mschapv2", 691, "Authentication failure")
-    assert pair.server_events[0] == AuthFailed("alice", "mschapv2", 691, "authentication failure")
+    assert pair.client_events[0] == AuthFailed("alice", method, 691, "Authentication failure")
+    assert pair.server_events[0] == AuthFailed("alice", method, 691, "authentication failure")
     pair.run_until(20.0)
     assert pair.server_events[-1] == LinkDown("authentication failed")
     assert isinstance(pair.client_events[-1], LinkDown)
@@ -176,10 +200,12 @@ def test_wrong_password_fails_both_ends_and_link_goes_down() -> None:
     assert not any(isinstance(e, NetworkUp) for e in pair.client_events)
 
 
-def test_unknown_user_fails_like_wrong_password() -> None:
-    pair = Pair(client_config=PppClientConfig(username="mallory", password="x"))
+@pytest.mark.parametrize("method", METHODS)
+def test_unknown_user_fails_like_wrong_password(method: str) -> None:
+    pair = Pair(client_config=only(method, username="mallory", password="x"))
     pair.start()
-    assert pair.client_events[0] == AuthFailed("mallory", "mschapv2", 691, "Authentication failure")
+    assert pair.client_events[0] == AuthFailed("mallory", method, 691, "Authentication failure")
+    assert pair.server_events[0] == AuthFailed("mallory", method, 691, "authentication failure")
 
 
 def test_pap_wrong_password() -> None:
@@ -195,9 +221,10 @@ def test_pap_wrong_password() -> None:
     assert isinstance(pair.client_events[-1], LinkDown)
 
 
-def test_retry_allowed_then_right_password_succeeds() -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_retry_allowed_then_right_password_succeeds(method: str) -> None:
     server_cfg = PppServerConfig(local_address=LOCAL, auth_retries=1)
-    pair = Pair(server_cfg, PppClientConfig(username="alice", password="wrong"))
+    pair = Pair(server_cfg, only(method, password="wrong"))
     pair.start()
     assert [type(e) for e in pair.client_events] == [AuthFailed]
     assert pair.server.phase is Phase.AUTHENTICATE
@@ -208,9 +235,10 @@ def test_retry_allowed_then_right_password_succeeds() -> None:
     assert pair.server_events[1].hlak == pair.client_events[1].hlak  # type: ignore[union-attr]
 
 
-def test_retry_allowed_but_wrong_again_ends_link() -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_retry_allowed_but_wrong_again_ends_link(method: str) -> None:
     server_cfg = PppServerConfig(local_address=LOCAL, auth_retries=1)
-    pair = Pair(server_cfg, PppClientConfig(username="alice", password="wrong"))
+    pair = Pair(server_cfg, only(method, password="wrong"))
     pair.start()
     assert pair.client.retry_authentication("still wrong", pair.now)
     pair.roundtrip()
@@ -218,9 +246,10 @@ def test_retry_allowed_but_wrong_again_ends_link() -> None:
     assert [type(e) for e in pair.server_events] == [AuthFailed, AuthFailed, LinkDown]
 
 
-def test_no_retry_attempt_times_out() -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_no_retry_attempt_times_out(method: str) -> None:
     server_cfg = PppServerConfig(local_address=LOCAL, auth_retries=1, auth_timeout=10.0)
-    pair = Pair(server_cfg, PppClientConfig(username="alice", password="wrong"))
+    pair = Pair(server_cfg, only(method, password="wrong"))
     pair.start()
     pair.run_until(30.0)
     assert pair.server_events[-1] == LinkDown("authentication timeout")

@@ -15,6 +15,7 @@ from sstpd.proto.ppp.link import (
     AuthSucceeded,
     LinkDown,
     NetworkUp,
+    Notice,
     Phase,
     PppClient,
     PppClientConfig,
@@ -92,8 +93,11 @@ WINDOWS_LCP = "01040ffb05065a1b3c4d070208020d03061104064e" + WINDOWS_ENDPOINT
 WINDOWS_LCP_RETRY = "01040ffb05065a1b3c4d07020802"
 
 
+MSCHAP_FIRST = ("mschapv2", "pap")
+
+
 def test_windows_lcp_request_rejects_callback_mrru_endpoint_then_acks() -> None:
-    srv, wire, ours = server()
+    srv, wire, ours = server(auth_methods=MSCHAP_FIRST)
     assert decode_options(ours.data)[0] == Option(3, b"\xc2\x23\x81")  # MS-CHAPv2 first
     reply = wire.feed(lcp(Code.CONFIGURE_REQUEST, 0, WINDOWS_LCP))
     assert reply == [
@@ -137,8 +141,17 @@ def pppd_to_network(wire: Wire, ours: Packet) -> Packet:
     return out[1][1]
 
 
+def test_default_asks_for_eap_then_identity() -> None:
+    srv, wire, ours = server()
+    assert decode_options(ours.data)[0] == Option(3, b"\xc2\x27")  # EAP first by default
+    wire.feed(lcp(Code.CONFIGURE_REQUEST, 0, WINDOWS_LCP_RETRY))
+    [(protocol, identity)] = ack_ours(wire, ours)
+    assert protocol == Protocol.EAP and srv.phase is Phase.AUTHENTICATE
+    assert identity.code == 1 and identity.data == b"\x01"  # Request/Identity, no text
+
+
 def test_pppd_defaults_lcp_ipcp_and_protocol_rejects() -> None:
-    srv, wire, ours = server(dns=(IPv4Address("9.9.9.9"),))
+    srv, wire, ours = server(dns=(IPv4Address("9.9.9.9"),), auth_methods=MSCHAP_FIRST)
     ipcp_request = pppd_to_network(wire, ours)
     assert ipcp_request.data == bytes.fromhex("03060a080001")
     assert srv.phase is Phase.NETWORK
@@ -174,7 +187,7 @@ def test_pppd_defaults_lcp_ipcp_and_protocol_rejects() -> None:
 
 
 def test_windows_ipcp_with_nbns_and_secondary_dns_unconfigured() -> None:
-    _srv, wire, ours = server(dns=(IPv4Address("9.9.9.9"),))
+    _srv, wire, ours = server(dns=(IPv4Address("9.9.9.9"),), auth_methods=MSCHAP_FIRST)
     pppd_to_network(wire, ours)
     windows = "030600000000810600000000820600000000830600000000840600000000"
     [(_, reply)] = wire.feed(frame(Protocol.IPCP, 1, 5, windows))
@@ -186,7 +199,7 @@ def test_windows_ipcp_with_nbns_and_secondary_dns_unconfigured() -> None:
 
 
 def test_ipcp_and_unknown_protocols_before_network_phase_are_dropped() -> None:
-    srv, wire, ours = server()
+    srv, wire, ours = server(auth_methods=MSCHAP_FIRST)
     assert wire.feed(frame(Protocol.IPV6CP, 1, 1, "")) == []  # LCP not opened yet
     assert wire.feed(lcp(Code.CONFIGURE_REQUEST, 1, PPPD_LCP))[0][1].code == Code.CONFIGURE_ACK
     [(protocol, _)] = ack_ours(wire, ours)
@@ -203,6 +216,33 @@ def test_peer_nak_switches_auth_to_pap() -> None:
     assert new.identifier != ours.identifier
 
 
+def test_nak_followed_both_ways_between_eap_and_mschapv2() -> None:
+    # a PowerShell-default Windows profile (MS-CHAPv2 only) Naks EAP toward MS-CHAPv2
+    _srv, wire, ours = server()
+    [(_, new)] = wire.feed(lcp(Code.CONFIGURE_NAK, ours.identifier, "0305c22381"))
+    assert decode_options(new.data)[0] == Option(3, b"\xc2\x23\x81")
+    # a Settings-app profile (EAP only) Naks MS-CHAPv2 toward EAP
+    _srv, wire, ours = server(auth_methods=(*MSCHAP_FIRST, "eap-mschapv2"))
+    [(_, new)] = wire.feed(lcp(Code.CONFIGURE_NAK, ours.identifier, "0304c227"))
+    assert decode_options(new.data)[0] == Option(3, b"\xc2\x27")
+
+
+def test_nak_ping_pong_cannot_loop_and_names_what_the_peer_asked_for() -> None:
+    srv, wire, ours = server()
+    [(_, new)] = wire.feed(lcp(Code.CONFIGURE_NAK, ours.identifier, "0305c22381"))
+    [(_, new)] = wire.feed(lcp(Code.CONFIGURE_NAK, new.identifier, "0304c227"))  # back to EAP?
+    assert decode_options(new.data)[0] == Option(3, b"\xc0\x23")  # no: the untried PAP
+    [(_, term)] = wire.feed(lcp(Code.CONFIGURE_NAK, new.identifier, "0305c22305"))
+    assert term.code == Code.TERMINATE_REQUEST
+    wire.feed(lcp(Code.TERMINATE_ACK, term.identifier, ""))
+    assert srv.pop_events() == [
+        LinkDown(
+            "peer refused every configured authentication method: it asked for MS-CHAPv2, "
+            "EAP, CHAP-MD5; configured: eap-mschapv2, mschapv2, pap"
+        )
+    ]
+
+
 def test_pap_preference_requests_pap_first() -> None:
     _, _, ours = server(auth_methods=("pap", "mschapv2"))
     assert decode_options(ours.data)[0] == Option(3, b"\xc0\x23")
@@ -214,14 +254,24 @@ def test_nak_toward_disallowed_method_and_reject_of_auth_end_the_link() -> None:
     assert [p.code for _, p in out] == [Code.TERMINATE_REQUEST]
     srv.handle_timer(100.0)
     srv.handle_timer(200.0)
-    assert srv.pop_events() == [LinkDown("peer refused every allowed authentication protocol")]
+    assert srv.pop_events() == [
+        LinkDown(
+            "peer refused every configured authentication method: it asked for PAP; "
+            "configured: mschapv2"
+        )
+    ]
 
-    srv, wire, ours = server()
+    srv, wire, ours = server(auth_methods=MSCHAP_FIRST)
     out = wire.feed(lcp(Code.CONFIGURE_REJECT, ours.identifier, "0305c22381"))
     [(_, term)] = out
     assert term.code == Code.TERMINATE_REQUEST
     wire.feed(lcp(Code.TERMINATE_ACK, term.identifier, ""))
-    assert srv.pop_events() == [LinkDown("peer refused to authenticate")]
+    assert srv.pop_events() == [
+        LinkDown(
+            "peer refused to authenticate (Configure-Reject of the Authentication-Protocol"
+            " option); configured: mschapv2, pap"
+        )
+    ]
     assert srv.phase is Phase.DEAD
 
 
@@ -284,7 +334,7 @@ def test_auth_timeout_ends_the_link_and_challenge_is_retransmitted() -> None:
 
 
 def test_address_pool_exhausted_terminates() -> None:
-    config = PppServerConfig(local_address=LOCAL)
+    config = PppServerConfig(local_address=LOCAL, auth_methods=MSCHAP_FIRST)
     srv = PppServer(
         config,
         lookup=USERS.get,
@@ -322,9 +372,10 @@ def test_client_naks_unsupported_auth_with_its_preference() -> None:
     _, wire, ours = client()
     assert {o.type for o in decode_options(ours.data)} == {5}  # only magic
     [(_, nak)] = wire.feed(lcp(Code.CONFIGURE_REQUEST, 1, "0305c22305"))  # CHAP-MD5
-    assert nak == Packet(Code.CONFIGURE_NAK, 1, bytes.fromhex("0305c22381"))
+    assert nak == Packet(Code.CONFIGURE_NAK, 1, bytes.fromhex("0304c227"))  # EAP first
+    _, wire, ours = client(auth_methods=("mschapv2", "pap"))
     [(_, nak)] = wire.feed(lcp(Code.CONFIGURE_REQUEST, 2, "0304c227"))  # EAP
-    assert nak.code == Code.CONFIGURE_NAK
+    assert nak == Packet(Code.CONFIGURE_NAK, 2, bytes.fromhex("0305c22381"))
     [(_, ack)] = wire.feed(lcp(Code.CONFIGURE_REQUEST, 3, "0304c023"))  # PAP
     assert ack.code == Code.CONFIGURE_ACK
 
@@ -332,7 +383,7 @@ def test_client_naks_unsupported_auth_with_its_preference() -> None:
 def test_client_without_password_cannot_do_pap() -> None:
     _, wire, _ = client(password=None, nt_hash=mschap.nt_password_hash("x"))
     [(_, nak)] = wire.feed(lcp(Code.CONFIGURE_REQUEST, 1, "0304c023"))
-    assert nak == Packet(Code.CONFIGURE_NAK, 1, bytes.fromhex("0305c22381"))
+    assert nak == Packet(Code.CONFIGURE_NAK, 1, bytes.fromhex("0304c227"))
 
 
 def test_client_ipcp_follows_server_naks_and_drops_rejected_options() -> None:
@@ -356,3 +407,51 @@ def test_client_ipcp_follows_server_naks_and_drops_rejected_options() -> None:
     [(_, again), (_, rej)] = wire.feed(frame(Protocol.IPCP, 1, 8, "0206002d0f0103060a080001"))
     assert again.code == Code.CONFIGURE_REQUEST  # Opened + RCR-: tld, scr, scn
     assert rej == Packet(Code.CONFIGURE_REJECT, 8, bytes.fromhex("0206002d0f01"))
+
+
+# --------------------------------------------------------------------------- EAP on the link
+
+
+def eap_open() -> tuple[PppServer, Wire, Packet]:
+    srv, wire, ours = server()
+    wire.feed(lcp(Code.CONFIGURE_REQUEST, 0, WINDOWS_LCP_RETRY))
+    [(_, identity)] = ack_ours(wire, ours)
+    srv.pop_events()
+    return srv, wire, identity
+
+
+def test_identification_ignored_with_debug_notices_and_a_flood_goes_quiet() -> None:
+    srv, wire, _ = eap_open()
+    for i in range(20):
+        assert wire.feed(lcp(12, 40 + i, "5a1b3c4d" + b"MSRASV5.20".hex())) == []
+    notices = srv.pop_events()
+    assert notices[0] == Notice("debug", "LCP Identification 'MSRASV5.20' ignored")
+    assert [n.level for n in notices] == ["debug"] * 8 + ["info"]  # type: ignore[union-attr]
+    assert srv.phase is Phase.AUTHENTICATE  # nothing else happened
+
+
+def test_eap_length_beyond_the_frame_is_dropped_padding_is_ignored() -> None:
+    srv, wire, identity = eap_open()
+    assert wire.feed(frame_raw(Protocol.EAP, bytes([2, identity.identifier, 0, 9, 1, 0x55]))) == []
+    [notice] = srv.pop_events()
+    assert notice == Notice(
+        "warning", "EAP packet ignored: control packet length 9 does not fit 6 bytes"
+    )
+    padded = bytes([2, identity.identifier, 0, 9, 1]) + b"User" + b"\0\0\0"
+    [(protocol, challenge)] = wire.feed(frame_raw(Protocol.EAP, padded))
+    assert protocol == Protocol.EAP and challenge.data[:2] == b"\x1a\x01"
+    [notice] = srv.pop_events()
+    assert notice.level == "debug" and "padding" in notice.message  # type: ignore[union-attr]
+
+
+def test_eap_before_the_authenticate_phase_is_dropped_with_a_notice() -> None:
+    srv, wire, _ = server()
+    assert wire.feed(frame_raw(Protocol.EAP, bytes.fromhex("0201000901") + b"User")) == []
+    assert srv.pop_events() == [Notice("debug", "EAP packet ignored in the Establish phase")]
+    for _ in range(10):
+        wire.feed(frame_raw(Protocol.EAP, bytes.fromhex("0201000901") + b"User"))
+    assert len(srv.pop_events()) == 3  # four lines in all, then silence
+
+
+def frame_raw(protocol: int, payload: bytes) -> str:
+    return (b"\xff\x03" + struct.pack("!H", protocol) + payload).hex()

@@ -29,9 +29,12 @@ __all__ = [
     "AuthResult",
     "MsChapV2Peer",
     "MsChapV2Server",
+    "MsChapV2Verdict",
     "PapPeer",
     "PapServer",
+    "failure_message",
     "parse_failure",
+    "verify_mschapv2_response",
 ]
 
 MSCHAPV2 = "mschapv2"
@@ -74,6 +77,44 @@ def _next_id(identifier: int) -> int:
 
 
 # --------------------------------------------------------------------------- MS-CHAPv2
+
+
+@dataclass(frozen=True)
+class MsChapV2Verdict:
+    """What checking one MS-CHAPv2 Response against the user database found."""
+
+    user: str  # the name without any DOMAIN\\ prefix
+    ok: bool
+    authenticator_response: str = ""  # "S=<40 hex>" when ok
+    hlak: bytes = ZERO_HLAK
+
+
+def verify_mschapv2_response(
+    challenge: bytes, data: bytes, lookup: Callable[[str], bytes | None]
+) -> MsChapV2Verdict | None:
+    """Check the Response ``data`` (Value-Size 49, value, Name; the same bytes in PPP CHAP
+    and in EAP-MS-CHAP-V2) against our 16-byte ``challenge``; None if malformed.
+
+    An unknown user is checked against a dummy hash so both cases cost the same."""
+    if len(data) < 50 or data[0] != 49:
+        return None
+    peer_challenge, nt_response = data[1:17], data[25:49]
+    user = mschap.strip_domain(data[50:].decode("utf-8", "replace"))
+    stored = lookup(user)
+    nt_hash = stored if stored is not None and len(stored) == 16 else _DUMMY_HASH
+    expected = mschap.generate_nt_response(challenge, peer_challenge, user, nt_hash)
+    if not (hmac.compare_digest(expected, nt_response) and stored is not None):
+        return MsChapV2Verdict(user, False)
+    message = mschap.authenticator_response(nt_hash, nt_response, peer_challenge, challenge, user)
+    return MsChapV2Verdict(user, True, message, mschap.hlak(nt_hash, nt_response))
+
+
+def failure_message(retry: bool, challenge: bytes) -> str:
+    """The MS-CHAPv2 Failure text (RFC 2759 §6) for a wrong password or unknown user."""
+    return (
+        f"E={ERROR_AUTHENTICATION_FAILURE} R={int(retry)} C={challenge.hex().upper()}"
+        " V=3 M=Authentication failure"
+    )
 
 
 class MsChapV2Server:
@@ -129,35 +170,24 @@ class MsChapV2Server:
             if packet.identifier == self._final.identifier:
                 self._send(self._final)  # our answer was lost: repeat it (pppd does too)
             return
-        data = packet.data
         if not self._waiting or packet.identifier not in self._retry_ids:
             return
-        if len(data) < 50 or data[0] != 49:
+        verdict = verify_mschapv2_response(self._challenge, packet.data, self._lookup)
+        if verdict is None:
             return
-        peer_challenge, nt_response = data[1:17], data[25:49]
-        name = data[50:].decode("utf-8", "replace")
-        user = mschap.strip_domain(name)
-        stored = self._lookup(user)
-        nt_hash = stored if stored is not None and len(stored) == 16 else _DUMMY_HASH
-        expected = mschap.generate_nt_response(self._challenge, peer_challenge, user, nt_hash)
-        ok = hmac.compare_digest(expected, nt_response) and stored is not None
+        user = verdict.user
         self.deadline = None
-        if ok:
-            message = mschap.authenticator_response(
-                nt_hash, nt_response, peer_challenge, self._challenge, user
-            )
-            reply = Packet(ChapCode.SUCCESS, packet.identifier, (message + " M=Welcome").encode())
+        if verdict.ok:
+            message = verdict.authenticator_response + " M=Welcome"
+            reply = Packet(ChapCode.SUCCESS, packet.identifier, message.encode())
             self._final, self._waiting = reply, False
             self._send(reply)
-            self._report(AuthResult(True, user, MSCHAPV2, mschap.hlak(nt_hash, nt_response)))
+            self._report(AuthResult(True, user, MSCHAPV2, verdict.hlak))
             return
         retry = self._retries_left > 0
         self._retries_left -= 1
         self._challenge = self._random(16)
-        text = (
-            f"E={ERROR_AUTHENTICATION_FAILURE} R={int(retry)} C={self._challenge.hex().upper()}"
-            " V=3 M=Authentication failure"
-        )
+        text = failure_message(retry, self._challenge)
         reply = Packet(ChapCode.FAILURE, packet.identifier, text.encode())
         if retry:
             self._retry_ids = (_next_id(packet.identifier), packet.identifier)

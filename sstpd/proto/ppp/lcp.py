@@ -7,7 +7,10 @@ nothing to accept: SSTP carries no HDLC framing, and the frame decoder understan
 compressed headers, while we always send uncompressed ones.
 
 The authenticator (server role) asks for an Authentication-Protocol in the order of its
-configured preference and follows a peer's Configure-Nak toward another allowed method.
+configured preference and follows a peer's Configure-Nak toward another configured method
+(each is requested once; when none is left the reason names what the peer asked for).
+LCP Identification packets (RFC 1570, sent by Windows right after LCP opens) are handed
+to the listener for a debug log line and never answered or Code-Rejected.
 The peer (client role) accepts an allowed method and Naks anything else with its own
 preference.
 """
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from sstpd.proto.ppp.frame import Code, Option, Packet, Protocol
 from sstpd.proto.ppp.fsm import Event, State, Verdict
 
-__all__ = ["AUTH_OPTION_DATA", "LcpHandler", "LcpListener", "auth_method_of"]
+__all__ = ["AUTH_OPTION_DATA", "LcpHandler", "LcpListener", "auth_method_of", "auth_name"]
 
 OPT_MRU = 1
 OPT_ACCM = 2
@@ -33,9 +36,26 @@ MIN_MRU = 128  # pppd's MINMRU; below this we Nak
 DEFAULT_MRU = 1500  # RFC 1661 §6.1
 
 #: Authentication-Protocol option data per method name.
-AUTH_OPTION_DATA = {"mschapv2": b"\xc2\x23\x81", "pap": b"\xc0\x23"}
+AUTH_OPTION_DATA = {
+    "eap-mschapv2": b"\xc2\x27",
+    "mschapv2": b"\xc2\x23\x81",
+    "pap": b"\xc0\x23",
+}
+#: What a peer may ask for, named for the log (RFC 1994 §3, RFC 2433, RFC 2759, RFC 3748).
+_AUTH_NAMES = {
+    b"\xc2\x27": "EAP",
+    b"\xc2\x23\x81": "MS-CHAPv2",
+    b"\xc2\x23\x80": "MS-CHAP",
+    b"\xc2\x23\x05": "CHAP-MD5",
+    b"\xc0\x23": "PAP",
+}
 IDENTIFICATION = 12  # RFC 1570 Identification and Time-Remaining: logged, never answered
 TIME_REMAINING = 13
+
+
+def auth_name(data: bytes) -> str:
+    """The Authentication-Protocol option data as a name for the log."""
+    return _AUTH_NAMES.get(data) or data.hex()
 
 
 def auth_method_of(data: bytes) -> str | None:
@@ -52,6 +72,7 @@ class LcpListener:
     def lcp_down(self) -> None: ...
     def lcp_finished(self) -> None: ...
     def lcp_protocol_rejected(self, protocol: int) -> None: ...
+    def lcp_identification(self, packet: Packet) -> None: ...
 
 
 class LcpHandler:
@@ -78,6 +99,7 @@ class LcpHandler:
         self.magic = 0
         self.auth_method: str | None = None  # server: the method we request
         self._tried: set[str] = set()
+        self._peer_asked: list[str] = []  # what the peer Naked our auth request toward
         self._requested: list[Option] = []
         # what the peer asked for (valid after this_layer_up)
         self.peer_mru = DEFAULT_MRU
@@ -103,6 +125,7 @@ class LcpHandler:
         if self.is_server:
             self.auth_method = self.auth_methods[0] if self.auth_methods else None
             self._tried = {self.auth_method} if self.auth_method else set()
+            self._peer_asked = []
 
     def build_request(self) -> list[Option]:
         options = []
@@ -130,19 +153,25 @@ class LcpHandler:
                     return False
                 self.magic = self._new_magic()
             elif opt.type == OPT_AUTH and self.is_server:
-                self._follow_auth_nak(auth_method_of(opt.data))
+                self._follow_auth_nak(opt.data)
         # no point in another request when the link is about to be closed
         return self.fatal_reason is None
 
-    def _follow_auth_nak(self, suggested: str | None) -> None:
-        if suggested in self.auth_methods and suggested != self.auth_method:
-            self.auth_method = suggested
-        else:
-            untried = [m for m in self.auth_methods if m not in self._tried]
-            if not untried:
-                self.fatal_reason = "peer refused every allowed authentication protocol"
-                return
-            self.auth_method = untried[0]
+    def _follow_auth_nak(self, data: bytes) -> None:
+        """Switch to the configured method the peer suggests, else to the next untried one
+        (RFC 1661 §5.3); each method is requested once, so a peer cannot make us loop."""
+        name = auth_name(data)
+        if name not in self._peer_asked:
+            self._peer_asked.append(name)
+        suggested = auth_method_of(data)
+        untried = [m for m in self.auth_methods if m not in self._tried]
+        if not untried:
+            self.fatal_reason = (
+                "peer refused every configured authentication method: it asked for "
+                f"{', '.join(self._peer_asked)}; configured: {', '.join(self.auth_methods)}"
+            )
+            return
+        self.auth_method = suggested if suggested in untried else untried[0]
         self._tried.add(self.auth_method)
 
     def request_rejected(self, options: list[Option]) -> bool:
@@ -154,7 +183,10 @@ class LcpHandler:
             elif opt.type == OPT_MAGIC:
                 self.want_magic = False
             elif opt.type == OPT_AUTH:
-                self.fatal_reason = "peer refused to authenticate"
+                self.fatal_reason = (
+                    "peer refused to authenticate (Configure-Reject of the "
+                    f"Authentication-Protocol option); configured: {', '.join(self.auth_methods)}"
+                )
         return self.fatal_reason is None
 
     # ------------------------------------------------------------------ the peer's request
@@ -208,7 +240,10 @@ class LcpHandler:
         if code == Code.ECHO_REPLY:
             self.echo_replies += 1
             return Event.RXR
-        if code in (Code.ECHO_REQUEST, Code.DISCARD_REQUEST, IDENTIFICATION, TIME_REMAINING):
+        if code == IDENTIFICATION:
+            self.listener.lcp_identification(packet)
+            return Event.RXR  # RFC 1570 §2.1: never answered; in Opened, ser sends nothing
+        if code in (Code.ECHO_REQUEST, Code.DISCARD_REQUEST, TIME_REMAINING):
             return Event.RXR
         return None
 

@@ -1,13 +1,14 @@
 """PPP link: the phases of RFC 1661 §3 on top of LCP, authentication and IPCP.
 
-Dead -> Establish (LCP) -> Authenticate (PAP / MS-CHAPv2) -> Network (IPCP) ... ->
+Dead -> Establish (LCP) -> Authenticate (PAP / MS-CHAPv2 / EAP) -> Network (IPCP) ... ->
 Terminate -> Dead. :class:`PppServer` is the authenticator and address giver,
 :class:`PppClient` the peer; both are sans-I/O objects with the project's driver shape:
 
 * inputs: ``lower_up(now)``, ``lower_down(now)``, ``receive_frame(frame, now)``,
   ``close(reason, now)``, ``handle_timer(now)``;
 * outputs: ``frames_to_send()`` (``FF 03`` + protocol + packet), ``pop_events()``,
-  ``get_timer()`` (absolute deadline or None).
+  ``get_timer()`` (absolute deadline or None). :class:`Notice` events are log lines for
+  the I/O layer (this package does no logging): ignored peer input and why.
 
 Rules from RFC 1661 the link enforces: authentication and NCP packets are silently
 discarded before their phase (§3.5, §3.6); unknown protocols are answered with LCP
@@ -36,6 +37,7 @@ from sstpd.proto.ppp.auth import (
     PapPeer,
     PapServer,
 )
+from sstpd.proto.ppp.eap import EAP_MSCHAPV2, EapPeer, EapServer
 from sstpd.proto.ppp.frame import Code, Packet, Protocol, decode_frame, encode_frame
 from sstpd.proto.ppp.fsm import Fsm, FsmHandler, State
 from sstpd.proto.ppp.ipcp import IpcpClientHandler, IpcpServerHandler
@@ -47,6 +49,7 @@ __all__ = [
     "IpPacket",
     "LinkDown",
     "NetworkUp",
+    "Notice",
     "Phase",
     "PppClient",
     "PppClientConfig",
@@ -97,13 +100,26 @@ class LinkDown:
     reason: str
 
 
-PppEvent = AuthSucceeded | AuthFailed | NetworkUp | IpPacket | LinkDown
+@dataclass(frozen=True)
+class Notice:
+    """A line for the log: ``level`` is "debug", "info" or "warning"."""
+
+    level: str
+    message: str
+
+
+PppEvent = AuthSucceeded | AuthFailed | NetworkUp | IpPacket | LinkDown | Notice
+
+#: Identification packets logged one by one; beyond this, one line and then silence.
+IDENTIFICATION_LOGGED = 8
+#: EAP oddities the link itself logs (the authenticator has its own limit).
+EAP_NOTICES = 4
 
 
 @dataclass(frozen=True)
 class PppServerConfig:
     local_address: IPv4Address
-    auth_methods: tuple[str, ...] = (MSCHAPV2, PAP)
+    auth_methods: tuple[str, ...] = (EAP_MSCHAPV2, MSCHAPV2, PAP)
     dns: tuple[IPv4Address, ...] = ()
     nbns: tuple[IPv4Address, ...] = ()
     mru: int = 1500
@@ -121,7 +137,7 @@ class PppClientConfig:
     username: str
     password: str | None = None
     nt_hash: bytes | None = None
-    auth_methods: tuple[str, ...] = (MSCHAPV2, PAP)
+    auth_methods: tuple[str, ...] = (EAP_MSCHAPV2, MSCHAPV2, PAP)
     request_dns: bool = True
     mru: int = 1500
     restart_interval: float = 3.0
@@ -140,7 +156,7 @@ class _Auth(TypingProtocol):
     def handle_timer(self, now: float) -> None: ...
 
 
-_AUTH_PROTOCOL = {MSCHAPV2: Protocol.CHAP, PAP: Protocol.PAP}
+_AUTH_PROTOCOL = {MSCHAPV2: Protocol.CHAP, PAP: Protocol.PAP, EAP_MSCHAPV2: Protocol.EAP}
 
 #: The largest PPP packet (code to end of data) one SSTP data packet can carry: 4095 bytes
 #: of SSTP packet minus its 4-byte header minus FF 03 and the 2-byte protocol. Whatever
@@ -180,6 +196,8 @@ class _Link(LcpListener):
         self.username: str | None = None
         self.is_network_up = False
         self.dropped = 0
+        self.identifications = 0
+        self._eap_ignored = 0
 
     def _sender(self, protocol: int) -> Callable[[Packet], None]:
         def send(packet: Packet) -> None:
@@ -288,7 +306,7 @@ class _Link(LcpListener):
         payload = bytes(frame[offset:])
         if protocol == Protocol.LCP:
             self.lcp.receive(payload, now)
-        elif protocol in (Protocol.PAP, Protocol.CHAP):
+        elif protocol in (Protocol.PAP, Protocol.CHAP, Protocol.EAP):
             self._receive_auth(protocol, payload, now)
         elif protocol == Protocol.IPCP:
             if self.ipcp is not None and self.phase is Phase.NETWORK:
@@ -312,18 +330,37 @@ class _Link(LcpListener):
 
     def _receive_auth(self, protocol: int, payload: bytes, now: float) -> None:
         auth = self._auth
+        eap = protocol == Protocol.EAP
         if auth is None or _AUTH_PROTOCOL[auth.method] != protocol:
             self.dropped += 1
+            if eap:
+                self._eap_notice("debug", f"EAP packet ignored in the {self.phase.value} phase")
             return
         if self.phase not in (Phase.AUTHENTICATE, Phase.NETWORK):
             self.dropped += 1
             return
         try:
             packet = Packet.decode(payload)
-        except ParseError:
+        except ParseError as exc:
             self.dropped += 1
+            if eap:
+                self._eap_notice("warning", f"EAP packet ignored: {exc}")
             return
+        if eap and 4 + len(packet.data) < len(payload):
+            self._eap_notice(
+                "debug",
+                f"EAP Length {4 + len(packet.data)} < {len(payload)} bytes in the PPP frame:"
+                " the rest is padding (RFC 3748 §4.1)",
+            )
         auth.receive(packet, now)
+
+    def notice(self, level: str, message: str) -> None:
+        self._events.append(Notice(level, message))
+
+    def _eap_notice(self, level: str, message: str) -> None:
+        self._eap_ignored += 1
+        if self._eap_ignored <= EAP_NOTICES:
+            self.notice(level, message)
 
     # ------------------------------------------------------------------ LCP callbacks
 
@@ -349,6 +386,15 @@ class _Link(LcpListener):
     def lcp_protocol_rejected(self, protocol: int) -> None:
         if protocol == Protocol.IPCP and self.ipcp is not None:
             self.ipcp.protocol_rejected(self._now)
+
+    def lcp_identification(self, packet: Packet) -> None:
+        """RFC 1570: informational only (Windows: "MSRASV5.20", "MSRAS-0-HOST", ...)."""
+        self.identifications += 1
+        if self.identifications <= IDENTIFICATION_LOGGED:
+            text = packet.data[4:68].decode("ascii", "backslashreplace")
+            self.notice("debug", f"LCP Identification {text!r} ignored")
+        elif self.identifications == IDENTIFICATION_LOGGED + 1:
+            self.notice("info", "more LCP Identification packets: ignoring them without logging")
 
     def _link_down(self, reason: str) -> None:
         if self._finished:
@@ -401,7 +447,7 @@ class _Link(LcpListener):
 
 
 class PppServer(_Link):
-    """The authenticator end: demands PAP/MS-CHAPv2, then assigns the peer an address."""
+    """The authenticator end: demands EAP/MS-CHAPv2/PAP, then assigns the peer an address."""
 
     _is_server = True
 
@@ -438,6 +484,17 @@ class PppServer(_Link):
         elif method == PAP:
             auth = PapServer(
                 send, self._auth_report, lookup=self._lookup, retries=self.config.auth_retries
+            )
+        elif method == EAP_MSCHAPV2:
+            auth = EapServer(
+                send,
+                self._auth_report,
+                lookup=self._lookup,
+                random=self._random,
+                name=self.config.server_name,
+                retries=self.config.auth_retries,
+                restart_interval=self.config.restart_interval,
+                notice=self.notice,
             )
         else:
             self.close("no authentication method configured", now)
@@ -494,7 +551,8 @@ class PppClient(_Link):
         usable = tuple(
             m
             for m in config.auth_methods
-            if (m == MSCHAPV2 and nt_hash is not None) or (m == PAP and config.password is not None)
+            if (m in (MSCHAPV2, EAP_MSCHAPV2) and nt_hash is not None)
+            or (m == PAP and config.password is not None)
         )
         self._ipcp_handler: IpcpClientHandler | None = None
         self.peer_address: IPv4Address | None = None
@@ -517,6 +575,15 @@ class PppClient(_Link):
                 nt_hash=self._nt_hash,
                 random=self._random,
             )
+        elif method == EAP_MSCHAPV2:
+            assert self._nt_hash is not None
+            auth = EapPeer(
+                send,
+                self._auth_report,
+                username=self.config.username,
+                nt_hash=self._nt_hash,
+                random=self._random,
+            )
         else:
             assert self.config.password is not None
             auth = PapPeer(
@@ -533,7 +600,7 @@ class PppClient(_Link):
         """Answer a failure that allows a retry (MS-CHAPv2 ``R=1``, PAP Nak) anew."""
         self._now = now
         auth = self._auth
-        if isinstance(auth, MsChapV2Peer):
+        if isinstance(auth, MsChapV2Peer | EapPeer):
             return auth.retry(mschap.nt_password_hash(password), now)
         if isinstance(auth, PapPeer):
             return auth.retry(password, now)

@@ -1,0 +1,63 @@
+"""``sstpd serve`` under tracemalloc, for bench/memory.py --trace (never used in production).
+
+Started in place of ``python3 -m sstpd``; ``SSTPD_BENCH_SNAPSHOT=PREFIX`` names the
+snapshot files. A helper thread watches for ``PREFIX.N.req`` and answers with the
+snapshot ``PREFIX.N`` (then ``PREFIX.N.done``); ``PREFIX.trim.req`` makes it call glibc's
+``malloc_trim(0)`` (answer ``PREFIX.trim.done``), to see whether freed memory can be
+given back. So the daemon's event loop and signal
+handlers stay exactly as in production.
+
+``SSTPD_BENCH_BUFFER=BYTES`` (an experiment, bench/memory.py --buffer) starts the daemon
+with a smaller per-connection receive buffer than sstpd's 64 KiB, to measure what that
+buffer costs; without ``SSTPD_BENCH_SNAPSHOT`` nothing is traced.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+FRAMES = int(os.environ.get("SSTPD_BENCH_FRAMES", "1"))
+
+
+def _watch(prefix: str) -> None:
+    n = 0
+    while True:
+        trim = Path(f"{prefix}.trim.req")
+        if trim.exists():
+            trim.unlink()
+            gc.collect()
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand free heap pages back to the OS
+            Path(f"{prefix}.trim.done").touch()
+        req = Path(f"{prefix}.{n}.req")
+        if req.exists():
+            gc.collect()
+            tracemalloc.take_snapshot().dump(f"{prefix}.{n}")
+            Path(f"{prefix}.{n}.done").touch()
+            n += 1
+        time.sleep(0.2)
+
+
+def main() -> int:
+    if os.environ.get("SSTPD_BENCH_BUFFER"):
+        import sstpd.aio.protocol as protocol
+
+        protocol.BUFFER_SIZE = int(os.environ["SSTPD_BENCH_BUFFER"])
+        protocol.MIN_FREE = min(protocol.MIN_FREE, protocol.BUFFER_SIZE // 4)
+    if os.environ.get("SSTPD_BENCH_SNAPSHOT"):
+        tracemalloc.start(FRAMES)
+        prefix = os.environ["SSTPD_BENCH_SNAPSHOT"]
+        threading.Thread(target=_watch, args=(prefix,), daemon=True).start()
+    from sstpd.cli import main as sstpd_main
+
+    return sstpd_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""Server CPU per full handshake and sessions/s: prints figures, asserts nothing.
+
+    sudo python3 bench/handshakes.py [--sessions 3000] [--batch 1000] [--concurrency 50]
+
+The daemon runs in namespace ``bp-srv`` (pool 10.96.0.0/16, log level info); the
+package's client opens sessions in-process from ``bp-cli`` (bench/_sessions.py, no TUN).
+A full handshake is TCP + TLS + SSTP call connect + PPP LCP + MS-CHAPv2 + IPCP + crypto
+binding, i.e. until the client sees the tunnel open. Sessions are opened in batches of
+``--batch`` with at most ``--concurrency`` handshakes in flight; the daemon's CPU (utime +
+stime from /proc) is read before and after each batch, then the batch is closed with a
+graceful Call Disconnect, measured separately. Done once with an RSA-2048 and once with
+an ECDSA P-256 certificate. The client shares the machine's two cores with the daemon, so
+sessions/s depends on the client too; CPU per handshake is the server's alone.
+
+Then a micro-benchmark (timeit, this process) of the pure-Python MS-CHAPv2 primitives in
+``sstpd.proto.mschap`` that the server runs once per authentication.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import timeit
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._common import loadavg, median, raise_nofile, tree_cpu, wait_quiet  # noqa: E402
+from bench._daemon import Driver, bench_daemon  # noqa: E402
+from sstpd.proto import mschap  # noqa: E402
+from tests.integration.netns import Netns  # noqa: E402
+
+
+def run_key_type(a: argparse.Namespace, net: Netns, key_type: str) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix=f"sstpd-hs-{key_type}-"))
+    d = bench_daemon(net, work, max_sessions=a.batch + 100, key_type=key_type)
+    d.start()
+    assert d.proc is not None
+    pid = d.proc.pid
+    drv = Driver(net, d)
+    try:
+        drv.cmd(f"open {min(100, a.batch)} {a.concurrency}")  # warm-up, not measured
+        drv.cmd("close")
+        per_hs, per_close, rates = [], [], []
+        done = 0
+        while done < a.sessions:
+            n = min(a.batch, a.sessions - done)
+            busy, quiet = wait_quiet(a.max_busy, a.quiet_timeout)
+            load = loadavg()
+            c0 = tree_cpu(pid)
+            res = drv.cmd(f"open {n} {a.concurrency}")
+            c1 = tree_cpu(pid)
+            closed = drv.cmd("close")
+            c2 = tree_cpu(pid)
+            ok = int(res["opened"])
+            done += n
+            if ok == 0:
+                print(f"  {key_type}: no session opened: {res}")
+                continue
+            per_hs.append((c1 - c0) / ok * 1e3)
+            per_close.append((c2 - c1) / max(int(closed["closed"]), 1) * 1e3)
+            rates.append(ok / float(res["seconds"]))
+            print(
+                f"  {key_type:<6} {ok:5d} opened ({res['errors']} errors"
+                f"{': ' + str(res['first_errors'][0]) if res['errors'] else ''}) in "
+                f"{res['seconds']:.1f} s: server {per_hs[-1]:.2f} ms CPU/handshake, "
+                f"{rates[-1]:.0f} sessions/s; close {per_close[-1]:.2f} ms CPU/session "
+                f"| before: {busy:.2f} cores busy{'' if quiet else ' (not quiet)'}, "
+                f"loadavg {load}",
+                flush=True,
+            )
+        return {
+            "ms": median(per_hs),
+            "rate": median(rates),
+            "close_ms": median(per_close),
+            "n": float(len(per_hs)),
+        }
+    finally:
+        drv.close()
+        d.stop()
+
+
+def micro() -> None:
+    """µs per call of the MS-CHAPv2 primitives (median of 5 timeit repeats)."""
+    nt_hash = mschap.nt_password_hash("alice-secret")
+    ac, pc = os.urandom(16), os.urandom(16)
+    resp = mschap.generate_nt_response(ac, pc, "alice", nt_hash)
+    cases = {
+        "md4 (16 B: HashNtPasswordHash)": lambda: mschap.password_hash_hash(nt_hash),
+        "DES block (key schedule + encrypt)": lambda: mschap.des_encrypt_block(
+            mschap.expand_des_key(nt_hash[:7]), ac[:8]
+        ),
+        "GenerateNTResponse (SHA-1 + 3 DES)": lambda: mschap.generate_nt_response(
+            ac, pc, "alice", nt_hash
+        ),
+        "GenerateAuthenticatorResponse (MD4 + 3 SHA-1)": lambda: mschap.authenticator_response(
+            nt_hash, resp, pc, ac, "alice"
+        ),
+        "SSTP HLAK (MD4 + 3 SHA-1)": lambda: mschap.hlak(nt_hash, resp),
+    }
+    total = 0.0
+    print("\nMS-CHAPv2 primitives, pure Python (sstpd.proto.mschap), this process:")
+    for name, fn in cases.items():
+        number = 200
+        us = median([t / number * 1e6 for t in timeit.repeat(fn, number=number, repeat=5)])
+        if not name.startswith(("md4", "DES")):
+            total += us
+        print(f"  {name:<48} {us:8.1f} µs")
+    print(
+        f"  server work per MS-CHAPv2 authentication (verify + S= + HLAK) ≈ {total:.0f} µs "
+        f"(loadavg {loadavg()})"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sessions", type=int, default=3000, help="per key type")
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--key-types", default="rsa,ec")
+    ap.add_argument("--max-busy", type=float, default=0.5)
+    ap.add_argument("--quiet-timeout", type=float, default=20.0)
+    ap.add_argument("--skip-micro", action="store_true")
+    a = ap.parse_args()
+    raise_nofile(a.batch + 2048)  # per process: daemon, client
+    if not a.skip_micro:
+        micro()
+    net = Netns("bp")
+    net.up()
+    results = {}
+    try:
+        for kt in a.key_types.split(","):
+            print(f"\n{kt} certificate ({'RSA-2048' if kt == 'rsa' else 'ECDSA P-256'}):")
+            results[kt] = run_key_type(a, net, kt)
+    finally:
+        net.down()
+    print(
+        f"\nmedians over batches of {a.batch}, concurrency {a.concurrency}, TLS 1.3 "
+        f"(client's choice), client in-process on the same 2 cores; loadavg {loadavg()}\n"
+    )
+    print("| certificate | server CPU per handshake | sessions/s | server CPU per close |")
+    print("|---|---|---|---|")
+    for kt, r in results.items():
+        name = "RSA-2048" if kt == "rsa" else "ECDSA P-256"
+        print(f"| {name} | {r['ms']:.2f} ms | {r['rate']:.0f} | {r['close_ms']:.2f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

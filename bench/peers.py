@@ -1,0 +1,451 @@
+"""sstpd against the C peer ocserv, side by side in one run: prints figures, asserts nothing.
+
+    sudo python3 bench/peers.py [--runs 3] [--seconds 8]
+
+Two network namespaces (``bp-srv``, ``bp-cli``, joined by a veth). In ``bp-srv``: the
+sstpd daemon (TLS 1.3 only, tunnel MTU 1400) and ocserv (TCP only: no UDP port, so no
+DTLS; TLS 1.3 AES-256-GCM; MTU 1400; a plain password file), plus one iperf3 server. In
+``bp-cli``: ``sstpd connect`` (default batching, then ``--record-per-packet``) or
+openconnect, each with a TUN device. A single iperf3 TCP stream runs through the tunnel.
+
+Per measurement: server CPU = utime + stime of the server's whole process tree (ocserv
+forks a security module and one worker per client; all are summed, reaped children
+included) read from /proc before and after; bytes = iperf3's receiver count; packets =
+the server TUN device's counter. Printed: CPU-seconds per GB, µs of server CPU per
+packet, Mbit/s, and the ratio sstpd / ocserv; medians of ``--runs`` rounds. Each client
+gets a warm-up transfer before it is measured; the order of the three clients alternates
+between rounds; each measurement first waits (up to ``--quiet-timeout`` s) until the
+machine uses less than ``--max-busy`` cores with our processes idle, and prints the load
+it ran at. openconnect always sends one TLS record per packet, so ocserv's upload figure
+serves both upload rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._common import BusyMeter, loadavg, median, tree_cpu, wait_quiet  # noqa: E402
+from tests.integration.netns import SERVER_IP, Daemon, Netns  # noqa: E402
+
+SSTP_NET, SSTP_SERVER_TUN = "10.77.0.0/24", "10.77.0.1"
+OC_NET, OC_PORT = "10.78.0.0/24", 4443
+IPERF_PORT = 5201
+PASSWORD = "alice-secret"
+# ocserv's TUN MTU is the negotiated link MTU minus CSTP (8 B) and TLS 1.3 (22 B) overhead,
+# minus 2 B of rounding: asking for tunnel MTU + 28 yields a TUN MTU equal to sstpd's
+CSTP_OVERHEAD = 28
+
+OPENCONNECT_SCRIPT = """#!/bin/sh
+# minimal vpnc-script: address, MTU and one route; never touches resolv.conf
+case "$reason" in
+connect)
+    ip link set dev "$TUNDEV" mtu "$INTERNAL_IP4_MTU" up
+    ip addr add "$INTERNAL_IP4_ADDRESS/32" dev "$TUNDEV"
+    ip route replace {net} dev "$TUNDEV"
+    ;;
+esac
+exit 0
+"""
+
+
+@dataclass
+class Sample:
+    cpu: float  # server CPU-seconds
+    gbytes: float
+    packets: int
+    seconds: float
+    busy: float  # machine busy cores during the run
+    load: str
+    client_cpu: float = 0.0  # the VPN client's CPU-seconds (openconnect / sstpd connect)
+
+    @property
+    def cpu_per_gb(self) -> float:
+        return self.cpu / self.gbytes
+
+    @property
+    def us_per_packet(self) -> float:
+        return self.cpu / self.packets * 1e6 if self.packets else float("nan")
+
+    @property
+    def client_per_gb(self) -> float:
+        return self.client_cpu / self.gbytes
+
+    @property
+    def packet_bytes(self) -> float:
+        return self.gbytes * 1e9 / self.packets if self.packets else float("nan")
+
+    @property
+    def mbps(self) -> float:
+        return self.gbytes * 8e3 / self.seconds
+
+
+@dataclass
+class Results:
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def add(self, key: str, s: Sample) -> None:
+        self.samples.setdefault(key, []).append(s)
+
+    def med(self, key: str, attr: str) -> float:
+        return median([getattr(s, attr) for s in self.samples.get(key, [])])
+
+
+class Bench:
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.a = a
+        self.net = Netns("bp")
+        self.work = Path(tempfile.mkdtemp(prefix="sstpd-peers-"))
+        os.chmod(self.work, 0o755)  # ocserv's workers run as nobody
+        self.results = Results()
+        self.procs: list[subprocess.Popen[str]] = []
+
+    # ------------------------------------------------------------ servers
+    def start_sstpd(self) -> None:
+        self.daemon = Daemon(self.net, self.work / "sstpd", extra_config='tls_min_version = "1.3"')
+        self.daemon.prepare()
+        # the daemon logs every session at debug; packets are not logged
+        self.daemon.start()
+
+    def start_ocserv(self) -> None:
+        d = self.work / "ocserv"
+        d.mkdir()
+        os.chmod(d, 0o755)
+        cert, key = (
+            self.work / "sstpd" / "tls" / "server.crt",
+            self.work / "sstpd" / "tls" / "server.key",
+        )
+        hashed = subprocess.run(
+            ["openssl", "passwd", "-6", PASSWORD], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        (d / "passwd").write_text(f"alice:*:{hashed}\n")
+        (d / "ocserv.conf").write_text(f"""
+auth = "plain[passwd={d}/passwd]"
+listen-host = {SERVER_IP}
+tcp-port = {OC_PORT}
+run-as-user = nobody
+run-as-group = nogroup
+socket-file = {d}/ocserv.sock
+server-cert = {cert}
+server-key = {key}
+isolate-workers = false
+max-clients = 16
+max-same-clients = 4
+keepalive = 32400
+dpd = 90
+mobile-dpd = 1800
+try-mtu-discovery = false
+tls-priorities = "NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-256-GCM"
+auth-timeout = 240
+cookie-timeout = 300
+rekey-time = 172800
+rekey-method = ssl
+use-occtl = false
+pid-file = {d}/ocserv.pid
+log-level = 1
+device = vpns
+predictable-ips = true
+ipv4-network = {OC_NET.split("/")[0]}
+ipv4-netmask = 255.255.255.0
+mtu = {self.a.mtu + CSTP_OVERHEAD}
+ping-leases = false
+cisco-client-compat = true
+""")
+        self.oc_log = open(d / "ocserv.log", "w")  # noqa: SIM115
+        self.ocserv = self.net.popen(
+            self.net.srv,
+            "ocserv",
+            "-f",
+            "-c",
+            str(d / "ocserv.conf"),
+            stdout=self.oc_log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(self.ocserv)
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(cert), "-pubkey", "-noout"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        spki = subprocess.run(
+            ["openssl", "pkey", "-pubin", "-outform", "DER"],
+            input=der.encode(),
+            capture_output=True,
+            check=True,
+        ).stdout
+        self.pin = "pin-sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
+        (d / "script").write_text(OPENCONNECT_SCRIPT.format(net=OC_NET))
+        os.chmod(d / "script", 0o755)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            r = self.net.run(self.net.srv, "ss", "-Htln", f"sport = :{OC_PORT}", check=False)
+            if r.stdout.strip():
+                return
+            time.sleep(0.2)
+        raise RuntimeError("ocserv did not listen:\n" + (d / "ocserv.log").read_text())
+
+    # ------------------------------------------------------------ clients
+    def start_client(self, kind: str) -> tuple[subprocess.Popen[str], str, str, str]:
+        """Start a client; return (process, server tunnel IP, server TUN, client TUN)."""
+        if kind == "ocserv":
+            d = self.work / "ocserv"
+            log = open(d / "openconnect.log", "a")  # noqa: SIM115
+            p = self.net.popen(
+                self.net.cli,
+                "openconnect",
+                "--protocol=anyconnect",
+                "--user=alice",
+                "--passwd-on-stdin",
+                f"--servercert={self.pin}",
+                "--no-dtls",
+                "--interface=octun0",
+                f"--script={d / 'script'}",
+                f"--mtu={self.a.mtu + CSTP_OVERHEAD}",
+                f"https://{SERVER_IP}:{OC_PORT}/",
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            assert p.stdin is not None
+            p.stdin.write(PASSWORD + "\n")
+            p.stdin.close()
+            server_ip, tun = OC_NET.split("/")[0][:-1] + "1", "octun0"
+        else:
+            pw = self.work / "pw"
+            pw.write_text(PASSWORD + "\n")
+            extra = ["--record-per-packet"] if kind == "sstpd-rpp" else []
+            p = self.net.popen(
+                self.net.cli,
+                sys.executable,
+                "-m",
+                "sstpd",
+                "connect",
+                f"{SERVER_IP}:443",
+                "--user",
+                "alice",
+                "--password-file",
+                str(pw),
+                "--ca-file",
+                str(self.daemon.cert),
+                "--tun",
+                "sstpc0",
+                "--route",
+                SSTP_NET,
+                *extra,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            server_ip, tun = SSTP_SERVER_TUN, "sstpc0"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = self.net.run(self.net.cli, "ip", "-j", "route", "get", server_ip, check=False)
+            if r.returncode == 0 and json.loads(r.stdout)[0].get("dev") == tun:
+                break
+            if p.poll() is not None:
+                raise RuntimeError(f"{kind} client exited with {p.returncode}")
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"{kind} tunnel did not come up")
+        srv_tun = "sstp0" if kind != "ocserv" else self._ocserv_tun()
+        print(f"  {kind} up: {self._describe(kind, srv_tun, tun)}", flush=True)
+        return p, server_ip, srv_tun, tun
+
+    def _describe(self, kind: str, srv_tun: str, cli_tun: str) -> str:
+        def mtu(ns: str, dev: str) -> int:
+            return int(
+                json.loads(self.net.run(ns, "ip", "-j", "link", "show", dev).stdout)[0]["mtu"]
+            )
+
+        what = f"MTU server {mtu(self.net.srv, srv_tun)} client {mtu(self.net.cli, cli_tun)}"
+        if kind == "ocserv":
+            log = (self.work / "ocserv" / "openconnect.log").read_text()
+            suites = [ln for ln in log.splitlines() if "ciphersuite" in ln]
+            return f"{what}, {suites[-1].split('ciphersuite ')[-1] if suites else '?'}"
+        from sstpd import control
+
+        rows = control.call(str(self.work / "sstpd" / "control.sock"), "sessions")["sessions"]
+        return f"{what}, " + ", ".join(f"{r['tls_version']} {r['tls_cipher']}" for r in rows)
+
+    def _ocserv_tun(self) -> str:
+        links = json.loads(self.net.run(self.net.srv, "ip", "-j", "link", "show").stdout)
+        names = [str(x["ifname"]) for x in links if x["ifname"].startswith("vpns")]
+        if not names:
+            raise RuntimeError("ocserv created no vpns device")
+        return names[0]
+
+    def stop_client(self, p: subprocess.Popen[str]) -> None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        time.sleep(0.5)
+
+    # ------------------------------------------------------------ measuring
+    def server_pid(self, kind: str) -> int:
+        if kind == "ocserv":
+            return self.ocserv.pid
+        assert self.daemon.proc is not None
+        return self.daemon.proc.pid
+
+    def tun_counter(self, dev: str, rx: bool) -> int:
+        out = self.net.run(self.net.srv, "ip", "-s", "-j", "link", "show", "dev", dev).stdout
+        st = json.loads(out)[0]["stats64"]
+        return int(st["rx" if rx else "tx"]["packets"])
+
+    def iperf(self, server_ip: str, seconds: int, reverse: bool) -> dict[str, float]:
+        cmd = ["iperf3", "-c", server_ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
+        if reverse:
+            cmd.append("-R")
+        r = self.net.run(self.net.cli, *cmd, timeout=seconds + 60, check=False)
+        data = json.loads(r.stdout)
+        if "error" in data:
+            raise RuntimeError(f"iperf3: {data['error']}")
+        end = data["end"]["sum_received"]
+        return {"bytes": end["bytes"], "seconds": end["seconds"]}
+
+    def measure(
+        self, kind: str, server_ip: str, srv_tun: str, direction: str, client: int
+    ) -> Sample:
+        busy, quiet = wait_quiet(self.a.max_busy, self.a.quiet_timeout)
+        load = loadavg()
+        pid = self.server_pid(kind)
+        upload = direction == "upload"
+        c0, p0, k0 = tree_cpu(pid), self.tun_counter(srv_tun, rx=upload), tree_cpu(client)
+        meter = BusyMeter()
+        meter.start()
+        res = self.iperf(server_ip, self.a.seconds, reverse=not upload)
+        run_busy = meter.stop()
+        c1, p1, k1 = tree_cpu(pid), self.tun_counter(srv_tun, rx=upload), tree_cpu(client)
+        s = Sample(c1 - c0, res["bytes"] / 1e9, p1 - p0, res["seconds"], run_busy, load, k1 - k0)
+        print(
+            f"  {kind:<10} {direction:<9} {s.mbps:7.0f} Mbit/s  server {s.cpu_per_gb:5.2f} "
+            f"CPU-s/GB {s.us_per_packet:5.2f} µs/pkt ({s.packet_bytes:.0f} B/pkt), "
+            f"client {s.client_cpu / s.gbytes:5.2f} CPU-s/GB "
+            f"({s.client_cpu / s.seconds:.0%} of a core) | before: {busy:.2f} cores busy"
+            f"{'' if quiet else ' (not quiet, timed out)'}, loadavg {load}; during: "
+            f"{run_busy:.2f} cores busy",
+            flush=True,
+        )
+        return s
+
+    def round(self, order: list[str]) -> None:
+        for kind in order:
+            p, server_ip, srv_tun, _ = self.start_client(kind)
+            try:
+                self.iperf(server_ip, self.a.warmup, reverse=False)  # warm-up, not measured
+                directions = ["upload"] if kind == "sstpd-rpp" else ["download", "upload"]
+                for direction in directions:
+                    self.results.add(
+                        f"{kind}/{direction}",
+                        self.measure(kind, server_ip, srv_tun, direction, p.pid),
+                    )
+            finally:
+                self.stop_client(p)
+
+    def report(self) -> None:
+        r = self.results
+        rows = [
+            ("download (server → client)", "sstpd/download", "ocserv/download"),
+            (
+                "upload, our client (batched, ≈ many packets per TLS record)",
+                "sstpd/upload",
+                "ocserv/upload",
+            ),
+            (
+                "upload, --record-per-packet (one TLS record per packet, as openconnect)",
+                "sstpd-rpp/upload",
+                "ocserv/upload",
+            ),
+        ]
+        print(
+            f"\nmedians of {self.a.runs} runs, {self.a.seconds} s each, TLS 1.3 AES-256-GCM, "
+            f"MTU {self.a.mtu}, one iperf3 stream; loadavg at the end: {loadavg()}\n"
+        )
+        print(
+            "| path | sstpd server CPU-s/GB | ocserv | ratio | sstpd µs/pkt | ocserv µs/pkt "
+            "| sstpd Mbit/s | ocserv Mbit/s | client CPU-s/GB: ours | openconnect |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for label, ours, theirs in rows:
+            a, b = r.med(ours, "cpu_per_gb"), r.med(theirs, "cpu_per_gb")
+            print(
+                f"| {label} | {a:.2f} | {b:.2f} | {a / b:.2f} | {r.med(ours, 'us_per_packet'):.2f} "
+                f"| {r.med(theirs, 'us_per_packet'):.2f} | {r.med(ours, 'mbps'):.0f} "
+                f"| {r.med(theirs, 'mbps'):.0f} | {r.med(ours, 'client_per_gb'):.2f} "
+                f"| {r.med(theirs, 'client_per_gb'):.2f} |"
+            )
+        busy = [s.busy for v in r.samples.values() for s in v]
+        print(
+            f"\nmachine busy cores during the runs: median {median(busy):.2f}, "
+            f"max {max(busy):.2f} (2 = both cores; includes server, client and iperf3)"
+        )
+
+    def run(self) -> None:
+        self.net.up()
+        try:
+            self.start_sstpd()
+            self.start_ocserv()
+            iperf = self.net.popen(
+                self.net.srv,
+                "iperf3",
+                "-s",
+                "-p",
+                str(IPERF_PORT),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            self.procs.append(iperf)
+            time.sleep(0.5)
+            kinds = ["ocserv", "sstpd", "sstpd-rpp"]
+            for i in range(self.a.runs):
+                order = kinds if i % 2 == 0 else kinds[::-1]
+                print(f"run {i + 1}/{self.a.runs}: {', '.join(order)}", flush=True)
+                self.round(order)
+            self.report()
+        finally:
+            for p in self.procs:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            if hasattr(self, "daemon"):
+                self.daemon.stop()
+            self.net.down()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--mtu", type=int, default=1400)
+    ap.add_argument(
+        "--max-busy",
+        type=float,
+        default=0.5,
+        help="cores the idle machine may use before a measurement starts",
+    )
+    ap.add_argument("--quiet-timeout", type=float, default=20.0)
+    Bench(ap.parse_args()).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,6 +10,8 @@ handlers stay exactly as in production.
 ``SSTPD_BENCH_BUFFER=BYTES`` (an experiment, bench/memory.py --buffer) starts the daemon
 with a smaller per-connection receive buffer than sstpd's 64 KiB, to measure what that
 buffer costs; without ``SSTPD_BENCH_SNAPSHOT`` nothing is traced.
+``SSTPD_BENCH_PURE_DES=1`` (bench/handshakes.py --compare-des) makes MS-CHAPv2 use the
+pure-Python DES fallback instead of cryptography's, to measure what that costs.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ def _watch(prefix: str) -> None:
 
 
 def main() -> int:
+    if os.environ.get("SSTPD_BENCH_PURE_DES"):
+        from sstpd.proto import mschap
+
+        mschap._des_library = None  # the pure-Python fallback, as without cryptography's DES
     if os.environ.get("SSTPD_BENCH_BUFFER"):
         import sstpd.aio.protocol as protocol
 

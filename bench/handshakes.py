@@ -12,8 +12,9 @@ graceful Call Disconnect, measured separately. Done once with an RSA-2048 and on
 an ECDSA P-256 certificate. The client shares the machine's two cores with the daemon, so
 sessions/s depends on the client too; CPU per handshake is the server's alone.
 
-Then a micro-benchmark (timeit, this process) of the pure-Python MS-CHAPv2 primitives in
-``sstpd.proto.mschap`` that the server runs once per authentication.
+Then a micro-benchmark (timeit, this process) of the MS-CHAPv2 primitives in
+``sstpd.proto.mschap`` that the server runs once per authentication, with the pure-Python
+DES fallback and with cryptography's DES (``--micro-only``: just that, no root needed).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import sys
 import tempfile
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +36,20 @@ from sstpd.proto import mschap  # noqa: E402
 from tests.integration.netns import Netns  # noqa: E402
 
 
-def run_key_type(a: argparse.Namespace, net: Netns, key_type: str) -> dict[str, float]:
+def run_key_type(
+    a: argparse.Namespace, net: Netns, key_type: str, pure_des: bool | None = None
+) -> dict[str, float]:
+    """``pure_des`` None: the daemon as installed; True/False: started through
+    bench/_traced_serve.py (untraced) with the pure-Python or cryptography's DES."""
     work = Path(tempfile.mkdtemp(prefix=f"sstpd-hs-{key_type}-"))
-    d = bench_daemon(net, work, max_sessions=a.batch + 100, key_type=key_type)
+    d = bench_daemon(
+        net, work, max_sessions=a.batch + 100, key_type=key_type, traced=pure_des is not None
+    )
+    os.environ.pop("SSTPD_BENCH_PURE_DES", None)
+    if pure_des:
+        os.environ["SSTPD_BENCH_PURE_DES"] = "1"
     d.start()
+    os.environ.pop("SSTPD_BENCH_PURE_DES", None)
     assert d.proc is not None
     pid = d.proc.pid
     drv = Driver(net, d)
@@ -83,12 +95,11 @@ def run_key_type(a: argparse.Namespace, net: Netns, key_type: str) -> dict[str, 
         d.stop()
 
 
-def micro() -> None:
-    """µs per call of the MS-CHAPv2 primitives (median of 5 timeit repeats)."""
+def _micro_cases() -> dict[str, Callable[[], object]]:
     nt_hash = mschap.nt_password_hash("alice-secret")
     ac, pc = os.urandom(16), os.urandom(16)
     resp = mschap.generate_nt_response(ac, pc, "alice", nt_hash)
-    cases = {
+    return {
         "md4 (16 B: HashNtPasswordHash)": lambda: mschap.password_hash_hash(nt_hash),
         "DES block (key schedule + encrypt)": lambda: mschap.des_encrypt_block(
             mschap.expand_des_key(nt_hash[:7]), ac[:8]
@@ -101,18 +112,36 @@ def micro() -> None:
         ),
         "SSTP HLAK (MD4 + 3 SHA-1)": lambda: mschap.hlak(nt_hash, resp),
     }
-    total = 0.0
-    print("\nMS-CHAPv2 primitives, pure Python (sstpd.proto.mschap), this process:")
-    for name, fn in cases.items():
-        number = 200
-        us = median([t / number * 1e6 for t in timeit.repeat(fn, number=number, repeat=5)])
-        if not name.startswith(("md4", "DES")):
-            total += us
-        print(f"  {name:<48} {us:8.1f} µs")
-    print(
-        f"  server work per MS-CHAPv2 authentication (verify + S= + HLAK) ≈ {total:.0f} µs "
-        f"(loadavg {loadavg()})"
-    )
+
+
+def micro() -> None:
+    """µs per call of the MS-CHAPv2 primitives (median of 5 timeit repeats), once with the
+    DES the server uses (``cryptography`` when importable) and once with the pure-Python
+    fallback, so the two can be compared in one run."""
+    library = mschap._des_library
+    runs: list[tuple[str, Callable[[bytes, bytes], bytes] | None]] = [
+        ("pure Python DES (fallback)", None)
+    ]
+    if library is not None:
+        runs.append(("DES from cryptography (what the server uses)", library))
+    try:
+        for label, des in runs:
+            mschap._des_library = des
+            total = 0.0
+            print(f"\nMS-CHAPv2 primitives, {label}, MD4 pure Python, this process:")
+            for name, fn in _micro_cases().items():
+                number = 200
+                reps = timeit.repeat(fn, number=number, repeat=5)
+                us = median([t / number * 1e6 for t in reps])
+                if not name.startswith(("md4", "DES")):
+                    total += us
+                print(f"  {name:<48} {us:8.1f} µs")
+            print(
+                f"  server work per MS-CHAPv2 authentication (verify + S= + HLAK) ≈ "
+                f"{total:.0f} µs (loadavg {loadavg()})"
+            )
+    finally:
+        mschap._des_library = library
 
 
 def main() -> int:
@@ -124,17 +153,32 @@ def main() -> int:
     ap.add_argument("--max-busy", type=float, default=0.5)
     ap.add_argument("--quiet-timeout", type=float, default=20.0)
     ap.add_argument("--skip-micro", action="store_true")
+    ap.add_argument("--micro-only", action="store_true", help="no daemon, no root")
+    ap.add_argument(
+        "--compare-des",
+        action="store_true",
+        help="per key type, one daemon with the pure-Python DES, then one with cryptography's",
+    )
     a = ap.parse_args()
     raise_nofile(a.batch + 2048)  # per process: daemon, client
     if not a.skip_micro:
         micro()
+    if a.micro_only:
+        return 0
     net = Netns("bp")
     net.up()
     results = {}
     try:
         for kt in a.key_types.split(","):
-            print(f"\n{kt} certificate ({'RSA-2048' if kt == 'rsa' else 'ECDSA P-256'}):")
-            results[kt] = run_key_type(a, net, kt)
+            name = "RSA-2048" if kt == "rsa" else "ECDSA P-256"
+            if not a.compare_des:
+                print(f"\n{kt} certificate ({name}):")
+                results[name] = run_key_type(a, net, kt)
+                continue
+            for pure in (True, False):
+                des = "pure-Python DES" if pure else "cryptography DES"
+                print(f"\n{kt} certificate ({name}), {des}:")
+                results[f"{name}, {des}"] = run_key_type(a, net, kt, pure_des=pure)
     finally:
         net.down()
     print(
@@ -143,8 +187,7 @@ def main() -> int:
     )
     print("| certificate | server CPU per handshake | sessions/s | server CPU per close |")
     print("|---|---|---|---|")
-    for kt, r in results.items():
-        name = "RSA-2048" if kt == "rsa" else "ECDSA P-256"
+    for name, r in results.items():
         print(f"| {name} | {r['ms']:.2f} ms | {r['rate']:.0f} | {r['close_ms']:.2f} ms |")
     return 0
 

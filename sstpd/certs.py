@@ -28,6 +28,7 @@ from sstpd.files import write_atomic
 
 __all__ = [
     "CertificateError",
+    "certificate_summary",
     "ensure_certificate",
     "fingerprints",
     "generate_self_signed",
@@ -192,3 +193,26 @@ def ensure_certificate(cert_path: str, key_path: str, common_name: str, sans: li
         raise CertificateError(f"{present} exists but {missing} does not; not overwriting it")
     generate_self_signed(cert_path, key_path, common_name=common_name, sans=sans)
     return True
+
+
+def certificate_summary(path: str) -> dict[str, object]:
+    """What ``sstpctl cert`` shows of the leaf certificate in ``path``: names (SAN DNS
+    names and addresses), issuer and subject (RFC 4514), validity as Unix times, SHA-256
+    fingerprint, whether it is self-signed. Raises CertificateError."""
+    cert = _load_certificate(path)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+        names += [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        names = []
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return {
+        "names": names,
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_before": cert.not_valid_before_utc.timestamp(),
+        "not_after": cert.not_valid_after_utc.timestamp(),
+        "sha256": hashlib.sha256(der).hexdigest(),
+        "self_signed": cert.issuer == cert.subject,
+    }

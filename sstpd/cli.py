@@ -188,6 +188,26 @@ def _auto_certificate(config: Config) -> bool:
     )
 
 
+def _acme_placeholder(config: Config) -> bool:
+    """True when serve writes a self-signed placeholder until ACME delivers."""
+    sc = config.server
+    return (
+        config.acme.enabled
+        and sc.tls
+        and not os.path.exists(sc.certificate)
+        and not os.path.exists(sc.key)
+    )
+
+
+def _check_acme_installed() -> None:
+    try:
+        import sstpd.acmeclient  # noqa: F401
+    except ImportError as exc:
+        raise SstpdError(
+            f"[acme] needs the acme and josepy packages ({exc}): pip install 'sstpd[acme]'"
+        ) from None
+
+
 def _certificate_names(config: Config) -> tuple[str, list[str]]:
     host = socket.gethostname() or "localhost"
     sans = [host]
@@ -201,7 +221,11 @@ def _serve(args: argparse.Namespace) -> int:
     config, config_path = _effective_config(args.config)
     sc = config.server
     created = False
-    if _auto_certificate(config):
+    names = list(config.acme.names)
+    if _acme_placeholder(config):
+        # ACME: serve a self-signed placeholder until the CA's certificate is installed
+        created = certs.ensure_certificate(sc.certificate, sc.key, names[0], names)
+    elif _auto_certificate(config):
         cn, sans = _certificate_names(config)
         created = certs.ensure_certificate(sc.certificate, sc.key, cn, sans)
     if config_path is None or created:
@@ -245,7 +269,9 @@ def _check_config(args: argparse.Namespace) -> int:
         if os.path.exists(config.auth.users_file):
             users.load_users(config.auth.users_file)
         sc = config.server
-        auto = _auto_certificate(config)
+        auto = _auto_certificate(config) or _acme_placeholder(config)
+        if config.acme.enabled:
+            _check_acme_installed()
         if sc.tls and not auto:
             check_secret_mode(sc.key)
             certs.verify_key_pair(sc.certificate, sc.key)
@@ -255,6 +281,17 @@ def _check_config(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 1
     print(f"{path}: OK")
+    rc = config.radius
+    if rc.servers or rc.accounting_servers:
+        print(
+            f"{path}: authentication by {' then '.join(config.auth.backends)}; RADIUS: "
+            f"{len(rc.servers)} authentication, {len(rc.accounting_servers)} accounting servers"
+            + (
+                f", Disconnect-Requests on {rc.dae_listen[0]}:{rc.dae_listen[1]}"
+                if rc.dae_listen
+                else ""
+            )
+        )
     if auto:
         print(f"{path}: note: {sc.certificate} will be created when sstpd starts")
     return 0

@@ -25,7 +25,7 @@ import re
 import ssl
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any, TypeVar
 
@@ -37,10 +37,13 @@ __all__ = [
     "DEFAULT_CIPHERS",
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_STATE_DIRECTORY",
+    "AcmeConfig",
     "AuthConfig",
     "Config",
     "LimitsConfig",
     "LogConfig",
+    "RadiusConfig",
+    "RadiusServer",
     "ServerConfig",
     "TunnelConfig",
     "default_config",
@@ -84,9 +87,17 @@ DEFAULT_CIPHERS = ":".join(
 
 HASH_PROTOCOLS = ("sha256", "sha1")
 AUTH_METHODS = ("eap-mschapv2", "mschapv2", "pap")
+AUTH_BACKENDS = ("users", "radius")
+MESSAGE_AUTHENTICATOR_MODES = ("yes", "auto", "no")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SESSION_LIMIT_ACTIONS = ("deny", "replace")
 TLS_VERSIONS = ("1.2", "1.3")
+ACME_CHALLENGES = ("tls-alpn-01", "http-01")
+ACME_KEY_TYPES = ("ec", "rsa")
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+_DNS_NAME_RE = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+)
 
 # Limits of the values (inclusive).
 MTU_MIN, MTU_MAX = 576, 4087  # 4087: largest PPP payload fitting a 4095-byte SSTP packet
@@ -184,13 +195,54 @@ class AuthConfig:
 
     ``max_sessions_per_user`` (0 = no limit) caps the open sessions of one user name;
     ``session_limit_action`` says what a login beyond it does: ``deny`` refuses the new
-    session, ``replace`` disconnects the user's oldest session(s) to make room."""
+    session, ``replace`` disconnects the user's oldest session(s) to make room.
+    ``backends``: where credentials are checked, in order. ``users`` = the users file,
+    ``radius`` = the ``[radius]`` servers. With both, a user listed in the users file is
+    decided there and every other user is asked of RADIUS."""
 
     methods: tuple[str, ...] = AUTH_METHODS
     users_file: str = "/etc/sstpd/users"
     retries: int = 0
     max_sessions_per_user: int = 0
     session_limit_action: str = "deny"
+    backends: tuple[str, ...] = ("users",)
+
+
+@dataclass(frozen=True)
+class RadiusServer:
+    """One ``[[radius.server]]`` / ``[[radius.accounting_server]]`` / ``[[radius.dae_client]]``.
+
+    ``secret`` is read from ``secret`` or from ``secret_file`` (first line) at load time;
+    it is never shown in logs or reload reports."""
+
+    address: str
+    port: int
+    secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RadiusConfig:
+    """``[radius]``: servers in failover order, the NAS identity, timers.
+
+    A server that did not answer ``retries`` + 1 transmissions of ``timeout`` seconds is
+    skipped for ``dead_time`` seconds. ``require_message_authenticator``: ``yes`` drops every
+    answer without a valid Message-Authenticator (BlastRADIUS); ``auto`` requires it from a
+    server once it has sent one; ``no`` checks it only when present. ``interim_interval``
+    (seconds, 0 = only when the Access-Accept carries Acct-Interim-Interval).
+    ``dae_listen`` ("addr:port", "" = off) receives Disconnect-Requests (RFC 5176) from
+    the ``dae_client`` addresses with their secrets."""
+
+    servers: tuple[RadiusServer, ...] = ()
+    accounting_servers: tuple[RadiusServer, ...] = ()
+    nas_identifier: str = "sstpd"
+    nas_ip_address: IPv4Address | None = None
+    timeout: float = 3.0
+    retries: int = 2
+    dead_time: float = 30.0
+    require_message_authenticator: str = "yes"
+    interim_interval: int = 0
+    dae_listen: tuple[str, int] | None = None
+    dae_clients: tuple[RadiusServer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -229,6 +281,33 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class AcmeConfig:
+    """``[acme]``: a publicly trusted certificate from an ACME CA (off while ``names`` is
+    empty). The daemon writes what it obtains to ``server.certificate``/``server.key``.
+
+    ``directory``: the CA's directory URL (default Let's Encrypt); ``email``: contact
+    address given to the CA ("" = none); ``key_type``: of the certificate key;
+    ``ca_file``: CA bundle to trust for the ACME server's own HTTPS (private CAs; ""
+    = the system store); ``challenge``: ``tls-alpn-01`` (answered on the SSTP listener,
+    port 443) or ``http-01`` (answered on ``http_port``, for a TLS offloader in front);
+    ``retry_interval``: first wait after a failure, doubled up to a day.
+    """
+
+    names: tuple[str, ...] = ()
+    directory: str = LETS_ENCRYPT
+    email: str = ""
+    key_type: str = "ec"
+    ca_file: str | None = None
+    challenge: str = "tls-alpn-01"
+    http_port: int = 80
+    retry_interval: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.names)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Build it with :func:`load_config`, :func:`parse_config`
     or :func:`default_config`; every field has been validated."""
@@ -238,6 +317,8 @@ class Config:
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
+    acme: AcmeConfig = AcmeConfig()
+    radius: RadiusConfig = RadiusConfig()
 
 
 # The known keys of every section, used for the unknown-key check before any value is
@@ -280,7 +361,27 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "routes",
         "domain",
     ),
-    "auth": ("methods", "users_file", "retries", "max_sessions_per_user", "session_limit_action"),
+    "auth": (
+        "methods",
+        "users_file",
+        "retries",
+        "backends",
+        "max_sessions_per_user",
+        "session_limit_action",
+    ),
+    "radius": (
+        "server",
+        "accounting_server",
+        "dae_client",
+        "nas_identifier",
+        "nas_ip_address",
+        "timeout",
+        "retries",
+        "dead_time",
+        "require_message_authenticator",
+        "interim_interval",
+        "dae_listen",
+    ),
     "limits": (
         "session_buffer",
         "pending_total",
@@ -293,6 +394,16 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "auth_fail_block_time",
     ),
     "log": ("level",),
+    "acme": (
+        "names",
+        "directory",
+        "email",
+        "key_type",
+        "ca_file",
+        "challenge",
+        "http_port",
+        "retry_interval",
+    ),
 }
 
 
@@ -386,6 +497,25 @@ def _locate(text: str, section: str | None, key: str | None) -> int | None:
     return None
 
 
+def _locate_nth(text: str, section: str, nth: int, key: str) -> int | None:
+    """The line of ``key`` in the ``nth`` ``[[section]]`` table (or of its header)."""
+    seen, header_line, inside = -1, None, False
+    for number, line in enumerate(text.split("\n"), 1):
+        header = _HEADER_RE.match(line)
+        if header:
+            inside = header.group(1) == "[[" and _norm_dotted(header.group(2)) == section
+            if inside:
+                seen += 1
+                if seen == nth:
+                    header_line = number
+            elif seen >= nth and header_line is not None:
+                break
+            continue
+        if inside and seen == nth and "=" in line and _norm_dotted(line.split("=", 1)[0]) == key:
+            return number
+    return header_line
+
+
 @dataclass(frozen=True)
 class _Source:
     file: str
@@ -421,8 +551,14 @@ class _Section:
         self.src = src
         self.name = name
         self.table = table
+        self.nth: int | None = None  # index in an array of tables ([[name]])
 
     def error(self, key: str, reason: str) -> ConfigError:
+        if self.nth is not None:
+            line = _locate_nth(self.src.text, self.name, self.nth, key)
+            return ConfigError(
+                self.src.file, reason, line=line, key=f"{self.name}[{self.nth}].{key}"
+            )
         return self.src.error(self.name, key, reason)
 
     def has(self, key: str) -> bool:
@@ -588,10 +724,13 @@ def _check_names(data: Mapping[str, Any], src: _Source) -> None:
 
 def _build(data: Mapping[str, Any], src: _Source) -> Config:
     _check_names(data, src)
+    server = _server(_Section(src, "server", data.get("server", {})))
     return Config(
-        server=_server(_Section(src, "server", data.get("server", {}))),
+        server=server,
+        acme=_acme(_Section(src, "acme", data.get("acme", {})), server),
         tunnel=_tunnel(_Section(src, "tunnel", data.get("tunnel", {}))),
-        auth=_auth(_Section(src, "auth", data.get("auth", {}))),
+        auth=(auth := _auth(_Section(src, "auth", data.get("auth", {})))),
+        radius=_radius(_Section(src, "radius", data.get("radius", {})), auth),
         limits=_limits(_Section(src, "limits", data.get("limits", {}))),
         log=LogConfig(
             level=_Section(src, "log", data.get("log", {})).choice(
@@ -686,7 +825,7 @@ def _host_port(s: _Section, key: str) -> tuple[str, int] | None:
     host, sep, port = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise s.error(key, f"{text!r} is not HOST:PORT (e.g. \"127.0.0.1:8080\")")
+        raise s.error(key, f'{text!r} is not HOST:PORT (e.g. "127.0.0.1:8080")')
     return host, int(port)
 
 
@@ -842,6 +981,116 @@ def _auth(s: _Section) -> AuthConfig:
         session_limit_action=s.choice(
             "session_limit_action", d.session_limit_action, SESSION_LIMIT_ACTIONS
         ),
+        backends=s.subset("backends", d.backends, AUTH_BACKENDS),
+    )
+
+
+_SERVER_KEYS = ("address", "port", "secret", "secret_file")
+
+
+def _radius_servers(s: _Section, key: str, default_port: int) -> tuple[RadiusServer, ...]:
+    if not s.has(key):
+        return ()
+    items = s.table[key]
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise s.error(key, f"expected [[{s.name}.{key}]] tables, got {_toml_type(items)}")
+    out = []
+    for n, item in enumerate(items):
+        sub = _Section(s.src, f"{s.name}.{key}", item)
+        sub.nth = n
+        for k in item:
+            if k not in _SERVER_KEYS:
+                raise sub.error(k, f"unknown key '{k}'{_suggest(k, list(_SERVER_KEYS))}")
+        address = sub.string("address", "")
+        if not address:
+            raise sub.error("address", "is required")
+        try:
+            ip_address(address)
+        except ValueError:
+            raise sub.error("address", f"{address!r} is not an IP address") from None
+        port = sub.integer("port", default_port, 1, 65535)
+        if sub.has("secret") == sub.has("secret_file"):
+            raise sub.error("secret", "give exactly one of secret and secret_file")
+        if sub.has("secret"):
+            secret = sub.string("secret", "")
+        else:
+            path = sub.path("secret_file", "")
+            try:
+                secret = read_text(path).split("\n", 1)[0].strip()
+            except ConfigError as e:
+                raise sub.error("secret_file", f"{path}: {e.reason}") from None
+        if not secret:
+            raise sub.error("secret", "the shared secret must not be empty")
+        out.append(RadiusServer(address, port, secret.encode("utf-8")))
+    return tuple(out)
+
+
+def _radius(s: _Section, auth: AuthConfig) -> RadiusConfig:
+    d = RadiusConfig()
+    servers = _radius_servers(s, "server", 1812)
+    if "radius" in auth.backends and not servers:
+        raise s.src.error("auth", "backends", "lists radius but no [[radius.server]] is configured")
+    nas_ip = s.ipv4("nas_ip_address", IPv4Address(0)) if s.has("nas_ip_address") else None
+    dae_listen = _host_port(s, "dae_listen")
+    dae_clients = _radius_servers(s, "dae_client", 3799)
+    if dae_listen is not None and not dae_clients:
+        raise s.error("dae_listen", "needs at least one [[radius.dae_client]]")
+    return RadiusConfig(
+        servers=servers,
+        accounting_servers=_radius_servers(s, "accounting_server", 1813),
+        nas_identifier=s.string("nas_identifier", d.nas_identifier),
+        nas_ip_address=nas_ip,
+        timeout=s.number("timeout", d.timeout, 60.0),
+        retries=s.integer("retries", d.retries, 0, 10),
+        dead_time=s.number("dead_time", d.dead_time, TIMEOUT_MAX),
+        require_message_authenticator=s.choice(
+            "require_message_authenticator",
+            d.require_message_authenticator,
+            MESSAGE_AUTHENTICATOR_MODES,
+        ),
+        interim_interval=s.integer("interim_interval", d.interim_interval, 0, 86400),
+        dae_listen=dae_listen,
+        dae_clients=dae_clients,
+    )
+
+
+def _acme(s: _Section, server: ServerConfig) -> AcmeConfig:
+    d = AcmeConfig()
+    names = tuple(n.lower().rstrip(".") for n in s.strings("names", d.names))
+    for name in names:
+        if not _DNS_NAME_RE.fullmatch(name):
+            raise s.error("names", f"{name!r} is not a DNS name (wildcards need DNS-01)")
+    if len(set(names)) != len(names):
+        raise s.error("names", "contains duplicates")
+    directory = s.string("directory", d.directory)
+    if not directory.startswith(("https://", "http://")):
+        raise s.error("directory", f"{directory!r} is not an http(s) URL")
+    email = s.string("email", d.email)
+    if email and ("@" not in email or any(c.isspace() for c in email)):
+        raise s.error("email", f"{email!r} is not an e-mail address")
+    challenge = s.choice("challenge", d.challenge, ACME_CHALLENGES)
+    if names and challenge == "tls-alpn-01" and not server.tls:
+        raise s.error(
+            "challenge",
+            "tls-alpn-01 is answered on the TLS listener, but server.tls = false "
+            "(behind a TLS offloader use http-01)",
+        )
+    if names and server.chain:
+        raise s.error(
+            "names",
+            "with ACME the daemon writes the whole chain to server.certificate: "
+            "remove server.chain",
+        )
+    ca_file = s.path("ca_file", "", empty_ok=True)
+    return AcmeConfig(
+        names=names,
+        directory=directory,
+        email=email,
+        key_type=s.choice("key_type", d.key_type, ACME_KEY_TYPES),
+        ca_file=ca_file or None,
+        challenge=challenge,
+        http_port=s.integer("http_port", d.http_port, 1, 65535),
+        retry_interval=s.number("retry_interval", d.retry_interval, TIMEOUT_MAX),
     )
 
 

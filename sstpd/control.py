@@ -19,6 +19,9 @@ Commands (arguments besides ``cmd`` in brackets):
 ``reload``             re-read config, certificate, key, users file; ``changed``,
                        ``needs_restart`` on success, the reason in ``error`` on failure
 ``drain`` / ``undrain``  stop / resume accepting new sessions; existing ones continue
+``cert``               the served certificate (names, issuer, validity) and the ACME
+                       state (next renewal, last error, counters; null without [acme])
+``renew``              start an ACME renewal now (answers at once; poll ``cert``)
 
 A request longer than ``MAX_REQUEST`` bytes, a line that is not a JSON object, an unknown
 command or a bad argument gets ``{"ok": false, "error": ...}``; an over-long line also
@@ -59,7 +62,17 @@ MAX_RESPONSE = 64 * 1024 * 1024  # what a client accepts (1000 sessions are abou
 MAX_CONNECTIONS = 32  # concurrent control connections; more are answered with an error
 IDLE_TIMEOUT = 30.0
 
-COMMANDS = ("health", "sessions", "stats", "kick", "reload", "drain", "undrain")
+COMMANDS = (
+    "health",
+    "sessions",
+    "stats",
+    "kick",
+    "reload",
+    "drain",
+    "undrain",
+    "cert",
+    "renew",
+)
 
 # The fields of one entry of the ``sessions`` response, in table order.
 SESSION_FIELDS = (

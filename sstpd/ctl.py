@@ -3,6 +3,8 @@
     sstpctl sessions | stats | health | reload | drain | undrain
     sstpctl kick alice          # every session of user alice
     sstpctl kick 12             # session 12 (--user 12 for a user named "12")
+    sstpctl cert                # served certificate, ACME state (next renewal, last error)
+    sstpctl cert renew          # ACME renewal now; waits for the result (--wait S)
 
 Tables by default, the daemon's JSON answer with ``--json``. Exit codes: 0 done, 1 the
 daemon refused the command or cannot be reached (and ``health`` when the daemon does not
@@ -21,7 +23,7 @@ from typing import Any
 
 from sstpd import control
 
-__all__ = ["format_bytes", "format_duration", "main", "sessions_table", "stats_text"]
+__all__ = ["cert_text", "format_bytes", "format_duration", "main", "sessions_table", "stats_text"]
 
 ENV_SOCKET = "SSTPD_CONTROL_SOCKET"
 
@@ -33,7 +35,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "sstpctl") -> int:
         req: dict[str, Any] = {}
         if args.command == "kick":
             req = _kick_target(args.target, args.user)
-        answer = control.request(path, args.command, timeout=args.timeout, **req)
+        if args.command == "cert" and args.action == "renew":
+            answer = _renew(path, args.timeout, args.wait)
+        else:
+            answer = control.request(path, args.command, timeout=args.timeout, **req)
     except control.ControlError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
@@ -43,7 +48,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "sstpctl") -> int:
     if args.json:
         print(json.dumps(answer, indent=2, sort_keys=True))
     elif not answer["ok"]:
-        what = "reload rejected" if args.command == "reload" else args.command
+        what = {"reload": "reload rejected", "cert": "cert renew"}.get(args.command, args.command)
         print(f"{prog}: {what}: {answer.get('error', 'failed')}", file=sys.stderr)
     else:
         print(_render(args.command, answer))
@@ -75,7 +80,33 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     sub.add_parser("reload", help="re-read config, certificate, key and users file (= SIGHUP)")
     sub.add_parser("drain", help="refuse new sessions; existing ones continue")
     sub.add_parser("undrain", help="accept new sessions again")
+    c = sub.add_parser("cert", help="the served certificate and ACME state; 'renew' renews now")
+    c.add_argument("action", nargs="?", choices=["renew"], help="force an ACME renewal")
+    c.add_argument(
+        "--wait", type=float, default=300.0, metavar="S", help="renew: seconds to wait (300)"
+    )
     return p
+
+
+def _renew(path: str, timeout: float, wait: float) -> dict[str, Any]:
+    """Start a renewal, then poll ``cert`` until that attempt has finished."""
+    before = control.request(path, "cert", timeout=timeout)
+    if not before["ok"] or before.get("acme") is None:
+        return {"ok": False, "error": "ACME is not configured (no [acme] names)"}
+    started = control.request(path, "renew", timeout=timeout)
+    if not started["ok"]:
+        return started
+    last = before["acme"]["last_attempt"]
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = control.request(path, "cert", timeout=timeout)
+        acme = now.get("acme") or {}
+        if acme.get("last_attempt") != last and not acme.get("in_progress"):
+            if acme.get("last_error"):
+                return {**now, "ok": False, "error": acme["last_error"]}
+            return {**now, "renewed": True}
+    return {"ok": False, "error": f"no result within {wait:g} s (still running)"}
 
 
 def _socket(args: argparse.Namespace) -> str:
@@ -102,6 +133,8 @@ def _render(command: str, answer: dict[str, Any]) -> str:
         return sessions_table(answer["sessions"])
     if command == "stats":
         return stats_text(answer)
+    if command == "cert":
+        return cert_text(answer)
     if command == "kick":
         ids = answer["kicked"]
         return f"disconnecting session{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
@@ -194,6 +227,48 @@ def sessions_table(sessions: list[dict[str, Any]]) -> str:
             ]
         )
     return _table(header, rows, right={0, 5, 6, 7, 8, 9})
+
+
+def _opt_when(epoch: float | None) -> str:
+    return _when(epoch) if epoch else "-"
+
+
+def cert_text(answer: dict[str, Any]) -> str:
+    cert = answer.get("certificate")
+    lines: list[tuple[str, str]] = []
+    if answer.get("renewed"):
+        lines.append(("renewed", "new certificate installed"))
+    if cert is None:
+        lines.append(("certificate", "none (plain HTTP behind an offloader, or unreadable)"))
+    else:
+        lines += [
+            ("certificate", str(answer.get("path", ""))),
+            ("names", ", ".join(cert["names"]) or "-"),
+            ("issuer", cert["issuer"] + (" (self-signed)" if cert["self_signed"] else "")),
+            ("valid", f"{_when(cert['not_before'])} to {_when(cert['not_after'])}"),
+            ("sha256", cert["sha256"]),
+        ]
+    acme = answer.get("acme")
+    if acme is None:
+        lines.append(("acme", "not configured"))
+    else:
+        state = "in progress" if acme["in_progress"] else "idle"
+        lines += [
+            ("acme", f"{acme['challenge']} via {acme['directory']} ({state})"),
+            ("acme names", ", ".join(acme["names"])),
+            ("next renewal", _opt_when(acme["next_renewal"])),
+            *(
+                [("ca suggests", _opt_when(acme["ari_suggestion"]))]
+                if acme.get("ari_suggestion")
+                else []
+            ),
+            ("last attempt", _opt_when(acme["last_attempt"])),
+            ("last success", _opt_when(acme["last_success"])),
+            ("last error", acme["last_error"] or "-"),
+            ("renewals", f"{acme['renewals']} ({acme['renewal_failures']} failed)"),
+        ]
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
 
 
 def stats_text(st: dict[str, Any]) -> str:

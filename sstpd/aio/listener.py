@@ -14,7 +14,9 @@ connection from the first moment, before TLS:
 With ``proxy_protocol`` each connection starts with a PROXY header from the load
 balancer, read here byte-exactly before TLS (or HTTP) begins (``start_tls`` cannot be
 handed bytes that were already read), then the socket goes to
-``connect_accepted_socket`` with the TLS context.
+``connect_accepted_socket`` with the TLS context. With a ``router``
+(``sstpd.aio.tlsroute``) the ClientHello is looked at first, for ACME TLS-ALPN-01; such
+a validator connection keeps its pending slot until its TLS handshake is over.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from sstpd.aio.tlsroute import ChallengeProtocol, TlsRouter
 from sstpd.errors import ParseError
 from sstpd.proto import proxy
 
@@ -108,6 +111,7 @@ class Listener:
         gate: Gate,
         *,
         proxy_protocol: bool = False,
+        router: TlsRouter | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -120,6 +124,7 @@ class Listener:
         self.ssl = ssl_context
         self.gate = gate
         self.proxy_protocol = proxy_protocol
+        self.router = router
         self.accept_errors = 0
         self._last_log = -LOG_INTERVAL
         self._suppressed = 0
@@ -190,14 +195,28 @@ class Listener:
                     return
                 pending = gate.hold(str(real[0]), pending.deadline)
         remaining = max(pending.deadline - self.loop.time(), 0.1)
+        context = self.ssl
+        factory: Callable[[], asyncio.BaseProtocol] = lambda: self.factory(real, pending)  # noqa: E731
+        challenge = False
+        if self.router is not None and context is not None:
+            host, port = real or addr
+            route = await self.router.route(self.loop, conn, f"{host}:{port}", remaining)
+            if route is None:
+                self._tls_failed(conn, pending, "tls_failed")
+                return
+            if route.challenge:
+                context, factory, challenge = route.context, ChallengeProtocol, True
+            remaining = max(pending.deadline - self.loop.time(), 0.1)
         try:
             async with asyncio.timeout(remaining + 0.5):
                 await self.loop.connect_accepted_socket(
-                    lambda: self.factory(real, pending),
+                    factory,
                     conn,
-                    ssl=self.ssl,
-                    ssl_handshake_timeout=remaining if self.ssl else None,
+                    ssl=context,
+                    ssl_handshake_timeout=remaining if context else None,
                 )
+            if challenge:  # an ACME validator: no session, its slot ends with the handshake
+                gate.release(pending)
         except TimeoutError:
             self._tls_failed(conn, pending, "timeout_tls")
         except (OSError, ssl.SSLError, EOFError) as exc:

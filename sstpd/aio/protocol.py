@@ -1,6 +1,6 @@
 """asyncio adapter for one SSTP connection (server or client side).
 
-The data path follows ../docs/PERFORMANCE.md: a ``BufferedProtocol`` reads into one fixed
+The data path follows docs/PERFORMANCE-NOTES.md: a ``BufferedProtocol`` reads into one fixed
 buffer, SSTP packets are framed in place, and IPv4 data packets of an open session go to
 the TUN fd with a single ``os.write`` of a memoryview slice, without creating any Python
 object per packet beyond the slice. Every other packet is copied out and handed to the

@@ -39,6 +39,16 @@ RESTART_ONLY = frozenset(
         # Advertisements and DHCPACKs say, so a reload applies them.
         "tunnel.ipv6_pool",
         "tunnel.ipv6_address",
+        # the ACME manager and the challenge listener are set up at start
+        "acme.names",
+        "acme.directory",
+        "acme.email",
+        "acme.key_type",
+        "acme.ca_file",
+        "acme.challenge",
+        "acme.http_port",
+        "acme.retry_interval",
+        "radius.dae_listen",
     }
 )
 

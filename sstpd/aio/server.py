@@ -23,24 +23,28 @@ import ssl
 import tempfile
 import time
 from ipaddress import IPv4Address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sstpd import __version__, certs, users
+from sstpd.aio.aaa import Aaa
 from sstpd.aio.control import ControlServer
 from sstpd.aio.control import error as control_error
+from sstpd.aio.dae import DaeServer
 from sstpd.aio.listener import Listener, Pending
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.reload import live_config
 from sstpd.aio.stats import Stats, classify_close
+from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
 from sstpd.aio.webproxy import WebProxy
 from sstpd.config import DEFAULT_CIPHERS, Config, load_config
 from sstpd.errors import HttpError, SstpdError
 from sstpd.files import check_secret_mode
-from sstpd.proto import webfront
+from sstpd.proto import aaa, radius, webfront
 from sstpd.proto.guard import AuthThrottle, PendingBudget, ThrottleConfig
 from sstpd.proto.pool import AddressPool
+from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest, local_verifier
 from sstpd.proto.ppp.link import PppServerConfig
 from sstpd.proto.session import (
     Authenticated,
@@ -58,11 +62,15 @@ from sstpd.proto.sstp.binding import cert_hashes as hashes_of
 from sstpd.proto.sstp.connection import Timeouts
 from sstpd.proto.sstp.constants import HashProtocol
 
+if TYPE_CHECKING:
+    from sstpd.aio.acme import AcmeManager
+
 log = logging.getLogger("sstpd")
 _NOTICE_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 TUN_BATCH = 64
 TUN_READ_SIZE = 65536
+_REFUSE = local_verifier(lambda name: None)  # the answer to a blocked user name
 FD_RESERVE = 64  # file descriptors kept free for the TUN, the control socket, reloads
 POOL_LOW = 0.9  # health warns when this share of the pool is in use
 
@@ -174,6 +182,30 @@ def read_users(path: str) -> dict[str, users.User]:
     return users.load_users(path) if os.path.exists(path) else {}
 
 
+def cert_summary(config: Config) -> dict[str, Any] | None:
+    """``certs.certificate_summary`` of the served certificate (None: unreadable, or no TLS
+    here and no ACME). Behind a TLS offloader with ACME (http-01) it is the certificate
+    obtained for the offloader: its expiry drives the renewals."""
+    if not config.server.tls and not config.acme.enabled:
+        return None
+    try:
+        return certs.certificate_summary(config.server.certificate)
+    except certs.CertificateError:
+        return None
+
+
+def _acme_manager(server: Server) -> AcmeManager:
+    """Imported only with [acme] names: the ``acme`` package is an optional extra."""
+    try:
+        from sstpd.aio.acme import AcmeManager
+    except ImportError as exc:
+        raise SstpdError(
+            f"[acme] needs the acme and josepy packages ({exc}): "
+            "pip install 'sstpd[acme]'"
+        ) from None
+    return AcmeManager(server)
+
+
 def _reason(exc: Exception) -> str:
     """A one-line reason for a failed reload, for the log and the ctl caller."""
     if isinstance(exc, ssl.SSLError):
@@ -205,13 +237,19 @@ class ServerProtocol(SstpStreamProtocol):
         self.opened_wall: float | None = None  # the same as Unix time, for `sessions`
         self.tls_version = ""
         self.tls_cipher = ""
-        self.cert_hashes: dict[HashProtocol, bytes] = {}
+        # taken at accept, just before the TLS object is made from the context: OpenSSL
+        # fixes the certificate of a connection then, so a reload (an ACME renewal) during
+        # the handshake must not change what this session's binding is checked against
+        self.cert_hashes: dict[HashProtocol, bytes] = server.cert_hashes
         self.outcome: str | None = None
         self.auth_failed = False
         self.authenticated = False  # counts against max_sessions from now on
         self.refused = False
         self.forgotten = False
         self.accounted = Counters()  # the part of the counters already in Stats.closed
+        self.grant: aaa.Grant | None = None  # authorization from a RADIUS Access-Accept
+        self.acct_session_id = f"{server.boot_id}-{self.id:08x}"
+        self.terminate_cause: int | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._setup: asyncio.TimerHandle | None = None
         self.on_event = self._on_event
@@ -240,9 +278,9 @@ class ServerProtocol(SstpStreamProtocol):
             self.tls_version = sslobj.version() or ""
             cipher = sslobj.cipher()
             self.tls_cipher = cipher[0] if cipher else ""
-        # created now, after the TLS handshake: a reload in between takes effect for it
-        self.cert_hashes = srv.cert_hashes
-        self.session = srv.new_session(self.peer_host)
+        # created now, after the TLS handshake: a reload in between takes effect for its
+        # settings, while the certificate hashes are those of the handshake (see __init__)
+        self.session = srv.new_session(self.cert_hashes, self)
         srv.connections.add(self)
         log.debug("[%d] connection from %s", self.id, self.peer)
         self._deadline = self.loop.call_later(
@@ -358,6 +396,7 @@ class ServerProtocol(SstpStreamProtocol):
             self._set_outcome("opened")
             srv.stats.latency.observe(self.opened_at - self.started)
             hp = ev.hash_protocol.name if ev.hash_protocol is not None else "none"
+            srv.aaa.session_opened(self)
             log.info(
                 "[%d] %s user %r (%s) connected: address %s, crypto binding verified (%s)",
                 self.id,
@@ -407,6 +446,7 @@ class ServerProtocol(SstpStreamProtocol):
                 c.tx_bytes,
                 c.dropped_spoofed,
             )
+            srv.aaa.session_closed(self, ev.reason)
             srv.forget(self)
 
     def describe(self, now: float) -> dict[str, Any]:
@@ -458,9 +498,16 @@ class Server:
         self.authenticated_count = 0
         self.users: dict[str, users.User] = {}
         self.load_users()
+        self.boot_id = f"{int(self.started_wall):x}"
+        self.aaa = Aaa(config, self.lookup, self.boot_id)
+        self.dae: DaeServer | None = None
         self.cert_hashes = binding_hashes(config)
         self.hash_mask = hash_mask(config, self.cert_hashes)
         self.ssl = make_ssl_context(config) if config.server.tls else None
+        # ACME (sstpd.aio.acme): the router answers TLS-ALPN-01 on the listener
+        self.router = TlsRouter()
+        self.cert_summary = cert_summary(config)
+        self.acme: AcmeManager | None = _acme_manager(self) if config.acme.enabled else None
         self.ppp_config = ppp_server_config(config)
         self.timeouts = Timeouts(
             http=config.server.handshake_timeout, hello=config.server.hello_interval
@@ -489,12 +536,6 @@ class Server:
     def lookup(self, name: str) -> bytes | None:
         u = self.users.get(name)
         return u.nt_hash if u is not None else None
-
-    def lookup_unless_blocked(self, name: str) -> bytes | None:
-        """A user name blocked for failed logins is answered like a wrong password."""
-        if self.throttle.user_blocked(name, self.loop.time()):
-            return None
-        return self.lookup(name)
 
     # ------------------------------------------------------------ admission (listener.Gate)
     @property
@@ -578,17 +619,52 @@ class Server:
             proto._set_outcome(outcome)
             self.loop.call_soon(proto.disconnect, why)
 
-    def assign_address(self, name: str) -> IPv4Address | None:
-        u = self.users.get(name)
-        return self.pool.allocate(u.address if u is not None else None)
+    def _unless_blocked(self, verify: Verify) -> Verify:
+        """A user name blocked for failed logins is answered like a wrong password,
+        without asking the users file or RADIUS."""
 
-    def new_session(self, source: str = "") -> ServerSession:
+        def checked(req: VerifyRequest) -> Verdict | None:
+            if self.throttle.user_blocked(req.user, self.loop.time()):
+                return _REFUSE(req)
+            return verify(req)
+
+        return checked
+
+    def assign_address(self, name: str, wanted: IPv4Address | None = None) -> IPv4Address | None:
+        """``wanted``: Framed-IP-Address from RADIUS (else the users file, else the pool)."""
+        u = self.users.get(name)
+        if wanted is None and u is not None:
+            wanted = u.address
+        return self.pool.allocate(wanted)
+
+    def new_session(
+        self,
+        hashes: dict[HashProtocol, bytes] | None = None,
+        proto: ServerProtocol | None = None,
+    ) -> ServerSession:
+        if hashes is None or hashes is self.cert_hashes:
+            hashes, mask = self.cert_hashes, self.hash_mask
+        else:
+            mask = hash_mask(self.config, hashes)
+
+        def assign(name: str) -> IPv4Address | None:
+            grant = proto.grant if proto is not None else None
+            framed = grant.framed_ip if grant is not None else None
+            if framed is not None and framed not in self.config.tunnel.pool:
+                log.warning("Framed-IP-Address %s for %r is outside tunnel.pool", framed, name)
+                return None
+            return self.assign_address(name, framed)
+
+        verify = self.aaa.verifier(proto) if proto is not None else None
+        if verify is not None:
+            verify = self._unless_blocked(verify)
         return ServerSession(
             ppp_config=self.ppp_config,
-            cert_hashes=self.cert_hashes,
-            hash_protocols=self.hash_mask,
-            lookup=self.lookup_unless_blocked,
-            assign_address=self.assign_address,
+            cert_hashes=hashes,
+            hash_protocols=mask,
+            verify=verify,
+            lookup=self.lookup if proto is None else None,
+            assign_address=assign,
             random=os.urandom,
             now=self.loop.time(),
             timeouts=self.timeouts,
@@ -684,7 +760,21 @@ class Server:
             return self.reload()
         if cmd in ("drain", "undrain"):
             return self.set_draining(cmd == "drain")
+        if cmd == "cert":
+            return {"ok": True, **self.cert_status()}
+        if cmd == "renew":
+            if self.acme is None:
+                return control_error("ACME is not configured (no [acme] names)")
+            return self.acme.renew_now()
         return control_error(f"unknown command {cmd!r}")
+
+    def cert_status(self) -> dict[str, Any]:
+        """The ``cert`` answer: the served certificate and the ACME manager's state."""
+        return {
+            "certificate": self.cert_summary,
+            "path": self.config.server.certificate if self.cert_summary is not None else "",
+            "acme": self.acme.status() if self.acme is not None else None,
+        }
 
     def health(self) -> dict[str, Any]:
         why = self.refusal()
@@ -749,6 +839,9 @@ class Server:
             "pool_in_use": self.pool.in_use,
             "reloads": st.reloads,
             "reload_failures": st.reload_failures,
+            "certificate_not_after": (self.cert_summary or {}).get("not_after"),
+            "acme_renewals": self.acme.renewals if self.acme else 0,
+            "acme_renewal_failures": self.acme.renewal_failures if self.acme else 0,
         }
 
     def kick(self, sid: object, user: object) -> dict[str, Any]:
@@ -769,8 +862,23 @@ class Server:
             return control_error(f"no open {what}")
         for p in sorted(targets, key=lambda p: p.id):
             log.info("[%d] %s user %r kicked", p.id, p.peer, p.session.username)
+            p.terminate_cause = radius.TERMINATE_ADMIN_RESET
             p.disconnect("disconnected by the administrator")
         return {"ok": True, "kicked": sorted(p.id for p in targets)}
+
+    def dae_disconnect(self, criteria: aaa.DisconnectCriteria) -> int:
+        """End the open sessions a Disconnect-Request names; how many there were."""
+        targets = [
+            p
+            for p in self.connections
+            if p.is_open
+            and criteria.matches(p.session.username, p.acct_session_id, p.session.peer_address)
+        ]
+        for p in targets:
+            log.info("[%d] %s user %r disconnected by RADIUS", p.id, p.peer, p.session.username)
+            p.terminate_cause = radius.TERMINATE_ADMIN_RESET
+            p.disconnect("disconnected by RADIUS (Disconnect-Request)")
+        return len(targets)
 
     def set_draining(self, on: bool) -> dict[str, Any]:
         if self.stopping:
@@ -816,8 +924,12 @@ class Server:
             changed.append("users")
         self.config = config
         self.users = user_map
+        self.aaa.reconfigure(config)
+        if self.dae is not None:
+            self.dae.config = config.radius  # clients and secrets; the address needs a restart
         self.pool.set_reserved(u.address for u in user_map.values() if u.address)
         self.cert_hashes = hashes
+        self.cert_summary = cert_summary(config)
         self.hash_mask = hash_mask(config, hashes)
         self.ppp_config = ppp_server_config(config)
         self.timeouts = Timeouts(
@@ -849,6 +961,8 @@ class Server:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         sc = self.config.server
+        # TLS-ALPN-01 needs the ClientHello before TLS starts: the listener's own accept loop
+        tls_alpn = self.acme is not None and self.config.acme.challenge == "tls-alpn-01"
         for addr in sc.listen:
             self.listeners.append(
                 Listener(
@@ -858,9 +972,14 @@ class Server:
                     self.ssl,
                     self,
                     proxy_protocol=sc.proxy_protocol,
+                    router=self.router if tls_alpn else None,
                 )
             )
         await self.control.start()
+        await self.aaa.open()
+        if self.config.radius.dae_listen is not None:
+            self.dae = DaeServer(self.config.radius, self.dae_disconnect)
+            await self.dae.open()
         self.loop.add_reader(self.tun.fd, self._tun_readable)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
@@ -878,6 +997,8 @@ class Server:
             len(self.users),
             hashes,
         )
+        if self.acme is not None:
+            await self.acme.start()
         sd_notify(f"READY=1\nSTATUS=listening on {where}")
 
     def request_stop(self) -> None:
@@ -885,10 +1006,13 @@ class Server:
             return
         self.stopping = True
         sd_notify("STOPPING=1")
+        if self.acme is not None:
+            self.acme.close()
         log.info("stopping: disconnecting %d sessions", len(self.connections))
         for srv in self.listeners:
             srv.close()
         for proto in list(self.connections):
+            proto.terminate_cause = radius.TERMINATE_NAS_REBOOT
             proto.disconnect("server shutting down")
         if not self.connections:
             self._stopped.set()
@@ -902,6 +1026,12 @@ class Server:
         for proto in list(self.connections):
             if proto.transport is not None:
                 proto.transport.abort()
+        await self.aaa.drain(5.0)  # the accounting Stops of the sessions just ended
+        self.aaa.nas_status(aaa.ACCT_OFF)
+        await self.aaa.drain(5.0)
+        self.aaa.close()
+        if self.dae is not None:
+            self.dae.close()
         self.control.close()
         self.loop.remove_reader(self.tun.fd)
         self.tun.close()

@@ -125,7 +125,11 @@ def client_facts(config: Config) -> ClientFacts:
     dial cannot be known: set ``server.public_name`` then.
     """
     sc = config.server
-    served = _read_chain(sc.certificate) if sc.tls else []
+    # with [acme] the certificate comes from a public CA (or the configured
+    # server.ca_certificate) even while the daemon still serves its placeholder
+    acme = config.acme.enabled
+    readable = sc.tls and not (acme and not os.path.exists(sc.certificate))
+    served = _read_chain(sc.certificate) if readable else []
     leaf = served[0] if served else None
     if leaf is not None:
         server_sha256 = _fp(leaf)
@@ -133,7 +137,8 @@ def client_facts(config: Config) -> ClientFacts:
         server_sha256 = sc.cert_hash_sha256.hex(":").upper()
     else:
         server_sha256 = ""
-    name = sc.public_name or (_name_of(leaf) if leaf is not None else "")
+    name = sc.public_name or (config.acme.names[0] if acme else "")
+    name = name or (_name_of(leaf) if leaf is not None else "")
     if not name:
         raise ProfileError(
             "the name clients connect to is unknown: set server.public_name "
@@ -143,7 +148,10 @@ def client_facts(config: Config) -> ClientFacts:
         raise ProfileError(f"the certificate names {name}: set server.public_name")
     port = sc.public_port or (sc.port if sc.tls else 443)
     chain = _read_chain(sc.chain) if sc.tls and sc.chain else []
-    trust = _trust_anchor(sc.ca_certificate, leaf, served[1:] + chain, sc.certificate)
+    if acme and not sc.ca_certificate:
+        trust = None
+    else:
+        trust = _trust_anchor(sc.ca_certificate, leaf, served[1:] + chain, sc.certificate)
     tunnel = config.tunnel
     return ClientFacts(
         name=name,

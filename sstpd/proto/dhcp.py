@@ -1,8 +1,8 @@
 """DHCPINFORM in, DHCPACK out: split-tunnel routes and the DNS suffix for Windows clients.
 
 After IPCP a Windows client sends a DHCPINFORM through the tunnel, IPv4 from its own
-address to 255.255.255.255, UDP 68 -> 67, ``ciaddr`` = its address (PROTOCOL-NEXT §3.2).
-The server answers into the same session with a DHCPACK (§3.3): IPv4 from the server's
+address to 255.255.255.255, UDP 68 -> 67, ``ciaddr`` = its address (docs/protocol/ipv6-dhcp.md §7).
+The server answers into the same session with a DHCPACK (§8): IPv4 from the server's
 tunnel address to ``ciaddr``, UDP 67 -> 68, options 53 (ACK), 54 (server identifier),
 1 (255.255.255.255), 15 (domain), 6 (DNS) and the classless static routes twice,
 identical, as 121 (RFC 3442) and 249 (Microsoft) - and neither a lease time (51, RFC 2131

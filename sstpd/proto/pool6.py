@@ -1,7 +1,7 @@
 """IPv6 prefix pool: one /64 per session out of a shorter prefix (``[tunnel] ipv6_pool``).
 
 Each session gets a whole /64 because Windows forms random and temporary addresses in it
-(PROTOCOL-NEXT §2.5). The pool may be as large as the configuration allows (a /32 holds
+(docs/protocol/ipv6-dhcp.md §5). The pool may be as large as the configuration allows (a /32 holds
 four billion /64s), so nothing is enumerated: a /64 is an index ``0 .. size-1`` below the
 pool prefix, and only handed-out, reserved and excluded indices are stored. Dynamic
 allocation walks round-robin from where it last stopped, so a just-released prefix is not

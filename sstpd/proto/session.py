@@ -30,6 +30,7 @@ from ipaddress import IPv4Address
 
 from sstpd.errors import ParseError
 from sstpd.proto.ppp import link as ppp
+from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest
 from sstpd.proto.ppp.frame import Protocol, decode_frame
 from sstpd.proto.sstp import connection as sstp
 from sstpd.proto.sstp.constants import HashProtocol
@@ -369,10 +370,11 @@ class ServerSession(_SessionMixin):
         ppp_config: ppp.PppServerConfig,
         cert_hashes: dict[HashProtocol, bytes],
         hash_protocols: int,
-        lookup: Callable[[str], bytes | None],
         assign_address: Callable[[str], IPv4Address | None],
         random: Callable[[int], bytes],
         now: float,
+        lookup: Callable[[str], bytes | None] | None = None,
+        verify: Verify | None = None,
         timeouts: sstp.Timeouts | None = None,
     ) -> None:
         self._st = _Base()
@@ -384,7 +386,12 @@ class ServerSession(_SessionMixin):
             timeouts=timeouts or sstp.Timeouts(),
         )
         self._ppp = ppp.PppServer(
-            ppp_config, lookup=lookup, assign_address=assign_address, random=random, now=now
+            ppp_config,
+            lookup=lookup,
+            verify=verify,
+            assign_address=assign_address,
+            random=random,
+            now=now,
         )
         self._peer_src = b""
         self.correlation_id: str | None = None
@@ -419,6 +426,12 @@ class ServerSession(_SessionMixin):
         # the version nibble first: an IPv6 packet (or anything else) in an IPv4 frame
         # would reach the kernel as what its first nibble says, past this check
         return len(packet) >= 20 and packet[0] >> 4 == 4 and packet[12:16] == self._peer_src
+
+    def complete_verification(self, request: VerifyRequest, verdict: Verdict, now: float) -> None:
+        """Deliver the answer of a ``verify`` call that returned None (e.g. RADIUS)."""
+        assert isinstance(self._ppp, ppp.PppServer)
+        self._ppp.complete_verification(request, verdict, now)
+        self._pump(now)
 
     def _on_other_sstp_event(self, ev: object, now: float) -> None:
         if isinstance(ev, sstp.RequestAccepted):

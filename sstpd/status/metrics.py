@@ -190,4 +190,27 @@ def render_metrics(stats: dict[str, Any] | None) -> str:
             _sample("sstpd_reloads_total", stats["reload_failures"], {"result": "rejected"}),
         ],
     )
+    if stats.get("certificate_not_after") is not None:
+        w.gauge(
+            "sstpd_certificate_expiry_timestamp_seconds",
+            "Unix time the served TLS certificate expires (notAfter).",
+            float(stats["certificate_not_after"]),
+        )
+    w.family(
+        "sstpd_certificate_renewals_total",
+        "counter",
+        "ACME certificate orders by result.",
+        [
+            _sample(
+                "sstpd_certificate_renewals_total",
+                int(stats.get("acme_renewals", 0)),
+                {"result": "ok"},
+            ),
+            _sample(
+                "sstpd_certificate_renewals_total",
+                int(stats.get("acme_renewal_failures", 0)),
+                {"result": "failed"},
+            ),
+        ],
+    )
     return w.text()

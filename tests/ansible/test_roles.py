@@ -31,6 +31,7 @@ from tests.ansible.harness import CLIENT_IP, ROOT, WAN_IP, Lab, Node, sh
 pytestmark = pytest.mark.ansible
 
 PASSWORD = "alice-Secret-1"
+RADIUS_SECRET = "radius-Secret-1"
 UDP_PORT = 5555
 
 
@@ -206,7 +207,18 @@ except OSError as e:
 
 @pytest.fixture(scope="module")
 def inv(lab: Lab, source: Path, tmp_path_factory: pytest.TempPathFactory) -> Inventory:
-    return Inventory(tmp_path_factory.mktemp("inventory-single"), lab, source, ["node1"])
+    # RADIUS configured but unreachable: alice is in the users file, which decides first
+    return Inventory(
+        tmp_path_factory.mktemp("inventory-single"),
+        lab,
+        source,
+        ["node1"],
+        sstpd__auth_backends=["users", "radius"],
+        sstpd__radius_servers=[{"address": "192.0.2.10", "secret": RADIUS_SECRET}],
+        sstpd__radius_accounting_servers=[{"address": "192.0.2.10", "secret": RADIUS_SECRET}],
+        sstpd__radius_dae_listen="0.0.0.0:3799",
+        sstpd__radius_dae_clients=[{"address": "192.0.2.10", "secret": RADIUS_SECRET}],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -280,6 +292,39 @@ def test_unit_is_active_ready_and_confined(
     users = node.run("stat", "-c", "%a %n", "/etc/sstpd/users", "/etc/sstpd/tls/server.key").stdout
     assert users.split() == ["600", "/etc/sstpd/users", "600", "/etc/sstpd/tls/server.key"]
     assert PASSWORD not in node.run("cat", "/etc/sstpd/users", "/etc/sstpd/sstpd.toml").stdout
+
+
+def test_radius_secrets_in_0600_files_only(
+    converged: subprocess.CompletedProcess[str], lab: Lab
+) -> None:
+    node = lab.nodes["node1"]
+    files = node.run("sh", "-c", "stat -c '%a %n' /etc/sstpd/radius /etc/sstpd/radius/*").stdout
+    assert files.split() == [
+        "700", "/etc/sstpd/radius",
+        "600", "/etc/sstpd/radius/accounting_server-0.secret",
+        "600", "/etc/sstpd/radius/dae_client-0.secret",
+        "600", "/etc/sstpd/radius/server-0.secret",
+    ], files  # fmt: skip
+    assert node.run("cat", "/etc/sstpd/radius/server-0.secret").stdout == RADIUS_SECRET + "\n"
+    toml = node.run("cat", "/etc/sstpd/sstpd.toml").stdout
+    assert RADIUS_SECRET not in toml and 'backends = ["users", "radius"]' in toml
+    assert RADIUS_SECRET not in converged.stdout + converged.stderr
+    # the daemon took them: it listens for Disconnect-Requests
+    assert "0.0.0.0:3799" in node.run("ss", "-unlp").stdout
+
+
+def test_dae_port_open_to_the_radius_server_only(
+    converged: subprocess.CompletedProcess[str], lab: Lab
+) -> None:
+    dae = [r for r in rules_in(ruleset(lab.nodes["node1"]), "filter", "input") if "3799" in r]
+    assert len(dae) == 2 and all('"udp"' in r and "dae_sources" in r for r in dae), dae
+    data = json.loads(
+        lab.nodes["node1"]
+        .run("nft", "-j", "list", "set", "inet", "filter", "dae_sources_v4")
+        .stdout
+    )
+    elems = [i["set"].get("elem") for i in data["nftables"] if "set" in i]
+    assert elems == [["192.0.2.10"]], elems
 
 
 def test_ruleset_opens_redirects_and_masquerades(

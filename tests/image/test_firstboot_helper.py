@@ -164,3 +164,109 @@ def test_set_name_makes_a_new_self_signed_certificate(helper: ModuleType, tmp_pa
     assert "203.0.113.7" in [str(ip) for ip in ips.get_values_for_type(x509.IPAddress)]
     assert new.public_key() != old.public_key()
     assert "203.0.113.7:443" in helper.ISSUE.read_text()
+
+
+def ca_issued(cert_path: Path, key_path: Path, name: str) -> None:
+    """What the daemon installs after an ACME order: a leaf signed by a CA."""
+    import datetime
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test ACME CA"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "R99"),
+                ]
+            )
+        )
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+ACME_USER_DATA = """#cloud-config
+sstpd:
+  name: vpn.example.org
+  acme:
+    email: ops@example.org
+"""
+
+
+def test_acme_from_user_data(
+    helper: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tomllib
+
+    state = tmp_path / "var" / "lib" / "sstpd" / "tls"
+    monkeypatch.setattr(helper, "ACME_CERT", state / "server.crt")
+    monkeypatch.setattr(helper, "ACME_KEY", state / "server.key")
+    boot(helper, tmp_path, "iid-acme", ACME_USER_DATA)
+    conf = tomllib.loads(helper.CONFIG.read_text())
+    assert conf["acme"] == {"names": ["vpn.example.org"], "email": "ops@example.org"}
+    assert conf["server"]["certificate"] == str(state / "server.crt")
+    assert conf["server"]["port"] == 443  # the rest of [server] is kept
+    # the placeholder the daemon serves until the CA's certificate arrives
+    assert "vpn.example.org" in dns_names(cert(helper))
+    helper.banner()
+    issue = helper.ISSUE.read_text()
+    assert "Clients connect to:    vpn.example.org:443" in issue
+    assert "Trusted name:          vpn.example.org (pending)" in issue
+    assert "import it on Windows" not in issue
+
+    # the daemon got the certificate: the banner names it and its issuer, and another
+    # boot leaves it alone
+    ca_issued(state / "server.crt", state / "server.key", "vpn.example.org")
+    before = (state / "server.crt").read_bytes()
+    boot(helper, tmp_path, "iid-acme", ACME_USER_DATA)
+    assert (state / "server.crt").read_bytes() == before
+    helper.banner()
+    issue = helper.ISSUE.read_text()
+    assert "Trusted name:          vpn.example.org" in issue
+    assert "issued by Test ACME CA" in issue and "renewed automatically" in issue
+    assert "(pending)" not in issue and "self-signed" not in issue
+
+
+@pytest.mark.parametrize(
+    "acme",
+    [
+        "{names: [192.0.2.1]}",
+        "{names: ['*.example.org']}",
+        "{emial: x@example.org}",
+        "[vpn.example.org]",
+        "{challenge: dns-01}",
+    ],
+)
+def test_bad_acme_user_data_changes_nothing(
+    helper: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, acme: str
+) -> None:
+    monkeypatch.setattr(helper, "ACME_CERT", tmp_path / "acme.crt")
+    monkeypatch.setattr(helper, "ACME_KEY", tmp_path / "acme.key")
+    before = helper.CONFIG.read_text()
+    boot(
+        helper,
+        tmp_path,
+        "iid-bad",
+        f"#cloud-config\nsstpd:\n  name: vpn.example.org\n  acme: {acme}\n",
+    )
+    assert helper.CONFIG.read_text() == before
+    assert "[acme]" not in before

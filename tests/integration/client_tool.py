@@ -71,6 +71,7 @@ def options(a: argparse.Namespace, **kw: object) -> ClientOptions:
         ca_file=a.ca_file,
         auth_methods=tuple(a.auth.split(",")),
         timeout=a.timeout,
+        server_name=a.server_name,
     )
     for k, v in kw.items():
         setattr(opts, k, v)
@@ -232,6 +233,7 @@ def main() -> int:
     p.add_argument("--password", default="alice-secret")
     p.add_argument("--auth", default="mschapv2,pap")
     p.add_argument("--ca-file")
+    p.add_argument("--server-name", help="TLS server name (default: --host)")
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--what", default="cert-hash")

@@ -69,7 +69,12 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, q: asyncio.Queue[str]) -> None
 
 async def run(a: argparse.Namespace) -> int:
     opts = ClientOptions(
-        host=a.host, user=a.user, password=a.password, ca_file=a.ca_file, timeout=a.timeout
+        host=a.host,
+        user=a.user,
+        password=a.password,
+        ca_file=a.ca_file,
+        timeout=a.timeout,
+        server_name=a.server_name,
     )
     try:
         t = await Tunnel.open(opts)
@@ -121,6 +126,7 @@ def main() -> int:
     p.add_argument("--user", default="alice")
     p.add_argument("--password", default="alice-secret")
     p.add_argument("--ca-file")
+    p.add_argument("--server-name", help="TLS server name (default: --host)")
     p.add_argument("--timeout", type=float, default=20.0)
     p.add_argument("--once", action="store_true")
     return asyncio.run(run(p.parse_args()))
@@ -133,7 +139,16 @@ def main() -> int:
 class HeldClient:
     """One ``ctl_client`` process in the client namespace, driven line by line."""
 
-    def __init__(self, net: Any, host: str, ca_file: str, user: str, password: str) -> None:
+    def __init__(
+        self,
+        net: Any,
+        host: str,
+        ca_file: str,
+        user: str,
+        password: str,
+        server_name: str | None = None,
+    ) -> None:
+        extra = ["--server-name", server_name] if server_name else []
         self.proc: subprocess.Popen[str] = net.popen(
             net.cli,
             sys.executable,
@@ -147,6 +162,7 @@ class HeldClient:
             user,
             "--password",
             password,
+            *extra,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -53,6 +53,9 @@ def render(**overrides: Any) -> str:
         "sstpd_firewall__extra_input_rules": [],
         "sstpd_firewall__new_connections_per_source": 0,
         "sstpd_firewall__new_connections_burst": 30,
+        "sstpd_firewall__dae_port": 0,
+        "sstpd_firewall__dae_sources": [],
+        "sstpd_firewall__acme_http_port": 0,
     }
     variables.update(overrides)
     return env.get_template("nftables.conf.j2").render(**variables)

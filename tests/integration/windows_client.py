@@ -2,7 +2,7 @@
 sends, from TCP connect to a packet through the open tunnel.
 
 The scripts are data: each profile is a list of steps to read next to [MS-SSTP] and
-PROTOCOL.md / PROTOCOL-NEXT.md. Bytes Windows sends on its own are written out in hex
+docs/protocol/. Bytes Windows sends on its own are written out in hex
 (the HTTP request, Call Connect Request, its LCP/IPCP/CCP/IPV6CP Configure-Requests, the
 LCP Identification packets, EAP and MS-CHAPv2 Responses); what depends on the server
 (Identifiers, challenges, the nonce) is filled in by the small interpreter below, which
@@ -36,7 +36,7 @@ from tests.integration.client_tool import icmp_echo, is_echo_reply
 
 LCP, IPCP, CCP, IPV6CP, EAP, CHAP, IPV4 = 0xC021, 0x8021, 0x80FD, 0x8057, 0xC227, 0xC223, 0x0021
 
-# [MS-SSTP] §3.2.4.1 / PROTOCOL.md §2: the request line and the three headers; no body.
+# [MS-SSTP] §3.2.4.1 / docs/protocol/sstp.md §2: the request line and the three headers; no body.
 HTTP_REQUEST = (
     "SSTP_DUPLEX_POST /sra_{{BA195980-CD49-458b-9E23-C84EE0ADCD75}}/ HTTP/1.1\r\n"
     "Host: {host}\r\n"
@@ -44,16 +44,16 @@ HTTP_REQUEST = (
     "SSTPCORRELATIONID: {{{correlation}}}\r\n"
     "\r\n"
 )
-# PROTOCOL.md §3.4 (the [MS-SSTP] §4.7 example): version 1.0, C=1, length 14, message
+# docs/protocol/sstp.md §3.4 (the [MS-SSTP] §4.7 example): version 1.0, C=1, length 14, message
 # 0x0001, one attribute: Encapsulated Protocol ID = PPP.
 CALL_CONNECT_REQUEST = "10 01 00 0E  00 01  00 01  00 01 00 06  00 01"
-# PROTOCOL.md §7 (sorz/sstp-server issue #5 log): MRU 4091, magic, PFC, ACFC, Callback
+# docs/protocol/ppp.md §2 (sorz/sstp-server issue #5 log): MRU 4091, magic, PFC, ACFC, Callback
 # (CBCP), MRRU 1614, Endpoint Discriminator (class 1, 20 bytes).
 WINDOWS_LCP = (
     "01 04 0F FB  05 06 5A 1B 3C 4D  07 02  08 02  0D 03 06  11 04 06 4E"
     "  13 17 01 A1 B2 C3 D4 E5 F6 07 18 29 3A 4B 5C 6D 7E 8F 90 11 22 33 44"
 )
-# PROTOCOL-NEXT §0: right after LCP opens, "MSRASV5.20", "MSRAS-0-<HOSTNAME>" and one
+# docs/protocol/ppp.md §2: right after LCP opens, "MSRASV5.20", "MSRAS-0-<HOSTNAME>" and one
 # binary blob, each after Windows' magic number (RFC 1570 §2.1).
 IDENTIFICATIONS = [
     "5A 1B 3C 4D" + b"MSRASV5.20".hex(),
@@ -242,7 +242,7 @@ class Windows:
             self.queues.setdefault(protocol, []).append(payload)
 
     def _answer_lcp_request(self, payload: bytes) -> None:
-        """Ack, or Nak an Authentication-Protocol the profile does not do (PROTOCOL-NEXT §1.1)."""
+        """Ack, or Nak an auth protocol the profile lacks (docs/protocol/eap-mschapv2.md §1)."""
         options = _options(payload[4:])
         auth = [v for t, v in options if t == 3]
         if auth and auth[0].hex().upper() not in self.profile.accepts:
@@ -277,7 +277,7 @@ class Windows:
         ctx = ssl.create_default_context(cafile=self.ca_file)
         ctx.check_hostname = False  # checked below, by hand, as Windows checks the name
         raw = socket.create_connection((self.host, self.port), timeout=10)
-        self.sock = ctx.wrap_socket(raw, server_hostname=None)  # no SNI (PROTOCOL.md §10)
+        self.sock = ctx.wrap_socket(raw, server_hostname=None)  # no SNI (docs/protocol/sstp.md §7)
         self.cert_der = self.sock.getpeercert(binary_form=True) or b""
         names = [v for k, v in self.sock.getpeercert().get("subjectAltName", ()) if k != "DNS"]
         if self.host not in names:
@@ -413,7 +413,7 @@ class Windows:
         self.result["auth"] = "mschapv2"
 
     def do_call_connected(self, hash_name: str) -> None:
-        """[MS-SSTP] §2.2.7 / PROTOCOL.md §6: SHA-256 binding computed here, independently."""
+        """[MS-SSTP] §2.2.7 / docs/protocol/sstp.md §6: SHA-256 binding computed here, apart."""
         cert_hash = hashlib.sha256(self.cert_der).digest()
         cmk = hmac.new(self.hlak, b"SSTP inner method derived CMK" + b"\x20\x00\x01", "sha256")
         head = _hex("10 01 00 70  00 04  00 01  00 03 00 68  00 00 00 02")

@@ -163,6 +163,7 @@ def connect(
     attempts: int = 3,
     pppd_options: Sequence[str] = (),
     sstpc_options: Sequence[str] = (),
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Start sstpc in the guest against host:port and wait (timeout s per attempt) until ppp0
     has an address. Returns {"ifname", "local", "peer", "dns", "attempts", "seconds",
@@ -175,6 +176,8 @@ def connect(
     routes: networks to route into ppp0 (pppd itself adds only the /32 to the peer).
     delay_ms/attempts: the sstpc race workaround (see GUEST_CONNECT); delay_ms=0 disables it.
     pppd_options/sstpc_options: added to the default option lists.
+    address: the server's address when ``host`` is a name (the guest resolves it itself,
+    e.g. from /etc/hosts; the route to the server is looked up by address).
     """
     if auth == "mschapv2":
         refuse = ["refuse-eap", "refuse-pap", "refuse-chap", "refuse-mschap"]
@@ -231,7 +234,7 @@ def connect(
     ]
     return run_client(
         guest,
-        host,
+        address or host,
         argv,
         what=f"sstpc to {target} ({auth})",
         timeout=timeout,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sstpd import cli
+from sstpd import certs, cli
 from sstpd.certs import fingerprints, generate_self_signed, load_certificate_der
 from sstpd.config import Config
 from sstpd.users import load_users
@@ -424,3 +424,51 @@ def test_connect_forwards_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([]) == 2
     assert "serve" in capsys.readouterr().err
+
+
+def test_check_config_radius(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    radius = (
+        '[server]\ntls = false\ncert_hash_sha256 = "' + "ab" * 32 + '"\n'
+        '[auth]\nbackends = ["users", "radius"]\n'
+        '[radius]\ndae_listen = "127.0.0.1:3799"\n'
+        '[[radius.server]]\naddress = "192.0.2.1"\nsecret_file = "secret"\n'
+        '[[radius.dae_client]]\naddress = "192.0.2.1"\nsecret = "d"\n'
+    )
+    conf = write_config(tmp_path, radius)
+    assert cli.main(["check-config", conf]) == 1  # the secret file is missing
+    err = capsys.readouterr().err
+    assert err.startswith(f"{conf}:10: radius.server[0].secret_file: ")
+    assert err.rstrip().endswith("secret: cannot read: No such file or directory")
+    (tmp_path / "conf" / "secret").write_text("s3cr3t\n")
+    assert cli.main(["check-config", conf]) == 0
+    out = capsys.readouterr().out
+    assert "authentication by users then radius; RADIUS: 1 authentication, 0 accounting" in out
+    assert "Disconnect-Requests on 127.0.0.1:3799" in out and "s3cr3t" not in out
+
+
+def test_check_config_acme_without_certificate_is_ok(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "sstpd.toml"
+    conf.write_text(
+        f'[server]\ncertificate = "{tmp_path}/c.pem"\nkey = "{tmp_path}/k.pem"\n'
+        '[acme]\nnames = ["vpn.example.test"]\n'
+    )
+    assert cli.main(["check-config", str(conf)]) == 0
+    assert "will be created" in capsys.readouterr().out
+
+
+def test_serve_with_acme_writes_a_placeholder_for_the_names(
+    tmp_path: Path, server: FakeServer
+) -> None:
+    conf = tmp_path / "sstpd.toml"
+    conf.write_text(
+        f'[server]\ncertificate = "{tmp_path}/tls/c.pem"\nkey = "{tmp_path}/tls/k.pem"\n'
+        f'state_directory = "{tmp_path}/state"\n'
+        '[acme]\nnames = ["vpn.example.test", "vpn2.example.test"]\n'
+    )
+    assert cli.main(["serve", "--config", str(conf)]) == 0
+    summary = certs.certificate_summary(str(tmp_path / "tls" / "c.pem"))
+    assert summary["names"] == ["vpn.example.test", "vpn2.example.test"]
+    assert summary["self_signed"] is True
+    assert (tmp_path / "tls" / "k.pem").stat().st_mode & 0o777 == 0o600

@@ -1,4 +1,4 @@
-"""DHCPINFORM -> DHCPACK: the PROTOCOL-NEXT §3.5 vector, RFC 3442 encodings, the IPv4/UDP
+"""DHCPINFORM -> DHCPACK: the docs/protocol/ipv6-dhcp.md §10 vector, RFC 3442 encodings, IPv4/UDP
 envelope with its checksums, and everything a client can get wrong."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ SERVER = IPv4Address("10.8.0.1")
 CLIENT = IPv4Address("10.8.0.5")
 CHADDR = bytes.fromhex("001122334455") + bytes(10)
 BROADCAST = IPv4Address("255.255.255.255")
-# What a Windows RAS client's DHCPINFORM carries (PROTOCOL-NEXT §3.1, SoftEther IPC.c):
+# What a Windows RAS client's DHCPINFORM carries (docs/protocol/ipv6-dhcp.md §6, SoftEther IPC.c):
 # client id, host name, vendor class "MSFT 5.0", user class "RRAS.Microsoft", and the
 # parameter request list 1,15,3,6,44,46,47,31,33,121,249,43.
 WINDOWS_OPTIONS = {
@@ -43,7 +43,7 @@ WINDOWS_OPTIONS = {
     77: b"RRAS.Microsoft",
     55: bytes([1, 15, 3, 6, 44, 46, 47, 31, 33, 121, 249, 43]),
 }
-# PROTOCOL-NEXT §3.5 (decoded by scapy, checksums verified there): the options part.
+# docs/protocol/ipv6-dhcp.md §10 (decoded by scapy, checksums verified there): the options part.
 ACK_OPTIONS_VECTOR = (
     bytes.fromhex("350105 36040a080001 0104ffffffff 0f0c".replace(" ", ""))
     + b"corp.example"
@@ -145,7 +145,7 @@ def test_minimal_ack_is_padded_to_300_bytes_and_omits_unset_options() -> None:
 
 # --------------------------------------------------------------------------- RFC 3442
 
-RFC3442_TABLE = [  # RFC 3442 §3 descriptor table, plus PROTOCOL-NEXT §3.4's rows
+RFC3442_TABLE = [  # RFC 3442 §3 descriptor table, plus docs/protocol/ipv6-dhcp.md §9's rows
     ("0.0.0.0/0", "00"),
     ("10.0.0.0/8", "080a"),
     ("10.0.0.0/24", "180a0000"),
@@ -169,7 +169,7 @@ def test_rfc3442_descriptors(network: str, descriptor: str) -> None:
 
 
 def test_rfc3442_known_answers_with_routers() -> None:
-    # the Nuage/OpenStack known-answer values quoted in PROTOCOL-NEXT §3.4
+    # the Nuage/OpenStack known-answer values quoted in docs/protocol/ipv6-dhcp.md §9
     assert encode_classless_routes(
         [(IPv4Network("10.17.0.0/16"), IPv4Address("10.11.12.13"))]
     ) == bytes.fromhex("100a110a0b0c0d")

@@ -1,4 +1,4 @@
-"""ICMPv6 Neighbor Discovery: the PROTOCOL-NEXT §2.3 RA vector, RS checks, NS/NA, timers."""
+"""ICMPv6 ND: the docs/protocol/ipv6-dhcp.md §3 RA vector, RS checks, NS/NA, timers."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ FUZZ = settings(max_examples=300, deadline=None)
 SERVER_LL = IPv6Address("fe80::1")
 CLIENT_LL = IPv6Address("fe80::a8bb:ccdd:eeff:11")
 
-# PROTOCOL-NEXT §2.3, checked there with scapy: RA from fe80::1 to ff02::1, hop limit 64,
+# docs/protocol/ipv6-dhcp.md §3, checked there with scapy: RA from fe80::1 to ff02::1, hop limit 64,
 # M=O=0, router lifetime 1800, PIO 2001:db8:1:2::/64 L+A valid 86400 preferred 14400,
 # MTU 1400, RDNSS 2001:db8::53 (1800 s).
 RA_VECTOR = bytes.fromhex(

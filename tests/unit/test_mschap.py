@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import warnings
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sstpd.proto import mschap
 
-# RFC 2759 §9.2 and RFC 3079 §3.5.3 (PROTOCOL.md §9.2)
+# RFC 2759 §9.2 and RFC 3079 §3.5.3 (docs/protocol/ppp.md §5)
 USER = "User"
 PASSWORD = "clientPass"
 AUTH_CHALLENGE = bytes.fromhex("5B5D7C7D7B3F2F3E3C2C602132262628")
@@ -52,12 +52,59 @@ def test_md4_padding_boundaries_are_consistent(length: int) -> None:
     assert len(mschap.md4(b"x" * length)) == 16
 
 
-def test_des_known_vector() -> None:
-    # the classic worked example (key 133457799BBCDFF1)
+DES_IMPLEMENTATIONS = {
+    "library": mschap.des_encrypt_block,
+    "pure": mschap.des_encrypt_block_pure,
+}
+
+
+@pytest.mark.parametrize("impl", DES_IMPLEMENTATIONS)
+def test_des_known_vectors(impl: str) -> None:
+    des = DES_IMPLEMENTATIONS[impl]
+    # the classic worked example (key 133457799BBCDFF1) and FIPS 81's "Now is t"
     key = bytes.fromhex("133457799BBCDFF1")
-    assert mschap.des_encrypt_block(key, bytes.fromhex("0123456789ABCDEF")) == bytes.fromhex(
-        "85E813540F0AB405"
-    )
+    assert des(key, bytes.fromhex("0123456789ABCDEF")) == bytes.fromhex("85E813540F0AB405")
+    assert des(bytes.fromhex("0123456789abcdef"), b"Now is t") == bytes.fromhex("3fa40e8a984d4815")
+    with pytest.raises(ValueError):
+        des(b"\x00" * 9, b"\x00" * 8)
+    with pytest.raises(ValueError):
+        des(b"\x00" * 8, b"\x00" * 7)
+
+
+def test_des_comes_from_cryptography_here() -> None:
+    # pyproject requires cryptography>=41, which has TripleDES: the fast path must be live
+    assert mschap.DES_IMPLEMENTATION == "cryptography"
+
+
+def test_des_library_probe_gives_no_deprecation_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encrypt = mschap._make_des_library()
+        assert encrypt is not None
+        encrypt(b"\x01" * 8, b"\x00" * 8)
+
+
+def test_pure_python_fallback_when_cryptography_lacks_des(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mschap, "_load_triple_des", lambda: None)
+    assert mschap._make_des_library() is None
+    monkeypatch.setattr(mschap, "_des_library", None)
+    # the whole RFC 2759 §9.2 computation through the fallback
+    got = mschap.generate_nt_response(AUTH_CHALLENGE, PEER_CHALLENGE, USER, NT_HASH)
+    assert got == NT_RESPONSE
+
+
+def test_nt_response_rfc2759_through_the_library() -> None:
+    assert mschap._des_library is not None
+    got = mschap.generate_nt_response(AUTH_CHALLENGE, PEER_CHALLENGE, USER, NT_HASH)
+    assert got == NT_RESPONSE
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=7, max_size=8), block=st.binary(min_size=8, max_size=8))
+def test_des_implementations_agree(key: bytes, block: bytes) -> None:
+    assert mschap.des_encrypt_block(key, block) == mschap.des_encrypt_block_pure(key, block)
 
 
 def test_des_expand_key_spreads_seven_bit_groups() -> None:
@@ -68,34 +115,6 @@ def test_des_expand_key_spreads_seven_bit_groups() -> None:
     )
     with pytest.raises(ValueError):
         mschap.expand_des_key(b"\x00" * 8)
-
-
-def _triple_des() -> object | None:
-    for module in (
-        "cryptography.hazmat.decrepit.ciphers.algorithms",
-        "cryptography.hazmat.primitives.ciphers.algorithms",
-    ):
-        try:
-            algorithms = importlib.import_module(module)
-        except ImportError:
-            continue
-        if hasattr(algorithms, "TripleDES"):
-            return algorithms.TripleDES
-    return None
-
-
-@settings(max_examples=60, deadline=None)
-@given(key=st.binary(min_size=7, max_size=7), block=st.binary(min_size=8, max_size=8))
-def test_des_matches_cryptography_single_des(key: bytes, block: bytes) -> None:
-    triple_des = _triple_des()
-    if triple_des is None:
-        pytest.skip("cryptography TripleDES not importable")
-    from cryptography.hazmat.primitives.ciphers import Cipher, modes
-
-    k8 = mschap.expand_des_key(key)
-    encryptor = Cipher(triple_des(k8 * 3), modes.ECB()).encryptor()  # type: ignore[operator]
-    expected = encryptor.update(block) + encryptor.finalize()
-    assert mschap.des_encrypt_block(key, block) == expected
 
 
 def test_nt_password_hash() -> None:

@@ -1,4 +1,4 @@
-"""EAP-MS-CHAP-V2 (sstpd.proto.ppp.eap): the PROTOCOL-NEXT §1.7 vector byte for byte,
+"""EAP-MS-CHAP-V2 (sstpd.proto.ppp.eap): the docs/protocol/eap-mschapv2.md §7 vector byte for byte,
 codec round trips, every kind of bad input, and hypothesis runs of decoder and automaton."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ H = bytes.fromhex
 
 # --------------------------------------------------------------------------- §1.7 vector
 # User "User", password "clientPass" (RFC 2759 §9.2), server name "sstpd", EAP ids 1/2/3,
-# MS-CHAPv2-ID 2. The bytes are the EAP packets of PROTOCOL-NEXT §1.7, copied verbatim.
+# MS-CHAPv2-ID 2. The bytes are the EAP packets of docs/protocol/eap-mschapv2.md §7, verbatim.
 V_IDENTITY_REQ = H("01 01 00 05 01")
 V_IDENTITY_RESP = H("02 01 00 09 01 55 73 65 72")
 V_CHALLENGE = H(

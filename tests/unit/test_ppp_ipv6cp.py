@@ -4,7 +4,7 @@ The "Windows" and "pppd" peers are what those stacks put in their Configure-Requ
 Windows sends a random Interface-Identifier and nothing else; pppd (``+ipv6``) sends its
 own identifier too, and with IPv6 header compression compiled in (``IPV6CP_COMP``) adds an
 IPv6-Compression-Protocol option, which we reject. The MikroTik request is the literal one
-from PROTOCOL-NEXT §2.1.
+from docs/protocol/ipv6-dhcp.md §1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Crypto binding: the [MS-SSTP] §4.7 vectors of PROTOCOL.md §9.1."""
+"""Crypto binding: the [MS-SSTP] §4.7 vectors of docs/protocol/sstp.md §8."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from sstpd.proto.sstp.packets import (
 )
 
 NONCE = bytes(range(32))
-# PROTOCOL.md §3.4 / [MS-SSTP] §4.7
+# docs/protocol/sstp.md §3.4 / [MS-SSTP] §4.7
 CONNECT_REQUEST = bytes.fromhex("1001000e 0001 0001 00010006 0001".replace(" ", ""))
 SAMPLES: list[tuple[ControlMessage, bytes]] = [
     (

@@ -104,6 +104,15 @@ def sstpd_ipv4_problem(value: object, kind: str = "address") -> str:
     return ""
 
 
+def sstpd_is_ip(value: object) -> bool:
+    """True when ``value`` is an IPv4 or IPv6 address (RADIUS servers are named by address)."""
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 class FilterModule:
     def filters(self) -> dict[str, object]:
         return {
@@ -111,4 +120,5 @@ class FilterModule:
             "sstpd_toml": sstpd_toml,
             "sstpd_overlaps": sstpd_overlaps,
             "sstpd_ipv4_problem": sstpd_ipv4_problem,
+            "sstpd_is_ip": sstpd_is_ip,
         }

@@ -1,8 +1,8 @@
 """ICMPv6 Neighbor Discovery on the PPP link (RFC 4861, RDNSS from RFC 8106).
 
 The server sends a Router Advertisement with the session's /64 when IPV6CP opens and in
-answer to each Router Solicitation (PROTOCOL-NEXT §2.2-§2.3), and answers a Neighbor
-Solicitation for its own addresses with a Neighbor Advertisement (§2.5). The client side
+answer to each Router Solicitation (docs/protocol/ipv6-dhcp.md §2-§3), and answers a Neighbor
+Solicitation for its own addresses with a Neighbor Advertisement (§5). The client side
 sends a Router Solicitation and reads the Advertisement. PPP has no link-layer address,
 so no Source/Target Link-Layer Address option is ever sent.
 
@@ -266,7 +266,7 @@ def session_advertisement(
     dns: tuple[IPv6Address, ...] = (),
     interval: float = 600.0,
 ) -> RouterAdvertisement:
-    """The RA for one session (PROTOCOL-NEXT §2.2, accel-ppp defaults): its /64 with L+A,
+    """The RA for one session (docs/protocol/ipv6-dhcp.md §2, accel-ppp defaults): its /64 with L+A,
     M=O=0, router lifetime 3 x MaxRtrAdvInterval, RDNSS lifetime likewise (RFC 8106 §5.1
     "at least 3 * MaxRtrAdvInterval")."""
     lifetime = min(int(3 * interval), 9000)  # RFC 4861 §6.2.1: router lifetime <= 9000 s

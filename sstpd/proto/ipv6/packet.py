@@ -1,6 +1,6 @@
 """IPv6 header codec, the Internet checksum, and the classifier of packets from a session.
 
-What a session may send (PROTOCOL-NEXT §2.5): each client gets a whole /64 (Windows uses
+What a session may send (docs/protocol/ipv6-dhcp.md §5): each client gets a whole /64 (Windows uses
 random interface identifiers and temporary addresses, not its IPV6CP identifier), so any
 source inside that /64 is forwarded to the TUN; its link-local address ``fe80::<IID>`` and
 the unspecified address (DAD, Router Solicitation before an address exists) are allowed

@@ -4,11 +4,17 @@ Each object talks to the link through two callables given to its constructor: ``
 (one auth packet to frame and transmit) and ``report`` (an :class:`AuthResult` when an
 attempt ends). Neither raises on peer input: malformed or unexpected packets are dropped.
 
-Server side: the account is looked up by the user name without any ``DOMAIN\\`` prefix;
-an unknown user is answered exactly like a wrong password (E=691), and the comparison is
-constant time. With ``retries`` > 0 a failed MS-CHAPv2 attempt is answered ``R=1`` with a
-fresh challenge; the peer's new Response carries the Failure's Identifier plus one (the
-MS-CHAP convention, RFC 2433 §5) - the Failure's own Identifier is accepted too.
+Server side: the authenticators do not check credentials themselves. They hand a
+:class:`VerifyRequest` (user, challenges, NT-Response or password) to a ``verify``
+callable, which answers with a :class:`Verdict` at once (the local users file,
+:func:`local_verifier`) or returns None and the answer comes later through
+``complete(request, verdict, now)`` (RADIUS, from the I/O layer). EAP-MSCHAPv2 can build
+the same request and use the same verifiers. Locally the account is looked up by the user
+name without any ``DOMAIN\\`` prefix; an unknown user is answered exactly like a wrong
+password (E=691), and the comparison is constant time. With ``retries`` > 0 a failed
+MS-CHAPv2 attempt is answered ``R=1`` with a fresh challenge; the peer's new Response
+carries the Failure's Identifier plus one (the MS-CHAP convention, RFC 2433 §5) - the
+Failure's own Identifier is accepted too.
 """
 
 from __future__ import annotations
@@ -32,7 +38,11 @@ __all__ = [
     "MsChapV2Verdict",
     "PapPeer",
     "PapServer",
+    "Verdict",
+    "Verify",
+    "VerifyRequest",
     "failure_message",
+    "local_verifier",
     "parse_failure",
     "verify_mschapv2_response",
 ]
@@ -72,6 +82,81 @@ Send = Callable[[Packet], None]
 Report = Callable[[AuthResult], None]
 
 
+@dataclass(frozen=True)
+class VerifyRequest:
+    """One set of credentials to check, the same shape for PAP, MS-CHAPv2 and EAP-MSCHAPv2.
+
+    ``name`` is the name as the peer sent it (RADIUS User-Name), ``user`` the name without
+    ``DOMAIN\\``. MS-CHAPv2 fills the challenges, ``nt_response`` and ``identifier`` (the
+    CHAP / EAP-MSCHAPv2 MS-CHAPv2-ID); PAP fills ``password``."""
+
+    method: str
+    name: str
+    user: str
+    identifier: int = 0
+    password: str = ""
+    authenticator_challenge: bytes = b""
+    peer_challenge: bytes = b""
+    nt_response: bytes = b""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer to a :class:`VerifyRequest`.
+
+    Success: ``authenticator_response`` is the MS-CHAPv2 ``S=<40 hex>`` and ``hlak`` the
+    key the crypto binding is checked with (zeros for PAP). Failure: ``code`` is the
+    MS-CHAP error (691 = bad credentials) and ``reason`` says why, for the log.
+    ``message`` is the text shown to the peer (``M=`` / PAP message)."""
+
+    success: bool
+    authenticator_response: str = ""
+    hlak: bytes = ZERO_HLAK
+    code: int = ERROR_AUTHENTICATION_FAILURE
+    reason: str = ""
+    message: str = ""
+
+
+Verify = Callable[[VerifyRequest], "Verdict | None"]
+
+
+def local_verifier(lookup: Callable[[str], bytes | None]) -> Callable[[VerifyRequest], Verdict]:
+    """Check credentials against stored NT hashes (the users file), answering at once."""
+
+    def verify(req: VerifyRequest) -> Verdict:
+        stored = lookup(req.user)
+        nt_hash = stored if stored is not None and len(stored) == 16 else _DUMMY_HASH
+        if req.method == PAP:
+            computed = mschap.nt_password_hash(req.password)
+            ok = hmac.compare_digest(computed, nt_hash) and stored is not None
+            if ok:
+                return Verdict(True, message="Welcome")
+            return Verdict(False, reason="authentication failure")
+        expected = mschap.generate_nt_response(
+            req.authenticator_challenge, req.peer_challenge, req.user, nt_hash
+        )
+        if not (hmac.compare_digest(expected, req.nt_response) and stored is not None):
+            return Verdict(False, reason="authentication failure")
+        return Verdict(
+            True,
+            authenticator_response=mschap.authenticator_response(
+                nt_hash, req.nt_response, req.peer_challenge, req.authenticator_challenge, req.user
+            ),
+            hlak=mschap.hlak(nt_hash, req.nt_response),
+            message="Welcome",
+        )
+
+    return verify
+
+
+def verifier_from(verify: Verify | None, lookup: Callable[[str], bytes | None] | None) -> Verify:
+    if verify is not None:
+        return verify
+    if lookup is None:
+        raise TypeError("an authenticator needs verify= or lookup=")
+    return local_verifier(lookup)
+
+
 def _next_id(identifier: int) -> int:
     return (identifier + 1) & 0xFF
 
@@ -109,16 +194,13 @@ def verify_mschapv2_response(
     return MsChapV2Verdict(user, True, message, mschap.hlak(nt_hash, nt_response))
 
 
-def failure_message(retry: bool, challenge: bytes) -> str:
-    """The MS-CHAPv2 Failure text (RFC 2759 §6) for a wrong password or unknown user."""
-    return (
-        f"E={ERROR_AUTHENTICATION_FAILURE} R={int(retry)} C={challenge.hex().upper()}"
-        " V=3 M=Authentication failure"
-    )
+def failure_message(retry: bool, challenge: bytes, code: int = ERROR_AUTHENTICATION_FAILURE) -> str:
+    """The MS-CHAPv2 Failure text (RFC 2759 §6); 691 = wrong password or unknown user."""
+    return f"E={code} R={int(retry)} C={challenge.hex().upper()} V=3 M=Authentication failure"
 
 
 class MsChapV2Server:
-    """The authenticator: Challenge -> Response -> Success | Failure."""
+    """The authenticator: Challenge -> Response -> (verification) -> Success | Failure."""
 
     method = MSCHAPV2
 
@@ -127,13 +209,15 @@ class MsChapV2Server:
         send: Send,
         report: Report,
         *,
-        lookup: Callable[[str], bytes | None],
         random: Callable[[int], bytes],
+        verify: Verify | None = None,
+        lookup: Callable[[str], bytes | None] | None = None,
         name: str = "sstpd",
         retries: int = 0,
         restart_interval: float = 3.0,
     ) -> None:
-        self._send, self._report, self._lookup, self._random = send, report, lookup, random
+        self._send, self._report, self._random = send, report, random
+        self._verify = verifier_from(verify, lookup)
         self._name = name.encode("utf-8")
         self._retries_left = retries
         self._interval = restart_interval
@@ -142,6 +226,7 @@ class MsChapV2Server:
         self._waiting = False  # a Response to ``_id`` is expected
         self._retry_ids: tuple[int, ...] = ()
         self._final: Packet | None = None  # last Success / final Failure, resent on duplicates
+        self.pending: VerifyRequest | None = None  # handed to ``verify``, not answered yet
         self.deadline: float | None = None
 
     def start(self, now: float) -> None:
@@ -170,37 +255,60 @@ class MsChapV2Server:
             if packet.identifier == self._final.identifier:
                 self._send(self._final)  # our answer was lost: repeat it (pppd does too)
             return
+        data = packet.data
         if not self._waiting or packet.identifier not in self._retry_ids:
+            return  # also while a verification is pending: its answer will follow
+        if len(data) < 50 or data[0] != 49:
             return
-        verdict = verify_mschapv2_response(self._challenge, packet.data, self._lookup)
-        if verdict is None:
+        name = data[50:].decode("utf-8", "replace")
+        request = VerifyRequest(
+            MSCHAPV2,
+            name,
+            mschap.strip_domain(name),
+            identifier=packet.identifier,
+            authenticator_challenge=self._challenge,
+            peer_challenge=data[1:17],
+            nt_response=data[25:49],
+        )
+        self._waiting, self.deadline, self.pending = False, None, request
+        verdict = self._verify(request)
+        if verdict is not None:
+            self.complete(request, verdict, now)
+
+    def complete(self, request: VerifyRequest, verdict: Verdict, now: float) -> None:
+        """The answer to ``request``; ignored unless it is the one still pending."""
+        if request is not self.pending:
             return
-        user = verdict.user
-        self.deadline = None
-        if verdict.ok:
-            message = verdict.authenticator_response + " M=Welcome"
-            reply = Packet(ChapCode.SUCCESS, packet.identifier, message.encode())
-            self._final, self._waiting = reply, False
+        self.pending = None
+        user, ident = request.user, request.identifier
+        if verdict.success:
+            text = verdict.authenticator_response + " M=" + (verdict.message or "Welcome")
+            reply = Packet(ChapCode.SUCCESS, ident, text.encode())
+            self._final = reply
             self._send(reply)
             self._report(AuthResult(True, user, MSCHAPV2, verdict.hlak))
             return
         retry = self._retries_left > 0
         self._retries_left -= 1
         self._challenge = self._random(16)
-        text = failure_message(retry, self._challenge)
-        reply = Packet(ChapCode.FAILURE, packet.identifier, text.encode())
+        text = (
+            f"E={verdict.code} R={int(retry)} C={self._challenge.hex().upper()}"
+            f" V=3 M={verdict.message or 'Authentication failure'}"
+        )
+        reply = Packet(ChapCode.FAILURE, ident, text.encode())
         if retry:
-            self._retry_ids = (_next_id(packet.identifier), packet.identifier)
+            self._retry_ids = (_next_id(ident), ident)
+            self._waiting = True
         else:
-            self._final, self._waiting = reply, False
+            self._final = reply
         self._send(reply)
         self._report(
             AuthResult(
                 False,
                 user,
                 MSCHAPV2,
-                code=ERROR_AUTHENTICATION_FAILURE,
-                reason="authentication failure",
+                code=verdict.code,
+                reason=verdict.reason or "authentication failure",
                 retry=retry,
             )
         )
@@ -336,16 +444,24 @@ def _pap_message(code: int, identifier: int, text: str) -> Packet:
 
 
 class PapServer:
-    """Checks Authenticate-Requests against the stored NT hash of the password."""
+    """Checks Authenticate-Requests through ``verify`` (locally: the stored NT hash)."""
 
     method = PAP
 
     def __init__(
-        self, send: Send, report: Report, *, lookup: Callable[[str], bytes | None], retries: int = 0
+        self,
+        send: Send,
+        report: Report,
+        *,
+        verify: Verify | None = None,
+        lookup: Callable[[str], bytes | None] | None = None,
+        retries: int = 0,
     ) -> None:
-        self._send, self._report, self._lookup = send, report, lookup
+        self._send, self._report = send, report
+        self._verify = verifier_from(verify, lookup)
         self._retries_left = retries
         self._final: Packet | None = None
+        self.pending: VerifyRequest | None = None
         self.deadline: float | None = None
 
     def start(self, now: float) -> None:
@@ -364,24 +480,44 @@ class PapServer:
             if packet.identifier == self._final.identifier:
                 self._send(self._final)
             return
+        if self.pending is not None:
+            return  # a retransmission while the verification runs: its answer will follow
         data = packet.data
         if not data or len(data) < 2 + data[0] or len(data) < 2 + data[0] + data[1 + data[0]]:
             return
         peer_id = data[1 : 1 + data[0]].decode("utf-8", "replace")
         plen = data[1 + data[0]]
         password = data[2 + data[0] : 2 + data[0] + plen].decode("utf-8", "replace")
-        user = mschap.strip_domain(peer_id)
-        stored = self._lookup(user)
-        computed = mschap.nt_password_hash(password)
-        ok = hmac.compare_digest(computed, stored or _DUMMY_HASH) and stored is not None
-        if ok:
-            self._final = _pap_message(PapCode.AUTHENTICATE_ACK, packet.identifier, "Welcome")
+        request = VerifyRequest(
+            PAP,
+            peer_id,
+            mschap.strip_domain(peer_id),
+            identifier=packet.identifier,
+            password=password,
+        )
+        self.pending = request
+        verdict = self._verify(request)
+        if verdict is not None:
+            self.complete(request, verdict, now)
+
+    def complete(self, request: VerifyRequest, verdict: Verdict, now: float) -> None:
+        """The answer to ``request``; ignored unless it is the one still pending."""
+        if request is not self.pending:
+            return
+        self.pending = None
+        user, ident = request.user, request.identifier
+        if verdict.success:
+            self._final = _pap_message(
+                PapCode.AUTHENTICATE_ACK, ident, verdict.message or "Welcome"
+            )
             self._send(self._final)
-            self._report(AuthResult(True, user, PAP))
+            self._report(AuthResult(True, user, PAP, verdict.hlak))
             return
         retry = self._retries_left > 0
         self._retries_left -= 1
-        reply = _pap_message(PapCode.AUTHENTICATE_NAK, packet.identifier, "Authentication failure")
+        reply = _pap_message(
+            PapCode.AUTHENTICATE_NAK, ident, verdict.message or "Authentication failure"
+        )
         if not retry:
             self._final = reply
         self._send(reply)
@@ -390,8 +526,8 @@ class PapServer:
                 False,
                 user,
                 PAP,
-                code=ERROR_AUTHENTICATION_FAILURE,
-                reason="authentication failure",
+                code=verdict.code,
+                reason=verdict.reason or "authentication failure",
                 retry=retry,
             )
         )

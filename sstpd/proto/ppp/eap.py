@@ -2,7 +2,7 @@
 
 What a Windows profile made in Settings, or with ``Add-VpnConnection -AuthenticationMethod
 Eap``, authenticates with. The exchange (draft-kamath-pppext-eap-mschapv2-02, [MS-CHAP]
-§2.2), Identifiers as in PROTOCOL-NEXT §1.7::
+§2.2), Identifiers as in docs/protocol/eap-mschapv2.md §7::
 
     S: Request/Identity (i)                      C: Response/Identity (i) "DOMAIN\\user"
     S: Request/26 Challenge (i+1, ms_id)         C: Response/26 Response (i+1, ms_id)
@@ -37,12 +37,16 @@ from sstpd.errors import ParseError
 from sstpd.proto import mschap
 from sstpd.proto.ppp.auth import (
     ERROR_AUTHENTICATION_FAILURE,
+    MSCHAPV2,
     AuthResult,
     Report,
     Send,
+    Verdict,
+    Verify,
+    VerifyRequest,
     failure_message,
     parse_failure,
-    verify_mschapv2_response,
+    verifier_from,
 )
 from sstpd.proto.ppp.frame import Packet
 
@@ -198,8 +202,9 @@ class EapServer:
         send: Send,
         report: Report,
         *,
-        lookup: Callable[[str], bytes | None],
         random: Callable[[int], bytes],
+        verify: Verify | None = None,
+        lookup: Callable[[str], bytes | None] | None = None,
         name: str = "sstpd",
         retries: int = 0,
         restart_interval: float = 3.0,
@@ -207,7 +212,10 @@ class EapServer:
         max_invalid: int = 16,
         notice: Notice | None = None,
     ) -> None:
-        self._send_packet, self._report, self._lookup, self._random = send, report, lookup, random
+        self._send_packet, self._report, self._random = send, report, random
+        # the MS-CHAPv2 Response is checked like PPP's: locally, or later by RADIUS
+        self._verify = verifier_from(verify, lookup)
+        self.pending: VerifyRequest | None = None
         self._notice = notice or (lambda level, text: None)
         self._name = name.encode("utf-8")
         self._retries_left = retries
@@ -226,6 +234,7 @@ class EapServer:
         self._transmits = 0
         self._retry = False
         self._failure = "authentication failure"
+        self._failure_code = ERROR_AUTHENTICATION_FAILURE
         self._user = ""
         self._success: AuthResult | None = None
         self.deadline: float | None = None
@@ -355,12 +364,15 @@ class EapServer:
             if self._retry:
                 self._send_challenge((self._ms_id + 1) & 0xFF, now)  # the C= challenge
             else:
-                self._fail(self._failure, identifier, ERROR_AUTHENTICATION_FAILURE)
+                self._fail(self._failure, identifier, self._failure_code)
             return
         retrying = state is _State.FAILURE_SENT and self._retry
         if op != MsOpCode.RESPONSE or message.short or not (state is _State.CHALLENGE or retrying):
             form = "short " if message.short else ""
             self._discard(f"{form}{_name(MsOpCode, op)} while {state.value}")
+            return
+        if self.pending is not None:
+            self._discard("Response while the last one is being verified", "debug")
             return
         accepted = (self._ms_id, (self._ms_id + 1) & 0xFF) if retrying else (self._ms_id,)
         if message.ms_id not in accepted:
@@ -369,39 +381,54 @@ class EapServer:
         self._check_response(message, now)
 
     def _check_response(self, message: MsChapV2Message, now: float) -> None:
-        verdict = verify_mschapv2_response(self._challenge, message.data, self._lookup)
-        if verdict is None:
+        data = message.data
+        if len(data) < 50 or data[0] != 49:
             self._discard("malformed MS-CHAPv2 Response")
             return
-        ok, reason = verdict.ok, "authentication failure"
-        if ok and self.identity and self._user.casefold() != verdict.user.casefold():
-            ok, reason = False, f"MS-CHAPv2 name {verdict.user!r} is not the EAP identity"
-        self._user = verdict.user
+        name = data[50:].decode("utf-8", "replace")
+        request = VerifyRequest(
+            MSCHAPV2,  # the credentials are MS-CHAPv2's (RADIUS: MS-CHAP2-Response)
+            name,
+            mschap.strip_domain(name),
+            identifier=message.ms_id,
+            authenticator_challenge=self._challenge,
+            peer_challenge=data[1:17],
+            nt_response=data[25:49],
+        )
+        self.pending, self.deadline = request, None  # no retransmission while verifying
+        verdict = self._verify(request)
+        if verdict is not None:
+            self.complete(request, verdict, now)
+
+    def complete(self, request: VerifyRequest, verdict: Verdict, now: float) -> None:
+        """The answer to ``request``; ignored unless it is the one still pending."""
+        if request is not self.pending or self.state is _State.DONE:
+            return
+        self.pending = None
+        ok, reason = verdict.success, verdict.reason or "authentication failure"
+        if ok and self.identity and self._user.casefold() != request.user.casefold():
+            ok, reason = False, f"MS-CHAPv2 name {request.user!r} is not the EAP identity"
+        self._user = request.user
         if ok:
             text = (verdict.authenticator_response + " M=OK").encode()
-            self._success = AuthResult(True, verdict.user, EAP_MSCHAPV2, verdict.hlak)
-            reply = MsChapV2Message(MsOpCode.SUCCESS, message.ms_id, text)
+            self._success = AuthResult(True, request.user, EAP_MSCHAPV2, verdict.hlak)
+            reply = MsChapV2Message(MsOpCode.SUCCESS, request.identifier, text)
             self._send_request(EapType.MSCHAPV2, reply.encode(), now)
             self.state = _State.SUCCESS_SENT
             return
-        self._retry, self._failure = self._retries_left > 0, reason
+        code = verdict.code if not verdict.success else ERROR_AUTHENTICATION_FAILURE
+        self._retry, self._failure, self._failure_code = self._retries_left > 0, reason, code
         self._retries_left -= 1
         self._challenge = self._random(16)
-        self._ms_id = message.ms_id  # echoed, never incremented (PROTOCOL-NEXT §1.4)
-        text = failure_message(self._retry, self._challenge).encode()
-        reply = MsChapV2Message(MsOpCode.FAILURE, message.ms_id, text)
+        # echoed, never incremented (docs/protocol/eap-mschapv2.md §4)
+        self._ms_id = request.identifier
+        text = failure_message(self._retry, self._challenge, code).encode()
+        reply = MsChapV2Message(MsOpCode.FAILURE, request.identifier, text)
         self._send_request(EapType.MSCHAPV2, reply.encode(), now)
         self.state = _State.FAILURE_SENT
         if self._retry:  # the final failure is reported with the Failure-Response
             self._report(
-                AuthResult(
-                    False,
-                    verdict.user,
-                    EAP_MSCHAPV2,
-                    code=ERROR_AUTHENTICATION_FAILURE,
-                    reason=reason,
-                    retry=True,
-                )
+                AuthResult(False, request.user, EAP_MSCHAPV2, code=code, reason=reason, retry=True)
             )
 
 

@@ -3,7 +3,7 @@
 IPV6CP (protocol ``0x8057``) runs the same RFC 1661 automaton as IPCP; its only useful
 option is the 8-byte Interface-Identifier (type 1, length 10). It carries no prefix and no
 DNS: after both sides Ack, each end's link-local address is ``fe80::<its IID>`` and the
-global prefix comes later in a Router Advertisement (PROTOCOL-NEXT §2.2).
+global prefix comes later in a Router Advertisement (docs/protocol/ipv6-dhcp.md §2).
 
 Rules (RFC 5072 §4.1, as pppd ``ipv6cp_reqci`` and accel-ppp apply them), the same on
 both ends:

@@ -36,6 +36,10 @@ from sstpd.proto.ppp.auth import (
     MsChapV2Server,
     PapPeer,
     PapServer,
+    Verdict,
+    Verify,
+    VerifyRequest,
+    local_verifier,
 )
 from sstpd.proto.ppp.eap import EAP_MSCHAPV2, EapPeer, EapServer
 from sstpd.proto.ppp.frame import Code, Packet, Protocol, decode_frame, encode_frame
@@ -455,13 +459,20 @@ class PppServer(_Link):
         self,
         config: PppServerConfig,
         *,
-        lookup: Callable[[str], bytes | None],
         assign_address: Callable[[str], IPv4Address | None],
         random: Callable[[int], bytes],
         now: float,
+        lookup: Callable[[str], bytes | None] | None = None,
+        verify: Verify | None = None,
     ) -> None:
+        """``verify`` checks credentials (see ``auth.VerifyRequest``); ``lookup`` (user ->
+        NT hash) is the shorthand for the local users file."""
         self.config = config
-        self._lookup = lookup
+        if verify is None:
+            if lookup is None:
+                raise TypeError("PppServer needs verify= or lookup=")
+            verify = local_verifier(lookup)
+        self._verify = verify
         self._assign_address = assign_address
         self.peer_address: IPv4Address | None = None  # allocated at authentication
         self._address_owner: str | None = None
@@ -475,7 +486,7 @@ class PppServer(_Link):
             auth = MsChapV2Server(
                 send,
                 self._auth_report,
-                lookup=self._lookup,
+                verify=self._verify,
                 random=self._random,
                 name=self.config.server_name,
                 retries=self.config.auth_retries,
@@ -483,13 +494,13 @@ class PppServer(_Link):
             )
         elif method == PAP:
             auth = PapServer(
-                send, self._auth_report, lookup=self._lookup, retries=self.config.auth_retries
+                send, self._auth_report, verify=self._verify, retries=self.config.auth_retries
             )
         elif method == EAP_MSCHAPV2:
             auth = EapServer(
                 send,
                 self._auth_report,
-                lookup=self._lookup,
+                verify=self._verify,
                 random=self._random,
                 name=self.config.server_name,
                 retries=self.config.auth_retries,
@@ -500,6 +511,18 @@ class PppServer(_Link):
             self.close("no authentication method configured", now)
             return
         self._begin_auth(auth, now)
+
+    def complete_verification(self, request: VerifyRequest, verdict: Verdict, now: float) -> None:
+        """A verification the ``verify`` callable answered later (None at first) is done.
+
+        Stale answers (another attempt, a restarted or finished link) are ignored."""
+        self._now = now
+        auth = self._auth
+        if self._finished or auth is None:
+            return
+        complete = getattr(auth, "complete", None)
+        if complete is not None:
+            complete(request, verdict, now)
 
     def _start_network(self, now: float) -> None:
         # Re-authentication (a new LCP negotiation of an open link) keeps the address the

@@ -1,4 +1,4 @@
-"""Crypto binding ([MS-SSTP] §2.2.7, §3.2.5.2, §3.3.5.2.3; PROTOCOL.md §6).
+"""Crypto binding ([MS-SSTP] §2.2.7, §3.2.5.2, §3.3.5.2.3; docs/protocol/sstp.md §6).
 
 HLAK (32 bytes, from PPP authentication) -> CMK = T1 of the PRF with a *little-endian* 16-bit
 length (§6.2) -> compound MAC = HMAC(CMK, the 112-byte Call Connected packet with the MAC
@@ -25,7 +25,7 @@ from sstpd.proto.sstp.packets import (
 HLAK_SIZE = 32
 FIELD_SIZE = 32
 CALL_CONNECTED_SIZE = 112
-#: Offset of the compound MAC field inside the Call Connected packet (PROTOCOL.md §3.4).
+#: Offset of the compound MAC field inside the Call Connected packet (docs/protocol/sstp.md §3.4).
 MAC_OFFSET = 80
 CMK_SEED = b"SSTP inner method derived CMK"
 

@@ -3,7 +3,7 @@
 Theory of operation
 ===================
 
-Section numbers refer to [MS-SSTP] v20240423; PROTOCOL.md §4/§5 summarises them.
+Section numbers refer to [MS-SSTP] v20240423; docs/protocol/sstp.md §4/§5 summarises them.
 
 One object per TLS connection. The I/O layer feeds the decrypted byte stream to
 ``receive_data(data, now)`` (or, once ``http_done``, already framed packets to
@@ -28,7 +28,7 @@ Phases
    the fourth bad one aborts with RETRY_COUNT_EXCEEDED. Each pending state has a negotiation
    timer (§3.3.2.1, 60 s); expiry aborts with NEGOTIATION_TIMEOUT. The Call Connected may
    arrive before PPP has handed over the HLAK (``set_hlak``); it is then kept and verified when
-   the key arrives (PROTOCOL.md §6.4). PPP data packets are delivered as ``PppFrameReceived``
+   the key arrives (docs/protocol/sstp.md §6.4). PPP data packets arrive as ``PppFrameReceived``
    from Call_Connected_Pending on; the session layer drops PPP *data* frames until
    ``CallConnected`` (§3.3.5.2.3, note <17>).
    Client (§3.2.1.1.1, §3.2.5.3.2-3): Connect_Request_Sent --Ack--> Connect_Ack_Received

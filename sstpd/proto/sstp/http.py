@@ -1,4 +1,4 @@
-"""The HTTP/1.1 upgrade that precedes SSTP ([MS-SSTP] §3.2.4.1, §4.1; PROTOCOL.md §2).
+"""The HTTP/1.1 upgrade that precedes SSTP ([MS-SSTP] §3.2.4.1, §4.1; docs/protocol/sstp.md §2).
 
 Only one request and one response are ever exchanged; after the header block the stream
 carries SSTP packets, exposed as ``leftover``. Parsing is lenient about line endings (CRLF or
@@ -184,7 +184,7 @@ def build_error_response(status: int, reason: str) -> bytes:
 
 
 def build_request(host: str, correlation_id: str) -> bytes:
-    """The client's upgrade request: exactly the four headers of PROTOCOL.md §2."""
+    """The client's upgrade request: exactly the four headers of docs/protocol/sstp.md §2."""
     return (
         f"{SSTP_METHOD} {SSTP_PATH} HTTP/1.1\r\n"
         f"Host: {_clean(host)}\r\n"

@@ -1,0 +1,176 @@
+"""Debian's pebble (ACME test CA) and pebble-challtestsrv (its DNS) in the client
+namespace of a ``Netns``, for the ACME tests.
+
+pebble's validation authority connects to the address the DNS gives for the name (the
+daemon, 10.231.100.1) on port 443 (TLS-ALPN-01) or 80 (HTTP-01). ``PEBBLE_VA_NOSLEEP``
+removes its random delay, ``PEBBLE_WFE_NONCEREJECT=0`` and ``PEBBLE_AUTHZREUSE=0`` its
+random nonce rejections and authorization reuse, so runs are deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.integration.netns import CLIENT_IP, ROOT, SERVER_IP, Netns, RootNamespace, sh
+
+NAME = "sstp.example.test"
+DIRECTORY = f"https://{CLIENT_IP}:14000/dir"
+DNS_PORT = 8053
+
+
+class Pebble:
+    """pebble + pebble-challtestsrv in ``net``'s client namespace on ``address``; the test
+    name resolves to ``target`` (the daemon). With a ``RootNamespace`` they run in the
+    host's own namespace (pass address="127.0.0.1" and the daemon's address as target)."""
+
+    def __init__(
+        self,
+        net: Netns | RootNamespace,
+        workdir: Path,
+        validity: int | None = None,
+        address: str = CLIENT_IP,
+        target: str = SERVER_IP,
+    ) -> None:
+        self.validity = validity  # seconds of the certificates it issues (None: its default)
+        self.address = address
+        self.target = target
+        self.directory = f"https://{address}:14000/dir"
+        self.ns = net.cli if isinstance(net, Netns) else ""
+        self.net = net
+        self.dir = workdir
+        self.procs: list[subprocess.Popen[str]] = []
+        self.tls_cert = workdir / "pebble.crt"
+
+    def start(self) -> None:
+        w = self.dir
+        sh(
+            sys.executable,
+            "-m",
+            "sstpd",
+            "cert",
+            "--cert",
+            str(self.tls_cert),
+            "--key",
+            str(w / "pebble.key"),
+            "--cn",
+            self.address,
+            "--san",
+            self.address,
+            "--force",
+            cwd=str(ROOT),
+        )
+        (w / "pebble.json").write_text(
+            json.dumps(
+                {
+                    "pebble": {
+                        "listenAddress": f"{self.address}:14000",
+                        "managementListenAddress": f"{self.address}:15000",
+                        "certificate": str(self.tls_cert),
+                        "privateKey": str(w / "pebble.key"),
+                        "httpPort": 80,
+                        "tlsPort": 443,
+                        "ocspResponderURL": "",
+                        "externalAccountBindingRequired": False,
+                        **({"certificateValidityPeriod": self.validity} if self.validity else {}),
+                    }
+                }
+            )
+        )
+        env = dict(
+            os.environ,
+            PEBBLE_VA_NOSLEEP="1",
+            PEBBLE_WFE_NONCEREJECT="0",
+            PEBBLE_AUTHZREUSE="0",
+        )
+        self.log = open(w / "pebble.log", "a")  # noqa: SIM115
+        self.procs.append(
+            self.net.popen(
+                self.ns,
+                "pebble-challtestsrv",
+                "-dns01",
+                f"{self.address}:{DNS_PORT}",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                f"{self.address}:8055",
+                "-defaultIPv4",
+                self.target,
+                "-defaultIPv6",
+                "",
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        self.procs.append(
+            self.net.popen(
+                self.ns,
+                "pebble",
+                "-config",
+                str(w / "pebble.json"),
+                "-dnsserver",
+                f"{self.address}:{DNS_PORT}",
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.root()
+                return
+            except (OSError, AssertionError):
+                time.sleep(0.3)
+        raise AssertionError("pebble did not start:\n" + (w / "pebble.log").read_text())
+
+    def fetch(self, url: str, data: bytes | None = None) -> bytes:
+        """GET/POST ``url`` from inside the client namespace."""
+        code = (
+            "import ssl,sys,urllib.request as u;"
+            "c=ssl._create_unverified_context();"
+            "d=sys.stdin.buffer.read() or None;"
+            f"sys.stdout.buffer.write(u.urlopen({url!r},data=d,context=c,timeout=10).read())"
+        )
+        r = subprocess.run(
+            [*(["ip", "netns", "exec", self.ns] if self.ns else []), sys.executable, "-c", code],
+            input=data or b"",
+            capture_output=True,
+            timeout=30,
+        )
+        assert r.returncode == 0, r.stderr.decode()
+        return r.stdout
+
+    def root(self) -> bytes:
+        """pebble's root for the end-entity chain: new at every start."""
+        return self.fetch(f"https://{self.address}:15000/roots/0")
+
+    def dns_a(self, address: str | None) -> None:
+        """Resolve NAME to ``address`` (None: back to the default, the daemon)."""
+        if address is None:
+            self.fetch(
+                f"http://{self.address}:8055/clear-a", json.dumps({"host": NAME + "."}).encode()
+            )
+        else:
+            body = {"host": NAME + ".", "addresses": [address]}
+            self.fetch(f"http://{self.address}:8055/add-a", json.dumps(body).encode())
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.procs = []

@@ -1,0 +1,103 @@
+"""ACME behind a TLS offloader: the daemon runs plain HTTP (tls = false) and gets the
+certificate for the offloader through HTTP-01 from Debian's pebble. It must write it to
+server.certificate/server.key once and then wait for the renewal time, not order again."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.netns import ROOT, Daemon, Netns
+from tests.integration.pebble import DIRECTORY as PEBBLE
+from tests.integration.pebble import NAME, Pebble
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
+    pytest.mark.skipif(shutil.which("pebble") is None, reason="needs Debian's pebble"),
+]
+
+CTL = [sys.executable, "-m", "sstpd.ctl"]
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Netns]:
+    n = Netns("sstpdo")
+    n.up()
+    yield n
+    n.down()
+
+
+@pytest.fixture(scope="module")
+def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    p = Pebble(net, tmp_path_factory.mktemp("pebble-offload"))
+    p.start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    net: Netns, pebble: Pebble, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Daemon]:
+    d = Daemon(
+        net,
+        tmp_path_factory.mktemp("acme-offload-daemon"),
+        port=8080,
+        extra_config=f"""tls = false
+cert_hash_sha256 = "{"ab" * 32}"
+
+[acme]
+names = ["{NAME}"]
+directory = "{PEBBLE}"
+ca_file = "{pebble.tls_cert}"
+challenge = "http-01"
+""",
+    )
+    d.prepare()
+    (d.workdir / "tls" / "server.crt").unlink()
+    (d.workdir / "tls" / "server.key").unlink()
+    d.start()
+    yield d
+    d.stop()
+
+
+def cert_state(d: Daemon) -> dict[str, Any]:
+    r = subprocess.run(
+        [*CTL, "--socket", str(d.workdir / "control.sock"), "--json", "cert"],
+        text=True,
+        capture_output=True,
+        cwd=str(ROOT),
+        timeout=30,
+        check=True,
+    )
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def test_certificate_for_the_offloader_obtained_once(daemon: Daemon) -> None:
+    assert "plain HTTP" in daemon.log_text()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ans = cert_state(daemon)
+        if ans["certificate"] and not ans["certificate"]["self_signed"]:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(daemon.log_text()[-5000:])
+    assert ans["certificate"]["names"] == [NAME]
+    assert ans["path"] == str(daemon.cert)
+    assert (daemon.workdir / "tls" / "server.key").stat().st_mode & 0o777 == 0o600
+    # and then it waits for two thirds of the lifetime instead of ordering again
+    time.sleep(3)
+    ans = cert_state(daemon)
+    assert ans["acme"]["renewals"] == 1 and ans["acme"]["renewal_failures"] == 0
+    assert ans["acme"]["next_renewal"] > time.time() + 86400
+    assert daemon.log_text().count("ACME: requesting a certificate") == 1

@@ -200,7 +200,9 @@ class Listener:
         challenge = False
         if self.router is not None and context is not None:
             host, port = real or addr
-            route = await self.router.route(self.loop, conn, f"{host}:{port}", remaining)
+            route = await self.router.route(
+                self.loop, conn, f"{host}:{port}", round(remaining, 1)
+            )
             if route is None:
                 self._tls_failed(conn, pending, "tls_failed")
                 return

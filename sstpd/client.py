@@ -189,7 +189,9 @@ class Tunnel:
             try:
                 opened = await proto.opened
             except BaseException:
-                if proto.transport is not None:
+                # not when already closing: Python 3.11.2's SSL transport, closed twice by
+                # then, raises AttributeError from abort() and hides the ConnectError
+                if proto.transport is not None and not proto.transport.is_closing():
                     proto.transport.abort()
                 raise
         tunnel = cls(proto, opened)

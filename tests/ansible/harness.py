@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.integration.netns import unique_prefix
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path("/var/tmp/sstpd-nspawn")
 VENV = Path(os.environ.get("SSTPD_ANSIBLE_VENV", "/var/tmp/sstpd-ansible-venv"))
@@ -49,7 +51,8 @@ PACKAGES = [
     "procps",
 ]
 RECIPE_VERSION = "1"  # bump when the customisation below changes
-PREFIX = "sstpa"
+# namespaces <sstpa>_<pid>_<n>-*: a leftover of another run is never in the way
+PREFIX = unique_prefix("sstpa")
 WAN_IP = "192.0.2.1"
 CLIENT_IP = "192.0.2.100"
 NODE_IPS = {"node1": "192.0.2.11", "node2": "192.0.2.12"}
@@ -241,7 +244,7 @@ class Lab:
     def _attach(self, ns: str, ifname: str, ip: str, tag: str) -> None:
         sh("ip", "netns", "add", ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        peer = f"{PREFIX}-br{tag}"
+        peer = f"br-{tag}"  # made in the wan namespace: short, need not be unique
         sh(
             "ip",
             "-n",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,51 @@ POOL = "10.77.0.0/24"
 DNS = ["10.77.0.53", "10.77.0.54"]
 
 USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}
+
+
+def _b36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
+_instances = 0
+
+
+def unique_prefix(base: str) -> str:
+    """``<base>_<pid>_<n>``: namespace names no other fixture or test run uses, so a leftover
+    of a failed test cannot break the next one. Namespaces of runs whose process is gone are
+    removed on the way. (Only for namespace names: interface names inside a namespace need
+    not be unique, and must stay under 16 characters.)"""
+    global _instances
+    reap_stale(base)
+    _instances += 1
+    return f"{base}_{_b36(os.getpid())}_{_b36(_instances)}"
+
+
+def reap_stale(base: str) -> None:
+    """Remove ``<base>_<pid>...`` namespaces (and what runs in them) of dead test runs."""
+    try:
+        names = sh("ip", "netns", "list", check=False).stdout.split()
+    except FileNotFoundError:  # no iproute2 (a unit-test-only machine): nothing to reap
+        return
+    for ns in names:
+        m = re.fullmatch(rf"{re.escape(base)}_([0-9a-z]+)_[0-9a-z]+-\S+", ns)
+        if not m or Path(f"/proc/{int(m.group(1), 36)}").exists():
+            continue
+        kill_namespace(ns)
+
+
+def kill_namespace(ns: str) -> None:
+    """SIGKILL everything in network namespace ``ns`` and delete it."""
+    for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    sh("ip", "netns", "del", ns, check=False)
 
 
 def sh(*cmd: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -58,6 +104,7 @@ class Netns:
     cli: str = ""
 
     def __post_init__(self) -> None:
+        self.prefix = unique_prefix(self.prefix)
         self.srv, self.cli = f"{self.prefix}-srv", f"{self.prefix}-cli"
 
     def up(self) -> None:
@@ -87,11 +134,7 @@ class Netns:
 
     def down(self) -> None:
         for ns in (self.srv, self.cli):
-            pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            sh("ip", "netns", "del", ns, check=False)
+            kill_namespace(ns)
 
     def run(
         self, ns: str, *cmd: str, check: bool = True, timeout: float = 120
@@ -209,7 +252,7 @@ level = "debug"
             notify.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(notify))
-        sock.settimeout(30)
+        sock.settimeout(0.5)
         env = dict(os.environ, NOTIFY_SOCKET=str(notify), PYTHONPATH=str(ROOT))
         self.logf = open(self.log, "a")  # noqa: SIM115
         self.proc = self.net.popen(
@@ -225,15 +268,22 @@ level = "debug"
             stderr=subprocess.STDOUT,
             env=env,
         )
+        deadline = time.monotonic() + 30
         try:
             while True:
-                msg = sock.recv(4096).decode()
+                try:
+                    msg = sock.recv(4096).decode()
+                except TimeoutError:
+                    # exited (a config or TUN error), or too slow: fail now, not after 30 s
+                    if self.proc.poll() is None and time.monotonic() < deadline:
+                        continue
+                    self.stop()
+                    raise AssertionError(
+                        "daemon did not become ready:\n" + self.log.read_text()
+                    ) from None
                 self.notify_messages.append(msg)
                 if "READY=1" in msg:
                     break
-        except TimeoutError:
-            self.stop()
-            raise AssertionError("daemon did not become ready:\n" + self.log.read_text()) from None
         finally:
             sock.close()
 

@@ -32,18 +32,22 @@ VALIDITY = 45
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
     n = Netns("sstpdh")
-    n.up()
-    yield n
-    n.down()
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
 
 
 @pytest.fixture(scope="module")
 def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
     # short-lived certificates: the daemon must renew on its own two thirds in
     p = Pebble(net, tmp_path_factory.mktemp("pebble-http"), validity=VALIDITY)
-    p.start()
-    yield p
-    p.stop()
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
 
 
 @pytest.fixture(scope="module")

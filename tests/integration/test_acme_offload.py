@@ -31,17 +31,21 @@ CTL = [sys.executable, "-m", "sstpd.ctl"]
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
     n = Netns("sstpdo")
-    n.up()
-    yield n
-    n.down()
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
 
 
 @pytest.fixture(scope="module")
 def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
     p = Pebble(net, tmp_path_factory.mktemp("pebble-offload"))
-    p.start()
-    yield p
-    p.stop()
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
 
 
 @pytest.fixture(scope="module")

@@ -32,18 +32,22 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
     n = Netns("sstpdt")
-    n.up()
-    yield n
-    n.down()
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
 
 
 @pytest.fixture(scope="module")
 def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = Daemon(net, tmp_path_factory.mktemp("daemon"))
-    d.prepare()
-    d.start()
-    yield d
-    d.stop()
+    try:
+        d.prepare()
+        d.start()
+        yield d
+    finally:
+        d.stop()
 
 
 def test_ready_notification_and_listener(daemon: Daemon) -> None:
@@ -282,11 +286,11 @@ def _pwfile(tmp_path: Path) -> Path:
 
 def test_sigterm_disconnects_clients(tmp_path_factory: pytest.TempPathFactory) -> None:
     net = Netns("sstpdu")  # a daemon of its own: the module's daemon keeps running
-    net.up()
     d = Daemon(net, tmp_path_factory.mktemp("daemon2"))
-    d.prepare()
-    d.start()
     try:
+        net.up()
+        d.prepare()
+        d.start()
         hold = net.popen(
             net.cli,
             sys.executable,

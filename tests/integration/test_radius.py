@@ -86,17 +86,21 @@ def make_daemon(
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
     n = Netns("sstpdr")
-    n.up()
-    yield n
-    n.down()
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
 
 
 @pytest.fixture(scope="module")
 def freeradius(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreeRadius]:
     fr = FreeRadius(tmp_path_factory.mktemp("raddb"), SERVER_IP)
-    fr.start(net, net.srv)
-    yield fr
-    fr.stop()
+    try:
+        fr.start(net, net.srv)
+        yield fr
+    finally:
+        fr.stop()
 
 
 @pytest.fixture(scope="module")

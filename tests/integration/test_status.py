@@ -38,18 +38,22 @@ ARTIFACTS = ROOT / "artifacts"
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
     n = Netns("sstpds")
-    n.up()
-    yield n
-    n.down()
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
 
 
 @pytest.fixture(scope="module")
 def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = Daemon(net, tmp_path_factory.mktemp("status-daemon"))
-    d.prepare()
-    d.start()
-    yield d
-    d.stop()
+    try:
+        d.prepare()
+        d.start()
+        yield d
+    finally:
+        d.stop()
 
 
 def _free_port() -> int:

@@ -36,9 +36,10 @@ def guest() -> Iterator[guest_mod.Guest]:
         guest_mod.net_up()
         yield g
         return
-    g.boot()
     try:
+        g.boot()  # stops qemu itself when the boot fails
         yield g
     finally:
         if os.environ.get("SSTPD_GUEST_KEEP") != "1":
             g.stop()
+            guest_mod.net_down()  # and the netns, veth and route it set up

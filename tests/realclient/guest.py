@@ -721,15 +721,15 @@ class Guest:
             raise GuestError(f"qemu failed: {r.stderr.strip()}")
         self.pid = int((self.run_dir / "qemu.pid").read_text())
         self._save_state()
-        # qemu created the tap in the root namespace; the guest's test NIC lives in the netns
-        _sh("ip", "link", "set", TAP, "netns", NETNS)
-        _sh("ip", "-n", NETNS, "addr", "add", f"{NETNS_IP}/24", "dev", TAP)
-        _sh("ip", "-n", NETNS, "link", "set", TAP, "up")
-        _log(
-            f"qemu pid {self.pid} ({self.accel}, {self.smp} vCPU, {self.mem} MB), "
-            f"ssh 127.0.0.1:{self.ssh_port}"
-        )
-        try:
+        try:  # from here on a failure must not leave qemu (and its tap) behind
+            # qemu created the tap in the root namespace; the guest's test NIC is in the netns
+            _sh("ip", "link", "set", TAP, "netns", NETNS)
+            _sh("ip", "-n", NETNS, "addr", "add", f"{NETNS_IP}/24", "dev", TAP)
+            _sh("ip", "-n", NETNS, "link", "set", TAP, "up")
+            _log(
+                f"qemu pid {self.pid} ({self.accel}, {self.smp} vCPU, {self.mem} MB), "
+                f"ssh 127.0.0.1:{self.ssh_port}"
+            )
             self._wait_ready(t0, timeout)
         except BaseException:
             self.stop()

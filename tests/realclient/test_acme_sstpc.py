@@ -41,9 +41,11 @@ def pebble(guest: Guest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
         address="127.0.0.1",
         target=SERVER_IP,
     )
-    p.start()
-    yield p
-    p.stop()
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
 
 
 @pytest.fixture(scope="module")

@@ -41,10 +41,12 @@ def daemon(guest: Guest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
         dns=DNS,
         interface="sstprc0",
     )
-    d.prepare()
-    d.start()
-    yield d
-    d.stop()
+    try:  # in the root namespace: a leftover would hold sstprc0 for every later run
+        d.prepare()
+        d.start()
+        yield d
+    finally:
+        d.stop()
 
 
 def _connect(guest: Guest, d: Daemon, user: str, auth: str) -> dict[str, object]:

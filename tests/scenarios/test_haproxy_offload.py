@@ -9,6 +9,7 @@ binding; the client (which sees HAProxy's certificate) must bind to that hash.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -47,11 +48,13 @@ backend sstpd
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
     t = Topology("sstpdo", ["cli", "lb", "srv", "srv2"])
-    t.up()
-    t.link("cli", "eth0", f"{CLIENT_IP}/24", "lb", "pub0", f"{LB_PUBLIC}/24")
-    t.link("lb", "lan0", f"{LB_INSIDE}/24", "srv", "eth0", f"{SERVER_IP}/24")
-    yield t
-    t.down()
+    try:
+        t.up()
+        t.link("cli", "eth0", f"{CLIENT_IP}/24", "lb", "pub0", f"{LB_PUBLIC}/24")
+        t.link("lb", "lan0", f"{LB_INSIDE}/24", "srv", "eth0", f"{SERVER_IP}/24")
+        yield t
+    finally:
+        t.down()
 
 
 @pytest.fixture(scope="module")
@@ -66,19 +69,29 @@ def haproxy_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     return pem, crt, sha256.replace(":", "").lower()
 
 
-def _start(topo: Topology, work: Path, pem: Path, port: int) -> subprocess.Popen[str]:
+@contextlib.contextmanager
+def _haproxy(topo: Topology, work: Path, pem: Path, port: int) -> Iterator[None]:
+    """HAProxy in front of the server for one test; stopped however the test ends."""
     cfg = work / "haproxy.cfg"
     cfg.write_text(HAPROXY_CFG.format(lb=LB_PUBLIC, pem=pem, server=SERVER_IP, port=port))
     sh("haproxy", "-c", "-f", str(cfg))
-    return subprocess.Popen(
+    lb = subprocess.Popen(
         ["ip", "netns", "exec", topo.ns("lb"), "haproxy", "-db", "-f", str(cfg)],
         text=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    try:
+        yield
+    finally:
+        lb.terminate()
+        lb.wait(10)
 
 
-def _daemon(topo: Topology, work: Path, cert_hash: str) -> Daemon:
+@contextlib.contextmanager
+def _daemon(topo: Topology, work: Path, cert_hash: str) -> Iterator[Daemon]:
+    """A daemon (and its TUN) for one test; stopped however the test ends, so the next
+    test's daemon in the same namespace gets the interface name."""
     d = Daemon(
         RootNamespace(topo.ns("srv")),
         work,
@@ -86,28 +99,25 @@ def _daemon(topo: Topology, work: Path, cert_hash: str) -> Daemon:
         port=8080,
         extra_config=f'tls = false\nproxy_protocol = true\ncert_hash_sha256 = "{cert_hash}"',
     )
-    d.prepare()
-    d.start()
-    return d
+    try:
+        d.prepare()
+        d.start()
+        yield d
+    finally:
+        d.stop()
 
 
 def test_offloaded_session_binds_to_haproxy_certificate(
     topo: Topology, haproxy_cert: tuple[Path, Path, str], tmp_path: Path
 ) -> None:
     pem, crt, sha256 = haproxy_cert
-    d = _daemon(topo, tmp_path, sha256)
-    lb = _start(topo, tmp_path, pem, 8080)
-    try:
+    with _daemon(topo, tmp_path, sha256) as d, _haproxy(topo, tmp_path, pem, 8080):
         res = topo.client_tool("cli", "ping", *client_args(d, LB_PUBLIC, 443, str(crt)))
         assert res["replies"] == 3 and res["hash"] == "SHA256"
         log = d.wait_log("crypto binding verified (SHA256)")
         assert "plain HTTP" in log
         # the PROXY header made the real client visible, not the balancer
         assert f"] {CLIENT_IP}:" in log and f"] {LB_INSIDE}:" not in log
-    finally:
-        lb.terminate()
-        lb.wait(10)
-        d.stop()
 
 
 def test_wrong_configured_hash_fails_binding_with_both_hashes_logged(
@@ -115,16 +125,10 @@ def test_wrong_configured_hash_fails_binding_with_both_hashes_logged(
 ) -> None:
     pem, crt, sha256 = haproxy_cert
     wrong = "ab" * 32
-    d = _daemon(topo, tmp_path, wrong)
-    lb = _start(topo, tmp_path, pem, 8080)
-    try:
+    with _daemon(topo, tmp_path, wrong) as d, _haproxy(topo, tmp_path, pem, 8080):
         res = topo.client_tool(
             "cli", "bad-binding", *client_args(d, LB_PUBLIC, 443, str(crt)), "--what", "none"
         )
         assert res["replies"] == 0
         log = d.wait_log("crypto binding failed")
         assert f"expected {wrong}" in log and f"received {sha256}" in log
-    finally:
-        lb.terminate()
-        lb.wait(10)
-        d.stop()

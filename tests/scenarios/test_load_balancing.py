@@ -169,58 +169,60 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     topo = Topology("sstpdl", ["cli", "lb", "node1", "node2"])
-    topo.up()
-    topo.link("cli", "eth0", f"{CLIENT}/24", "lb", "pub0", f"{LB}/24")
-    sh("ip", "link", "add", "br0", "netns", topo.ns("lb"), "type", "bridge")
-    sh("ip", "-n", topo.ns("lb"), "addr", "add", "10.231.81.1/24", "dev", "br0")
-    sh("ip", "-n", topo.ns("lb"), "link", "set", "br0", "up")
-    for name, (ip, _, pool) in NODES.items():
-        sh(
-            "ip",
-            "link",
-            "add",
-            f"to-{name}",
-            "netns",
-            topo.ns("lb"),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            topo.ns(name),
-        )
-        sh("ip", "-n", topo.ns("lb"), "link", "set", f"to-{name}", "master", "br0", "up")
-        sh("ip", "-n", topo.ns(name), "addr", "add", f"{ip}/24", "dev", "eth0")
-        sh("ip", "-n", topo.ns(name), "link", "set", "eth0", "up")
-        topo.route("lb", pool, ip)  # replies for a client go to the node that holds it
     c = Cluster(topo, tmp_path_factory.mktemp("lb"))
-    first = c.start_node("node1", None)
-    c.start_node("node2", first)
-    c.procs.append(
-        subprocess.Popen(
-            [
+    try:
+        topo.up()
+        topo.link("cli", "eth0", f"{CLIENT}/24", "lb", "pub0", f"{LB}/24")
+        sh("ip", "link", "add", "br0", "netns", topo.ns("lb"), "type", "bridge")
+        sh("ip", "-n", topo.ns("lb"), "addr", "add", "10.231.81.1/24", "dev", "br0")
+        sh("ip", "-n", topo.ns("lb"), "link", "set", "br0", "up")
+        for name, (ip, _, pool) in NODES.items():
+            sh(
                 "ip",
+                "link",
+                "add",
+                f"to-{name}",
                 "netns",
-                "exec",
                 topo.ns("lb"),
-                "haproxy",
-                "-db",
-                "-f",
-                str(render_haproxy(c.work)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                topo.ns(name),
+            )
+            sh("ip", "-n", topo.ns("lb"), "link", "set", f"to-{name}", "master", "br0", "up")
+            sh("ip", "-n", topo.ns(name), "addr", "add", f"{ip}/24", "dev", "eth0")
+            sh("ip", "-n", topo.ns(name), "link", "set", "eth0", "up")
+            topo.route("lb", pool, ip)  # replies for a client go to the node that holds it
+        first = c.start_node("node1", None)
+        c.start_node("node2", first)
+        c.procs.append(
+            subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    topo.ns("lb"),
+                    "haproxy",
+                    "-db",
+                    "-f",
+                    str(render_haproxy(c.work)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         )
-    )
-    c.wait_status({"node1": "UP", "node2": "UP"})
-    yield c
-    for p in c.procs:
-        p.terminate()
-        p.wait(10)
-    for d in c.daemons.values():
-        d.stop()
-    topo.down()
+        c.wait_status({"node1": "UP", "node2": "UP"})
+        yield c
+    finally:  # also when the set-up fails half way: no daemon or TUN outlives the module
+        for p in c.procs:
+            p.terminate()
+            p.wait(10)
+        for d in c.daemons.values():
+            d.stop()
+        topo.down()
 
 
 def test_balanced_drain_and_failover(cluster: Cluster) -> None:

@@ -53,18 +53,20 @@ def edge_ruleset(public_if: str, server: str, port: int) -> str:
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    _topology_up()
     work = tmp_path_factory.mktemp("edge")
-    rules = work / "edge.nft"
-    rules.write_text(edge_ruleset("pub0", SERVER_IP, 8443))
-    sh("ip", "netns", "exec", ROUTER, "nft", "-c", "-f", str(rules))
-    sh("ip", "netns", "exec", ROUTER, "nft", "-f", str(rules))
     d = Daemon(RootNamespace(SRV), work, listen=SERVER_IP, port=8443, cert_names=[PUBLIC_IP])
-    d.prepare()
-    d.start()
-    yield d
-    d.stop()
-    TOPO.down()
+    try:
+        _topology_up()
+        rules = work / "edge.nft"
+        rules.write_text(edge_ruleset("pub0", SERVER_IP, 8443))
+        sh("ip", "netns", "exec", ROUTER, "nft", "-c", "-f", str(rules))
+        sh("ip", "netns", "exec", ROUTER, "nft", "-f", str(rules))
+        d.prepare()
+        d.start()
+        yield d
+    finally:
+        d.stop()
+        TOPO.down()
 
 
 def _client(d: Daemon, *args: str) -> dict[str, object]:

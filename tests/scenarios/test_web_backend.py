@@ -44,28 +44,7 @@ http {{
 
 PAGE = "<html><body><h1>Example Org</h1></body></html>\n"
 
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Netns, Path]]:
-    net = Netns("sstpdw")
-    net.up()
-    d = tmp_path_factory.mktemp("nginx")
-    (d / "www").mkdir()
-    (d / "tmp").mkdir()
-    (d / "www" / "index.html").write_text(PAGE)
-    (d / "nginx.conf").write_text(NGINX_CONF.format(d=d))
-    net.run(net.srv, "nginx", "-t", "-q", "-c", str(d / "nginx.conf"))
-    nginx = net.popen(
-        net.srv,
-        "nginx",
-        "-c",
-        str(d / "nginx.conf"),
-        "-g",
-        "daemon off;",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait = """
+WAIT_FOR_NGINX = """
 import socket, time
 for _ in range(100):
     try:
@@ -74,17 +53,43 @@ for _ in range(100):
     except OSError:
         time.sleep(0.1)
 """
-    net.run(net.srv, sys.executable, "-c", wait)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Netns, Path]]:
+    net = Netns("sstpdw")
+    d = tmp_path_factory.mktemp("nginx")
     daemon = Daemon(
         net, tmp_path_factory.mktemp("web-daemon"), extra_config='web_backend = "127.0.0.1:8081"'
     )
-    daemon.prepare()
-    daemon.start()
-    yield daemon, net, d
-    daemon.stop()
-    nginx.terminate()
-    nginx.wait(10)
-    net.down()
+    nginx: subprocess.Popen[str] | None = None
+    try:
+        net.up()
+        (d / "www").mkdir()
+        (d / "tmp").mkdir()
+        (d / "www" / "index.html").write_text(PAGE)
+        (d / "nginx.conf").write_text(NGINX_CONF.format(d=d))
+        net.run(net.srv, "nginx", "-t", "-q", "-c", str(d / "nginx.conf"))
+        nginx = net.popen(
+            net.srv,
+            "nginx",
+            "-c",
+            str(d / "nginx.conf"),
+            "-g",
+            "daemon off;",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        net.run(net.srv, sys.executable, "-c", WAIT_FOR_NGINX)
+        daemon.prepare()
+        daemon.start()
+        yield daemon, net, d
+    finally:
+        daemon.stop()
+        if nginx is not None:
+            nginx.terminate()
+            nginx.wait(10)
+        net.down()
 
 
 def _https_get(net: Netns, ca: Path, path: str, headers: str = "") -> str:

@@ -6,14 +6,15 @@ import json
 import sys
 from collections.abc import Iterable
 
-from tests.integration.netns import ROOT, Daemon, sh
+from tests.integration.netns import ROOT, Daemon, kill_namespace, sh, unique_prefix
 
 
 class Topology:
-    """Namespaces ``<prefix>-<name>`` with veth links; everything is removed by ``down``."""
+    """Namespaces ``<prefix>_<pid>_<n>-<name>`` (unique to this instance) with veth links;
+    everything is removed by ``down``."""
 
     def __init__(self, prefix: str, names: Iterable[str]) -> None:
-        self.prefix = prefix
+        self.prefix = unique_prefix(prefix)
         self.names = list(names)
 
     def ns(self, name: str) -> str:
@@ -27,10 +28,7 @@ class Topology:
 
     def down(self) -> None:
         for name in self.names:
-            ns = self.ns(name)
-            for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-                sh("kill", "-9", pid, check=False)
-            sh("ip", "netns", "del", ns, check=False)
+            kill_namespace(self.ns(name))
 
     def link(self, a: str, a_dev: str, a_addr: str, b: str, b_dev: str, b_addr: str) -> None:
         """veth between namespaces ``a`` and ``b`` with addresses in CIDR notation."""

@@ -239,7 +239,11 @@ class ServerMachine(RuleBasedStateMachine):
 
 
 TestServerMachine = ServerMachine.TestCase
-TestServerMachine.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+# derandomize (no example database either): the same 300 runs every time, so the check below
+# that they reached every server state is deterministic instead of depending on the seed
+TestServerMachine.settings = settings(
+    max_examples=300, stateful_step_count=40, deadline=None, derandomize=True, database=None
+)
 
 
 def test_server_machine_explored_every_server_state() -> None:

@@ -191,7 +191,7 @@ class Bench:
                 "--source",
                 source,
             )
-            out, err = p.communicate(timeout=900)
+            out, _err = p.communicate(timeout=900)
             res = json.loads(out.strip().splitlines()[-1])
             ev = res["events"]
             failed = [t for t, kind in ev if kind == "failed"]

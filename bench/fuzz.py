@@ -36,13 +36,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sstpd.errors import HttpError, ParseError  # noqa: E402
-from sstpd.proto import mschap, proxy, webfront  # noqa: E402
-from sstpd.proto.ppp.frame import Packet, decode_frame, decode_options  # noqa: E402
-from sstpd.proto.ppp.link import PppServer, PppServerConfig  # noqa: E402
-from sstpd.proto.sstp.http import RequestParser  # noqa: E402
-from sstpd.proto.sstp.packets import PacketReader, decode_control  # noqa: E402
-from tests.unit.test_session import Pair  # noqa: E402
+import contextlib
+
+from sstpd.errors import HttpError, ParseError
+from sstpd.proto import mschap, proxy, webfront
+from sstpd.proto.ppp.frame import Packet, decode_frame, decode_options
+from sstpd.proto.ppp.link import PppServer, PppServerConfig
+from sstpd.proto.sstp.http import RequestParser
+from sstpd.proto.sstp.packets import PacketReader, decode_control
+from tests.unit.test_session import Pair
 
 EXPECTED = (ParseError, HttpError)
 
@@ -149,10 +151,8 @@ def main() -> int:
             parser.feed(data[cut:])
 
     def sstp(data: bytes) -> None:
-        try:
+        with contextlib.suppress(ParseError):
             decode_control(data[4:] if len(data) > 4 and data[1] & 1 else data)
-        except ParseError:
-            pass
         reader = PacketReader()
         reader.feed(data)
         while reader.next_packet() is not None:

@@ -126,7 +126,7 @@ class Bench:
         st = self.stats()
         took = self.legit_connect()
         peak = self.stats()
-        out, err = flood.communicate(timeout=120)
+        out, _err = flood.communicate(timeout=120)
         res = json.loads(out.strip().splitlines()[-1])
         print(
             f"flood from one source: 5000 raw + 1000 slowloris dialled in {first['seconds']} s "

@@ -37,7 +37,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import contextlib
 
 from sstpd.errors import HttpError, ParseError
 from sstpd.proto import mschap, proxy, webfront

@@ -25,7 +25,7 @@ from sstpd.config import (
     load_config,
 )
 from sstpd.errors import SstpdError
-from sstpd.files import write_atomic
+from sstpd.files import check_secret_mode, write_atomic
 
 __all__ = ["main"]
 
@@ -230,6 +230,10 @@ def _serve(args: argparse.Namespace) -> int:
         created = certs.ensure_certificate(sc.certificate, sc.key, cn, sans)
     if config_path is None or created:
         _print_first_start(config, created)
+    # secrets readable by other users: refuse before anything starts
+    check_secret_mode(config.auth.users_file)
+    if sc.tls:
+        check_secret_mode(sc.key)
     from sstpd.aio.server import run  # type: ignore[import-not-found]
 
     result = run(config, config_path)
@@ -269,6 +273,7 @@ def _check_config(args: argparse.Namespace) -> int:
         if config.acme.enabled:
             _check_acme_installed()
         if sc.tls and not auto:
+            check_secret_mode(sc.key)
             certs.verify_key_pair(sc.certificate, sc.key)
         if sc.tls and sc.chain:
             certs.load_certificate_der(sc.chain)

@@ -90,6 +90,7 @@ AUTH_METHODS = ("eap-mschapv2", "mschapv2", "pap")
 AUTH_BACKENDS = ("users", "radius")
 MESSAGE_AUTHENTICATOR_MODES = ("yes", "auto", "no")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SESSION_LIMIT_ACTIONS = ("deny", "replace")
 TLS_VERSIONS = ("1.2", "1.3")
 ACME_CHALLENGES = ("tls-alpn-01", "http-01")
 ACME_KEY_TYPES = ("ec", "rsa")
@@ -192,6 +193,9 @@ class TunnelConfig:
 class AuthConfig:
     """``[auth]``: PPP authentication methods in preference order, users, retries.
 
+    ``max_sessions_per_user`` (0 = no limit) caps the open sessions of one user name;
+    ``session_limit_action`` says what a login beyond it does: ``deny`` refuses the new
+    session, ``replace`` disconnects the user's oldest session(s) to make room.
     ``backends``: where credentials are checked, in order. ``users`` = the users file,
     ``radius`` = the ``[radius]`` servers. With both, a user listed in the users file is
     decided there and every other user is asked of RADIUS."""
@@ -199,6 +203,8 @@ class AuthConfig:
     methods: tuple[str, ...] = AUTH_METHODS
     users_file: str = "/etc/sstpd/users"
     retries: int = 0
+    max_sessions_per_user: int = 0
+    session_limit_action: str = "deny"
     backends: tuple[str, ...] = ("users",)
 
 
@@ -241,9 +247,30 @@ class RadiusConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """``[limits]``: ``session_buffer`` = bytes of queued output before a session is dropped."""
+    """``[limits]``: ``session_buffer`` = bytes of queued output before a session is dropped.
+
+    Connections that have not authenticated yet ("pending": TCP accepted, TLS, HTTP, PPP
+    up to a successful login) have budgets of their own and never count against
+    ``server.max_sessions``: at most ``pending_total`` at once and ``pending_per_source``
+    from one source address; ``setup_timeout`` seconds from TCP accept to a valid SSTP
+    HTTP request (TLS handshake included; ``server.handshake_timeout`` is the budget of
+    the whole handshake up to the open tunnel).
+
+    Failed logins: the answer to each failure is held ``auth_fail_delay`` seconds,
+    doubling with each failure of the same source or user in ``auth_fail_window``
+    seconds, up to ``auth_fail_max_delay``; ``auth_fail_block_after`` failures in the
+    window (0 = never) block that source address or user name for
+    ``auth_fail_block_time`` seconds."""
 
     session_buffer: int = 1048576
+    pending_total: int = 1000
+    pending_per_source: int = 64
+    setup_timeout: float = 10.0
+    auth_fail_delay: float = 1.0
+    auth_fail_max_delay: float = 8.0
+    auth_fail_window: float = 600.0
+    auth_fail_block_after: int = 10
+    auth_fail_block_time: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -334,7 +361,14 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "routes",
         "domain",
     ),
-    "auth": ("methods", "users_file", "retries", "backends"),
+    "auth": (
+        "methods",
+        "users_file",
+        "retries",
+        "backends",
+        "max_sessions_per_user",
+        "session_limit_action",
+    ),
     "radius": (
         "server",
         "accounting_server",
@@ -348,7 +382,17 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "interim_interval",
         "dae_listen",
     ),
-    "limits": ("session_buffer",),
+    "limits": (
+        "session_buffer",
+        "pending_total",
+        "pending_per_source",
+        "setup_timeout",
+        "auth_fail_delay",
+        "auth_fail_max_delay",
+        "auth_fail_window",
+        "auth_fail_block_after",
+        "auth_fail_block_time",
+    ),
     "log": ("level",),
     "acme": (
         "names",
@@ -540,10 +584,13 @@ class _Section:
             raise self.error(key, f"{value} is out of range {low}-{high}")
         return value
 
-    def number(self, key: str, default: float, high: float) -> float:
+    def number(self, key: str, default: float, high: float, *, zero_ok: bool = False) -> float:
         value = float(self._get(key, default, (int, float), "a number of seconds"))
+        if zero_ok and value == 0:
+            return value
         if not (math.isfinite(value) and 0 < value <= high):
-            raise self.error(key, f"{value} must be greater than 0 and at most {high:g}")
+            least = "at least 0" if zero_ok else "greater than 0"
+            raise self.error(key, f"{value} must be {least} and at most {high:g}")
         return value
 
     def string(self, key: str, default: str) -> str:
@@ -684,14 +731,7 @@ def _build(data: Mapping[str, Any], src: _Source) -> Config:
         tunnel=_tunnel(_Section(src, "tunnel", data.get("tunnel", {}))),
         auth=(auth := _auth(_Section(src, "auth", data.get("auth", {})))),
         radius=_radius(_Section(src, "radius", data.get("radius", {})), auth),
-        limits=LimitsConfig(
-            session_buffer=_Section(src, "limits", data.get("limits", {})).integer(
-                "session_buffer",
-                LimitsConfig.session_buffer,
-                SESSION_BUFFER_MIN,
-                SESSION_BUFFER_MAX,
-            )
-        ),
+        limits=_limits(_Section(src, "limits", data.get("limits", {}))),
         log=LogConfig(
             level=_Section(src, "log", data.get("log", {})).choice(
                 "level", LogConfig.level, LOG_LEVELS
@@ -935,6 +975,12 @@ def _auth(s: _Section) -> AuthConfig:
         methods=s.subset("methods", d.methods, AUTH_METHODS),
         users_file=s.path("users_file", d.users_file),
         retries=s.integer("retries", d.retries, 0, MAX_RETRIES),
+        max_sessions_per_user=s.integer(
+            "max_sessions_per_user", d.max_sessions_per_user, 0, MAX_SESSIONS_MAX
+        ),
+        session_limit_action=s.choice(
+            "session_limit_action", d.session_limit_action, SESSION_LIMIT_ACTIONS
+        ),
         backends=s.subset("backends", d.backends, AUTH_BACKENDS),
     )
 
@@ -1046,3 +1092,40 @@ def _acme(s: _Section, server: ServerConfig) -> AcmeConfig:
         http_port=s.integer("http_port", d.http_port, 1, 65535),
         retry_interval=s.number("retry_interval", d.retry_interval, TIMEOUT_MAX),
     )
+
+
+def _limits(s: _Section) -> LimitsConfig:
+    d = LimitsConfig()
+    limits = LimitsConfig(
+        session_buffer=s.integer(
+            "session_buffer", d.session_buffer, SESSION_BUFFER_MIN, SESSION_BUFFER_MAX
+        ),
+        pending_total=s.integer("pending_total", d.pending_total, 1, MAX_SESSIONS_MAX),
+        pending_per_source=s.integer(
+            "pending_per_source", d.pending_per_source, 1, MAX_SESSIONS_MAX
+        ),
+        setup_timeout=s.number("setup_timeout", d.setup_timeout, TIMEOUT_MAX),
+        auth_fail_delay=s.number("auth_fail_delay", d.auth_fail_delay, 60.0, zero_ok=True),
+        auth_fail_max_delay=s.number(
+            "auth_fail_max_delay", d.auth_fail_max_delay, 60.0, zero_ok=True
+        ),
+        auth_fail_window=s.number("auth_fail_window", d.auth_fail_window, TIMEOUT_MAX),
+        auth_fail_block_after=s.integer(
+            "auth_fail_block_after", d.auth_fail_block_after, 0, 1_000_000
+        ),
+        auth_fail_block_time=s.number(
+            "auth_fail_block_time", d.auth_fail_block_time, TIMEOUT_MAX
+        ),
+    )
+    if limits.pending_per_source > limits.pending_total:
+        raise s.error(
+            "pending_per_source",
+            f"{limits.pending_per_source} is more than pending_total ({limits.pending_total})",
+        )
+    if limits.auth_fail_max_delay < limits.auth_fail_delay:
+        raise s.error(
+            "auth_fail_max_delay",
+            f"{limits.auth_fail_max_delay:g} is less than auth_fail_delay "
+            f"({limits.auth_fail_delay:g})",
+        )
+    return limits

@@ -154,10 +154,14 @@ def _health_text(answer: dict[str, Any]) -> str:
         "ok": "accepting new sessions",
         "draining": "draining: refusing new sessions",
         "full": "full: max_sessions reached",
+        "pool_full": "address pool full: new logins fail",
         "stopping": "shutting down",
     }
     status = str(answer.get("status", "?"))
-    return f"{status} ({words.get(status, status)})"
+    text = f"{status} ({words.get(status, status)})"
+    for warning in answer.get("warnings", []):
+        text += f"\nwarning: {warning}"
+    return text
 
 
 def format_bytes(n: int) -> str:
@@ -281,6 +285,28 @@ def stats_text(st: dict[str, Any]) -> str:
         ),
         ("handshakes", ", ".join(f"{k} {v}" for k, v in hs.items())),
         ("auth failures", str(st["auth_failures"])),
+    ]
+    if "pending" in st:
+        blocked = st["auth_blocked"]
+        lines += [
+            (
+                "pending",
+                f"{st['pending']} not authenticated from {st['pending_sources']} sources "
+                f"(limits {st['pending_total_limit']} total, "
+                f"{st['pending_per_source_limit']} per source)",
+            ),
+            (
+                "throttle",
+                f"{st['auth_delayed']} failures delayed, {st['auth_blocks']} blocks; blocked "
+                f"now: {blocked['sources']} sources, {blocked['users']} users",
+            ),
+            (
+                "errors",
+                f"accept {st['accept_errors']}, internal {st['internal_errors']} "
+                f"(open files limit {st['open_files_limit']})",
+            ),
+        ]
+    lines += [
         ("binding failures", str(st["crypto_binding_failures"])),
         ("from clients", f"{st['rx_packets']} packets, {format_bytes(st['rx_bytes'])}"),
         ("to clients", f"{st['tx_packets']} packets, {format_bytes(st['tx_bytes'])}"),

@@ -24,6 +24,43 @@ def read_text(path: str) -> str:
         raise ConfigError(path, "not valid UTF-8", line=line) from None
 
 
+def secret_mode_problem(path: str) -> str | None:
+    """Why the secret file ``path`` (users file, TLS key) is too open, or None.
+
+    Allowed: no access for others, and for the group at most read access when the file's
+    group is one of this process's groups (0600, 0400, or 0640 with our group)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot stat: {e.strerror or e}"
+    mode = stat.S_IMODE(st.st_mode)
+    ours = st.st_gid == os.getegid() or st.st_gid in os.getgroups()
+    if mode & 0o007 or mode & 0o030 or (mode & 0o040 and not ours):
+        return (
+            f"mode {mode:04o} lets other users read it; it must be 0600 (or 0640 with the "
+            f"daemon's group): chmod 600 {path}"
+        )
+    return None
+
+
+def check_secret_mode(path: str) -> None:
+    """ConfigError when ``path`` is readable by others (see ``secret_mode_problem``)."""
+    problem = secret_mode_problem(path)
+    if problem:
+        raise ConfigError(path, problem)
+
+
+def acceptable_secret_mode(path: str, default: int = 0o600) -> int:
+    """The mode to give a rewritten secret file: its own when acceptable, else 0600."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return default
+    return mode if secret_mode_problem(path) is None else default
+
+
 def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` via a temporary file, fsync and rename.
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from sstpd.errors import ConfigError
-from sstpd.files import read_text, write_atomic
+from sstpd.files import acceptable_secret_mode, check_secret_mode, read_text, write_atomic
 
 __all__ = ["User", "add_user", "delete_user", "load_users", "save_users", "validate_name"]
 
@@ -133,7 +133,9 @@ def _read(path: str) -> tuple[list[str], list[User | None]]:
 
 
 def load_users(path: str) -> dict[str, User]:
-    """Read the users file: name -> User, in file order. Raises ConfigError."""
+    """Read the users file: name -> User, in file order. Raises ConfigError, also when the
+    file is readable by other users (it must be 0600, or 0640 with the daemon's group)."""
+    check_secret_mode(path)
     _, users = _read(path)
     return {u.name: u for u in users if u is not None}
 
@@ -141,7 +143,11 @@ def load_users(path: str) -> dict[str, User]:
 def save_users(path: str, users: Mapping[str, User] | Iterable[User]) -> None:
     """Replace the users file with ``users`` (atomically, mode 0600 for a new file)."""
     values = users.values() if isinstance(users, Mapping) else users
-    write_atomic(path, (_HEADER + "".join(u.to_line() + "\n" for u in values)).encode())
+    write_atomic(
+        path,
+        (_HEADER + "".join(u.to_line() + "\n" for u in values)).encode(),
+        mode=acceptable_secret_mode(path),
+    )
 
 
 def add_user(
@@ -173,7 +179,10 @@ def add_user(
             break
     else:
         lines.append(user.to_line())
-    write_atomic(path, "".join(line + "\n" for line in lines).encode())
+    # a mode that lets others read the hashes is not kept: 0600 (0640 with our group stays)
+    write_atomic(
+        path, "".join(line + "\n" for line in lines).encode(), mode=acceptable_secret_mode(path)
+    )
     return user
 
 
@@ -187,7 +196,9 @@ def delete_user(path: str, name: str) -> bool:
     ]
     if len(keep) == len(lines):
         return False
-    write_atomic(path, "".join(line + "\n" for line in keep).encode())
+    write_atomic(
+        path, "".join(line + "\n" for line in keep).encode(), mode=acceptable_secret_mode(path)
+    )
     return True
 
 

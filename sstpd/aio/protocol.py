@@ -10,15 +10,18 @@ sans-I/O session (``sstpd.proto.session``), whose output is written after the ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
 
 from sstpd.proto.session import ClientSession, Event, ServerSession
+from sstpd.proto.sstp.constants import Status
 
 log = logging.getLogger("sstpd.session")
 
 BUFFER_SIZE = 64 * 1024
+HTTP_BUFFER_SIZE = 4 * 1024  # until the HTTP phase is over (most connections never pass it)
 MIN_FREE = 16 * 1024  # compact the buffer when less than this is free at its end
 
 
@@ -35,13 +38,17 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         self.loop = loop
         self.ip_fd = ip_fd
         self.transport: asyncio.Transport | None = None
-        self._buf = bytearray(BUFFER_SIZE)
+        # the 64 KiB buffer only once the tunnel needs it: a connection that is still in
+        # TLS or HTTP (or never gets further) costs a small one
+        self._buf = bytearray(HTTP_BUFFER_SIZE)
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.tun_errors = 0
+        self.internal_errors = 0
+        self._held: list[bytes] | None = None  # output held back by hold_output
 
     # ------------------------------------------------------------ asyncio callbacks
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -52,6 +59,12 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         return self._view[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
+        try:
+            self._buffer_updated(nbytes)
+        except Exception as exc:  # a bug must end this session only, never reach the loop
+            self.internal_error(exc)
+
+    def _buffer_updated(self, nbytes: int) -> None:
         self._end += nbytes
         session = self.session
         now = self.loop.time()
@@ -59,6 +72,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             data = bytes(self._view[self._start : self._end])
             self._start = self._end = 0
             self.http_phase_data(data, now)
+            if len(self._buf) < BUFFER_SIZE and self.session.http_done:
+                self._buf = bytearray(BUFFER_SIZE)
+                self._view = memoryview(self._buf)
             return
         buf, view = self._buf, self._view
         start, end = self._start, self._end
@@ -90,7 +106,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 and fd >= 0
             ):
                 ip = p + 4
-                if src is None or view[ip + 12 : ip + 16] == src:
+                if buf[ip] >> 4 == 4 and (src is None or view[ip + 12 : ip + 16] == src):
                     try:
                         os.write(fd, view[ip : start + length])
                     except OSError:
@@ -130,27 +146,90 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
-        self.session.abort_connection(
-            "connection lost" if exc is None else f"connection lost: {exc}", self.loop.time()
-        )
-        self._dispatch(self.session.pop_events())
+        try:
+            self.session.abort_connection(
+                "connection lost" if exc is None else f"connection lost: {exc}", self.loop.time()
+            )
+            self._dispatch(self.session.pop_events())
+        except Exception as err:
+            self.internal_error(err)
         self.transport = None
+
+    def internal_error(self, exc: Exception) -> None:
+        """An unexpected exception inside this session: one log line, a Call Abort if the
+        session can still produce one, then the connection is closed. Nothing else is
+        affected; the subclass's ``connection_lost`` does the accounting."""
+        self.internal_errors += 1
+        log.error(
+            "%s: internal error, session aborted: %s: %s",
+            self.log_name(),
+            type(exc).__name__,
+            exc,
+        )
+        self._cancel_timer()
+        tr = self.transport
+        try:
+            self.session.connection.abort(Status.INVALID_FRAME_RECEIVED, self.loop.time())
+            data = self.session.data_to_send()
+        except Exception:
+            data = b""
+        if tr is not None and not tr.is_closing():
+            if data:
+                tr.write(data)
+            tr.close()
+
+    def log_name(self) -> str:
+        return "session"
 
     # ------------------------------------------------------------ plumbing
     def _after_input(self) -> None:
-        """Write what the session produced, act on its events, re-arm its timer."""
+        """Act on the session's events, write what it produced, re-arm its timer.
+
+        Events go first: a handler may decide to hold this output back
+        (``hold_output``), e.g. the answer to a failed login."""
         session = self.session
         data = session.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
         events = session.pop_events()
         if events:
             self._dispatch(events)
-        if session.closed:
-            self._cancel_timer()
-            if self.transport is not None:
-                self.transport.close()
+        if self._held is not None:
+            if data:
+                self._held.append(data)
+            if session.closed:
+                self._cancel_timer()  # the release writes, then closes
+                return
+        else:
+            if data and self.transport is not None:
+                self.transport.write(data)
+            if session.closed:
+                self._cancel_timer()
+                if self.transport is not None:
+                    self.transport.close()
+                return
+        self._arm_timer()
+
+    def hold_output(self, delay: float) -> None:
+        """Send nothing for ``delay`` seconds and read nothing meanwhile; then send all
+        that was produced (and close if the session ended)."""
+        if self._held is not None or self.transport is None:
             return
+        self._held = []
+        with contextlib.suppress(RuntimeError, AttributeError):
+            self.transport.pause_reading()
+        self.loop.call_later(delay, self._release_output)
+
+    def _release_output(self) -> None:
+        held, self._held = self._held, None
+        tr = self.transport
+        if tr is None or held is None:
+            return
+        if held:
+            tr.write(b"".join(held))
+        if self.session.closed:
+            tr.close()
+            return
+        with contextlib.suppress(RuntimeError, AttributeError):
+            tr.resume_reading()
         self._arm_timer()
 
     def _source_filter(self) -> bytes | None:
@@ -182,8 +261,11 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.session.handle_timer(self.loop.time())
-        self._after_input()
+        try:
+            self.session.handle_timer(self.loop.time())
+            self._after_input()
+        except Exception as exc:
+            self.internal_error(exc)
 
     def _dispatch(self, events: list[Event]) -> None:
         for ev in events:

@@ -13,6 +13,13 @@ from typing import Any
 
 from sstpd.config import Config
 
+# Everything else is live. For the abuse limits that means: ``limits.pending_total``,
+# ``pending_per_source`` and ``setup_timeout`` apply to connections accepted after the
+# reload (connections already pending keep their slot and deadline); the failed-login
+# throttle (``limits.auth_fail_*``) keeps its counters and blocks and uses the new
+# settings from the next failure on; ``auth.max_sessions_per_user`` and
+# ``session_limit_action`` apply to the next login.
+
 # dotted keys whose new value only takes effect when sstpd restarts
 RESTART_ONLY = frozenset(
     {

@@ -30,7 +30,7 @@ from sstpd.aio.aaa import Aaa
 from sstpd.aio.control import ControlServer
 from sstpd.aio.control import error as control_error
 from sstpd.aio.dae import DaeServer
-from sstpd.aio.listener import ProxyProtocolListener
+from sstpd.aio.listener import Listener, Pending
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.reload import live_config
@@ -40,8 +40,11 @@ from sstpd.aio.tun import TunDevice
 from sstpd.aio.webproxy import WebProxy
 from sstpd.config import DEFAULT_CIPHERS, Config, load_config
 from sstpd.errors import HttpError, SstpdError
+from sstpd.files import check_secret_mode
 from sstpd.proto import aaa, radius, webfront
+from sstpd.proto.guard import AuthThrottle, PendingBudget, ThrottleConfig
 from sstpd.proto.pool import AddressPool
+from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest, local_verifier
 from sstpd.proto.ppp.link import PppServerConfig
 from sstpd.proto.session import (
     Authenticated,
@@ -67,6 +70,9 @@ _NOTICE_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": loggi
 
 TUN_BATCH = 64
 TUN_READ_SIZE = 65536
+_REFUSE = local_verifier(lambda name: None)  # the answer to a blocked user name
+FD_RESERVE = 64  # file descriptors kept free for the TUN, the control socket, reloads
+POOL_LOW = 0.9  # health warns when this share of the pool is in use
 
 
 def make_ssl_context(config: Config) -> ssl.SSLContext:
@@ -95,6 +101,7 @@ def configure_tls(ctx: ssl.SSLContext, config: Config) -> None:
 
 def load_certificate(ctx: ssl.SSLContext, config: Config) -> None:
     sc = config.server
+    check_secret_mode(sc.key)  # the private key: 0600 (or 0640 with our group) only
     if not sc.chain:
         ctx.load_cert_chain(str(sc.certificate), str(sc.key))
         return
@@ -146,6 +153,31 @@ def ppp_server_config(config: Config) -> PppServerConfig:
     )
 
 
+def throttle_config(config: Config) -> ThrottleConfig:
+    lc = config.limits
+    return ThrottleConfig(
+        delay=lc.auth_fail_delay,
+        max_delay=lc.auth_fail_max_delay,
+        window=lc.auth_fail_window,
+        block_after=lc.auth_fail_block_after,
+        block_time=lc.auth_fail_block_time,
+    )
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return the soft limit in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return int(soft) if soft != resource.RLIM_INFINITY else 1 << 20
+
+
 def read_users(path: str) -> dict[str, users.User]:
     return users.load_users(path) if os.path.exists(path) else {}
 
@@ -186,10 +218,13 @@ def _reason(exc: Exception) -> str:
 class ServerProtocol(SstpStreamProtocol):
     session: ServerSession
 
-    def __init__(self, server: Server, real_peer: tuple[str, int] | None = None) -> None:
+    def __init__(
+        self, server: Server, real_peer: tuple[str, int] | None, pending: Pending
+    ) -> None:
         super().__init__(server.loop, server.tun.fd)
         self.server = server
         self.real_peer = real_peer  # from a PROXY header: the client behind the balancer
+        self.pending = pending  # the pre-authentication budget slot, released at login
         self.web: WebProxy | None = None
         self._head: bytes | None = b""
         self.id = server.next_id()
@@ -208,6 +243,7 @@ class ServerProtocol(SstpStreamProtocol):
         self.cert_hashes: dict[HashProtocol, bytes] = server.cert_hashes
         self.outcome: str | None = None
         self.auth_failed = False
+        self.authenticated = False  # counts against max_sessions from now on
         self.refused = False
         self.forgotten = False
         self.accounted = Counters()  # the part of the counters already in Stats.closed
@@ -215,6 +251,7 @@ class ServerProtocol(SstpStreamProtocol):
         self.acct_session_id = f"{server.boot_id}-{self.id:08x}"
         self.terminate_cause: int | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._setup: asyncio.TimerHandle | None = None
         self.on_event = self._on_event
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -227,10 +264,13 @@ class ServerProtocol(SstpStreamProtocol):
             self.peer = f"{host}:{peer[1]}"
         srv = self.server
         why = srv.refusal()
+        if not why and srv.throttle.source_blocked(self.peer_host, srv.loop.time()):
+            why = "blocked"
         if why:
             log.warning("[%d] %s refused: %s", self.id, self.peer, why)
             self.refused = True
-            srv.stats.outcome("refused")
+            srv.release(self.pending)
+            srv.stats.outcome("blocked" if why == "blocked" else "refused")
             tr.abort()
             return
         sslobj = transport.get_extra_info("ssl_object")
@@ -246,6 +286,24 @@ class ServerProtocol(SstpStreamProtocol):
         self._deadline = self.loop.call_later(
             srv.config.server.handshake_timeout, self._handshake_expired
         )
+        self._setup = self.loop.call_at(self.pending.deadline, self._setup_expired)
+
+    def _setup_expired(self) -> None:
+        """``limits.setup_timeout`` after TCP accept: the SSTP request must be complete."""
+        self._setup = None
+        s = self.session
+        if not s.http_done and not s.closed and self.web is None:
+            log.info("[%d] %s no SSTP request in time, closing", self.id, self.peer)
+            self._set_outcome("timeout_http")
+            if self.transport is not None:
+                self.transport.abort()
+
+    def log_name(self) -> str:
+        return f"[{self.id}] {self.peer}"
+
+    def internal_error(self, exc: Exception) -> None:
+        self.server.stats.internal_errors += 1
+        super().internal_error(exc)
 
     def _set_outcome(self, outcome: str) -> None:
         if self.outcome is None:
@@ -290,6 +348,7 @@ class ServerProtocol(SstpStreamProtocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self.server.release(self.pending)
         self.server.connections.discard(self)
         self._set_outcome("web")
         proto = "https" if self.server.ssl is not None else "http"
@@ -318,6 +377,8 @@ class ServerProtocol(SstpStreamProtocol):
         super().connection_lost(exc)
         if self._deadline is not None:
             self._deadline.cancel()
+        if self._setup is not None:
+            self._setup.cancel()
         self.server.forget(self)
 
     def disconnect(self, reason: str) -> None:
@@ -349,6 +410,7 @@ class ServerProtocol(SstpStreamProtocol):
             log.info(
                 "[%d] %s user %r authenticated (%s)", self.id, self.peer, ev.username, ev.method
             )
+            srv.authenticated(self, ev.username)
         elif isinstance(ev, AuthenticationFailed):
             srv.stats.auth_failures += 1
             self.auth_failed = True
@@ -361,6 +423,9 @@ class ServerProtocol(SstpStreamProtocol):
                 f"E={ev.code}: " if ev.code else "",
                 ev.reason,
             )
+            delay = srv.auth_failed(self.peer_host, ev.username)
+            if delay > 0:
+                self.hold_output(delay)
         elif isinstance(ev, IpReceived):
             srv.write_tun(ev.packet)
         elif isinstance(ev, Notice):
@@ -426,6 +491,11 @@ class Server:
         self.tun = TunDevice(tc.interface)
         self.tun.configure(address=tc.address, mtu=tc.mtu, routes=[tc.pool])
         self.pool = AddressPool(tc.pool, exclude=[tc.address])
+        lc = config.limits
+        self.budget = PendingBudget(lc.pending_total, lc.pending_per_source)
+        self.throttle = AuthThrottle(throttle_config(config))
+        self.nofile = raise_nofile_limit()
+        self.authenticated_count = 0
         self.users: dict[str, users.User] = {}
         self.load_users()
         self.boot_id = f"{int(self.started_wall):x}"
@@ -444,7 +514,7 @@ class Server:
         )
         self.connections: set[ServerProtocol] = set()
         self.by_ip: dict[bytes, ServerProtocol] = {}
-        self.listeners: list[asyncio.Server | ProxyProtocolListener] = []
+        self.listeners: list[Listener] = []
         self.stopping = False
         self.draining = False
         self._ids = 0
@@ -466,6 +536,99 @@ class Server:
     def lookup(self, name: str) -> bytes | None:
         u = self.users.get(name)
         return u.nt_hash if u is not None else None
+
+    # ------------------------------------------------------------ admission (listener.Gate)
+    @property
+    def setup_timeout(self) -> float:
+        return self.config.limits.setup_timeout
+
+    def admit(self, source: str) -> str | None:
+        if self.budget.count + self.authenticated_count + FD_RESERVE >= self.nofile:
+            return "limit_fds"
+        return self.budget.refusal(source)
+
+    def hold(self, source: str, deadline: float) -> Pending:
+        self.budget.add(source)
+        return Pending(source, deadline)
+
+    def release(self, pending: Pending) -> None:
+        if not pending.released:
+            pending.released = True
+            self.budget.remove(pending.source)
+
+    def count_outcome(self, outcome: str, source: str) -> None:
+        self.stats.outcome(outcome)
+        self.stats.note_refusal(outcome, source, self.loop.time())
+
+    # ------------------------------------------------------------ authentication results
+    def auth_failed(self, source: str, user: str) -> float:
+        """Count a failed login; return how long to hold the failure answer."""
+        res = self.throttle.failure(source, user, self.loop.time())
+        for what in res.blocked:
+            log.warning(
+                "blocked %s for %g s after %d failed logins in %g s",
+                what,
+                self.throttle.config.block_time,
+                self.throttle.config.block_after,
+                self.throttle.config.window,
+            )
+        if res.delay > 0:
+            self.stats.auth_delayed += 1
+        return res.delay
+
+    def authenticated(self, proto: ServerProtocol, user: str) -> None:
+        """A login succeeded: the connection leaves the pre-authentication budget and
+        counts against max_sessions and the per-user limit from now on."""
+        self.release(proto.pending)
+        self.throttle.success(proto.peer_host, user)
+        if proto.authenticated:
+            return  # re-authentication (LCP renegotiation): counted already
+        proto.authenticated = True
+        self.authenticated_count += 1
+        ac = self.config.auth
+        why = ""
+        if self.authenticated_count > self.config.server.max_sessions:
+            why, outcome = "max_sessions reached", "refused"
+        elif ac.max_sessions_per_user:
+            mine = sorted(
+                (
+                    p
+                    for p in self.connections
+                    if p is not proto
+                    and p.authenticated
+                    and not p.session.closed
+                    and p.session.username == user
+                ),
+                key=lambda p: p.id,
+            )
+            excess = len(mine) + 1 - ac.max_sessions_per_user
+            if excess > 0 and ac.session_limit_action == "deny":
+                why, outcome = f"user {user!r} already has {len(mine)} sessions", "limit_user"
+            elif excess > 0:
+                for old in mine[:excess]:
+                    log.info(
+                        "[%d] %s user %r replaced by session %d",
+                        old.id,
+                        old.peer,
+                        user,
+                        proto.id,
+                    )
+                    self.loop.call_soon(old.disconnect, "replaced by a newer session")
+        if why:
+            log.warning("[%d] %s refused: %s", proto.id, proto.peer, why)
+            proto._set_outcome(outcome)
+            self.loop.call_soon(proto.disconnect, why)
+
+    def _unless_blocked(self, verify: Verify) -> Verify:
+        """A user name blocked for failed logins is answered like a wrong password,
+        without asking the users file or RADIUS."""
+
+        def checked(req: VerifyRequest) -> Verdict | None:
+            if self.throttle.user_blocked(req.user, self.loop.time()):
+                return _REFUSE(req)
+            return verify(req)
+
+        return checked
 
     def assign_address(self, name: str, wanted: IPv4Address | None = None) -> IPv4Address | None:
         """``wanted``: Framed-IP-Address from RADIUS (else the users file, else the pool)."""
@@ -492,11 +655,14 @@ class Server:
                 return None
             return self.assign_address(name, framed)
 
+        verify = self.aaa.verifier(proto) if proto is not None else None
+        if verify is not None:
+            verify = self._unless_blocked(verify)
         return ServerSession(
             ppp_config=self.ppp_config,
             cert_hashes=hashes,
             hash_protocols=mask,
-            verify=self.aaa.verifier(proto) if proto is not None else None,
+            verify=verify,
             lookup=self.lookup if proto is None else None,
             assign_address=assign,
             random=os.urandom,
@@ -510,8 +676,8 @@ class Server:
             return "shutting down"
         if self.draining:
             return "draining"
-        if len(self.connections) >= self.config.server.max_sessions:
-            return "max_sessions reached"
+        if self.authenticated_count >= self.config.server.max_sessions:
+            return "max_sessions reached"  # connections still in handshake do not count
         return ""
 
     def forget(self, proto: ServerProtocol) -> None:
@@ -524,11 +690,15 @@ class Server:
             return
         proto.forgotten = True
         self.connections.discard(proto)
+        self.release(proto.pending)
+        if proto.authenticated:
+            self.authenticated_count -= 1
         addr = proto.session.peer_address
-        if addr is not None:
-            if self.by_ip.get(addr.packed) is proto:
-                del self.by_ip[addr.packed]
-            self.pool.release(addr)
+        if addr is not None and self.by_ip.get(addr.packed) is proto:
+            del self.by_ip[addr.packed]
+        held = proto.session.allocated_address  # from authentication on, IPCP up or not
+        if held is not None:
+            self.pool.release(held)
         if self.stopping and not self.connections:
             self._stopped.set()
 
@@ -609,7 +779,22 @@ class Server:
     def health(self) -> dict[str, Any]:
         why = self.refusal()
         status = {"": "ok", "draining": "draining", "shutting down": "stopping"}.get(why, "full")
-        return {"status": status, "accepting": not why, "draining": self.draining}
+        pool = self.pool
+        free = pool.size - pool.in_use
+        warnings = []
+        if free <= 0:
+            warnings.append(f"address pool full ({pool.in_use}/{pool.size})")
+            if status == "ok":
+                status = "pool_full"
+        elif pool.in_use >= POOL_LOW * pool.size:
+            warnings.append(f"address pool nearly full ({pool.in_use}/{pool.size})")
+        return {
+            "status": status,
+            "accepting": status == "ok",
+            "draining": self.draining,
+            "pool_free": free,
+            "warnings": warnings,
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """The ``stats`` answer: counters since start, closed sessions included."""
@@ -638,6 +823,17 @@ class Server:
             "dropped_spoofed": total("dropped_spoofed"),
             "dropped_overflow": total("dropped_overflow"),
             "tun_no_route": st.tun_no_route,
+            "internal_errors": st.internal_errors,
+            "authenticated": self.authenticated_count,  # what max_sessions counts
+            "pending": self.budget.count,
+            "pending_sources": len(self.budget.by_source),
+            "pending_total_limit": self.budget.total,
+            "pending_per_source_limit": self.budget.per_source,
+            "auth_delayed": st.auth_delayed,
+            "auth_blocks": self.throttle.blocks,
+            "auth_blocked": self.throttle.blocked_count(self.loop.time()),
+            "accept_errors": sum(getattr(x, "accept_errors", 0) for x in self.listeners),
+            "open_files_limit": self.nofile,
             "handshake_latency": st.latency.snapshot(),
             "pool_size": self.pool.size,
             "pool_in_use": self.pool.in_use,
@@ -739,6 +935,9 @@ class Server:
         self.timeouts = Timeouts(
             http=config.server.handshake_timeout, hello=config.server.hello_interval
         )
+        self.budget.total = config.limits.pending_total
+        self.budget.per_source = config.limits.pending_per_source
+        self.throttle.config = throttle_config(config)
         logging.getLogger().setLevel(config.log.level.upper())
         self.stats.reloads += 1
         sha256 = hashes.get(HashProtocol.SHA256, b"").hex()
@@ -765,29 +964,17 @@ class Server:
         # TLS-ALPN-01 needs the ClientHello before TLS starts: the listener's own accept loop
         tls_alpn = self.acme is not None and self.config.acme.challenge == "tls-alpn-01"
         for addr in sc.listen:
-            if sc.proxy_protocol or tls_alpn:
-                self.listeners.append(
-                    ProxyProtocolListener(
-                        str(addr),
-                        sc.port,
-                        lambda src: ServerProtocol(self, src),
-                        self.ssl,
-                        sc.handshake_timeout,
-                        proxy=sc.proxy_protocol,
-                        router=self.router if tls_alpn else None,
-                    )
+            self.listeners.append(
+                Listener(
+                    str(addr),
+                    sc.port,
+                    lambda src, pending: ServerProtocol(self, src, pending),
+                    self.ssl,
+                    self,
+                    proxy_protocol=sc.proxy_protocol,
+                    router=self.router if tls_alpn else None,
                 )
-                continue
-            srv = await self.loop.create_server(
-                lambda: ServerProtocol(self),
-                host=str(addr),
-                port=sc.port,
-                ssl=self.ssl,
-                ssl_handshake_timeout=sc.handshake_timeout if self.ssl else None,
-                reuse_address=True,
-                backlog=1024,
             )
-            self.listeners.append(srv)
         await self.control.start()
         await self.aaa.open()
         if self.config.radius.dae_listen is not None:

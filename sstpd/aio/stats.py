@@ -8,10 +8,13 @@ connection from the TLS handshake on) ends with exactly one outcome, see ``OUTCO
 from __future__ import annotations
 
 import bisect
+import logging
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sstpd.proto.session import Counters
+
+log = logging.getLogger("sstpd")
 
 # How a connection ended before (or by) opening a tunnel.
 OUTCOMES = (
@@ -23,7 +26,20 @@ OUTCOMES = (
     "refused",  # draining, shutting down or max_sessions reached
     "aborted",  # the client went away or broke the protocol before the tunnel opened
     "web",  # not SSTP: passed to the configured web backend
+    # closed before authentication by the pre-authentication budgets (limits.*):
+    "timeout_tls",  # TLS handshake not finished within limits.setup_timeout
+    "timeout_http",  # no complete SSTP request within limits.setup_timeout
+    "tls_failed",  # the TLS handshake failed (bad ClientHello, reset, ...)
+    "proxy_header",  # no valid PROXY header (server.proxy_protocol)
+    "limit_per_source",  # limits.pending_per_source connections of that address pending
+    "limit_total",  # limits.pending_total connections pending
+    "limit_fds",  # too few file descriptors left (RLIMIT_NOFILE)
+    "blocked",  # the source address is blocked for failed logins
+    "limit_user",  # auth.max_sessions_per_user reached with session_limit_action = deny
 )
+
+REFUSALS = ("limit_per_source", "limit_total", "limit_fds")
+REFUSAL_LOG_INTERVAL = 10.0  # one summary line per interval, not one per connection
 
 # Upper bounds (seconds) of the handshake latency histogram: TCP accept -> tunnel open.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -74,6 +90,10 @@ class Stats:
     closed: Counters = field(default_factory=Counters)  # traffic of sessions that ended
     latency: Histogram = field(default_factory=Histogram)
     tun_no_route: int = 0
+    internal_errors: int = 0  # sessions ended by an unexpected exception (a bug)
+    auth_delayed: int = 0  # failure answers held back by the brute-force throttle
+    _refused_since: dict[str, int] = field(default_factory=dict)
+    _refusal_logged: float = -REFUSAL_LOG_INTERVAL
     reloads: int = 0
     reload_failures: int = 0
 
@@ -81,6 +101,18 @@ class Stats:
         self.handshakes[name] += 1
         if name == "binding_failed":
             self.crypto_binding_failures += 1
+
+    def note_refusal(self, outcome: str, source: str, now: float) -> None:
+        """Connections refused at accept are logged as one line per interval."""
+        if outcome not in REFUSALS:
+            return
+        self._refused_since[outcome] = self._refused_since.get(outcome, 0) + 1
+        if now - self._refusal_logged < REFUSAL_LOG_INTERVAL:
+            return
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self._refused_since.items()))
+        log.warning("refusing connections: %s (last from %s)", counts, source)
+        self._refused_since.clear()
+        self._refusal_logged = now
 
     def add_closed(self, c: Counters, already: Counters) -> None:
         """Add what ``c`` counted beyond ``already`` (the part added before)."""

@@ -402,6 +402,15 @@ class ServerSession(_SessionMixin):
         return n.peer if n is not None else None
 
     @property
+    def allocated_address(self) -> IPv4Address | None:
+        """The pool address this session holds: from authentication on, before IPCP opens.
+
+        The I/O layer releases it when the session ends (not ``peer_address``, which is
+        only known once IPCP is up)."""
+        assert isinstance(self._ppp, ppp.PppServer)
+        return self._ppp.peer_address
+
+    @property
     def username(self) -> str:
         return self._st.username
 
@@ -414,7 +423,9 @@ class ServerSession(_SessionMixin):
         return self._st.hash_protocol
 
     def check_ip_source(self, packet: bytes | memoryview) -> bool:
-        return len(packet) >= 20 and packet[12:16] == self._peer_src
+        # the version nibble first: an IPv6 packet (or anything else) in an IPv4 frame
+        # would reach the kernel as what its first nibble says, past this check
+        return len(packet) >= 20 and packet[0] >> 4 == 4 and packet[12:16] == self._peer_src
 
     def complete_verification(self, request: VerifyRequest, verdict: Verdict, now: float) -> None:
         """Deliver the answer of a ``verify`` call that returned None (e.g. RADIUS)."""
@@ -494,7 +505,8 @@ class ClientSession(_SessionMixin):
         return n.dns if n is not None else ()
 
     def check_ip_source(self, packet: bytes | memoryview) -> bool:
-        return len(packet) >= 20  # the server may route anything to us
+        # the server may route any source to us, but it must be IPv4
+        return len(packet) >= 20 and packet[0] >> 4 == 4
 
     def _on_other_sstp_event(self, ev: object, now: float) -> None:
         if isinstance(ev, sstp.CallConnectAcked):

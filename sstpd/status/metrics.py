@@ -72,6 +72,57 @@ def render_metrics(stats: dict[str, Any] | None) -> str:
         stats["handshakes_in_progress"],
     )
     w.gauge("sstpd_max_sessions", "Configured server.max_sessions.", stats["max_sessions"])
+    if "pending" in stats:  # daemons before the pre-authentication budgets lack these
+        w.gauge(
+            "sstpd_pending_connections",
+            "Connections not authenticated yet (TCP, TLS, HTTP, PPP before login).",
+            stats["pending"],
+        )
+        w.gauge(
+            "sstpd_pending_sources",
+            "Source addresses with connections not authenticated yet.",
+            stats["pending_sources"],
+        )
+        w.gauge(
+            "sstpd_pending_limit",
+            "Configured limits.pending_total.",
+            stats["pending_total_limit"],
+        )
+        w.gauge(
+            "sstpd_pending_per_source_limit",
+            "Configured limits.pending_per_source.",
+            stats["pending_per_source_limit"],
+        )
+        w.counter(
+            "sstpd_auth_delayed_total",
+            "Failed logins whose answer was held back (brute-force throttle).",
+            stats["auth_delayed"],
+        )
+        w.counter(
+            "sstpd_auth_blocks_total",
+            "Blocks started for too many failed logins (source or user).",
+            stats["auth_blocks"],
+        )
+        w.family(
+            "sstpd_auth_blocked",
+            "gauge",
+            "Source addresses and user names blocked now for failed logins.",
+            [
+                _sample("sstpd_auth_blocked", n, {"kind": kind})
+                for kind, n in stats["auth_blocked"].items()
+            ],
+        )
+        w.counter(
+            "sstpd_accept_errors_total",
+            "accept() failures (EMFILE: no file descriptor left).",
+            stats["accept_errors"],
+        )
+        w.counter(
+            "sstpd_internal_errors_total",
+            "Sessions ended by an unexpected exception (a bug; see the log).",
+            stats["internal_errors"],
+        )
+        w.gauge("sstpd_open_files_limit", "RLIMIT_NOFILE in force.", stats["open_files_limit"])
     w.gauge("sstpd_pool_addresses", "Client addresses in the pool.", stats["pool_size"])
     w.gauge("sstpd_pool_addresses_in_use", "Client addresses handed out.", stats["pool_in_use"])
     w.gauge("sstpd_uptime_seconds", "Seconds since the daemon started.", stats["uptime"])

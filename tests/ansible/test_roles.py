@@ -263,7 +263,8 @@ def test_unit_is_active_ready_and_confined(
             "sstpd.service",
             "-p",
             "ActiveState,SubState,Type,StatusText,NRestarts,CapabilityBoundingSet,"
-            "ProtectSystem,ProtectHome,NoNewPrivileges,DeviceAllow,ExecReload",
+            "ProtectSystem,ProtectHome,NoNewPrivileges,DeviceAllow,ExecReload,LimitNOFILE,"
+            "MainPID",
         ).stdout.splitlines()
     )
     assert props["ActiveState"] == "active" and props["SubState"] == "running", props
@@ -276,6 +277,15 @@ def test_unit_is_active_ready_and_confined(
     assert props["NoNewPrivileges"] == "yes"
     assert "/dev/net/tun" in props["DeviceAllow"]
     assert "-HUP" in props["ExecReload"]
+    # a flood must not run the daemon out of descriptors at systemd's soft 1024
+    assert props["LimitNOFILE"] == "65536"
+    # the daemon raised its soft limit to the hard one (which the container's own limit
+    # may cap below 65536)
+    limits = node.run("cat", f"/proc/{props['MainPID']}/limits").stdout
+    soft, hard = next(
+        line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files")
+    )
+    assert soft == hard and 1024 < int(hard) <= 65536, limits
     # the TUN device exists and carries the tunnel address
     assert "10.77.0.1" in node.run("ip", "-4", "addr", "show", "dev", "sstp0").stdout
     assert node.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"

@@ -180,6 +180,7 @@ class Daemon:
     cert: Path = field(init=False)
     log: Path = field(init=False)
     notify_messages: list[str] = field(default_factory=list)
+    wrapper: list[str] = field(default_factory=list)  # e.g. ["prlimit", "--nofile=200:200"]
 
     def __post_init__(self) -> None:
         self.config = self.workdir / "sstpd.toml"
@@ -256,6 +257,7 @@ level = "debug"
         self.logf = open(self.log, "a")  # noqa: SIM115
         self.proc = self.net.popen(
             self.net.srv,
+            *self.wrapper,
             sys.executable,
             "-m",
             "sstpd",

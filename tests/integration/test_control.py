@@ -111,6 +111,8 @@ def test_socket_permissions(daemon: Daemon) -> None:
         "status": "ok",
         "accepting": True,
         "draining": False,
+        "pool_free": 253,
+        "warnings": [],
     }
 
 

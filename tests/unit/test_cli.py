@@ -143,8 +143,27 @@ def good_config(tmp_path: Path) -> str:
 def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     conf = good_config(tmp_path)
     (tmp_path / "conf" / "users").write_text(f"a:nt:{CLIENT_PASS_NT}\n")
+    (tmp_path / "conf" / "users").chmod(0o600)
     assert cli.main(["check-config", conf]) == 0
     assert capsys.readouterr().out == f"{conf}: OK\n"
+
+
+@pytest.mark.parametrize("which", ["users", "k.pem"])
+def test_check_config_refuses_secrets_readable_by_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str
+) -> None:
+    conf = good_config(tmp_path)
+    users_file = tmp_path / "conf" / "users"
+    users_file.write_text(f"a:nt:{CLIENT_PASS_NT}\n")
+    users_file.chmod(0o600)
+    (tmp_path / "conf" / "k.pem").chmod(0o600)
+    (tmp_path / "conf" / which).chmod(0o644)
+    assert cli.main(["check-config", conf]) == 1
+    path = tmp_path / "conf" / which
+    assert capsys.readouterr().err == (
+        f"{path}: mode 0644 lets other users read it; it must be 0600 (or 0640 with the "
+        f"daemon's group): chmod 600 {path}\n"
+    )
 
 
 def test_check_config_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,6 +178,7 @@ def test_check_config_bad_users_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     conf = good_config(tmp_path)
     users = tmp_path / "conf" / "users"
     users.write_text(f"a:nt:{CLIENT_PASS_NT}\nb:nt:xyz\n")
+    users.chmod(0o600)
     assert cli.main(["check-config", conf]) == 1
     assert capsys.readouterr().err == f"{users}:2: the NT hash must be 32 hex digits\n"
 

@@ -214,3 +214,41 @@ def test_socket_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
     cfg.write_text('[server]\ncontrol_socket = "/run/other/ctl.sock"\n')
     monkeypatch.setenv("SSTPD_CONFIG", str(cfg))
     assert socket_path() == "/run/other/ctl.sock"
+
+
+def test_metrics_and_stats_text_show_the_abuse_counters() -> None:
+    from sstpd.ctl import stats_text
+
+    st = stats(
+        status="pool_full",
+        accepting=False,
+        warnings=["address pool full (253/253)"],
+        internal_errors=0,
+        authenticated=1,
+        pending=7,
+        pending_sources=2,
+        pending_total_limit=1000,
+        pending_per_source_limit=64,
+        auth_delayed=5,
+        auth_blocks=1,
+        auth_blocked={"sources": 1, "users": 0},
+        accept_errors=3,
+        open_files_limit=65536,
+    )
+    text = render_metrics(st)
+    for line in (
+        "sstpd_pending_connections 7",
+        "sstpd_pending_sources 2",
+        "sstpd_auth_blocks_total 1",
+        'sstpd_auth_blocked{kind="sources"} 1',
+        "sstpd_accept_errors_total 3",
+        "sstpd_open_files_limit 65536",
+        'sstpd_handshakes_total{outcome="limit_per_source"}',
+        'sstpd_handshakes_total{outcome="timeout_tls"}',
+    ):
+        assert line in text, line
+    out = stats_text(st)
+    assert "pool_full (address pool full: new logins fail)" in out
+    assert "warning: address pool full (253/253)" in out
+    assert "7 not authenticated from 2 sources (limits 1000 total, 64 per source)" in out
+    assert "5 failures delayed, 1 blocks; blocked now: 1 sources, 0 users" in out

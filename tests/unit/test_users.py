@@ -20,6 +20,7 @@ CLIENT_PASS_NT = "44ebba8d5312b8d611474411f56989ae"  # NtPasswordHash("clientPas
 def write(tmp_path: Path, text: str) -> str:
     path = tmp_path / "users"
     path.write_text(text)
+    path.chmod(0o600)
     return str(path)
 
 
@@ -98,6 +99,7 @@ def test_missing_file_and_bad_utf8(tmp_path: Path) -> None:
         load_users(str(tmp_path / "none"))
     path = tmp_path / "users"
     path.write_bytes(b"# a\n\xff\n")
+    path.chmod(0o600)
     with pytest.raises(ConfigError) as info:
         load_users(str(path))
     assert str(info.value) == f"{path}:2: not valid UTF-8"
@@ -207,6 +209,7 @@ def test_fuzz_only_config_error_escapes(
 ) -> None:
     path = tmp_path_factory.mktemp("fuzz") / "users"
     path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+    path.chmod(0o600)
     try:
         users = load_users(str(path))
     except ConfigError as e:
@@ -215,3 +218,45 @@ def test_fuzz_only_config_error_escapes(
     # whatever parsed survives a save + load
     save_users(str(path), users)
     assert load_users(str(path)) == users
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o620, 0o660])
+def test_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = write(tmp_path, f"a:nt:{CLIENT_PASS_NT}\n")
+    os.chmod(path, mode)
+    with pytest.raises(ConfigError) as info:
+        load_users(path)
+    assert str(info.value) == (
+        f"{path}: mode {mode:04o} lets other users read it; it must be 0600 (or 0640 with "
+        f"the daemon's group): chmod 600 {path}"
+    )
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640])
+def test_private_or_group_read_with_our_group_is_accepted(tmp_path: Path, mode: int) -> None:
+    path = write(tmp_path, f"a:nt:{CLIENT_PASS_NT}\n")
+    os.chmod(path, mode)  # the test's file has our group
+    assert list(load_users(path)) == ["a"]
+
+
+def test_group_read_with_a_foreign_group_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, f"a:nt:{CLIENT_PASS_NT}\n")
+    foreign = next(g for g in range(1, 70000) if g != os.getegid() and g not in os.getgroups())
+    os.chown(path, -1, foreign)
+    os.chmod(path, 0o640)
+    with pytest.raises(ConfigError, match="mode 0640 lets other users read it"):
+        load_users(path)
+
+
+def test_add_user_tightens_a_loose_mode_and_keeps_a_good_one(tmp_path: Path) -> None:
+    path = write(tmp_path, f"a:nt:{CLIENT_PASS_NT}\n")
+    os.chmod(path, 0o644)
+    add_user(path, "b", password="x")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    os.chmod(path, 0o640)
+    add_user(path, "c", password="x")
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    os.chmod(path, 0o666)
+    delete_user(path, "c")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert list(load_users(path)) == ["a", "b"]

@@ -162,6 +162,12 @@ class _Auth(TypingProtocol):
 
 _AUTH_PROTOCOL = {MSCHAPV2: Protocol.CHAP, PAP: Protocol.PAP, EAP_MSCHAPV2: Protocol.EAP}
 
+#: The largest PPP packet (code to end of data) one SSTP data packet can carry: 4095 bytes
+#: of SSTP packet minus its 4-byte header minus FF 03 and the 2-byte protocol. Whatever
+#: MRU the peer announced, rejected or reflected packets are truncated to this (RFC 1661
+#: §5.6/§5.7 allow truncation).
+MAX_CARRIED_PACKET = 4095 - 4 - 4
+
 
 class _Link(LcpListener):
     """What server and client share: LCP, phases, dispatch, timers, output queues."""
@@ -213,7 +219,7 @@ class _Link(LcpListener):
             max_terminate=self._cfg.max_terminate,
             max_failure=self._cfg.max_failure,
         )
-        fsm.peer_mru = self.lcp_handler.peer_mru
+        fsm.peer_mru = self.send_limit
         return fsm
 
     # ------------------------------------------------------------------ driver API
@@ -221,6 +227,11 @@ class _Link(LcpListener):
     @property
     def peer_mru(self) -> int:
         return self.lcp_handler.peer_mru
+
+    @property
+    def send_limit(self) -> int:
+        """The peer's MRU capped at what the carrier (one SSTP packet) can hold."""
+        return min(self.lcp_handler.peer_mru, MAX_CARRIED_PACKET)
 
     def lower_up(self, now: float) -> None:
         self._now = now
@@ -314,7 +325,7 @@ class _Link(LcpListener):
         elif self.lcp.state == State.OPENED:
             # RFC 1661 §5.7: Rejected-Information is truncated to fit the peer's MRU.
             rejected = struct.pack("!H", protocol) + payload
-            self.lcp.send_packet(Code.PROTOCOL_REJECT, rejected[: max(2, self.peer_mru - 4)])
+            self.lcp.send_packet(Code.PROTOCOL_REJECT, rejected[: max(2, self.send_limit - 4)])
         else:
             self.dropped += 1
         if self.lcp_handler.fatal_reason is not None and not self._finished:
@@ -358,8 +369,7 @@ class _Link(LcpListener):
     # ------------------------------------------------------------------ LCP callbacks
 
     def lcp_up(self) -> None:
-        mru = self.lcp_handler.peer_mru
-        self.lcp.peer_mru = mru
+        self.lcp.peer_mru = self.send_limit
         self._start_auth(self._now)
 
     def lcp_down(self) -> None:
@@ -464,7 +474,8 @@ class PppServer(_Link):
             verify = local_verifier(lookup)
         self._verify = verify
         self._assign_address = assign_address
-        self.peer_address: IPv4Address | None = None
+        self.peer_address: IPv4Address | None = None  # allocated at authentication
+        self._address_owner: str | None = None
         super().__init__(config, config.auth_methods, random, now)
 
     def _start_auth(self, now: float) -> None:
@@ -514,11 +525,20 @@ class PppServer(_Link):
             complete(request, verdict, now)
 
     def _start_network(self, now: float) -> None:
-        address = self._assign_address(self.username or "")
-        if address is None:
-            self.close("address pool exhausted", now)
+        # Re-authentication (a new LCP negotiation of an open link) keeps the address the
+        # link already holds: allocating again would leak the first one. Whoever owns the
+        # link releases ``peer_address`` when it ends, whether IPCP ever opened or not.
+        address = self.peer_address
+        if address is not None and self.username != self._address_owner:
+            self.close("re-authenticated as a different user", now)
             return
-        self.peer_address = address
+        if address is None:
+            address = self._assign_address(self.username or "")
+            if address is None:
+                self.close("address pool exhausted", now)
+                return
+            self.peer_address = address
+            self._address_owner = self.username
         handler = IpcpServerHandler(
             local=self.config.local_address,
             peer=address,

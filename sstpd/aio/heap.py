@@ -5,7 +5,9 @@ transport, OpenSSL's SSL object and its record buffers, asyncio's buffers. When 
 them closes, the memory is freed but glibc keeps it: the free chunks lie between live
 allocations, so the heap top cannot shrink and the daemon's RSS stays at the flood's peak
 (bench/abuse.py measured 48 MiB before, 112 MiB after everything had closed).
-``malloc_trim(0)`` hands every free page inside the heaps back with MADV_DONTNEED.
+``malloc_trim(0)`` hands every free page inside the heaps back with MADV_DONTNEED; a full
+garbage collection first frees the connections still caught in reference cycles. After
+2000 pending connections: 50 MiB before, 157 MiB at the peak, 63 MiB after the trim.
 
 :class:`HeapTrimmer` calls it once the number of pending connections has fallen back to
 ``low`` after having reached ``high``, at most once per ``interval`` seconds (it says when
@@ -16,6 +18,7 @@ to ask again if a trim is due but too soon). Where the C library has no ``malloc
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import resource
 from collections.abc import Callable
@@ -36,6 +39,22 @@ def libc_malloc_trim() -> Callable[[], int] | None:
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
     return lambda: int(fn(0))
+
+
+def collect_and_trim() -> Callable[[], int] | None:
+    """A full garbage collection, then ``malloc_trim(0)``: closed connections left in
+    reference cycles (transport, protocol, exception tracebacks) hold their SSL objects
+    and buffers until the cyclic collector's rare full pass, so trimming alone would
+    miss them."""
+    trim = libc_malloc_trim()
+    if trim is None:
+        return None
+
+    def run() -> int:
+        gc.collect()
+        return trim()
+
+    return run
 
 
 def rss_bytes() -> int | None:
@@ -66,7 +85,7 @@ class HeapTrimmer:
 
     @classmethod
     def for_this_process(cls) -> HeapTrimmer:
-        return cls(trim=libc_malloc_trim())
+        return cls(trim=collect_and_trim())
 
     def update(self, pending: int, now: float) -> float | None:
         """Note the current pending count. Trims if it is due; returns the time to call

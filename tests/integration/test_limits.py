@@ -314,7 +314,9 @@ def test_fd_exhaustion_refuses_quietly_and_control_keeps_working(
         net.down()
 
 
-RSS_MARGIN_MIB = 10.0  # the flood below adds well over 50 MiB; without a trim most of it stays
+# The flood below adds ~105 MiB. Measured after it closed: +107 MiB without a trim (glibc
+# keeps the freed heap), +13 MiB with sstpd.aio.heap's collect-and-trim.
+RSS_MARGIN_MIB = 20.0
 
 
 def rss_mib(d: Daemon) -> float:

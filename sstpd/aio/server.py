@@ -30,6 +30,7 @@ from sstpd.aio.aaa import Aaa
 from sstpd.aio.control import ControlServer
 from sstpd.aio.control import error as control_error
 from sstpd.aio.dae import DaeServer
+from sstpd.aio.heap import HeapTrimmer
 from sstpd.aio.listener import Listener, Pending
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.protocol import SstpStreamProtocol
@@ -493,6 +494,8 @@ class Server:
         self.pool = AddressPool(tc.pool, exclude=[tc.address])
         lc = config.limits
         self.budget = PendingBudget(lc.pending_total, lc.pending_per_source)
+        self.heap = HeapTrimmer.for_this_process()  # RSS back to baseline after a flood
+        self._heap_timer: asyncio.TimerHandle | None = None
         self.throttle = AuthThrottle(throttle_config(config))
         self.nofile = raise_nofile_limit()
         self.authenticated_count = 0
@@ -549,12 +552,24 @@ class Server:
 
     def hold(self, source: str, deadline: float) -> Pending:
         self.budget.add(source)
+        self.heap.update(self.budget.count, self.loop.time())
         return Pending(source, deadline)
 
     def release(self, pending: Pending) -> None:
         if not pending.released:
             pending.released = True
             self.budget.remove(pending.source)
+            self._trim_heap()
+
+    def _trim_heap(self) -> None:
+        """Return freed heap to the OS once a flood of pending connections has ended."""
+        again = self.heap.update(self.budget.count, self.loop.time())
+        if again is not None and self._heap_timer is None and not self.stopping:
+            self._heap_timer = self.loop.call_at(again, self._heap_timer_due)
+
+    def _heap_timer_due(self) -> None:
+        self._heap_timer = None
+        self._trim_heap()
 
     def count_outcome(self, outcome: str, source: str) -> None:
         self.stats.outcome(outcome)
@@ -1006,6 +1021,8 @@ class Server:
             return
         self.stopping = True
         sd_notify("STOPPING=1")
+        if self._heap_timer is not None:
+            self._heap_timer.cancel()
         if self.acme is not None:
             self.acme.close()
         log.info("stopping: disconnecting %d sessions", len(self.connections))

@@ -1,0 +1,115 @@
+"""Give freed heap memory back to the kernel after a flood of pending connections.
+
+A pending (pre-authentication) connection costs tens of KiB of C heap: the socket
+transport, OpenSSL's SSL object and its record buffers, asyncio's buffers. When a flood of
+them closes, the memory is freed but glibc keeps it: the free chunks lie between live
+allocations, so the heap top cannot shrink and the daemon's RSS stays at the flood's peak
+(bench/abuse.py measured 48 MiB before, 112 MiB after everything had closed).
+``malloc_trim(0)`` hands every free page inside the heaps back with MADV_DONTNEED; a full
+garbage collection first frees the connections still caught in reference cycles. After
+2000 pending connections: 50 MiB before, 157 MiB at the peak, 63 MiB after the trim.
+
+:class:`HeapTrimmer` calls it once the number of pending connections has fallen back to
+``low`` after having reached ``high``, at most once per ``interval`` seconds (it says when
+to ask again if a trim is due but too soon). Where the C library has no ``malloc_trim``
+(musl, macOS) it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import logging
+import resource
+from collections.abc import Callable
+
+log = logging.getLogger("sstpd")
+
+HIGH = 64  # pending connections that make the next fall worth a trim (one source's default cap)
+LOW = 8
+INTERVAL = 10.0  # seconds between two trims at most
+
+
+def libc_malloc_trim() -> Callable[[], int] | None:
+    """glibc's ``malloc_trim(0)`` as a callable, or None where libc has no such function."""
+    try:
+        fn = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return lambda: int(fn(0))
+
+
+def collect_and_trim() -> Callable[[], int] | None:
+    """A full garbage collection, then ``malloc_trim(0)``: closed connections left in
+    reference cycles (transport, protocol, exception tracebacks) hold their SSL objects
+    and buffers until the cyclic collector's rare full pass, so trimming alone would
+    miss them."""
+    trim = libc_malloc_trim()
+    if trim is None:
+        return None
+
+    def run() -> int:
+        gc.collect()
+        return trim()
+
+    return run
+
+
+def rss_bytes() -> int | None:
+    """This process's resident set size (Linux), for the log line."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * resource.getpagesize()
+
+
+class HeapTrimmer:
+    def __init__(
+        self,
+        *,
+        high: int = HIGH,
+        low: int = LOW,
+        interval: float = INTERVAL,
+        trim: Callable[[], int] | None = None,
+    ) -> None:
+        self.high, self.low, self.interval = high, low, interval
+        self._trim = trim
+        self.armed = False
+        self.peak = 0
+        self.last: float | None = None
+        self.trims = 0
+
+    @classmethod
+    def for_this_process(cls) -> HeapTrimmer:
+        return cls(trim=collect_and_trim())
+
+    def update(self, pending: int, now: float) -> float | None:
+        """Note the current pending count. Trims if it is due; returns the time to call
+        again when a trim is due but the last one was less than ``interval`` ago."""
+        if self._trim is None:
+            return None
+        if pending >= self.high:
+            self.armed = True
+        if self.armed:
+            self.peak = max(self.peak, pending)
+        if not self.armed or pending > self.low:
+            return None
+        if self.last is not None and now < self.last + self.interval:
+            return self.last + self.interval
+        before = rss_bytes()
+        self._trim()
+        after = rss_bytes()
+        self.trims += 1
+        if before is not None and after is not None:
+            log.info(
+                "heap trimmed after %d pending connections: RSS %.1f -> %.1f MiB",
+                self.peak,
+                before / 2**20,
+                after / 2**20,
+            )
+        self.armed, self.peak, self.last = False, 0, now
+        return None

@@ -1,0 +1,60 @@
+"""HeapTrimmer (sstpd.aio.heap): when malloc_trim runs after a flood of pending connections.
+The effect on a real daemon's RSS is tests/integration/test_limits.py's flood test."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+
+from sstpd.aio.heap import HeapTrimmer, libc_malloc_trim
+
+
+def trimmer() -> tuple[HeapTrimmer, list[int]]:
+    calls: list[int] = []
+    return HeapTrimmer(high=64, low=8, interval=10.0, trim=lambda: calls.append(1) or 1), calls
+
+
+def test_trims_once_the_count_falls_back_after_a_flood() -> None:
+    t, calls = trimmer()
+    for n in range(0, 9):
+        assert t.update(n, 1.0) is None  # normal traffic: never high, never trimmed
+    assert calls == []
+    for n in (20, 64, 100, 50, 9):
+        t.update(n, 2.0)
+    assert calls == []  # still above the low-water mark
+    t.update(8, 3.0)
+    assert calls == [1] and not t.armed
+    t.update(0, 3.5)
+    assert calls == [1]  # once per flood, not at every release
+
+
+def test_rate_limited_and_says_when_to_come_back() -> None:
+    t, calls = trimmer()
+    t.update(64, 0.0)
+    t.update(0, 1.0)
+    assert calls == [1]
+    t.update(70, 2.0)
+    assert t.update(3, 5.0) == 11.0  # due, but the last trim was 4 s ago
+    assert calls == [1]
+    t.update(80, 7.0)  # a new wave before the retry: still armed
+    assert t.update(90, 11.0) is None and calls == [1]  # high at the retry: wait for the fall
+    assert t.update(2, 12.0) is None and calls == [1, 1]
+
+
+def test_without_malloc_trim_nothing_happens() -> None:
+    t = HeapTrimmer(trim=None)
+    assert t.update(1000, 0.0) is None and t.update(0, 100.0) is None and t.trims == 0
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+def test_glibc_malloc_trim_is_found_and_callable() -> None:
+    fn = libc_malloc_trim()
+    assert fn is not None
+    assert fn() in (0, 1)
+    t = HeapTrimmer.for_this_process()
+    t.update(100, 0.0)
+    t.update(0, 1.0)
+    assert t.trims == 1

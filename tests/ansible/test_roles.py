@@ -167,9 +167,12 @@ def rules_in(rules: list[dict[str, Any]], table: str, chain: str) -> list[str]:
     return [json.dumps(r["expr"]) for r in rules if r["table"] == table and r["chain"] == chain]
 
 
-def tls_probe(host: str, port: int, ca: Path | None, timeout: float = 5) -> bytes:
-    """TLS handshake from the client namespace; return the DER certificate served and
-    the daemon's answer to a plain GET (an HTTP error)."""
+def tls_probe(
+    host: str, port: int, ca: Path | None, timeout: float = 5, name: str | None = None
+) -> bytes:
+    """TLS handshake from the client namespace (verifying ``name``, default ``host``);
+    return the DER certificate served and check the daemon's answer to a plain GET (an
+    HTTP error)."""
     code = f"""
 import socket, ssl, sys
 ctx = ssl.create_default_context(cafile={str(ca) if ca else None!r})
@@ -177,7 +180,7 @@ if {ca is None!r}:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
 with socket.create_connection(({host!r}, {port}), timeout={timeout}) as raw:
-    with ctx.wrap_socket(raw, server_hostname={host!r}) as s:
+    with ctx.wrap_socket(raw, server_hostname={name or host!r}) as s:
         s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
         status = s.recv(200).split(b"\\r\\n")[0].decode()
         sys.stdout.write(s.getpeercert(binary_form=True).hex() + " " + status)

@@ -27,7 +27,8 @@ DNS_PORT = 8053
 class Pebble:
     """pebble + pebble-challtestsrv in ``net``'s client namespace on ``address``; the test
     name resolves to ``target`` (the daemon). With a ``RootNamespace`` they run in the
-    host's own namespace (pass address="127.0.0.1" and the daemon's address as target)."""
+    host's own namespace (pass address="127.0.0.1" and the daemon's address as target);
+    ``ns`` names another namespace to run them in (with a ``RootNamespace``)."""
 
     def __init__(
         self,
@@ -36,12 +37,13 @@ class Pebble:
         validity: int | None = None,
         address: str = CLIENT_IP,
         target: str = SERVER_IP,
+        ns: str | None = None,
     ) -> None:
         self.validity = validity  # seconds of the certificates it issues (None: its default)
         self.address = address
         self.target = target
         self.directory = f"https://{address}:14000/dir"
-        self.ns = net.cli if isinstance(net, Netns) else ""
+        self.ns = ns if ns is not None else net.cli if isinstance(net, Netns) else ""
         self.net = net
         self.dir = workdir
         self.procs: list[subprocess.Popen[str]] = []

@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_IP = "10.231.100.1"
@@ -311,6 +312,20 @@ level = "debug"
                 return text
             time.sleep(0.1)
         raise AssertionError(f"{needle!r} not in daemon log:\n{self.log_text()[-4000:]}")
+
+    def stats(self) -> dict[str, Any]:
+        """The daemon's ``stats`` answer over its control socket."""
+        from sstpd import control
+
+        return control.call(str(self.workdir / "control.sock"), "stats")
+
+    def open_fds(self) -> int:
+        """The daemon's open descriptors. Read a moment after the caller's last control
+        request: the daemon closes its end of that connection asynchronously, and counting it
+        would make a descriptor seem leaked (or the baseline one too high)."""
+        assert self.proc is not None
+        time.sleep(0.3)
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def client_args(self) -> list[str]:
         return ["--host", self.listen, "--port", str(self.port), "--ca-file", str(self.cert)]

@@ -47,30 +47,19 @@ def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dae
     d.stop()
 
 
-def stats(d: Daemon) -> dict[str, Any]:
-    return control.call(str(d.workdir / "control.sock"), "stats")
-
-
-def fds(d: Daemon) -> int:
-    """The daemon's open descriptors. Read a moment after the caller's last control request:
-    the daemon closes its end of that connection asynchronously, and counting it would make
-    a descriptor seem leaked (or the baseline one too high)."""
-    assert d.proc is not None
-    time.sleep(0.3)
-    return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
 
 
 def settled(d: Daemon, baseline_fds: int, timeout: float = 15.0) -> dict[str, Any]:
     """Wait until no handshake is in progress and the fds are back; return the stats."""
     deadline = time.monotonic() + timeout
-    st = stats(d)
+    st = d.stats()
     while time.monotonic() < deadline:
-        st = stats(d)
-        if st["handshakes_in_progress"] == 0 and fds(d) == baseline_fds:
+        st = d.stats()
+        if st["handshakes_in_progress"] == 0 and d.open_fds() == baseline_fds:
             break
         time.sleep(0.2)
     assert st["handshakes_in_progress"] == 0, st
-    assert fds(d) == baseline_fds
+    assert d.open_fds() == baseline_fds
     assert st["pool_in_use"] == st["sessions"], st
     assert st["authenticated"] == st["sessions"] and st["pending"] == 0, st
     return st
@@ -102,9 +91,9 @@ def legit_ping(net: Netns, d: Daemon) -> None:
 
 @pytest.fixture()
 def baseline(daemon: Daemon) -> int:
-    st = stats(daemon)
+    st = daemon.stats()
     assert st["sessions"] == 0 and st["pool_in_use"] == 0, st
-    return fds(daemon)
+    return daemon.open_fds()
 
 
 def test_auth_then_drop_before_ipcp_releases_the_address(
@@ -155,14 +144,14 @@ def test_ipv6_in_an_ipv4_frame_is_dropped_and_counted(
     12..16 (the IPv4 source field) never reaches the TUN, fast path or slow path."""
     rx = "/sys/class/net/sstp0/statistics/rx_packets"
     before_rx = int(net.run(net.srv, "cat", rx).stdout)
-    before = stats(daemon)["dropped_spoofed"]
+    before = daemon.stats()["dropped_spoofed"]
     res = hostile(net, daemon, "v6-in-v4", "--count", "3")
     assert res["opened"] is True
     assert res["replies"] == 2
     after_rx = int(net.run(net.srv, "cat", rx).stdout)
     assert after_rx - before_rx == 2  # the two IPv4 echo requests, nothing else
     settled(daemon, baseline)
-    assert stats(daemon)["dropped_spoofed"] - before == res["sent"]
+    assert daemon.stats()["dropped_spoofed"] - before == res["sent"]
 
 
 def test_oversized_code_and_protocol_reject_are_truncated(
@@ -211,7 +200,7 @@ def test_users_file_readable_by_others_is_refused(daemon: Daemon, net: Netns) ->
 
 def test_no_traceback_and_accounting_at_the_end(daemon: Daemon) -> None:
     assert daemon.proc is not None and daemon.proc.poll() is None
-    st = stats(daemon)
+    st = daemon.stats()
     assert st["pool_in_use"] == st["sessions"] == 0
     assert st["internal_errors"] == 0
     assert "Traceback" not in daemon.log_text()

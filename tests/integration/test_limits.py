@@ -72,17 +72,6 @@ def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dae
     d.stop()
 
 
-def stats(d: Daemon) -> dict[str, Any]:
-    return control.call(str(d.workdir / "control.sock"), "stats")
-
-
-def fds(d: Daemon) -> int:
-    """The daemon's open descriptors. Read a moment after the caller's last control request:
-    the daemon closes its end of that connection asynchronously, and counting it would make
-    a descriptor seem leaked (or the baseline one too high)."""
-    assert d.proc is not None
-    time.sleep(0.3)
-    return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
 
 
 def wait_for(pred: Any, timeout: float = 15.0, state: Any = None) -> None:
@@ -132,7 +121,7 @@ def connect(net: Netns, d: Daemon, user: str = "alice", password: str | None = N
 
 def test_soft_nofile_limit_raised_to_the_hard_limit(daemon: Daemon) -> None:
     """Finding 4: the daemon raises its soft RLIMIT_NOFILE (1024 here) to the hard one."""
-    assert stats(daemon)["open_files_limit"] == 8192
+    assert daemon.stats()["open_files_limit"] == 8192
 
 
 def test_slowloris_and_raw_connections_neither_lock_out_nor_pile_up(
@@ -141,14 +130,14 @@ def test_slowloris_and_raw_connections_neither_lock_out_nor_pile_up(
     """Finding 3: 40 raw TCP + 40 slow-HTTP TLS connections from one address. At most
     pending_per_source are held, none counts against max_sessions (6), a legitimate
     client connects meanwhile, and every one is closed after setup_timeout, counted."""
-    baseline = fds(daemon)
-    before = stats(daemon)["handshakes"]
+    baseline = daemon.open_fds()
+    before = daemon.stats()["handshakes"]
     flood = hostile(net, daemon, "flood", "--raw", "40", "--slow", "40", "--source", ATTACKER,
                     "--wait", "8")
     assert flood.stdout is not None
     first = json.loads(flood.stdout.readline())
     assert first["connected"] + first["failed"] == 80
-    st = stats(daemon)
+    st = daemon.stats()
     assert st["pending"] <= 20 and st["pending_sources"] <= 1, st
     t0 = time.monotonic()
     res = connect(net, daemon)  # from CLIENT_IP: its own budget, max_sessions untouched
@@ -157,11 +146,11 @@ def test_slowloris_and_raw_connections_neither_lock_out_nor_pile_up(
     res = finish(flood)
     assert res["max_lifetime"] is not None and res["max_lifetime"] < 5  # setup_timeout 2 s
     wait_for(
-        lambda: stats(daemon)["pending"] == 0 and fds(daemon) == baseline,
-        state=lambda: (stats(daemon), fds(daemon), baseline,
+        lambda: daemon.stats()["pending"] == 0 and daemon.open_fds() == baseline,
+        state=lambda: (daemon.stats(), daemon.open_fds(), baseline,
                        os.listdir(f"/proc/{daemon.proc.pid}/fd") if daemon.proc else None),
     )
-    after = stats(daemon)["handshakes"]
+    after = daemon.stats()["handshakes"]
     refused = after["limit_per_source"] - before["limit_per_source"]
     timed_out = (after["timeout_tls"] - before["timeout_tls"]) + (
         after["timeout_http"] - before["timeout_http"]
@@ -169,7 +158,7 @@ def test_slowloris_and_raw_connections_neither_lock_out_nor_pile_up(
     assert refused >= 40  # 80 tried, at most 20 held at once (the rest RST at once)
     assert timed_out >= 20
     assert after["timeout_tls"] > before["timeout_tls"]  # raw TCP: never started TLS
-    assert stats(daemon)["pool_in_use"] == stats(daemon)["sessions"] == 0
+    assert daemon.stats()["pool_in_use"] == daemon.stats()["sessions"] == 0
     log = daemon.log_text()
     assert log.count("refusing connections:") <= 2  # a summary line, not one per connection
 
@@ -186,7 +175,7 @@ def test_brute_force_is_delayed_then_blocked(daemon: Daemon, net: Netns) -> None
     log = daemon.wait_log(f"blocked source {ATTACKER}")
     assert log.count(f"blocked source {ATTACKER}") == 1
     assert log.count("blocked user 'bob'") == 1
-    st = stats(daemon)
+    st = daemon.stats()
     assert st["auth_blocks"] >= 2 and st["auth_blocked"]["sources"] >= 1
     assert st["handshakes"]["blocked"] >= 3
     # the user name is blocked from every address, even with the right password ...
@@ -232,7 +221,7 @@ def test_pool_full_is_reported_unhealthy(daemon: Daemon, net: Netns) -> None:
     finally:
         for h in held:
             h.stop()
-    wait_for(lambda: stats(daemon)["pool_in_use"] == 0)
+    wait_for(lambda: daemon.stats()["pool_in_use"] == 0)
     assert control.call(str(daemon.workdir / "control.sock"), "health")["status"] == "ok"
 
 
@@ -265,14 +254,14 @@ def test_max_sessions_per_user(daemon: Daemon, net: Netns, action: str) -> None:
     finally:
         daemon.config.write_text(text)
         control.call(str(daemon.workdir / "control.sock"), "reload")
-    wait_for(lambda: stats(daemon)["pool_in_use"] == stats(daemon)["sessions"] == 0)
+    wait_for(lambda: daemon.stats()["pool_in_use"] == daemon.stats()["sessions"] == 0)
 
 
 def test_no_traceback(daemon: Daemon) -> None:
     assert daemon.proc is not None and daemon.proc.poll() is None
     text = daemon.log_text()
     assert "Traceback" not in text
-    st = stats(daemon)
+    st = daemon.stats()
     assert st["internal_errors"] == 0 and st["pending"] == 0
 
 
@@ -295,7 +284,7 @@ def test_fd_exhaustion_refuses_quietly_and_control_keeps_working(
     )
     d.start()
     try:
-        assert stats(d)["open_files_limit"] == 200
+        assert d.stats()["open_files_limit"] == 200
         flood = hostile(net, d, "flood", "--raw", "400", "--source", ATTACKER, "--wait", "6")
         assert flood.stdout is not None
         json.loads(flood.stdout.readline())  # all 400 connected (the kernel's backlog)
@@ -307,11 +296,11 @@ def test_fd_exhaustion_refuses_quietly_and_control_keeps_working(
         )
         assert r.returncode == 0, r.stderr
         assert "pending" in r.stdout
-        st = stats(d)
+        st = d.stats()
         assert st["handshakes"]["limit_fds"] > 0, st["handshakes"]
-        assert fds(d) < 200
+        assert d.open_fds() < 200
         finish(flood)
-        wait_for(lambda: stats(d)["pending"] == 0, 30)
+        wait_for(lambda: d.stats()["pending"] == 0, 30)
         assert connect(net, d)["ok"] is True
         log = d.log_text()
         assert log.count("refusing connections:") <= 3, log[-3000:]
@@ -360,8 +349,8 @@ def test_memory_returns_to_baseline_after_a_flood(
     d.start()
     try:
         assert connect(net, d)["ok"] is True  # warm: one whole login, then gone
-        wait_for(lambda: stats(d)["pending"] == 0 and stats(d)["sessions"] == 0)
-        base_fds, base = fds(d), rss_mib(d)
+        wait_for(lambda: d.stats()["pending"] == 0 and d.stats()["sessions"] == 0)
+        base_fds, base = d.open_fds(), rss_mib(d)
         flood = hostile(
             net, d, "flood", "--raw", "1000", "--slow", "1000", "--source", ATTACKER,
             "--wait", "30",
@@ -369,11 +358,11 @@ def test_memory_returns_to_baseline_after_a_flood(
         assert flood.stdout is not None
         first = json.loads(flood.stdout.readline())
         assert first["connected"] >= 1900, first
-        held, peak = stats(d)["pending"], rss_mib(d)
+        held, peak = d.stats()["pending"], rss_mib(d)
         assert held >= 1500, held
         assert peak - base > 5 * RSS_MARGIN_MIB, (base, peak)  # the flood did cost memory
         finish(flood)
-        wait_for(lambda: stats(d)["pending"] == 0 and fds(d) == base_fds, 60)
+        wait_for(lambda: d.stats()["pending"] == 0 and d.open_fds() == base_fds, 60)
         try:
             wait_for(lambda: rss_mib(d) <= base + RSS_MARGIN_MIB, 30)  # a trim is <= 10 s away
         except AssertionError:

@@ -16,8 +16,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from tests.integration.netns import CLIENT_IP, ROOT, SERVER_IP, Netns, RootNamespace, sh
+from tests.integration.netns import (
+    CLIENT_IP,
+    ROOT,
+    SERVER_IP,
+    Daemon,
+    Netns,
+    RootNamespace,
+    sh,
+)
 
 NAME = "sstp.example.test"
 DIRECTORY = f"https://{CLIENT_IP}:14000/dir"
@@ -176,3 +185,26 @@ class Pebble:
                     p.kill()
                     p.wait()
         self.procs = []
+
+
+def start_without_certificate(d: Daemon) -> None:
+    """Prepare and start ``d`` with no certificate at all: it must serve a placeholder and
+    order its certificate."""
+    d.prepare()
+    (d.workdir / "tls" / "server.crt").unlink()
+    (d.workdir / "tls" / "server.key").unlink()
+    d.start()
+
+
+def cert_state(d: Daemon) -> dict[str, Any]:
+    """What ``sstpctl --json cert`` says about the daemon's certificate."""
+    r = subprocess.run(
+        [sys.executable, "-m", "sstpd.ctl", "--socket", str(d.workdir / "control.sock"),
+         "--json", "cert"],
+        text=True,
+        capture_output=True,
+        cwd=str(ROOT),
+        timeout=30,
+        check=True,
+    )
+    return json.loads(r.stdout)  # type: ignore[no-any-return]

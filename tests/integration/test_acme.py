@@ -25,7 +25,7 @@ from sstpd.status.metrics import render_metrics
 from tests.integration.ctl_client import HeldClient
 from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns
 from tests.integration.pebble import DIRECTORY as PEBBLE
-from tests.integration.pebble import NAME, Pebble
+from tests.integration.pebble import NAME, Pebble, start_without_certificate
 
 pytestmark = [
     pytest.mark.netns,
@@ -72,11 +72,7 @@ ca_file = "{pebble.tls_cert}"
 retry_interval = 600
 """,
     )
-    d.prepare()
-    # no certificate at all: the daemon must start with a placeholder and get one
-    (d.workdir / "tls" / "server.crt").unlink()
-    (d.workdir / "tls" / "server.key").unlink()
-    d.start()
+    start_without_certificate(d)  # it must serve a placeholder and order one
     yield d
     d.stop()
 

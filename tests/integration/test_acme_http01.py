@@ -3,20 +3,18 @@ TLS offloader in front of 443), obtains the certificate and serves it."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.integration.netns import ROOT, SERVER_IP, Daemon, Netns
+from tests.integration.netns import SERVER_IP, Daemon, Netns
 from tests.integration.pebble import DIRECTORY as PEBBLE
-from tests.integration.pebble import NAME, Pebble
+from tests.integration.pebble import NAME, Pebble, cert_state, start_without_certificate
 
 pytestmark = [
     pytest.mark.netns,
@@ -66,24 +64,9 @@ challenge = "http-01"
 key_type = "rsa"
 """,
     )
-    d.prepare()
-    (d.workdir / "tls" / "server.crt").unlink()
-    (d.workdir / "tls" / "server.key").unlink()
-    d.start()
+    start_without_certificate(d)  # it must serve a placeholder and order one
     yield d
     d.stop()
-
-
-def cert_state(d: Daemon) -> dict[str, Any]:
-    r = subprocess.run(
-        [*CTL, "--socket", str(d.workdir / "control.sock"), "--json", "cert"],
-        text=True,
-        capture_output=True,
-        cwd=str(ROOT),
-        timeout=30,
-        check=True,
-    )
-    return json.loads(r.stdout)  # type: ignore[no-any-return]
 
 
 def http(net: Netns, request: bytes) -> bytes:

@@ -4,29 +4,22 @@ server.certificate/server.key once and then wait for the renewal time, not order
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.integration.netns import ROOT, Daemon, Netns
+from tests.integration.netns import Daemon, Netns
 from tests.integration.pebble import DIRECTORY as PEBBLE
-from tests.integration.pebble import NAME, Pebble
+from tests.integration.pebble import NAME, Pebble, cert_state, start_without_certificate
 
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
     pytest.mark.skipif(shutil.which("pebble") is None, reason="needs Debian's pebble"),
 ]
-
-CTL = [sys.executable, "-m", "sstpd.ctl"]
-
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
@@ -66,24 +59,9 @@ ca_file = "{pebble.tls_cert}"
 challenge = "http-01"
 """,
     )
-    d.prepare()
-    (d.workdir / "tls" / "server.crt").unlink()
-    (d.workdir / "tls" / "server.key").unlink()
-    d.start()
+    start_without_certificate(d)  # it must serve a placeholder and order one
     yield d
     d.stop()
-
-
-def cert_state(d: Daemon) -> dict[str, Any]:
-    r = subprocess.run(
-        [*CTL, "--socket", str(d.workdir / "control.sock"), "--json", "cert"],
-        text=True,
-        capture_output=True,
-        cwd=str(ROOT),
-        timeout=30,
-        check=True,
-    )
-    return json.loads(r.stdout)  # type: ignore[no-any-return]
 
 
 def test_certificate_for_the_offloader_obtained_once(daemon: Daemon) -> None:

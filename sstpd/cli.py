@@ -1,4 +1,4 @@
-"""The ``sstpd`` command: serve, check-config, user, cert, profile, connect, ctl.
+"""The ``sstpd`` command: serve, check-config, config, user, cert, profile, connect, ctl.
 
 Exit codes: 0 success, 1 a reported failure (bad config, missing user, ...), 2 usage
 errors (argparse). Passwords and NT hashes are never printed, except the hashes by
@@ -78,6 +78,19 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a configuration file and what it names")
     p.add_argument("file", metavar="FILE")
     p.set_defaults(handler=_check_config)
+
+    p = sub.add_parser("config", help="show the effective configuration")
+    config_sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    p = config_sub.add_parser(
+        "show",
+        help="print every key with its effective value (defaults filled in)",
+        description="Print the configuration the daemon would use: every section and key, "
+        "defaults filled in, relative paths resolved, RADIUS secrets redacted. Nothing "
+        "it names (certificate, users file) is checked; check-config does that.",
+    )
+    p.add_argument("--config", metavar="FILE", help="configuration file (as for serve)")
+    p.add_argument("--json", action="store_true", help="JSON instead of TOML")
+    p.set_defaults(handler=_config_show)
 
     where = argparse.ArgumentParser(add_help=False)
     group = where.add_mutually_exclusive_group()
@@ -294,6 +307,18 @@ def _check_config(args: argparse.Namespace) -> int:
         )
     if auto:
         print(f"{path}: note: {sc.certificate} will be created when sstpd starts")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# config show
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from sstpd.config_view import view_json, view_toml
+
+    config, _ = _effective_config(args.config)
+    sys.stdout.write(view_json(config) if args.json else view_toml(config))
     return 0
 
 

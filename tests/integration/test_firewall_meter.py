@@ -58,7 +58,7 @@ def render(**overrides: Any) -> str:
         "sstpd_firewall__acme_http_port": 0,
     }
     variables.update(overrides)
-    return env.get_template("nftables.conf.j2").render(**variables)
+    return env.get_template("etc/nftables.conf.j2").render(**variables)
 
 
 def nft(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -87,7 +87,7 @@ def render(**overrides: Any) -> str:
         trim_blocks=True,  # as Ansible's template module
     )
     env.filters.update(filters())
-    return env.get_template("sstpd.toml.j2").render(**{**BASE, **overrides})
+    return env.get_template("etc/sstpd/sstpd.toml.j2").render(**{**BASE, **overrides})
 
 
 def test_without_acme_no_section() -> None:

@@ -2,61 +2,66 @@
 
 * ``password | sstpd_nt_hash``: the NT hash (MD4 of the UTF-16LE password) as 32 hex
   digits, what the users file stores. Computed in memory on the controller, so the
-  password (from Ansible Vault, say) is never written to any file.
+  password (from Ansible Vault, say) is never written to any file. The hash is the
+  package's own (``sstpd.proto.mschap.nt_password_hash``), from the checkout these roles
+  live in.
 * ``value | sstpd_toml``: a TOML value (string, integer, float, boolean or list of them).
-* ``pool | sstpd_overlaps(networks)``: the entries of ``networks`` ("address/prefix" or
-  "address/netmask") that overlap the IPv4 network ``pool``.
-* ``value | sstpd_ipv4_problem('address'|'network')``: "" or why it is not one.
+* ``pool | sstpd_overlaps(networks)``: the entries of ``networks`` ("address/prefix",
+  "address/netmask", or either followed by a note such as " (eth0)") whose network
+  overlaps the IPv4 or IPv6 network ``pool``. The only pool-overlap check of the roles.
+* ``value | sstpd_ip_problem(4|6, 'address'|'network')``: "" or why it is not one.
+* ``value | sstpd_is_ip``: an IPv4 or IPv6 address.
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib
+import importlib.util
 import ipaddress
 import json
 import math
-import struct
+import sys
+from pathlib import Path
+from types import ModuleType
 
 from ansible.errors import AnsibleFilterError
 
+# roles/sstpd/filter_plugins/ -> the checkout (playbooks/roles is a symlink: resolved)
+CHECKOUT = Path(__file__).resolve().parents[3]
 
-def _md4(data: bytes) -> bytes:
-    """RFC 1320 MD4 (OpenSSL 3 no longer offers it through hashlib by default)."""
+
+def checkout_module(name: str) -> ModuleType:
+    """``sstpd.<...>`` imported from the checkout the roles belong to.
+
+    Only the ``sstpd`` package is made importable (not the checkout's other top-level
+    directories); an ``sstpd`` already imported in this process is used as it is. Without
+    the checkout, an ``sstpd`` installed on the controller is tried."""
+    init = CHECKOUT / "sstpd" / "__init__.py"
+    if "sstpd" not in sys.modules and init.is_file():
+        spec = importlib.util.spec_from_file_location(
+            "sstpd", init, submodule_search_locations=[str(init.parent)]
+        )
+        assert spec is not None and spec.loader is not None
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["sstpd"] = package
+        try:
+            spec.loader.exec_module(package)
+        except BaseException:
+            del sys.modules["sstpd"]
+            raise
     try:
-        return hashlib.new("md4", data).digest()
-    except ValueError:
-        pass
-
-    def rotl(x: int, n: int) -> int:
-        x &= 0xFFFFFFFF
-        return ((x << n) | (x >> (32 - n))) & 0xFFFFFFFF
-
-    msg = data + b"\x80" + b"\0" * ((55 - len(data)) % 64) + struct.pack("<Q", len(data) * 8)
-    h = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476]
-    for off in range(0, len(msg), 64):
-        x = struct.unpack("<16I", msg[off : off + 64])
-        a, b, c, d = h
-        for i in range(16):  # round 1
-            k, s = i, (3, 7, 11, 19)[i % 4]
-            a = rotl(a + ((b & c) | (~b & d)) + x[k], s)
-            a, b, c, d = d, a, b, c
-        for i in range(16):  # round 2
-            k, s = (i % 4) * 4 + i // 4, (3, 5, 9, 13)[i % 4]
-            a = rotl(a + ((b & c) | (b & d) | (c & d)) + x[k] + 0x5A827999, s)
-            a, b, c, d = d, a, b, c
-        for i in range(16):  # round 3
-            k = (0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15)[i]
-            s = (3, 9, 11, 15)[i % 4]
-            a = rotl(a + (b ^ c ^ d) + x[k] + 0x6ED9EBA1, s)
-            a, b, c, d = d, a, b, c
-        h = [(v + n) & 0xFFFFFFFF for v, n in zip(h, (a, b, c, d), strict=True)]
-    return struct.pack("<4I", *h)
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise AnsibleFilterError(
+            f"{name} is neither in the checkout {CHECKOUT} nor installed on the controller: {e}"
+        ) from e
 
 
 def sstpd_nt_hash(password: object) -> str:
     if not isinstance(password, str) or not password:
         raise AnsibleFilterError("sstpd_nt_hash: the password must be a non-empty string")
-    return _md4(password.encode("utf-16-le")).hex()
+    mschap = checkout_module("sstpd.proto.mschap")
+    return str(mschap.nt_password_hash(password).hex())
 
 
 def sstpd_toml(value: object) -> str:
@@ -77,30 +82,33 @@ def sstpd_toml(value: object) -> str:
 
 def sstpd_overlaps(pool: object, networks: object) -> list[str]:
     try:
-        net = ipaddress.IPv4Network(str(pool), strict=False)
+        net = ipaddress.ip_network(str(pool), strict=False)
     except ValueError as e:
-        raise AnsibleFilterError(f"sstpd_overlaps: {pool!r} is not an IPv4 network: {e}") from e
+        raise AnsibleFilterError(f"sstpd_overlaps: {pool!r} is not a network: {e}") from e
     found = []
     for other in networks or []:
+        text = str(other)
         try:
-            candidate = ipaddress.IPv4Interface(str(other)).network
+            candidate = ipaddress.ip_interface(text.split(" ", 1)[0]).network
         except ValueError:
             continue
-        if candidate.overlaps(net):
-            found.append(str(other))
+        if candidate.version == net.version and candidate.overlaps(net):
+            found.append(text)
     return found
 
 
-def sstpd_ipv4_problem(value: object, kind: str = "address") -> str:
-    """ "" when ``value`` is an IPv4 address (kind="address") or network ("network"),
-    otherwise the reason it is not."""
+def sstpd_ip_problem(value: object, version: int = 4, kind: str = "address") -> str:
+    """ "" when ``value`` is an IPv``version`` address (kind="address") or network
+    ("network", no host bits set), otherwise the reason it is not."""
+    cls: type
+    if int(version) == 6:
+        cls = ipaddress.IPv6Network if kind == "network" else ipaddress.IPv6Address
+    else:
+        cls = ipaddress.IPv4Network if kind == "network" else ipaddress.IPv4Address
     try:
-        if kind == "network":
-            ipaddress.IPv4Network(str(value), strict=True)
-        else:
-            ipaddress.IPv4Address(str(value))
+        cls(str(value))
     except ValueError as e:
-        return f"{value!r} is not an IPv4 {kind}: {e}"
+        return f"{value!r} is not an IPv{int(version)} {kind}: {e}"
     return ""
 
 
@@ -119,6 +127,6 @@ class FilterModule:
             "sstpd_nt_hash": sstpd_nt_hash,
             "sstpd_toml": sstpd_toml,
             "sstpd_overlaps": sstpd_overlaps,
-            "sstpd_ipv4_problem": sstpd_ipv4_problem,
+            "sstpd_ip_problem": sstpd_ip_problem,
             "sstpd_is_ip": sstpd_is_ip,
         }

@@ -4,8 +4,9 @@
   networks, normalised ("192.0.2.7" -> "192.0.2.7/32" stays an address; host bits of a
   network are cleared).
 * ``networks | sstpd_fw_invalid``: the entries that are neither.
-* ``pool | sstpd_fw_overlaps(address, netmask)``: True when the IPv4 network ``pool``
-  overlaps the network of the interface address ``address``/``netmask``.
+
+(Whether a client pool overlaps a network of the node is checked by the sstpd role,
+which owns the pools: ``sstpd_overlaps``.)
 """
 
 from __future__ import annotations
@@ -33,15 +34,9 @@ def sstpd_fw_invalid(networks: object) -> list[str]:
     return [str(item) for item in networks or [] if _parse(item) is None]
 
 
-def sstpd_fw_overlaps(pool: object, address: object, netmask: object) -> bool:
-    a, b = _parse(pool), _parse(f"{address}/{netmask}")
-    return a is not None and b is not None and a.version == b.version and a.overlaps(b)
-
-
 class FilterModule:
     def filters(self) -> dict[str, object]:
         return {
             "sstpd_fw_family": sstpd_fw_family,
             "sstpd_fw_invalid": sstpd_fw_invalid,
-            "sstpd_fw_overlaps": sstpd_fw_overlaps,
         }

@@ -2,10 +2,11 @@
 
 ``site.yml`` runs from the repository root against Debian 12 containers booted with
 systemd-nspawn (see harness.py for the topology). The tests run in file order on the
-same containers: converge, idempotence, check mode, what was deployed (unit, ruleset,
-TLS through the 443 redirection, an SSTP session whose traffic reaches the uplink host
-masqueraded), bad variables that must change nothing, a listener port change, and a
-two-node inventory that must get one certificate.
+same containers: converge (dual stack: an IPv6 pool, split-tunnel routes and a DNS
+suffix), idempotence, check mode, what was deployed (unit, IPv6 keys and forwarding,
+ruleset, TLS through the 443 redirection, an SSTP session whose traffic reaches the
+uplink host masqueraded), bad variables that must change nothing, a listener port
+change, and a two-node inventory (IPv4 only) that must get one certificate.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.ansible
 PASSWORD = "alice-Secret-1"
 RADIUS_SECRET = "radius-Secret-1"
 UDP_PORT = 5555
+IPV6_POOL = "fd00:77::/56"
 
 
 def _missing() -> str | None:
@@ -210,12 +212,17 @@ except OSError as e:
 
 @pytest.fixture(scope="module")
 def inv(lab: Lab, source: Path, tmp_path_factory: pytest.TempPathFactory) -> Inventory:
-    # RADIUS configured but unreachable: alice is in the users file, which decides first
+    # RADIUS configured but unreachable: alice is in the users file, which decides first.
+    # Dual stack: so the idempotence and check-mode tests cover the IPv6 parts too.
     return Inventory(
         tmp_path_factory.mktemp("inventory-single"),
         lab,
         source,
         ["node1"],
+        sstpd__ipv6_pool=IPV6_POOL,
+        sstpd__ipv6_dns=["fd00:77::53"],
+        sstpd__routes=["10.1.0.0/16", "192.168.7.0/24"],
+        sstpd__domain="corp.example",
         sstpd__auth_backends=["users", "radius"],
         sstpd__radius_servers=[{"address": "192.0.2.10", "secret": RADIUS_SECRET}],
         sstpd__radius_accounting_servers=[{"address": "192.0.2.10", "secret": RADIUS_SECRET}],
@@ -354,6 +361,39 @@ def test_ruleset_opens_redirects_and_masquerades(
     assert any('"sstp0"' in r and '"up0"' in r and '"accept"' in r for r in forward), forward
 
 
+def test_dual_stack_keys_forwarding_and_ruleset(
+    converged: subprocess.CompletedProcess[str], lab: Lab
+) -> None:
+    node = lab.nodes["node1"]
+    # the daemon's own view of what the role wrote (sstpd config show, on the node)
+    shown = json.loads(
+        node.run("/opt/sstpd/venv/bin/sstpd", "config", "show", "--json", "--config",
+                 "/etc/sstpd/sstpd.toml").stdout
+    )  # fmt: skip
+    tunnel = shown["tunnel"]
+    assert tunnel["ipv6_pool"] == IPV6_POOL and tunnel["ipv6_address"] == "fd00:77::1"
+    assert tunnel["ipv6_dns"] == ["fd00:77::53"] and tunnel["domain"] == "corp.example"
+    assert tunnel["routes"] == ["10.1.0.0/16", "192.168.7.0/24"]
+    assert RADIUS_SECRET not in json.dumps(shown)
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        assert node.run("sysctl", "-n", key).stdout.strip() == "1", key
+    assert "net.ipv6.conf.all.forwarding = 1" in node.run(
+        "cat", "/etc/sysctl.d/60-sstpd.conf"
+    ).stdout
+    rules = ruleset(node)
+    pool6 = '{"prefix": {"addr": "fd00:77::", "len": 56}}'
+    forward = [r for r in rules_in(rules, "filter", "forward") if pool6 in r]
+    assert len(forward) == 1, rules_in(rules, "filter", "forward")
+    rule = forward[0]
+    assert '"protocol": "ip6", "field": "saddr"' in rule and '"accept"' in rule
+    assert '"sstp0"' in rule and '"up0"' in rule
+    # routed, not masqueraded (NAT66 is an explicit option)
+    assert not [r for r in rules_in(rules, "nat", "postrouting") if pool6 in r]
+    # the IPv4 pool is still masqueraded exactly once
+    masq = [r for r in rules_in(rules, "nat", "postrouting") if '"masquerade"' in r]
+    assert len(masq) == 1 and '"addr": "10.77.0.0"' in masq[0], masq
+
+
 def test_tls_reaches_the_daemon_through_the_redirection(
     converged: subprocess.CompletedProcess[str], lab: Lab, inv: Inventory
 ) -> None:
@@ -456,8 +496,20 @@ def test_certificate_change_reloads_without_restart(
             "sstpd_pki__certificate: /nonexistent/server.crt is not a file on the controller",
         ),
         ({"sstpd_firewall__forward_policy": "sometimes"}, "sstpd_firewall__forward_policy"),
+        ({"sstpd__ipv6_pool": "fd00:77::/72"}, "sstpd__ipv6_pool must be a prefix of /64"),
+        (
+            {"sstpd__extra_config": {"tunnel": {"routes": ["10.2.0.0/16"]}}},
+            "sstpd__extra_config sets tunnel.routes",
+        ),
     ],
-    ids=["port-out-of-range", "pool-overlaps-uplink", "missing-certificate", "bad-choice"],
+    ids=[
+        "port-out-of-range",
+        "pool-overlaps-uplink",
+        "missing-certificate",
+        "bad-choice",
+        "ipv6-prefix-too-long",
+        "key-set-twice",
+    ],
 )
 def test_bad_variables_fail_before_any_change(
     converged: subprocess.CompletedProcess[str],

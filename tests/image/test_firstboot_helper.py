@@ -43,6 +43,12 @@ def helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setattr(mod, "SSH_ROOT", tmp_path / "root")
     monkeypatch.setattr(mod, "ADMIN_HOMES", (tmp_path / "home",))
     monkeypatch.setattr(mod, "RELOAD_SSTPD", ["true"])
+    monkeypatch.setattr(mod, "SYSCTL_IPV6", etc / "sysctl.d" / "61-sstpd-appliance-ipv6.conf")
+    monkeypatch.setattr(mod, "NFT_DIR", etc / "sstpd" / "nftables.d")
+    # what would touch the machine: recorded instead
+    calls = tmp_path / "calls"
+    monkeypatch.setattr(mod, "APPLY_SYSCTL", ["sh", "-c", f'echo "sysctl $0" >> {calls}'])
+    monkeypatch.setattr(mod, "RELOAD_NFTABLES", ["sh", "-c", f"echo nftables >> {calls}"])
     # "sstpd" is this checkout's (the interpreter running the tests)
     shim = tmp_path / "bin" / "sstpd"
     shim.parent.mkdir()
@@ -270,3 +276,76 @@ def test_bad_acme_user_data_changes_nothing(
     )
     assert helper.CONFIG.read_text() == before
     assert "[acme]" not in before
+
+
+NETWORK_USER_DATA = """#cloud-config
+sstpd:
+  name: vpn.example.org
+  ipv6_pool: 2001:db8:100::/56
+  ipv6_dns: [2001:db8::53]
+  routes: [10.1.0.0/16, 192.168.7.0/24]
+  domain: corp.example
+"""
+
+
+def test_network_settings_from_user_data(helper: ModuleType, tmp_path: Path) -> None:
+    boot(helper, tmp_path, "iid-net", NETWORK_USER_DATA)
+    tunnel = helper.config_show(helper.CONFIG)["tunnel"]
+    assert tunnel["ipv6_pool"] == "2001:db8:100::/56"
+    assert tunnel["ipv6_address"] == "2001:db8:100::1"
+    assert tunnel["ipv6_dns"] == ["2001:db8::53"]
+    assert tunnel["routes"] == ["10.1.0.0/16", "192.168.7.0/24"]
+    assert tunnel["domain"] == "corp.example"
+    assert helper.config_show(helper.CONFIG)["server"]["port"] == 443  # the rest is kept
+    assert "net.ipv6.conf.all.forwarding = 1" in helper.SYSCTL_IPV6.read_text()
+    nft = (helper.NFT_DIR / "ipv6-pool.nft").read_text()
+    assert "add element inet filter sstp_pool_v6 { 2001:db8:100::/56 }" in nft
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [f"sysctl {helper.SYSCTL_IPV6}", "nftables"]
+    helper.banner()
+    issue = helper.ISSUE.read_text()
+    assert "Client IPv6 prefixes:  2001:db8:100::/56 (a /64 each, routed)" in issue
+    # once per instance: the same instance again changes nothing
+    before = helper.CONFIG.read_text()
+    boot(helper, tmp_path, "iid-net", NETWORK_USER_DATA)
+    assert helper.CONFIG.read_text() == before
+    assert len((tmp_path / "calls").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("ipv6_pool: 2001:db8:100::/72", "longer than /64"),
+        ("routes: [10.1.0.1/16]", "host bits"),
+        ("ipv6_dns: [2001:db8::53]", "needs tunnel.ipv6_pool"),
+        ("domain: not_a domain", "not a DNS domain name"),
+    ],
+)
+def test_bad_network_user_data_changes_nothing(
+    helper: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    line: str,
+    reason: str,
+) -> None:
+    before = helper.CONFIG.read_text()
+    boot(helper, tmp_path, "iid-bad-net", f"#cloud-config\nsstpd:\n  {line}\n")
+    assert helper.CONFIG.read_text() == before
+    assert not helper.SYSCTL_IPV6.exists() and not (tmp_path / "calls").exists()
+    out = capsys.readouterr().out
+    # the daemon's parser says where and why
+    assert "user-data sstpd network keys not applied" in out and reason in out, out
+
+
+def test_an_invalid_configuration_is_reported_not_guessed(
+    helper: ModuleType, tmp_path: Path
+) -> None:
+    helper.CONFIG.write_text("[server]\nport = 70000\n")
+    (tmp_path / "instance-id").write_text("iid-1\n")
+    assert helper.firstboot() == 1
+    # the administrator can still log in: host keys were made first
+    assert list((tmp_path / "root/etc/ssh").glob("ssh_host_*_key"))
+    helper.banner()
+    issue = helper.ISSUE.read_text()
+    assert "sstpd's configuration is invalid" in issue and "server.port" in issue
+    assert helper.set_name("vpn.example.org") == 1

@@ -381,14 +381,18 @@ def test_dual_stack_keys_forwarding_and_ruleset(
         "cat", "/etc/sysctl.d/60-sstpd.conf"
     ).stdout
     rules = ruleset(node)
-    pool6 = '{"prefix": {"addr": "fd00:77::", "len": 56}}'
-    forward = [r for r in rules_in(rules, "filter", "forward") if pool6 in r]
+    # the pool is the one element of the IPv6 forwarding set...
+    data = json.loads(node.run("nft", "-j", "list", "set", "inet", "filter", "sstp_pool_v6").stdout)
+    elems = [i["set"].get("elem") for i in data["nftables"] if "set" in i]
+    assert elems == [[{"prefix": {"addr": "fd00:77::", "len": 56}}]], elems
+    # ... which one forward rule accepts from the tunnel to the uplink
+    forward = [r for r in rules_in(rules, "filter", "forward") if '"@sstp_pool_v6"' in r]
     assert len(forward) == 1, rules_in(rules, "filter", "forward")
     rule = forward[0]
     assert '"protocol": "ip6", "field": "saddr"' in rule and '"accept"' in rule
     assert '"sstp0"' in rule and '"up0"' in rule
     # routed, not masqueraded (NAT66 is an explicit option)
-    assert not [r for r in rules_in(rules, "nat", "postrouting") if pool6 in r]
+    assert not [r for r in rules_in(rules, "nat", "postrouting") if '"ip6"' in r]
     # the IPv4 pool is still masqueraded exactly once
     masq = [r for r in rules_in(rules, "nat", "postrouting") if '"masquerade"' in r]
     assert len(masq) == 1 and '"addr": "10.77.0.0"' in masq[0], masq

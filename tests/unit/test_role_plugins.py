@@ -216,6 +216,7 @@ def firewall_variables(**overrides: Any) -> dict[str, Any]:
         "sstpd_firewall__pool": published["pool"],
         "sstpd_firewall__ipv6_pool": published["ipv6_pool"],
         "sstpd_firewall__ipv6_masquerade": False,
+        "sstpd_firewall__include_dir": "",
         "sstpd_firewall__masquerade": True,
         "sstpd_firewall__forward_policy": "full",
         "sstpd_firewall__forward_networks": [],
@@ -240,7 +241,11 @@ def firewall_filters() -> dict[str, Any]:
 
 
 def ipv6_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if "ip6 saddr fd00:77::/56" in line]
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if "sstp_pool_v6" in line or "ip6 saddr fd" in line
+    ]
 
 
 def test_ipv4_only_ruleset_has_no_ipv6_forwarding(firewall_filters: dict[str, Any]) -> None:
@@ -248,6 +253,7 @@ def test_ipv4_only_ruleset_has_no_ipv6_forwarding(firewall_filters: dict[str, An
         "sstpd_firewall", "etc/nftables.conf.j2", firewall_filters, **firewall_variables()
     )
     assert "sstpd-ipv6" not in text and ipv6_lines(text) == []
+    assert 'include "' not in text
 
 
 def test_ipv6_pool_is_forwarded_routed_unless_masquerade_is_chosen(
@@ -262,8 +268,9 @@ def test_ipv6_pool_is_forwarded_routed_unless_masquerade_is_chosen(
         ),
     )
     assert ipv6_lines(routed) == [
-        'iifname "sstp0" ip6 saddr fd00:77::/56 accept',
-        'iifname "sstp0" oifname "up0" ip6 saddr fd00:77::/56 accept comment "sstpd-ipv6"',
+        "set sstp_pool_v6 { type ipv6_addr; flags interval; elements = { fd00:77::/56 }; }",
+        'iifname "sstp0" ip6 saddr @sstp_pool_v6 accept',
+        'iifname "sstp0" oifname "up0" ip6 saddr @sstp_pool_v6 accept comment "sstpd-ipv6"',
     ]
     assert "masquerade" not in "".join(ipv6_lines(routed))
     nat66 = render(
@@ -277,6 +284,19 @@ def test_ipv6_pool_is_forwarded_routed_unless_masquerade_is_chosen(
     assert 'oifname "up0" ip6 saddr fd00:77::/56 masquerade comment "sstpd-ipv6"' in ipv6_lines(
         nat66
     )
+
+
+def test_include_dir_gives_an_empty_ipv6_set_to_fill(firewall_filters: dict[str, Any]) -> None:
+    """The appliance: no pool at build time; its user-data's pool is added by a file."""
+    text = render(
+        "sstpd_firewall",
+        "etc/nftables.conf.j2",
+        firewall_filters,
+        **firewall_variables(sstpd_firewall__include_dir="/etc/sstpd/nftables.d"),
+    )
+    assert "set sstp_pool_v6 { type ipv6_addr; flags interval; }" in text
+    assert 'ip6 saddr @sstp_pool_v6 accept comment "sstpd-ipv6"' in text
+    assert text.rstrip().endswith('include "/etc/sstpd/nftables.d/*.nft"')
 
 
 def test_forward_networks_per_family(firewall_filters: dict[str, Any]) -> None:
@@ -293,7 +313,7 @@ def test_forward_networks_per_family(firewall_filters: dict[str, Any]) -> None:
     forward = text.split("chain forward")[1].split("chain output")[0]
     # no IPv4 network listed: no IPv4 rule (an empty set would not even parse)
     assert "ip saddr" not in forward
-    assert "ip6 saddr fd00:77::/56 ip6 daddr { 2001:db8:5::/48 } accept" in forward
+    assert "ip6 saddr @sstp_pool_v6 ip6 daddr { 2001:db8:5::/48 } accept" in forward
 
 
 # --------------------------------------------------------------------------- sstpd_haproxy

@@ -28,11 +28,15 @@ from sstpd.files import write_atomic
 
 __all__ = [
     "CertificateError",
+    "PrivateKey",
+    "build_certificate",
     "certificate_summary",
     "ensure_certificate",
     "fingerprints",
     "generate_self_signed",
     "load_certificate_der",
+    "new_key",
+    "private_key_pem",
     "verify_key_pair",
 ]
 
@@ -43,6 +47,106 @@ _PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICAT
 
 class CertificateError(SstpdError):
     """A certificate or key file is missing, unreadable, malformed or does not match."""
+
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def new_key(key_type: Literal["rsa", "ec"] = "rsa") -> PrivateKey:
+    """RSA 2048 (``rsa``) or P-256 (``ec``)."""
+    if key_type == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    if key_type == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ValueError(f"unknown key type {key_type!r}")
+
+
+def build_certificate(
+    key: PrivateKey,
+    *,
+    common_name: str,
+    sans: list[str] | None = None,
+    days: int = DEFAULT_DAYS,
+    ca: bool = False,
+    issuer: tuple[PrivateKey, x509.Certificate] | None = None,
+) -> x509.Certificate:
+    """The one certificate builder of the project (the daemon's self-signed certificate,
+    ``sstpd cert``, and the CA and server certificate of the Ansible role sstpd_pki).
+
+    * a server certificate (``ca=False``): serverAuth EKU, the ``sans`` (DNS names and IP
+      addresses told apart by parsing; the common name when empty), keyEncipherment too
+      for RSA keys; self-signed, or signed by ``issuer`` = (CA key, CA certificate),
+      then with an authority key identifier and never valid beyond the CA;
+    * a CA (``ca=True``, self-signed): basicConstraints CA with path length 0, keyCertSign
+      and cRLSign.
+
+    SHA-256, valid from an hour ago (client clock skew) for ``days`` days. Raises
+    ValueError for bad arguments.
+    """
+    if not common_name:
+        raise ValueError("the common name must not be empty")
+    if days < 1:
+        raise ValueError("the validity must be at least one day")
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
+    now = datetime.datetime.now(datetime.UTC)
+    not_after = now + datetime.timedelta(days=days)
+    signer: PrivateKey = key
+    issuer_name = subject
+    if issuer is not None:
+        signer, issuer_cert = issuer
+        issuer_name = issuer_cert.subject
+        not_after = min(not_after, issuer_cert.not_valid_after_utc)
+    public = key.public_key()
+    rsa_key = isinstance(key, rsa.RSAPrivateKey)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))  # tolerate client clock skew
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True
+        )
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=rsa_key and not ca,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    if not ca:
+        names = [_general_name(name) for name in (sans or [common_name])]
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        ).add_extension(x509.SubjectAlternativeName(names), critical=False)
+    builder = builder.add_extension(
+        x509.SubjectKeyIdentifier.from_public_key(public), critical=False
+    )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+            critical=False,
+        )
+    return builder.sign(signer, hashes.SHA256())
+
+
+def private_key_pem(key: PrivateKey) -> bytes:
+    """Unencrypted PKCS#8 PEM."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 def generate_self_signed(
@@ -65,51 +169,9 @@ def generate_self_signed(
         raise ValueError("the common name must not be empty")
     if days < 1:
         raise ValueError("the validity must be at least one day")
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-    if key_type == "rsa":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
-    elif key_type == "ec":
-        key = ec.generate_private_key(ec.SECP256R1())
-    else:
-        raise ValueError(f"unknown key type {key_type!r}")
-    names = [_general_name(name) for name in (sans or [common_name])]
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
-    now = datetime.datetime.now(datetime.UTC)
-    public = key.public_key()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))  # tolerate client clock skew
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=key_type == "rsa",
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-    )
-    cert = builder.sign(key, hashes.SHA256())
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    write_atomic(key_path, key_pem, 0o600)
+    key = new_key(key_type)
+    cert = build_certificate(key, common_name=common_name, sans=sans, days=days)
+    write_atomic(key_path, private_key_pem(key), 0o600)
     write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 

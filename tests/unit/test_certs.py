@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from sstpd import certs
 from sstpd.certs import (
     CertificateError,
     ensure_certificate,
@@ -163,3 +164,39 @@ def test_ensure_certificate(tmp_path: Path) -> None:
     with pytest.raises(CertificateError, match="not overwriting"):
         ensure_certificate(c, k, "host", ["host"])
     assert load_certificate_der(c) == der
+
+
+def test_build_ca_and_a_server_certificate_it_issues() -> None:
+    """The builder the sstpd_pki role uses: a CA, and a server certificate signed by it
+    that is never valid beyond the CA."""
+    ca_key, key = certs.new_key("ec"), certs.new_key("rsa")
+    ca = certs.build_certificate(ca_key, common_name="sstpd CA", days=10, ca=True)
+    constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca and constraints.path_length == 0
+    usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.key_cert_sign and usage.crl_sign and not usage.key_encipherment
+    with pytest.raises(x509.ExtensionNotFound):
+        ca.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+
+    server = certs.build_certificate(
+        key, common_name="vpn.example.com", sans=["vpn.example.com", "192.0.2.7"], days=825,
+        issuer=(ca_key, ca),
+    )  # fmt: skip
+    server.verify_directly_issued_by(ca)
+    assert server.issuer == ca.subject
+    assert server.not_valid_after_utc == ca.not_valid_after_utc  # capped by the CA
+    aki = server.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
+    eku = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    assert server.extensions.get_extension_for_class(x509.KeyUsage).value.key_encipherment
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["vpn.example.com"]
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["192.0.2.7"]
+    assert not server.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    for bad in ({"common_name": ""}, {"common_name": "x", "days": 0}):
+        with pytest.raises(ValueError):
+            certs.build_certificate(key, **bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="neither an IP address"):
+        certs.build_certificate(key, common_name="x", sans=["bad name"])

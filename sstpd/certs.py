@@ -33,6 +33,7 @@ __all__ = [
     "certificate_summary",
     "ensure_certificate",
     "fingerprints",
+    "general_name",
     "generate_self_signed",
     "load_certificate_der",
     "new_key",
@@ -125,7 +126,7 @@ def build_certificate(
         )
     )
     if not ca:
-        names = [_general_name(name) for name in (sans or [common_name])]
+        names = [general_name(name) for name in (sans or [common_name])]
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         ).add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -175,7 +176,8 @@ def generate_self_signed(
     write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
-def _general_name(name: str) -> x509.GeneralName:
+def general_name(name: str) -> x509.GeneralName:
+    """A subjectAltName entry: an IP address, else an ASCII DNS name (ValueError)."""
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:

@@ -2,8 +2,10 @@
 """Ansible module: a small CA and one server certificate, kept in a directory.
 
 Runs on the controller (``delegate_to: localhost``, ``run_once: true``) so that every
-sstpd node gets the same certificate and key. Needs the ``cryptography`` package, which
-ansible-core itself depends on.
+sstpd node gets the same certificate and key. The certificates are built by the sstpd
+package's own builder (``sstpd.certs.build_certificate``), imported from the checkout
+named by ``source_dir`` (the one these roles live in). Needs the ``cryptography``
+package, which ansible-core itself depends on.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ options:
   renew_before_days: {type: int, default: 30}
   certificate: {type: path, description: Certificate to read (state=inspect).}
   key: {type: path, description: Key that must match I(certificate) (state=inspect).}
+  source_dir:
+    type: path
+    description: The sstpd checkout whose sstpd.certs builds the certificates (state=present).
 """
 
 RETURN = r"""
@@ -46,27 +51,42 @@ reasons: {description: Why files were (or in check mode would be) written., type
 
 import datetime
 import hashlib
+import importlib
+import importlib.util
 import ipaddress
 import os
+import sys
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 try:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
 
     HAVE_CRYPTOGRAPHY = True
 except ImportError:  # pragma: no cover - reported by the module
     HAVE_CRYPTOGRAPHY = False
 
-ONE_HOUR = datetime.timedelta(hours=1)
 
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _sstpd_certs(source_dir):
+    """``sstpd.certs`` from the checkout: only the ``sstpd`` package is made importable."""
+    init = os.path.join(os.path.realpath(source_dir or "."), "sstpd", "__init__.py")
+    if "sstpd" not in sys.modules and os.path.isfile(init):
+        spec = importlib.util.spec_from_file_location(
+            "sstpd", init, submodule_search_locations=[os.path.dirname(init)]
+        )
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["sstpd"] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module("sstpd.certs")
 
 
 def _not_after(cert):
@@ -74,13 +94,6 @@ def _not_after(cert):
         return cert.not_valid_after_utc
     except AttributeError:  # cryptography < 42
         return cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
-
-
-def _general_name(name):
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
 
 
 def _san_strings(cert):
@@ -104,12 +117,6 @@ def _normalise_sans(sans):
         if name and name not in out:
             out.append(name)
     return out
-
-
-def _new_key(key_type):
-    if key_type == "ec":
-        return ec.generate_private_key(ec.SECP256R1())
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def _key_type(key):
@@ -149,72 +156,8 @@ def _write(path, data, mode):
         raise
 
 
-def _key_pem(key):
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def _cert_pem(cert):
     return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _usage(key_type, ca):
-    return x509.KeyUsage(
-        digital_signature=True,
-        key_encipherment=key_type == "rsa" and not ca,
-        content_commitment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _make_ca(key, common_name, days):
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
-    now = _now()
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - ONE_HOUR)
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_usage(_key_type(key), ca=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-
-
-def _make_server(key, ca_key, ca_cert, common_name, sans, days):
-    now = _now()
-    not_after = min(now + datetime.timedelta(days=days), _not_after(ca_cert))
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - ONE_HOUR)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_usage(_key_type(key), ca=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([_general_name(n) for n in sans]), critical=False
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
 
 
 def _signed_by(cert, ca_cert):
@@ -277,10 +220,14 @@ def present(module):
     p = module.params
     if not p["path"] or not p["common_name"]:
         module.fail_json(msg="state=present needs path and common_name")
+    try:
+        certs = _sstpd_certs(p["source_dir"])
+    except ImportError as e:
+        module.fail_json(msg=f"the sstpd package is not in {p['source_dir']}: {e}")
     sans = _normalise_sans(p["sans"] or [p["common_name"]])
     for name in sans:
         try:
-            _general_name(name)
+            certs.general_name(name)
         except ValueError as e:
             module.fail_json(msg=f"bad subject alternative name {name!r}: {e}")
     renew = datetime.timedelta(days=p["renew_before_days"])
@@ -305,8 +252,8 @@ def present(module):
         except (ValueError, TypeError) as e:
             module.fail_json(msg=f"{files['ca.key']}: unreadable CA key: {e}")
     if ca_key is None:
-        ca_key = _new_key(p["key_type"])
-        writes["ca.key"] = (_key_pem(ca_key), 0o600)
+        ca_key = certs.new_key(p["key_type"])
+        writes["ca.key"] = (certs.private_key_pem(ca_key), 0o600)
         reasons.append("new CA key")
     else:
         try:
@@ -320,7 +267,9 @@ def present(module):
         reasons.append("the CA certificate expires soon")
         ca_cert = None
     if ca_cert is None:
-        ca_cert = _make_ca(ca_key, p["ca_common_name"], p["ca_days"])
+        ca_cert = certs.build_certificate(
+            ca_key, common_name=p["ca_common_name"], days=p["ca_days"], ca=True
+        )
         writes["ca.crt"] = (_cert_pem(ca_cert), 0o644)
         if "new CA key" not in reasons:
             reasons.append("CA certificate (re)issued")
@@ -336,8 +285,8 @@ def present(module):
             reasons.append("key type changed")
             key = None
     if key is None:
-        key = _new_key(p["key_type"])
-        writes["server.key"] = (_key_pem(key), 0o600)
+        key = certs.new_key(p["key_type"])
+        writes["server.key"] = (certs.private_key_pem(key), 0o600)
         reasons.append("new server key")
     else:
         try:
@@ -360,7 +309,9 @@ def present(module):
             reasons.append(why)
             cert = None
     if cert is None:
-        cert = _make_server(key, ca_key, ca_cert, p["common_name"], sans, p["days"])
+        cert = certs.build_certificate(
+            key, common_name=p["common_name"], sans=sans, days=p["days"], issuer=(ca_key, ca_cert)
+        )
         writes["server.crt"] = (_cert_pem(cert), 0o644)
 
     # private keys stay 0600 even if someone loosened them
@@ -399,6 +350,7 @@ def main():
             "renew_before_days": {"type": "int", "default": 30},
             "certificate": {"type": "path"},
             "key": {"type": "path", "no_log": False},
+            "source_dir": {"type": "path"},
         },
         supports_check_mode=True,
     )

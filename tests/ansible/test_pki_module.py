@@ -22,7 +22,7 @@ from tests.ansible.harness import ROOT
 pytestmark = pytest.mark.ansible
 
 
-def run(tmp_path: Path, sans: list[str], *args: str) -> dict[str, Any]:
+def apply_pki(tmp_path: Path, sans: list[str], *args: str) -> dict[str, Any]:
     play = [
         {
             "hosts": "localhost",
@@ -75,7 +75,7 @@ def load(path: Path) -> x509.Certificate:
 
 def test_ca_and_server_certificate_from_the_packages_builder(tmp_path: Path) -> None:
     harness.controller_venv()
-    first = run(tmp_path, ["vpn.example.test", "192.0.2.7"])
+    first = apply_pki(tmp_path, ["vpn.example.test", "192.0.2.7"])
     assert first["changed"] and "new CA key" in first["reasons"]
     pki = tmp_path / "pki"
     ca, server = load(pki / "ca.crt"), load(pki / "server.crt")
@@ -89,12 +89,12 @@ def test_ca_and_server_certificate_from_the_packages_builder(tmp_path: Path) -> 
 
     # a second run and check mode change nothing
     files = {p.name: p.read_bytes() for p in pki.iterdir()}
-    assert not run(tmp_path, ["vpn.example.test", "192.0.2.7"])["changed"]
-    assert not run(tmp_path, ["vpn.example.test", "192.0.2.7"], "--check")["changed"]
+    assert not apply_pki(tmp_path, ["vpn.example.test", "192.0.2.7"])["changed"]
+    assert not apply_pki(tmp_path, ["vpn.example.test", "192.0.2.7"], "--check")["changed"]
     assert {p.name: p.read_bytes() for p in pki.iterdir()} == files
 
     # new names: a new server certificate from the same CA, for the same key
-    again = run(tmp_path, ["vpn.example.test", "vpn2.example.test"])
+    again = apply_pki(tmp_path, ["vpn.example.test", "vpn2.example.test"])
     assert again["changed"] and "the subject alternative names changed" in again["reasons"]
     renewed = load(pki / "server.crt")
     renewed.verify_directly_issued_by(ca)

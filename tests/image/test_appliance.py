@@ -65,6 +65,28 @@ def test_sstpd_and_nftables_are_active(seeded: appliance.Vm) -> None:
     assert re.search(r"\b443\b", ruleset), ruleset
 
 
+def test_ipv6_pool_file_extends_the_forwarding_set(seeded: appliance.Vm) -> None:
+    """What first boot does with a user-data ipv6_pool (tests/image/test_firstboot_helper.py
+    drives the helper itself): a file in the firewall's include directory adds the pool to
+    the IPv6 forwarding set when nftables loads the ruleset. Undone afterwards, so that
+    the last test still finds the appliance as built."""
+    listed = seeded.ssh("nft -j list set inet filter sstp_pool_v6").stdout
+    assert '"elem"' not in listed, listed  # built without a pool: an empty set
+    nft_file = "/etc/sstpd/nftables.d/ipv6-pool.nft"
+    seeded.ssh(
+        f"mkdir -p /etc/sstpd/nftables.d && echo 'add element inet filter sstp_pool_v6 "
+        f"{{ fd00:77::/56 }}' > {nft_file} && systemctl reload nftables"
+    )
+    try:
+        listed = seeded.ssh("nft -j list set inet filter sstp_pool_v6").stdout
+        assert '{"prefix": {"addr": "fd00:77::", "len": 56}}' in listed, listed
+        forward = seeded.ssh("nft list chain inet filter forward").stdout
+        assert 'ip6 saddr @sstp_pool_v6 accept comment "sstpd-ipv6"' in forward, forward
+    finally:
+        seeded.ssh(f"rm -f {nft_file} && systemctl reload nftables")
+    assert '"elem"' not in seeded.ssh("nft -j list set inet filter sstp_pool_v6").stdout
+
+
 def test_root_file_system_grows_to_the_disk(seeded: appliance.Vm) -> None:
     size_mib = int(seeded.ssh("df --output=size -BM / | tail -n 1").stdout.strip().rstrip("M"))
     assert size_mib > 3600, size_mib  # the image is 3 GiB, this copy's disk 4 GiB

@@ -349,3 +349,23 @@ def test_haproxy_refuses_to_guess(haproxy: ModuleType) -> None:
     }
     with pytest.raises(FilterError, match="health-checks"):
         haproxy.sstpd_haproxy_server(hv)
+
+
+# --------------------------------------------------------------------------- argument specs
+
+
+@pytest.mark.parametrize("role", sorted(p.name for p in ROLES.iterdir() if p.is_dir()))
+def test_every_default_is_documented_with_the_same_value(role: str) -> None:
+    """Each variable of defaults/main.yml is an option of meta/argument_specs.yml, and a
+    literal default (not a template) is the documented one."""
+    import yaml
+
+    defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text()) or {}
+    specs = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    assert set(defaults) <= set(options), set(defaults) - set(options)
+    for name, value in defaults.items():
+        assert options[name].get("description"), name
+        if isinstance(value, str) and "{{" in value:
+            continue  # derived (from the published facts, say): described, not literal
+        assert options[name].get("default") == value, name

@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING
 
 from sstpd.aio.stats import Stats
-from sstpd.proto.session import Counters, ip_prefix
+from sstpd.proto.datapath import IPV4_DESTINATION, Counters, encode_ip_packet, ip_prefix
 
 if TYPE_CHECKING:
     from sstpd.aio.connection import ServerProtocol
@@ -45,15 +45,23 @@ def encode_batch(packets: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def count_sent(counters: Counters, packets: list[bytes]) -> None:
+def send_batch(
+    transport: asyncio.Transport,
+    counters: Counters,
+    packets: list[bytes],
+    *,
+    record_per_packet: bool = False,
+) -> None:
+    """One write for the batch (or one per packet: the shape of clients such as
+    openconnect, for tests and benchmarks); the counters count the IP bytes."""
+    if record_per_packet:
+        write = transport.write
+        for p in packets:
+            write(encode_ip_packet(p))
+    else:
+        transport.write(encode_batch(packets))
     counters.tx_packets += len(packets)
     counters.tx_bytes += sum(len(p) for p in packets)
-
-
-def send_batch(transport: asyncio.Transport, counters: Counters, packets: list[bytes]) -> None:
-    """One write for the batch; the counters count the IP bytes."""
-    transport.write(encode_batch(packets))
-    count_sent(counters, packets)
 
 
 class TunPump:
@@ -77,7 +85,12 @@ class TunPump:
         by_ip = self.server.by_ip
         pending: dict[ServerProtocol, list[bytes]] = {}
         for pkt in read_batch(self.fd):
-            proto = by_ip.get(pkt[16:20]) if pkt[0] >> 4 == 4 else None
+            # IPv4: the destination address; IPv6 (next) will key a second dict by the /64
+            proto = (
+                by_ip.get(pkt[IPV4_DESTINATION : IPV4_DESTINATION + 4])
+                if pkt[0] >> 4 == 4
+                else None
+            )
             if proto is None:
                 self.stats.tun_no_route += 1
                 continue

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from sstpd.aio.stats import Stats
 from sstpd.proto.datapath import IPV4_DESTINATION, Counters, encode_ip_packet, ip_prefix
-
-if TYPE_CHECKING:
-    from sstpd.aio.connection import ServerProtocol
-    from sstpd.aio.server import Server
 
 TUN_BATCH = 64  # packets read per wake-up of the TUN fd
 TUN_READ_SIZE = 65536  # larger than any MTU: one read is one whole packet
@@ -64,15 +61,37 @@ def send_batch(
     counters.tx_bytes += sum(len(p) for p in packets)
 
 
-class TunPump:
-    """The daemon's TUN device: packets the kernel routes into it go to the session whose
-    tunnel address is their destination (``Server.by_ip``); packets from sessions are
-    written to it."""
+class _Counted(Protocol):
+    @property
+    def counters(self) -> Counters: ...
 
-    def __init__(self, fd: int, server: Server, stats: Stats) -> None:
+
+class Peer(Protocol):
+    """What the pump needs of a connection (``aio.connection.ServerProtocol``)."""
+
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+    @property
+    def session(self) -> _Counted: ...
+
+
+class TunPump:
+    """The daemon's TUN device: packets the kernel routes into it go to the connection
+    whose tunnel address is their destination (``routes``: the registry's ``by_ip``);
+    packets from sessions are written to it. ``buffer_limit()``: the send-buffer size
+    above which a connection's batch is dropped (``limits.session_buffer``, live)."""
+
+    def __init__(
+        self,
+        fd: int,
+        routes: Mapping[bytes, Peer],
+        stats: Stats,
+        buffer_limit: Callable[[], int],
+    ) -> None:
         self.fd = fd
-        self.server = server
+        self.routes = routes
         self.stats = stats
+        self.buffer_limit = buffer_limit
 
     def write(self, packet: bytes) -> None:
         """One packet from a session (the slow path; the fast path writes ``fd`` itself)."""
@@ -82,8 +101,8 @@ class TunPump:
             self.stats.tun_no_route += 1
 
     def readable(self) -> None:
-        by_ip = self.server.by_ip
-        pending: dict[ServerProtocol, list[bytes]] = {}
+        by_ip = self.routes
+        pending: dict[Peer, list[bytes]] = {}
         for pkt in read_batch(self.fd):
             # IPv4: the destination address; IPv6 (next) will key a second dict by the /64
             proto = (
@@ -98,7 +117,7 @@ class TunPump:
             if lst is None:
                 lst = pending[proto] = []
             lst.append(pkt)
-        limit = self.server.config.limits.session_buffer
+        limit = self.buffer_limit()
         for proto, packets in pending.items():
             tr = proto.transport
             if tr is None or tr.get_write_buffer_size() > limit:

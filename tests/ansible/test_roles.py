@@ -223,6 +223,7 @@ def inv(lab: Lab, source: Path, tmp_path_factory: pytest.TempPathFactory) -> Inv
         sstpd__ipv6_dns=["fd00:77::53"],
         sstpd__routes=["10.1.0.0/16", "192.168.7.0/24"],
         sstpd__domain="corp.example",
+        sstpd__ipv6_accept_ra_interfaces=["up0"],
         sstpd__auth_backends=["users", "radius"],
         sstpd__radius_servers=[{"address": "192.0.2.10", "secret": RADIUS_SECRET}],
         sstpd__radius_accounting_servers=[{"address": "192.0.2.10", "secret": RADIUS_SECRET}],
@@ -377,6 +378,8 @@ def test_dual_stack_keys_forwarding_and_ruleset(
     assert RADIUS_SECRET not in json.dumps(shown)
     for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
         assert node.run("sysctl", "-n", key).stdout.strip() == "1", key
+    # the uplink keeps taking Router Advertisements despite forwarding
+    assert node.run("sysctl", "-n", "net.ipv6.conf.up0.accept_ra").stdout.strip() == "2"
     assert "net.ipv6.conf.all.forwarding = 1" in node.run(
         "cat", "/etc/sysctl.d/60-sstpd.conf"
     ).stdout

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from sstpd.proto.ppp.frame import Option, Packet
-from sstpd.proto.ppp.fsm import Event, State, Verdict
+from sstpd.proto.ppp.fsm import FsmEvent, State, Verdict
 
 __all__ = ["IpcpClientHandler", "IpcpServerHandler"]
 
@@ -31,7 +31,7 @@ class _IpcpBase:
     def __init__(self, on_up: _Callback, on_down: _Callback, on_finished: _Callback) -> None:
         self._on_up, self._on_down, self._on_finished = on_up, on_down, on_finished
 
-    def extension_event(self, packet: Packet, state: State) -> Event | None:
+    def extension_event(self, packet: Packet, state: State) -> FsmEvent | None:
         return None  # IPCP has no codes beyond 7: Code-Reject
 
     def extension_reply(self, packet: Packet) -> Packet | None:

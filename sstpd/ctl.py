@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sstpd import control
+from sstpd.display import format_bytes, format_duration
 
-__all__ = ["cert_text", "format_bytes", "format_duration", "main", "sessions_table", "stats_text"]
+__all__ = ["cert_text", "main", "sessions_table", "stats_text"]
 
 ENV_SOCKET = "SSTPD_CONTROL_SOCKET"
 
@@ -162,24 +163,6 @@ def _health_text(answer: dict[str, Any]) -> str:
     for warning in answer.get("warnings", []):
         text += f"\nwarning: {warning}"
     return text
-
-
-def format_bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
-
-
-def format_duration(seconds: float) -> str:
-    s = int(seconds)
-    days, s = divmod(s, 86400)
-    text = f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
-    return f"{days}d {text}" if days else text
 
 
 def _when(epoch: float) -> str:

@@ -6,7 +6,7 @@ import time
 from html import escape
 from typing import Any
 
-from sstpd.ctl import format_bytes, format_duration
+from sstpd.display import format_bytes, format_duration
 
 REFRESH_SECONDS = 15
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sstpd import control, ctl
+from sstpd import control, ctl, display
 from sstpd.aio.control import ControlServer
 from sstpd.aio.reload import live_config
 from sstpd.aio.stats import Histogram, Stats, classify_close
@@ -234,12 +234,12 @@ def test_sessions_table() -> None:
 
 
 def test_format_helpers() -> None:
-    assert ctl.format_bytes(0) == "0 B"
-    assert ctl.format_bytes(1023) == "1023 B"
-    assert ctl.format_bytes(1024) == "1.0 KiB"
-    assert ctl.format_bytes(3 * 1024**4 * 2000) == "6000.0 TiB"
-    assert ctl.format_duration(59) == "0:00:59"
-    assert ctl.format_duration(86400 + 3661) == "1d 1:01:01"
+    assert display.format_bytes(0) == "0 B"
+    assert display.format_bytes(1023) == "1023 B"
+    assert display.format_bytes(1024) == "1.0 KiB"
+    assert display.format_bytes(3 * 1024**4 * 2000) == "6000.0 TiB"
+    assert display.format_duration(59) == "0:00:59"
+    assert display.format_duration(86400 + 3661) == "1d 1:01:01"
 
 
 # ---------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sstpd.errors import CryptoBindingError, HttpError, ParseError
 from sstpd.proto.sstp.binding import build_call_connected, normalize_hlak, verify_call_connected
@@ -217,55 +217,24 @@ TEARDOWN_STATES = frozenset(
     }
 )
 
-Transitions = dict[tuple[State, MessageType], str]
-
-
-def _teardown_rows(active: tuple[State, ...], connected: State) -> Transitions:
-    """Rows shared by both roles: Abort/Disconnect handling (§3.3.5.2.4-6) and echo."""
-    rows: Transitions = {
-        (connected, MessageType.ECHO_REQUEST): "_on_echo_request",
-        (connected, MessageType.ECHO_RESPONSE): "_on_echo_response",
-        (State.CALL_ABORT_PENDING, MessageType.CALL_ABORT): "_on_abort_confirmed",
-        (State.CALL_DISCONNECT_ACK_PENDING, MessageType.CALL_DISCONNECT_ACK): "_on_disconnect_ack",
-    }
-    for state in (*active, State.CALL_DISCONNECT_ACK_PENDING):
-        rows[state, MessageType.CALL_ABORT] = "_on_peer_abort"
-        rows[state, MessageType.CALL_DISCONNECT] = "_on_peer_disconnect"
-    return rows
-
+#: A handler of a received control message: ``handler(connection, msg, payload, now)``.
+Handler = Callable[[Any, ControlMessage, bytes, float], None]
+#: What an expired timer does: ``action(connection, now)``.
+TimerAction = Callable[[Any, float], None]
+Transitions = dict[tuple[State, MessageType], Handler]
 
 _SERVER_ACTIVE = (
     State.SERVER_CONNECT_REQUEST_PENDING,
     State.SERVER_CALL_CONNECTED_PENDING,
     State.SERVER_CALL_CONNECTED,
 )
-SERVER_TRANSITIONS: Transitions = {
-    (State.SERVER_CONNECT_REQUEST_PENDING, MessageType.CALL_CONNECT_REQUEST): "_on_connect_request",
-    (State.SERVER_CALL_CONNECTED_PENDING, MessageType.CALL_CONNECTED): "_on_call_connected",
-    **_teardown_rows(_SERVER_ACTIVE, State.SERVER_CALL_CONNECTED),
-}
 _CLIENT_ACTIVE = (
     State.CLIENT_CONNECT_REQUEST_SENT,
     State.CLIENT_CONNECT_ACK_RECEIVED,
     State.CLIENT_CALL_CONNECTED,
 )
-CLIENT_TRANSITIONS: Transitions = {
-    (State.CLIENT_CONNECT_REQUEST_SENT, MessageType.CALL_CONNECT_ACK): "_on_connect_ack",
-    (State.CLIENT_CONNECT_REQUEST_SENT, MessageType.CALL_CONNECT_NAK): "_on_connect_nak",
-    **_teardown_rows(_CLIENT_ACTIVE, State.CLIENT_CALL_CONNECTED),
-}
-
-#: What an expired timer does, per state (the connected states run the hello timer).
-TIMER_ACTIONS: dict[State, str] = {
-    State.HTTP_PENDING: "_on_http_timeout",
-    State.SERVER_CONNECT_REQUEST_PENDING: "_on_negotiation_timeout",
-    State.SERVER_CALL_CONNECTED_PENDING: "_on_negotiation_timeout",
-    State.CLIENT_CONNECT_REQUEST_SENT: "_on_negotiation_timeout",
-    State.CLIENT_CONNECT_ACK_RECEIVED: "_on_negotiation_timeout",
-    State.SERVER_CALL_CONNECTED: "_on_hello_timeout",
-    State.CLIENT_CALL_CONNECTED: "_on_hello_timeout",
-    **dict.fromkeys(TEARDOWN_STATES, "_on_teardown_timeout"),
-}
+# The tables (SERVER_TRANSITIONS, CLIENT_TRANSITIONS, TIMER_ACTIONS) are at the end of this
+# module: they hold the handler functions themselves, so they follow the classes.
 
 
 def _status_of(msg: ControlMessage) -> int | None:
@@ -278,7 +247,7 @@ def _status_of(msg: ControlMessage) -> int | None:
 class _SstpConnection:
     """Everything both roles share: output, events, framing, timers, teardown."""
 
-    TRANSITIONS: ClassVar[Transitions]
+    TRANSITIONS: ClassVar[Transitions]  # set below the class bodies, with the tables
     DATA_STATES: ClassVar[frozenset[State]]
     ACTIVE_STATES: ClassVar[frozenset[State]]
     CONNECTED_STATE: ClassVar[State]
@@ -344,7 +313,7 @@ class _SstpConnection:
         deadline = self.get_timer()
         if deadline is None or now < deadline:
             return
-        getattr(self, TIMER_ACTIONS[self._state])(now)
+        TIMER_ACTIONS[self._state](self, now)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -462,7 +431,7 @@ class _SstpConnection:
             return
         handler = self.TRANSITIONS.get((state, msg.type))
         if handler is not None:
-            getattr(self, handler)(msg, payload, now)
+            handler(self, msg, payload, now)
         elif state not in TEARDOWN_STATES:
             reason = f"unexpected {msg.type.name} in {state.name}"
             self._start_abort(Status.UNACCEPTED_FRAME_RECEIVED, AttributeId.NO_ERROR, reason, now)
@@ -550,7 +519,6 @@ def connect_request_problems(msg: ControlMessage) -> list[StatusInfo]:
 class SstpServerConnection(_SstpConnection):
     """Server side of one SSTP connection (see the module docstring)."""
 
-    TRANSITIONS = SERVER_TRANSITIONS
     DATA_STATES = frozenset({State.SERVER_CALL_CONNECTED_PENDING, State.SERVER_CALL_CONNECTED})
     ACTIVE_STATES = frozenset(_SERVER_ACTIVE)
     CONNECTED_STATE = State.SERVER_CALL_CONNECTED
@@ -685,7 +653,6 @@ def _guid(raw: bytes) -> str:
 class SstpClientConnection(_SstpConnection):
     """Client side of one SSTP connection (see the module docstring)."""
 
-    TRANSITIONS = CLIENT_TRANSITIONS
     DATA_STATES = frozenset({State.CLIENT_CONNECT_ACK_RECEIVED, State.CLIENT_CALL_CONNECTED})
     ACTIVE_STATES = frozenset(_CLIENT_ACTIVE)
     CONNECTED_STATE = State.CLIENT_CALL_CONNECTED
@@ -788,3 +755,50 @@ class SstpClientConnection(_SstpConnection):
             self._start_abort(Status.RETRY_COUNT_EXCEEDED, AttributeId.STATUS_INFO, reason, now)
             return
         self._send_connect_request(now)
+
+
+# ---------------------------------------------------------------------------------------
+# The tables: the whole state machine as data, naming the handlers above.
+
+
+def _teardown_rows(active: tuple[State, ...], connected: State) -> Transitions:
+    """Rows shared by both roles: Abort/Disconnect handling (§3.3.5.2.4-6) and echo."""
+    c = _SstpConnection
+    rows: Transitions = {
+        (connected, MessageType.ECHO_REQUEST): c._on_echo_request,
+        (connected, MessageType.ECHO_RESPONSE): c._on_echo_response,
+        (State.CALL_ABORT_PENDING, MessageType.CALL_ABORT): c._on_abort_confirmed,
+        (State.CALL_DISCONNECT_ACK_PENDING, MessageType.CALL_DISCONNECT_ACK): c._on_disconnect_ack,
+    }
+    for state in (*active, State.CALL_DISCONNECT_ACK_PENDING):
+        rows[state, MessageType.CALL_ABORT] = c._on_peer_abort
+        rows[state, MessageType.CALL_DISCONNECT] = c._on_peer_disconnect
+    return rows
+
+
+_S, _C, _M = SstpServerConnection, SstpClientConnection, MessageType
+SERVER_TRANSITIONS: Transitions = {
+    (State.SERVER_CONNECT_REQUEST_PENDING, _M.CALL_CONNECT_REQUEST): _S._on_connect_request,
+    (State.SERVER_CALL_CONNECTED_PENDING, _M.CALL_CONNECTED): _S._on_call_connected,
+    **_teardown_rows(_SERVER_ACTIVE, State.SERVER_CALL_CONNECTED),
+}
+CLIENT_TRANSITIONS: Transitions = {
+    (State.CLIENT_CONNECT_REQUEST_SENT, _M.CALL_CONNECT_ACK): _C._on_connect_ack,
+    (State.CLIENT_CONNECT_REQUEST_SENT, _M.CALL_CONNECT_NAK): _C._on_connect_nak,
+    **_teardown_rows(_CLIENT_ACTIVE, State.CLIENT_CALL_CONNECTED),
+}
+SstpServerConnection.TRANSITIONS = SERVER_TRANSITIONS
+SstpClientConnection.TRANSITIONS = CLIENT_TRANSITIONS
+
+#: What an expired timer does, per state (the connected states run the hello timer).
+TIMER_ACTIONS: dict[State, TimerAction] = {
+    State.HTTP_PENDING: _SstpConnection._on_http_timeout,
+    State.SERVER_CONNECT_REQUEST_PENDING: _SstpConnection._on_negotiation_timeout,
+    State.SERVER_CALL_CONNECTED_PENDING: _SstpConnection._on_negotiation_timeout,
+    State.CLIENT_CONNECT_REQUEST_SENT: _SstpConnection._on_negotiation_timeout,
+    State.CLIENT_CONNECT_ACK_RECEIVED: _SstpConnection._on_negotiation_timeout,
+    State.SERVER_CALL_CONNECTED: _SstpConnection._on_hello_timeout,
+    State.CLIENT_CALL_CONNECTED: _SstpConnection._on_hello_timeout,
+    **dict.fromkeys(TEARDOWN_STATES, _SstpConnection._on_teardown_timeout),
+}
+del _S, _C, _M

@@ -35,7 +35,7 @@ from sstpd.aio.listener import Listener, Pending
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.reload import live_config
-from sstpd.aio.stats import Stats, classify_close
+from sstpd.aio.stats import Stats
 from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
 from sstpd.aio.webproxy import WebProxy
@@ -44,6 +44,7 @@ from sstpd.errors import HttpError, SstpdError
 from sstpd.files import check_secret_mode
 from sstpd.proto import aaa, radius, webfront
 from sstpd.proto.guard import AuthThrottle, PendingBudget, ThrottleConfig
+from sstpd.proto.outcome import Outcome
 from sstpd.proto.pool import AddressPool
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest, local_verifier
 from sstpd.proto.ppp.link import PppServerConfig
@@ -242,8 +243,7 @@ class ServerProtocol(SstpStreamProtocol):
         # fixes the certificate of a connection then, so a reload (an ACME renewal) during
         # the handshake must not change what this session's binding is checked against
         self.cert_hashes: dict[HashProtocol, bytes] = server.cert_hashes
-        self.outcome: str | None = None
-        self.auth_failed = False
+        self.outcome: Outcome | None = None
         self.authenticated = False  # counts against max_sessions from now on
         self.refused = False
         self.forgotten = False
@@ -271,7 +271,7 @@ class ServerProtocol(SstpStreamProtocol):
             log.warning("[%d] %s refused: %s", self.id, self.peer, why)
             self.refused = True
             srv.release(self.pending)
-            srv.stats.outcome("blocked" if why == "blocked" else "refused")
+            srv.stats.outcome(Outcome.BLOCKED if why == "blocked" else Outcome.REFUSED)
             tr.abort()
             return
         sslobj = transport.get_extra_info("ssl_object")
@@ -295,7 +295,7 @@ class ServerProtocol(SstpStreamProtocol):
         s = self.session
         if not s.http_done and not s.closed and self.web is None:
             log.info("[%d] %s no SSTP request in time, closing", self.id, self.peer)
-            self._set_outcome("timeout_http")
+            self._set_outcome(Outcome.TIMEOUT_HTTP)
             if self.transport is not None:
                 self.transport.abort()
 
@@ -306,7 +306,7 @@ class ServerProtocol(SstpStreamProtocol):
         self.server.stats.internal_errors += 1
         super().internal_error(exc)
 
-    def _set_outcome(self, outcome: str) -> None:
+    def _set_outcome(self, outcome: Outcome) -> None:
         if self.outcome is None:
             self.outcome = outcome
             self.server.stats.outcome(outcome)
@@ -315,7 +315,7 @@ class ServerProtocol(SstpStreamProtocol):
         self._deadline = None
         if not self.session.is_open and not self.session.closed:
             log.info("[%d] %s handshake not finished in time, aborting", self.id, self.peer)
-            self._set_outcome("timeout")
+            self._set_outcome(Outcome.TIMEOUT)
             if self.transport is not None:
                 self.transport.abort()
 
@@ -351,7 +351,7 @@ class ServerProtocol(SstpStreamProtocol):
             self._deadline = None
         self.server.release(self.pending)
         self.server.connections.discard(self)
-        self._set_outcome("web")
+        self._set_outcome(Outcome.WEB)
         proto = "https" if self.server.ssl is not None else "http"
         first = webfront.rewrite_head(head[:length], self.peer_host, proto) + head[length:]
         log.debug("[%d] %s web request passed to %s:%d", self.id, self.peer, *backend)
@@ -394,7 +394,7 @@ class ServerProtocol(SstpStreamProtocol):
             self.opened_at = self.loop.time()
             self.opened_wall = time.time()
             srv.by_ip[ev.peer.packed] = self
-            self._set_outcome("opened")
+            self._set_outcome(Outcome.OPENED)
             srv.stats.latency.observe(self.opened_at - self.started)
             hp = ev.hash_protocol.name if ev.hash_protocol is not None else "none"
             srv.aaa.session_opened(self)
@@ -414,7 +414,6 @@ class ServerProtocol(SstpStreamProtocol):
             srv.authenticated(self, ev.username)
         elif isinstance(ev, AuthenticationFailed):
             srv.stats.auth_failures += 1
-            self.auth_failed = True
             log.warning(
                 "[%d] %s user %r authentication failed (%s, %s%s)",
                 self.id,
@@ -434,7 +433,7 @@ class ServerProtocol(SstpStreamProtocol):
             log.log(level, "[%d] %s %s", self.id, self.peer, ev.message)
         elif isinstance(ev, SessionClosed):
             if self.opened_at is None:
-                self._set_outcome(classify_close(ev.reason, self.auth_failed))
+                self._set_outcome(ev.outcome)
             c = self.session.counters
             log.info(
                 "[%d] %s closed: %s (rx %d pkts/%d B, tx %d pkts/%d B, spoofed %d)",
@@ -545,9 +544,9 @@ class Server:
     def setup_timeout(self) -> float:
         return self.config.limits.setup_timeout
 
-    def admit(self, source: str) -> str | None:
+    def admit(self, source: str) -> Outcome | None:
         if self.budget.count + self.authenticated_count + FD_RESERVE >= self.nofile:
-            return "limit_fds"
+            return Outcome.LIMIT_FDS
         return self.budget.refusal(source)
 
     def hold(self, source: str, deadline: float) -> Pending:
@@ -571,7 +570,7 @@ class Server:
         self._heap_timer = None
         self._trim_heap()
 
-    def count_outcome(self, outcome: str, source: str) -> None:
+    def count_outcome(self, outcome: Outcome, source: str) -> None:
         self.stats.outcome(outcome)
         self.stats.note_refusal(outcome, source, self.loop.time())
 
@@ -603,7 +602,7 @@ class Server:
         ac = self.config.auth
         why = ""
         if self.authenticated_count > self.config.server.max_sessions:
-            why, outcome = "max_sessions reached", "refused"
+            why, outcome = "max_sessions reached", Outcome.REFUSED
         elif ac.max_sessions_per_user:
             mine = sorted(
                 (
@@ -618,7 +617,8 @@ class Server:
             )
             excess = len(mine) + 1 - ac.max_sessions_per_user
             if excess > 0 and ac.session_limit_action == "deny":
-                why, outcome = f"user {user!r} already has {len(mine)} sessions", "limit_user"
+                why = f"user {user!r} already has {len(mine)} sessions"
+                outcome = Outcome.LIMIT_USER
             elif excess > 0:
                 for old in mine[:excess]:
                     log.info(

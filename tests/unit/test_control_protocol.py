@@ -19,8 +19,9 @@ import pytest
 from sstpd import control, ctl, display
 from sstpd.aio.control import ControlServer
 from sstpd.aio.reload import live_config
-from sstpd.aio.stats import Histogram, Stats, classify_close
+from sstpd.aio.stats import Histogram, Stats
 from sstpd.config import Config, parse_config
+from sstpd.proto.outcome import Outcome
 from sstpd.proto.session import Counters
 
 
@@ -266,20 +267,6 @@ def test_live_config_keeps_restart_only_settings() -> None:
     assert live_config(Config(), Config()) == (Config(), [], [])
 
 
-def test_classify_close() -> None:
-    assert classify_close("authentication failed", True) == "auth_failed"
-    assert classify_close("crypto binding failed: cert hash (SHA256) mismatch", False) == (
-        "binding_failed"
-    )
-    assert classify_close("Call Connected without a single valid Crypto Binding attribute", False)
-    assert classify_close("HTTP 404 not found", False) == "http_rejected"
-    assert classify_close("HTTP phase timed out", False) == "timeout"
-    assert classify_close("negotiation timed out in SERVER_CALL_CONNECTED_PENDING", False) == (
-        "timeout"
-    )
-    assert classify_close("connection lost", False) == "aborted"
-
-
 def test_histogram_and_closed_totals() -> None:
     h = Histogram(bounds=(0.1, 1.0))
     for v in (0.05, 0.1, 0.5, 3.0):
@@ -296,5 +283,5 @@ def test_histogram_and_closed_totals() -> None:
     c.rx_bytes += 100
     st.add_closed(c, Counters(rx_packets=2, rx_bytes=200))
     assert (st.closed.rx_packets, st.closed.rx_bytes) == (3, 300)
-    st.outcome("binding_failed")
+    st.outcome(Outcome.BINDING_FAILED)
     assert st.handshakes["binding_failed"] == 1 and st.crypto_binding_failures == 1

@@ -71,6 +71,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sstpd.errors import CryptoBindingError, HttpError, ParseError
+from sstpd.proto.outcome import Outcome
 from sstpd.proto.sstp.binding import build_call_connected, normalize_hlak, verify_call_connected
 from sstpd.proto.sstp.constants import (
     ENCAPSULATED_PROTOCOL_PPP,
@@ -111,6 +112,7 @@ from sstpd.proto.sstp.packets import (
 #: also the client's resend limit after NAKs (note <10>).
 MAX_RETRIES = 3
 _BOTH = HashProtocol.SHA1 | HashProtocol.SHA256
+_ABORTED, _BINDING_FAILED = Outcome.ABORTED, Outcome.BINDING_FAILED
 # A NAK must fit one packet: 8 bytes of headers + at most 76 bytes per Status Info.
 _MAX_NAK_STATUS = (MAX_PACKET_SIZE - 8) // (12 + MAX_STATUS_VALUE)
 
@@ -171,11 +173,13 @@ class CallConnectAcked:
 
 @dataclass(frozen=True)
 class ConnectionClosed:
-    """Terminal. ``status`` is the SSTP Status that ended the call, when there was one."""
+    """Terminal. ``status`` is the SSTP Status that ended the call, when there was one;
+    ``outcome`` what it means for a call that never opened (a timer, the binding, ...)."""
 
     reason: str
     status: int | None
     graceful: bool
+    outcome: Outcome = Outcome.ABORTED
 
 
 Event = (
@@ -265,7 +269,8 @@ class _SstpConnection:
         self._last_rx = now
         self._rx_seen = False  # a packet arrived since the last Echo Request we sent
         self._echo_sent_at: float | None = None
-        self._end: tuple[str, int | None, bool] = ("closed", None, False)
+        # what ends the call when the teardown finishes: ConnectionClosed's fields
+        self._end: tuple[str, int | None, bool, Outcome] = ("closed", None, False, _ABORTED)
         self._hash_protocol: HashProtocol | None = None
 
     # -- properties and outputs --------------------------------------------------------
@@ -343,7 +348,7 @@ class _SstpConnection:
             self._close("disconnected locally", None, True)
             return
         self._send(MessageType.CALL_DISCONNECT, StatusInfo(AttributeId.NO_ERROR, Status.NO_ERROR))
-        self._end = ("disconnected locally", None, True)
+        self._end = ("disconnected locally", None, True, _ABORTED)
         self._enter(State.CALL_DISCONNECT_ACK_PENDING, now + self._timeouts.disconnect1)
 
     def abort(
@@ -378,16 +383,20 @@ class _SstpConnection:
         self._last_rx = now
         self._echo_sent_at = None
 
-    def _close(self, reason: str, status: int | None, graceful: bool) -> None:
+    def _close(
+        self, reason: str, status: int | None, graceful: bool, outcome: Outcome = _ABORTED
+    ) -> None:
         if self._closed:
             return
         self._closed = True
         self._enter(State.CALL_DISCONNECTED, None)
-        self._events.append(ConnectionClosed(reason, status, graceful))
+        self._events.append(ConnectionClosed(reason, status, graceful, outcome))
 
-    def _start_abort(self, status: Status, attrib_id: int, reason: str, now: float) -> None:
+    def _start_abort(
+        self, status: Status, attrib_id: int, reason: str, now: float, outcome: Outcome = _ABORTED
+    ) -> None:
         self._send(MessageType.CALL_ABORT, StatusInfo(attrib_id, status))
-        self._end = (reason, int(status), False)
+        self._end = (reason, int(status), False, outcome)
         self._enter(State.CALL_ABORT_PENDING, now + self._timeouts.abort1)
 
     def _receive_stream(self, data: bytes, now: float) -> None:
@@ -448,7 +457,7 @@ class _SstpConnection:
         status = _status_of(msg)
         what = "" if status is None else f": {status_name(status)}"
         self._send(MessageType.CALL_ABORT)
-        self._end = (f"peer aborted the call{what}", status, False)
+        self._end = (f"peer aborted the call{what}", status, False, _ABORTED)
         self._enter(State.CALL_ABORT_TIMEOUT_PENDING, now + self._timeouts.abort2)
 
     def _on_abort_confirmed(self, msg: ControlMessage, payload: bytes, now: float) -> None:
@@ -457,18 +466,19 @@ class _SstpConnection:
     def _on_peer_disconnect(self, msg: ControlMessage, payload: bytes, now: float) -> None:
         self._send(MessageType.CALL_DISCONNECT_ACK)
         if self._state is not State.CALL_DISCONNECT_ACK_PENDING:
-            self._end = ("peer disconnected", _status_of(msg), True)
+            self._end = ("peer disconnected", _status_of(msg), True, _ABORTED)
         self._enter(State.CALL_DISCONNECT_TIMEOUT_PENDING, now + self._timeouts.disconnect2)
 
     def _on_disconnect_ack(self, msg: ControlMessage, payload: bytes, now: float) -> None:
         self._close(*self._end)
 
     def _on_http_timeout(self, now: float) -> None:
-        self._close("HTTP phase timed out", None, False)
+        self._close("HTTP phase timed out", None, False, Outcome.TIMEOUT)
 
     def _on_negotiation_timeout(self, now: float) -> None:
         reason = f"negotiation timed out in {self._state.name}"
-        self._start_abort(Status.NEGOTIATION_TIMEOUT, AttributeId.NO_ERROR, reason, now)
+        status = Status.NEGOTIATION_TIMEOUT
+        self._start_abort(status, AttributeId.NO_ERROR, reason, now, Outcome.TIMEOUT)
 
     def _on_hello_timeout(self, now: float) -> None:
         if self._echo_sent_at is not None and not self._rx_seen:
@@ -567,7 +577,8 @@ class SstpServerConnection(_SstpConnection):
             except HttpError as exc:
                 self._out += build_error_response(exc.status, exc.reason)
                 self._events.append(RequestRejected(exc.status, exc.reason))
-                self._close(f"HTTP request refused: {exc.status} {exc.reason}", None, False)
+                reason = f"HTTP request refused: {exc.status} {exc.reason}"
+                self._close(reason, None, False, Outcome.HTTP_REJECTED)
                 return
             if request is None:
                 return
@@ -614,9 +625,8 @@ class SstpServerConnection(_SstpConnection):
             return
         if len(msg.attributes) != 1 or not isinstance(msg.attributes[0], CryptoBinding):
             reason = "Call Connected without a single valid Crypto Binding attribute"
-            self._start_abort(
-                Status.ATTRIB_NOT_SUPPORTED_IN_MSG, AttributeId.STATUS_INFO, reason, now
-            )
+            status = Status.ATTRIB_NOT_SUPPORTED_IN_MSG
+            self._start_abort(status, AttributeId.STATUS_INFO, reason, now, _BINDING_FAILED)
             return
         self._call_connected = HEADER.pack(SSTP_VERSION, 1, HEADER_SIZE + len(payload)) + payload
         if self._hlak is not None:
@@ -634,7 +644,8 @@ class SstpServerConnection(_SstpConnection):
             )
         except CryptoBindingError as exc:
             reason = f"crypto binding failed: {exc}"
-            self._start_abort(Status.VALUE_NOT_SUPPORTED, AttributeId.CRYPTO_BINDING, reason, now)
+            attrib = AttributeId.CRYPTO_BINDING
+            self._start_abort(Status.VALUE_NOT_SUPPORTED, attrib, reason, now, _BINDING_FAILED)
             return
         self._hash_protocol = proto
         self._enter_connected(now)
@@ -742,7 +753,7 @@ class SstpClientConnection(_SstpConnection):
         if not isinstance(request, CryptoBindingRequest) or not request.hash_protocols & _BOTH:
             reason = "Call Connect Ack without a usable Crypto Binding Request"
             attrib = AttributeId.CRYPTO_BINDING_REQ
-            self._start_abort(Status.VALUE_NOT_SUPPORTED, attrib, reason, now)
+            self._start_abort(Status.VALUE_NOT_SUPPORTED, attrib, reason, now, _BINDING_FAILED)
             return
         self._nonce, self._offered = request.nonce, request.hash_protocols
         self._events.append(CallConnectAcked(request.hash_protocols, request.nonce))

@@ -849,7 +849,7 @@ class Server:
             "auth_blocked": self.throttle.blocked_count(self.loop.time()),
             "accept_errors": sum(getattr(x, "accept_errors", 0) for x in self.listeners),
             "open_files_limit": self.nofile,
-            "handshake_latency": st.latency.snapshot(),
+            "handshake_latency": st.latency.record().to_json(),
             "pool_size": self.pool.size,
             "pool_in_use": self.pool.in_use,
             "reloads": st.reloads,

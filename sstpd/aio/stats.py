@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 from sstpd.proto.outcome import REFUSALS, Outcome
 from sstpd.proto.session import Counters
+from sstpd.records import HistogramRecord
 
 log = logging.getLogger("sstpd")
 
@@ -38,14 +39,14 @@ class Histogram:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
 
-    def snapshot(self) -> dict[str, Any]:
-        """Cumulative buckets as Prometheus wants them: [[le, count], ...], +Inf as "+Inf"."""
-        out: list[list[Any]] = []
+    def record(self) -> HistogramRecord:
+        """Cumulative buckets, +Inf last, as the ``stats`` answer and Prometheus want them."""
+        out: list[tuple[float, int]] = []
         running = 0
-        for bound, n in zip((*self.bounds, "+Inf"), self.counts, strict=True):
+        for bound, n in zip((*self.bounds, math.inf), self.counts, strict=True):
             running += n
-            out.append([bound, running])
-        return {"buckets": out, "sum": round(self.total, 6), "count": running}
+            out.append((bound, running))
+        return HistogramRecord(buckets=tuple(out), sum=round(self.total, 6), count=running)
 
 
 @dataclass

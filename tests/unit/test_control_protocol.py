@@ -23,6 +23,7 @@ from sstpd.aio.stats import Histogram, Stats
 from sstpd.config import Config, parse_config
 from sstpd.proto.outcome import Outcome
 from sstpd.proto.session import Counters
+from sstpd.records import SessionRecord
 
 
 class Running:
@@ -209,6 +210,8 @@ def test_sessions_table() -> None:
         "id": 3,
         "user": "alice",
         "peer": "192.0.2.1:4000",
+        "peer_host": "192.0.2.1",
+        "peer_port": 4000,
         "address": "10.77.0.2",
         "connected_since": 0.0,
         "duration": 3725.0,
@@ -216,13 +219,14 @@ def test_sessions_table() -> None:
         "rx_bytes": 1536,
         "tx_packets": 11,
         "tx_bytes": 5 * 1024 * 1024,
+        "dropped": 0,
         "auth_method": "pap",
         "tls_version": "TLSv1.2",
         "tls_cipher": "ECDHE-RSA-AES256-GCM-SHA384",
         "binding_hash": "SHA256",
         "cert_hash": "0123456789abcdef" * 4,
     }
-    lines = ctl.sessions_table([row]).splitlines()
+    lines = ctl.sessions_table([SessionRecord.from_json(row)]).splitlines()
     assert lines[0].split() == [
         "ID", "USER", "PEER", "ADDRESS", "CONNECTED", "UP", "RX", "PKTS", "RX", "TX",
         "PKTS", "TX", "AUTH", "TLS", "CIPHER", "BINDING",
@@ -271,7 +275,7 @@ def test_histogram_and_closed_totals() -> None:
     h = Histogram(bounds=(0.1, 1.0))
     for v in (0.05, 0.1, 0.5, 3.0):
         h.observe(v)
-    assert h.snapshot() == {
+    assert h.record().to_json() == {
         "buckets": [[0.1, 2], [1.0, 3], ["+Inf", 4]],
         "sum": 3.65,
         "count": 4,

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sstpd.aio.datapath import TunPump
 from sstpd.aio.listener import Pending
@@ -35,6 +35,7 @@ from sstpd.proto.session import (
     SessionOpened,
 )
 from sstpd.proto.sstp.constants import HashProtocol
+from sstpd.records import SessionRecord
 
 if TYPE_CHECKING:
     from sstpd.aio.server import Server
@@ -280,31 +281,31 @@ class ServerProtocol(SstpStreamProtocol):
             srv.aaa.session_closed(self, ev.reason)
             srv.forget(self)
 
-    def describe(self, now: float) -> dict[str, Any]:
-        """This session as one entry of the ``sessions`` answer (``control.SESSION_FIELDS``)."""
+    def describe(self, now: float) -> SessionRecord:
+        """This session as one entry of the ``sessions`` answer."""
         s = self.session
         c = s.counters
         hp = s.hash_protocol
-        return {
-            "id": self.id,
-            "user": s.username,
-            "peer": self.peer,
-            "peer_host": self.peer_host,
-            "peer_port": self.peer_port,
-            "address": str(self.address) if self.address else "",
-            "connected_since": round(self.opened_wall or 0.0, 3),
-            "duration": round(now - (self.opened_at or now), 3),
-            "rx_bytes": c.rx_bytes,
-            "rx_packets": c.rx_packets,
-            "tx_bytes": c.tx_bytes,
-            "tx_packets": c.tx_packets,
-            "dropped": c.dropped_spoofed + c.dropped_overflow,
-            "auth_method": s.auth_method,
-            "tls_version": self.tls_version,
-            "tls_cipher": self.tls_cipher,
-            "binding_hash": hp.name if hp is not None else "",
-            "cert_hash": self.cert_hashes[hp].hex() if hp in self.cert_hashes else "",
-        }
+        return SessionRecord(
+            id=self.id,
+            user=s.username,
+            peer=self.peer,
+            peer_host=self.peer_host,
+            peer_port=self.peer_port,
+            address=str(self.address) if self.address else "",
+            connected_since=round(self.opened_wall or 0.0, 3),
+            duration=round(now - (self.opened_at or now), 3),
+            rx_bytes=c.rx_bytes,
+            rx_packets=c.rx_packets,
+            tx_bytes=c.tx_bytes,
+            tx_packets=c.tx_packets,
+            dropped=c.dropped_spoofed + c.dropped_overflow,
+            auth_method=s.auth_method,
+            tls_version=self.tls_version,
+            tls_cipher=self.tls_cipher,
+            binding_hash=(hp.name or "") if hp is not None else "",
+            cert_hash=self.cert_hashes[hp].hex() if hp in self.cert_hashes else "",
+        )
 
     @property
     def is_open(self) -> bool:

@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from sstpd.aio.tun import write_batch
 from sstpd.proto.session import ClientSession, Event, ServerSession
 from sstpd.proto.sstp.constants import Status
 
@@ -29,14 +30,20 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
     """Frames SSTP in place and feeds a ServerSession/ClientSession.
 
     ``ip_fd`` is the TUN fd IPv4 packets from the peer are written to (-1: hand them to
-    ``on_event`` as IpReceived instead). Subclasses react to session events.
+    ``on_event`` as IpReceived instead). With ``vnet_hdr`` (the TUN device was opened with
+    offload) the packets of one read are collected and written by ``tun.write_batch``,
+    which coalesces TCP segments; every check before a packet is accepted is the same.
+    Subclasses react to session events.
     """
 
     session: ServerSession | ClientSession
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ip_fd: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, ip_fd: int, vnet_hdr: bool = False
+    ) -> None:
         self.loop = loop
         self.ip_fd = ip_fd
+        self.vnet_hdr = vnet_hdr
         self.transport: asyncio.Transport | None = None
         # the 64 KiB buffer only once the tunnel needs it: a connection that is still in
         # TLS or HTTP (or never gets further) costs a small one
@@ -84,6 +91,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         counters = session.counters
         slow = False
         rx_packets = rx_bytes = 0
+        batch: list[tuple[int, int]] | None = [] if self.vnet_hdr else None
         while end - start >= 4:
             length = ((buf[start + 2] & 0x0F) << 8) | buf[start + 3]
             if buf[start] != 0x10 or length < 4:
@@ -107,10 +115,13 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             ):
                 ip = p + 4
                 if buf[ip] >> 4 == 4 and (src is None or view[ip + 12 : ip + 16] == src):
-                    try:
-                        os.write(fd, view[ip : start + length])
-                    except OSError:
-                        self.tun_errors += 1
+                    if batch is not None:
+                        batch.append((ip, start + length))
+                    else:
+                        try:
+                            os.write(fd, view[ip : start + length])
+                        except OSError:
+                            self.tun_errors += 1
                     rx_packets += 1
                     rx_bytes += start + length - ip
                 else:
@@ -126,6 +137,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 is_open = session.is_open
                 src = self._source_filter() if is_open else None
             start += length
+        if batch:
+            # written before the buffer can be compacted (the spans point into it)
+            self.tun_errors += write_batch(fd, buf, batch, counters)
         if start == end:
             start = end = 0
         self._start, self._end = start, end

@@ -132,6 +132,8 @@ class Counters:
     dropped_spoofed: int = 0
     dropped_not_open: int = 0
     dropped_overflow: int = 0
+    rx_gso_writes: int = 0  # TUN writes that carried coalesced TCP segments (offload)
+    rx_gso_packets: int = 0  # the packets (of rx_packets) that went in those writes
 
 
 # ---------------------------------------------------------------- common glue

@@ -25,8 +25,8 @@ from ipaddress import IPv4Address, IPv4Network
 
 from pyroute2 import IPRoute
 
+from sstpd.proto.datapath import Counters
 from sstpd.proto.gro import PLAIN, VNET_HDR_LEN, coalesce
-from sstpd.proto.session import Counters
 
 TUNSETIFF = 0x400454CA
 TUNSETOFFLOAD = 0x400454D0

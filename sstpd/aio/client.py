@@ -25,18 +25,18 @@ import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from sstpd.aio.datapath import read_batch, send_batch
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.tun import TunDevice
 from sstpd.proto.ppp.link import PppClientConfig
 from sstpd.proto.session import (
-    AuthenticationFailed,
+    AuthFailed,
     ClientSession,
     Event,
     IpReceived,
     Notice,
     SessionClosed,
     SessionOpened,
-    ip_prefix,
 )
 from sstpd.proto.sstp.binding import cert_hashes as hashes_of
 from sstpd.proto.sstp.constants import HashProtocol
@@ -82,7 +82,7 @@ class ClientProtocol(SstpStreamProtocol):
         self.opened: asyncio.Future[SessionOpened] = loop.create_future()
         self.closed: asyncio.Future[str] = loop.create_future()
         self.packets: asyncio.Queue[bytes] = asyncio.Queue()
-        self.auth_failure: AuthenticationFailed | None = None
+        self.auth_failure: AuthFailed | None = None
         self.on_event = self._on_event
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -113,7 +113,7 @@ class ClientProtocol(SstpStreamProtocol):
                 self.opened.set_result(ev)
         elif isinstance(ev, IpReceived):
             self.packets.put_nowait(ev.packet)
-        elif isinstance(ev, AuthenticationFailed):
+        elif isinstance(ev, AuthFailed):
             self.auth_failure = ev
         elif isinstance(ev, Notice):
             log.debug("%s", ev.message)
@@ -137,19 +137,12 @@ class ClientProtocol(SstpStreamProtocol):
     def send_ip_batch(self, packets: list[bytes]) -> None:
         if self.transport is None or not self.session.is_open:
             return
-        if self.opts.record_per_packet:
-            write = self.transport.write
-            for p in packets:
-                write(ip_prefix(len(p)) + p)
-        else:
-            parts = []
-            for p in packets:
-                parts.append(ip_prefix(len(p)))
-                parts.append(p)
-            self.transport.write(b"".join(parts))
-        c = self.session.counters
-        c.tx_packets += len(packets)
-        c.tx_bytes += sum(len(p) for p in packets)
+        send_batch(
+            self.transport,
+            self.session.counters,
+            packets,
+            record_per_packet=self.opts.record_per_packet,
+        )
 
 
 def _ssl_context(opts: ClientOptions) -> ssl.SSLContext | None:
@@ -208,14 +201,8 @@ class Tunnel:
 
     def _tun_readable(self) -> None:
         assert self.tun is not None
-        batch = []
-        for _ in range(64):
-            try:
-                pkt = os.read(self.tun.fd, 65536)
-            except OSError:
-                break
-            if pkt and pkt[0] >> 4 == 4:  # IPv4 only: IPCP is all we negotiate
-                batch.append(pkt)
+        # IPv4 only: IPCP is all we negotiate
+        batch = [p for p in read_batch(self.tun.fd) if p and p[0] >> 4 == 4]
         if batch:
             self.proto.send_ip_batch(batch)
 

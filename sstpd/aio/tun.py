@@ -35,6 +35,7 @@ TUNSETVNETLE = 0x400454DC
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
+_SMALL = 128  # IP + TCP headers with options and hardly any data: not worth coalescing
 
 
 class TunDevice:
@@ -122,12 +123,21 @@ def write_batch(
     ``counters``. Returns how many of the packets failed to be written (a failed
     super-packet counts all of its segments)."""
     failed = 0
-    if len(spans) == 1:
-        s, e = spans[0]
-        try:
-            os.writev(fd, (PLAIN, memoryview(buf)[s:e]))
-        except OSError:
-            failed = 1
+    # only packets with data can merge: a batch of ACKs (the other direction's traffic)
+    # or a single packet is written as it is, without the coalescer's per-packet work
+    big = 0
+    for s, e in spans:
+        if e - s > _SMALL:
+            big += 1
+            if big == 2:
+                break
+    if big < 2:
+        view = memoryview(buf)
+        for s, e in spans:
+            try:
+                os.writev(fd, (PLAIN, view[s:e]))
+            except OSError:
+                failed += 1
         return failed
     for parts in coalesce(buf, spans):
         try:

@@ -175,7 +175,9 @@ class TunnelConfig:
     Router Advertisement (RDNSS). ``routes`` (IPv4 prefixes reached through the tunnel)
     and ``domain`` (the connection-specific DNS suffix) answer a client's DHCPINFORM.
     ``offload``: open the TUN device with IFF_VNET_HDR and hand the kernel runs of TCP
-    segments from one client as one GSO super-packet (``sstpd.proto.gro``).
+    segments from one client as one GSO super-packet (``sstpd.proto.gro``). Off by
+    default: it pays only when clients send many packets per TLS record (measured in
+    docs/PERFORMANCE-NOTES.md, "The TUN offload").
     """
 
     interface: str = "sstp0"
@@ -189,7 +191,7 @@ class TunnelConfig:
     ipv6_dns: tuple[IPv6Address, ...] = ()
     routes: tuple[IPv4Network, ...] = ()
     domain: str = ""
-    offload: bool = True
+    offload: bool = False
 
 
 @dataclass(frozen=True)

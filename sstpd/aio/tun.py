@@ -1,7 +1,7 @@
 """The TUN device: one for the whole daemon (or one per client tunnel).
 
 The file descriptor comes from ``/dev/net/tun`` with TUNSETIFF (IFF_TUN | IFF_NO_PI: each
-read/write is one bare IP packet). With ``offload=True`` (the server's default, ``[tunnel]
+read/write is one bare IP packet). With ``offload=True`` (the server's ``[tunnel]
 offload``) the device also gets IFF_VNET_HDR: every read and write then starts with a
 10-byte ``virtio_net_hdr`` (``sstpd.proto.gro``), which lets ``write_batch`` hand the
 kernel a run of TCP segments as one GSO super-packet. No offloads are enabled for reads

@@ -54,7 +54,7 @@ def test_defaults() -> None:
     assert t.address == IPv4Address("10.77.0.1")
     assert t.pool == IPv4Network("10.77.0.0/24")
     assert t.dns == () and t.nbns == () and t.mtu == 1400
-    assert t.offload is True
+    assert t.offload is False
     assert c.auth.methods == ("eap-mschapv2", "mschapv2", "pap")
     assert c.auth.users_file == "/etc/sstpd/users"
     assert c.auth.retries == 0
@@ -105,7 +105,7 @@ pool = "192.168.60.0/28"
 dns = ["1.1.1.1", "8.8.8.8"]
 nbns = ["192.168.50.2"]
 mtu = 4087
-offload = false
+offload = true
 
 [auth]
 methods = ["pap"]
@@ -138,7 +138,7 @@ level = "debug"
     assert c.tunnel.dns == (IPv4Address("1.1.1.1"), IPv4Address("8.8.8.8"))
     assert c.tunnel.nbns == (IPv4Address("192.168.50.2"),)
     assert c.tunnel.mtu == 4087
-    assert c.tunnel.offload is False
+    assert c.tunnel.offload is True
     assert c.auth.methods == ("pap",)
     assert c.auth.users_file == "/etc/sstpd/users"
     assert c.auth.retries == 5

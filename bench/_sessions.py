@@ -12,8 +12,8 @@ Each stdin line is a command, each answered by one JSON line on stdout:
   a time; answers ``{"closed": n, "seconds": s}``;
 * ``rss``: answers ``{"rss_kib": ...}`` (this process).
 
-The client keeps its cost low: uvloop when installed, and a 16 KiB receive buffer per
-session instead of the 64 KiB the daemon uses (the client only reads control packets).
+The client keeps its cost low: uvloop when installed; its sessions share one receive
+buffer, as the daemon's do (``sstpd.aio.protocol``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import sstpd.aio.protocol as sstp_protocol  # noqa: E402
 from sstpd.client import ClientOptions, Tunnel  # noqa: E402
-
-sstp_protocol.BUFFER_SIZE = 16 * 1024
-sstp_protocol.MIN_FREE = 4 * 1024
 
 
 def rss_kib() -> int:

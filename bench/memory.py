@@ -5,7 +5,7 @@
 
 Part 1: the daemon in namespace ``bp-srv`` (pool 10.96.0.0/16, ``max_sessions`` and
 RLIMIT_NOFILE sized for ``--sessions``); the package's client opens idle sessions
-in-process from ``bp-cli`` (bench/_sessions.py: no TUN, a small receive buffer, so one
+in-process from ``bp-cli`` (bench/_sessions.py: no TUN, one shared receive buffer, so one
 process can hold 10,000). At each step it prints the daemon's RSS (VmRSS) and the RSS per
 session above the empty daemon; after all sessions close it prints the RSS again (is the
 memory given back?).
@@ -272,7 +272,7 @@ def main() -> int:
         "--buffer",
         type=int,
         default=0,
-        help="experiment: run the daemon with this receive buffer size instead of 64 KiB",
+        help="experiment: run the daemon with this size of its shared receive buffer instead of 64 KiB",
     )
     ap.add_argument(
         "--daemon-env",

@@ -272,7 +272,7 @@ def main() -> int:
         "--buffer",
         type=int,
         default=0,
-        help="experiment: run the daemon with this size of its shared receive buffer instead of 64 KiB",
+        help="experiment: the daemon's shared receive buffer in bytes instead of 64 KiB",
     )
     ap.add_argument(
         "--daemon-env",

@@ -216,6 +216,10 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
+SESSION_TRIM_HIGH = 256  # sessions that make a later fall to half of them worth a trim
+SESSION_TRIM_SETTLE = 2.0  # seconds after the fall: the closed transports are gone by then
+
+
 class ServerProtocol(SstpStreamProtocol):
     session: ServerSession
 
@@ -495,6 +499,10 @@ class Server:
         lc = config.limits
         self.budget = PendingBudget(lc.pending_total, lc.pending_per_source)
         self.heap = HeapTrimmer.for_this_process()  # RSS back to baseline after a flood
+        # ... and after many sessions closed (a drain, a mass disconnect)
+        self.session_heap = HeapTrimmer.for_this_process(
+            high=SESSION_TRIM_HIGH, fraction=0.5, settle=SESSION_TRIM_SETTLE, what="sessions"
+        )
         self._heap_timer: asyncio.TimerHandle | None = None
         self.throttle = AuthThrottle(throttle_config(config))
         self.nofile = raise_nofile_limit()
@@ -562,10 +570,24 @@ class Server:
             self._trim_heap()
 
     def _trim_heap(self) -> None:
-        """Return freed heap to the OS once a flood of pending connections has ended."""
-        again = self.heap.update(self.budget.count, self.loop.time())
-        if again is not None and self._heap_timer is None and not self.stopping:
-            self._heap_timer = self.loop.call_at(again, self._heap_timer_due)
+        """Return freed heap to the OS once a flood of pending connections has ended or
+        many sessions have closed."""
+        now = self.loop.time()
+        due = [
+            t
+            for t in (
+                self.heap.update(self.budget.count, now),
+                self.session_heap.update(self.authenticated_count, now),
+            )
+            if t is not None
+        ]
+        if not due or self.stopping:
+            return
+        if self._heap_timer is not None:
+            if self._heap_timer.when() <= min(due):
+                return
+            self._heap_timer.cancel()
+        self._heap_timer = self.loop.call_at(min(due), self._heap_timer_due)
 
     def _heap_timer_due(self) -> None:
         self._heap_timer = None
@@ -708,6 +730,7 @@ class Server:
         self.release(proto.pending)
         if proto.authenticated:
             self.authenticated_count -= 1
+            self._trim_heap()
         addr = proto.session.peer_address
         if addr is not None and self.by_ip.get(addr.packed) is proto:
             del self.by_ip[addr.packed]

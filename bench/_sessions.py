@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sstpd.client import ClientOptions, Tunnel  # noqa: E402
+from sstpd.aio.client import ClientOptions, Tunnel  # noqa: E402
 
 
 def rss_kib() -> int:

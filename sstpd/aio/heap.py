@@ -36,6 +36,8 @@ log = logging.getLogger("sstpd")
 HIGH = 64  # pending connections that make the next fall worth a trim (one source's default cap)
 LOW = 8
 INTERVAL = 10.0  # seconds between two trims at most
+SESSION_TRIM_HIGH = 256  # sessions that make a later fall to half of them worth a trim
+SESSION_TRIM_SETTLE = 2.0  # seconds after the fall: the closed transports are gone by then
 
 
 def libc_malloc_trim() -> Callable[[], int] | None:

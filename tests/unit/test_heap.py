@@ -108,3 +108,29 @@ def test_few_sessions_never_trim() -> None:
     for now, n in enumerate([10, 200, 255, 3, 0, 255, 0]):
         assert t.update(n, float(now)) is None
     assert calls == []
+
+
+def test_the_full_collection_can_be_skipped_and_the_trim_still_runs() -> None:
+    import gc
+
+    from sstpd.aio.heap import CollectAndTrim
+
+    trims: list[int] = []
+    live = {"sessions": 5000}
+    run = CollectAndTrim(lambda: trims.append(1) or 1, lambda: live["sessions"] < 256)
+    collections: list[str] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            collections.append(phase)
+
+    gc.callbacks.append(note)
+    try:
+        run()
+        assert collections == [] and trims == [1] and run.collected == -1
+        assert "gc skipped" in run.describe()
+        live["sessions"] = 10
+        run()
+        assert collections == ["start"] and trims == [1, 1] and run.collected >= 0
+    finally:
+        gc.callbacks.remove(note)

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from sstpd.aio import protocol
 from sstpd.aio.protocol import SstpStreamProtocol
+from sstpd.proto.datapath import encode_ip_packet
 from sstpd.proto.ppp.link import MAX_CARRIED_PACKET
-from sstpd.proto.session import Event, IpReceived, encode_ip_packet
+from sstpd.proto.session import Event, IpReceived
 from tests.integration.client_tool import udp
 from tests.unit.test_session import SERVER_IP, Pair
 

@@ -197,6 +197,13 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # a last get_buffer without buffer_updated (EOF, a reset) left the shared buffer
+        # lent to us: it must not keep this closed connection alive
+        if self._lent is not None:
+            if self._lent.owner is self:
+                self._lent.owner = None
+            self._lent = None
+        self._rest = b""
         self._cancel_timer()
         try:
             self.session.abort_connection(

@@ -316,3 +316,20 @@ def test_http_phase_goes_through_the_shared_buffer(loop: asyncio.AbstractEventLo
     assert p.server.http_done
     assert tr.written.startswith(b"HTTP/1.1 200")
     assert proto.internal_errors == 0
+
+
+def test_a_closed_connection_is_not_kept_alive_by_the_shared_buffer(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """EOF: the transport asked for a buffer, read 0 bytes and never called
+    buffer_updated; connection_lost must drop the loan (and the partial packet)."""
+    c = Conn(loop, True, 13)
+    try:
+        c.feed(stream_of([c.packet(0, 300)])[:100])
+        assert c.proto._rest
+        c.proto.get_buffer(-1)
+        assert c.proto._rx.owner is c.proto
+        c.proto.connection_lost(None)
+        assert c.proto._rx.owner is None and c.proto._lent is None and c.proto._rest == b""
+    finally:
+        c.close()

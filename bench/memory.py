@@ -88,6 +88,17 @@ def part1(a: argparse.Namespace, net: Netns) -> dict[int, float]:
                 flush=True,
             )
             prev_n, prev_rss = total, rss
+        if a.burst:
+            res = drv.cmd(f"burst {a.burst} 1400")
+            rss = settle(pid)
+            print(
+                f"after one burst of {a.burst} packets of 1400 B each way per session "
+                f"({res['replies']} of {res['sessions'] * a.burst} replies, "
+                f"{res['seconds']:.0f} s), idle again: {rss / 1024:.1f} MiB, "
+                f"{(rss - base) / total:.1f} KiB/session",
+                flush=True,
+            )
+            prev_rss = rss
         client = drv.cmd("rss")["rss_kib"]
         closed = drv.cmd("close")
         after = after_close(d, 0)
@@ -308,6 +319,13 @@ def main() -> int:
         default=[],
         metavar="NAME=VALUE",
         help="environment for the daemon, e.g. MALLOC_MMAP_THRESHOLD_=131072 (glibc tunables)",
+    )
+    ap.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="after the last step, every session sends this many 1400-byte echo requests "
+        "in one batch and gets the replies, then idles again (active-then-idle memory)",
     )
     ap.add_argument("--openssl", type=int, default=2000, help="connections in the TLS probe")
     ap.add_argument("--openssl-probe", nargs=2, metavar=("CERT", "KEY"), help=argparse.SUPPRESS)

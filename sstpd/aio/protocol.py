@@ -5,8 +5,17 @@ buffer, SSTP packets are framed in place, and IPv4 data packets of an open sessi
 the TUN fd with a single ``os.write`` of a memoryview slice, without creating any Python
 object per packet beyond the slice. Every other packet is copied out and handed to the
 sans-I/O session (``sstpd.proto.session``), whose output is written after the batch.
-The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; they
-are read in place here (no call per packet), the slow path decodes the same bytes.
+The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; the
+loop binds them to locals and compares bytes by index (a struct or ``startswith`` call
+per packet costs 40-100 ns here, measured), the slow path decodes the same bytes.
+
+The receive buffer is shared: one per thread (so one per event loop), lent to whichever
+connection is reading. asyncio and uvloop call ``get_buffer`` and then ``buffer_updated``
+of the same protocol synchronously, one read at a time, and ``buffer_updated`` consumes
+every complete SSTP packet before it returns; only a trailing partial packet (< 4 KiB) is
+copied out into the connection's ``_rest`` and copied back in front of its next read. An
+idle session therefore holds no receive buffer at all (it held 64 KiB of resident memory
+before: docs/PERFORMANCE-NOTES.md, "Memory per idle session").
 """
 
 from __future__ import annotations
@@ -15,11 +24,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 
 from sstpd.aio.tun import write_batch
 from sstpd.proto.datapath import (
-    HEADER,
     HEADER_SIZE,
     IPV4_MIN_FAST,
     IPV4_SOURCE,
@@ -33,12 +42,33 @@ from sstpd.proto.sstp.constants import Status
 
 log = logging.getLogger("sstpd.session")
 
-_unpack_header = HEADER.unpack_from
 _PPP_IPV4 = PPP_HEADER[Family.IPV4]
 
-BUFFER_SIZE = 64 * 1024
-HTTP_BUFFER_SIZE = 4 * 1024  # until the HTTP phase is over (most connections never pass it)
-MIN_FREE = 16 * 1024  # compact the buffer when less than this is free at its end
+BUFFER_SIZE = 64 * 1024  # the shared receive buffer (one per thread)
+
+
+class RxBuffer:
+    """A receive buffer and to whom it is lent (``owner``: between ``get_buffer`` and
+    ``buffer_updated``; ``busy``: while ``buffer_updated`` consumes it)."""
+
+    __slots__ = ("buf", "busy", "owner", "view")
+
+    def __init__(self, size: int) -> None:
+        self.buf = bytearray(size)
+        self.view = memoryview(self.buf)
+        self.owner: object = None
+        self.busy = False
+
+
+_local = threading.local()
+
+
+def shared_buffer() -> RxBuffer:
+    """This thread's receive buffer, made on first use (``BUFFER_SIZE`` bytes)."""
+    rx: RxBuffer | None = getattr(_local, "rx", None)
+    if rx is None or len(rx.buf) != BUFFER_SIZE:
+        rx = _local.rx = RxBuffer(BUFFER_SIZE)
+    return rx
 
 
 class SstpStreamProtocol(asyncio.BufferedProtocol):
@@ -60,12 +90,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         self.ip_fd = ip_fd
         self.vnet_hdr = vnet_hdr
         self.transport: asyncio.Transport | None = None
-        # the 64 KiB buffer only once the tunnel needs it: a connection that is still in
-        # TLS or HTTP (or never gets further) costs a small one
-        self._buf = bytearray(HTTP_BUFFER_SIZE)
-        self._view = memoryview(self._buf)
-        self._start = 0
-        self._end = 0
+        self._rx = shared_buffer()
+        self._lent: RxBuffer | None = None  # from get_buffer to buffer_updated
+        self._rest = b""  # a partial SSTP packet at the end of the last read
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.tun_errors = 0
@@ -74,11 +101,17 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------ asyncio callbacks
     def get_buffer(self, sizehint: int) -> memoryview:
-        if len(self._buf) - self._end < MIN_FREE:
-            n = self._end - self._start
-            self._buf[:n] = self._buf[self._start : self._end]
-            self._start, self._end = 0, n
-        return self._view[self._end :]
+        rx = self._rx
+        if rx.busy:
+            # a read started from inside another connection's buffer_updated (neither
+            # asyncio nor uvloop does that today): a buffer of its own for this one read
+            rx = RxBuffer(BUFFER_SIZE)
+        n = len(self._rest)
+        if n:
+            rx.buf[:n] = self._rest  # nothing is committed until buffer_updated
+        rx.owner = self
+        self._lent = rx
+        return rx.view[n:]
 
     def buffer_updated(self, nbytes: int) -> None:
         try:
@@ -87,19 +120,26 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             self.internal_error(exc)
 
     def _buffer_updated(self, nbytes: int) -> None:
-        self._end += nbytes
+        rx, self._lent = self._lent, None
+        if rx is None or rx.owner is not self:
+            raise RuntimeError("buffer_updated without get_buffer for this connection")
+        rx.owner = None
+        rx.busy = True
+        try:
+            self._consume(rx.buf, rx.view, len(self._rest) + nbytes)
+        finally:
+            rx.busy = False
+
+    def _consume(self, buf: bytearray, view: memoryview, end: int) -> None:
+        """Handle ``buf[:end]``: the last read after the previous partial packet."""
         session = self.session
         now = self.loop.time()
         if not session.http_done:
-            data = bytes(self._view[self._start : self._end])
-            self._start = self._end = 0
+            data = bytes(view[:end])
+            self._rest = b""
             self.http_phase_data(data, now)
-            if len(self._buf) < BUFFER_SIZE and self.session.http_done:
-                self._buf = bytearray(BUFFER_SIZE)
-                self._view = memoryview(self._buf)
             return
-        buf, view = self._buf, self._view
-        start, end = self._start, self._end
+        start = 0
         fd = self.ip_fd
         is_open = session.is_open
         src = self._source_filter() if is_open else None
@@ -107,10 +147,13 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         slow = False
         rx_packets = rx_bytes = 0
         batch: list[tuple[int, int]] | None = [] if self.vnet_hdr else None
-        while end - start >= HEADER_SIZE:
-            version, flags, length = _unpack_header(buf, start)
-            length &= LENGTH_MASK
-            if version != SSTP_VERSION or length < HEADER_SIZE:
+        # proto.datapath's layout as locals: no call and no global lookup per packet
+        version, hsize, mask, min_fast = SSTP_VERSION, HEADER_SIZE, LENGTH_MASK, IPV4_MIN_FAST
+        ppp0, ppp1, ppp2, ppp3 = _PPP_IPV4
+        src_at, src_end = IPV4_SOURCE, IPV4_SOURCE + 4
+        while end - start >= hsize:
+            length = ((buf[start + 2] << 8) | buf[start + 3]) & mask
+            if buf[start] != version or length < hsize:
                 # framing lost: the session closes without sending anything (§3.1.5.1)
                 session.receive_data(bytes(view[start:end]), now)
                 start = end
@@ -118,18 +161,19 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 break
             if end - start < length:
                 break
-            p = start + HEADER_SIZE
+            p = start + hsize
             if (
                 is_open
-                and not flags & 1
-                and length >= IPV4_MIN_FAST
+                and not buf[start + 1] & 1
+                and length >= min_fast
                 and fd >= 0
-                and buf.startswith(_PPP_IPV4, p)
+                and buf[p] == ppp0
+                and buf[p + 1] == ppp1
+                and buf[p + 2] == ppp2
+                and buf[p + 3] == ppp3
             ):
                 ip = p + 4
-                if buf[ip] >> 4 == 4 and (
-                    src is None or view[ip + IPV4_SOURCE : ip + IPV4_SOURCE + 4] == src
-                ):
+                if buf[ip] >> 4 == 4 and (src is None or view[ip + src_at : ip + src_end] == src):
                     if batch is not None:
                         batch.append((ip, start + length))
                     else:
@@ -142,7 +186,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 else:
                     counters.dropped_spoofed += 1
             else:
-                session.receive_packet(bool(flags & 1), bytes(view[p : start + length]), now)
+                session.receive_packet(
+                    bool(buf[start + 1] & 1), bytes(view[p : start + length]), now
+                )
                 slow = True
                 if session.closed:
                     start = end
@@ -151,11 +197,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 src = self._source_filter() if is_open else None
             start += length
         if batch:
-            # written before the buffer can be compacted (the spans point into it)
+            # written while the shared buffer is still ours (the spans point into it)
             self.tun_errors += write_batch(fd, buf, batch, counters)
-        if start == end:
-            start = end = 0
-        self._start, self._end = start, end
+        self._rest = bytes(view[start:end]) if start < end else b""
         if rx_packets:
             counters.rx_packets += rx_packets
             counters.rx_bytes += rx_bytes
@@ -172,6 +216,13 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # a last get_buffer without buffer_updated (EOF, a reset) left the shared buffer
+        # lent to us: it must not keep this closed connection alive
+        if self._lent is not None:
+            if self._lent.owner is self:
+                self._lent.owner = None
+            self._lent = None
+        self._rest = b""
         self._cancel_timer()
         try:
             self.session.abort_connection(

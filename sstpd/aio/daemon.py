@@ -71,14 +71,18 @@ class Daemon:
         self.started_at = self.loop.time()
         self.started_wall = time.time()
         tc = config.tunnel
-        self.tun = TunDevice(tc.interface)
+        self.tun = TunDevice(tc.interface, offload=tc.offload)
         self.tun.configure(address=tc.address, mtu=tc.mtu, routes=[tc.pool])
         nofile = raise_nofile_limit()
         settings = RuntimeSettings.from_config(config)
         self.server = Server(settings, nofile=nofile, boot_id=f"{int(self.started_wall):x}")
         srv = self.server
         self.pump = TunPump(
-            self.tun.fd, srv.by_ip, srv.stats, lambda: srv.config.limits.session_buffer
+            self.tun.fd,
+            srv.by_ip,
+            srv.stats,
+            lambda: srv.config.limits.session_buffer,
+            vnet_hdr=self.tun.vnet_hdr,
         )
         self.dae: DaeServer | None = None
         self.ssl = make_ssl_context(config) if config.server.tls else None

@@ -71,15 +71,16 @@ class Ipv6Protocol(ClientProtocol):
         on_ppp_event = session._on_ppp_event
 
         def record(ev: object, now: float) -> None:
-            if isinstance(ev, ppp.Ip6Packet):
-                self.packets6.put_nowait(ev.packet)
-            elif isinstance(ev, ppp.Network6Up):
-                if not self.up.done():
-                    self.up.set_result(ev)
-            else:
-                on_ppp_event(ev, now)
+            if isinstance(ev, ppp.Network6Up) and not self.up.done():
+                self.up.set_result(ev)
+            on_ppp_event(ev, now)
+
+        def take6(packet: bytes, now: float) -> bool:
+            self.packets6.put_nowait(packet)
+            return True
 
         session._on_ppp_event = record  # type: ignore[method-assign]
+        session._ip6_from_peer = take6  # type: ignore[method-assign]
 
 
 # Tunnel.open builds its protocol from the module's name: every tunnel of this tool speaks IPv6

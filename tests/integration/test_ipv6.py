@@ -75,13 +75,18 @@ def net() -> Iterator[Netns]:
         kill_namespace(host)
 
 
-@pytest.fixture(scope="module")
-def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "offload"])
+def daemon(
+    net: Netns, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Daemon]:
+    """Twice: the plain TUN, and with ``offload`` (IFF_VNET_HDR: every TUN read and write
+    carries a virtio_net_hdr, so the IPv6 offsets and writes differ)."""
     d = Daemon(net, tmp_path_factory.mktemp("ipv6-daemon"))
     d.prepare()
+    offload = "true" if request.param else "false"
     text = d.config.read_text().replace(
         "[tunnel]\n",
-        f'[tunnel]\nipv6_pool = "{POOL6}"\nipv6_dns = ["2001:db8::53"]\n',
+        f'[tunnel]\nipv6_pool = "{POOL6}"\nipv6_dns = ["2001:db8::53"]\noffload = {offload}\n',
     )
     d.config.write_text(text)
     sh(

@@ -90,7 +90,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
 
     session: ServerSession | ClientSession
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ip_fd: int, vnet_hdr: bool = False) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, ip_fd: int, vnet_hdr: bool = False
+    ) -> None:
         self.loop = loop
         self.ip_fd = ip_fd
         self.vnet_hdr = vnet_hdr

@@ -275,7 +275,7 @@ def test_unit_is_active_ready_and_confined(
             "-p",
             "ActiveState,SubState,Type,StatusText,NRestarts,CapabilityBoundingSet,"
             "ProtectSystem,ProtectHome,NoNewPrivileges,DeviceAllow,ExecReload,LimitNOFILE,"
-            "MainPID",
+            "MainPID,ProtectKernelTunables",
         ).stdout.splitlines()
     )
     assert props["ActiveState"] == "active" and props["SubState"] == "running", props
@@ -285,7 +285,7 @@ def test_unit_is_active_ready_and_confined(
     assert props["NRestarts"] == "0"
     assert set(props["CapabilityBoundingSet"].split()) == {"cap_net_admin", "cap_net_bind_service"}
     assert props["ProtectSystem"] == "strict" and props["ProtectHome"] == "yes"
-    assert props["NoNewPrivileges"] == "yes"
+    assert props["NoNewPrivileges"] == "yes" and props["ProtectKernelTunables"] == "yes"
     assert "/dev/net/tun" in props["DeviceAllow"]
     assert "-HUP" in props["ExecReload"]
     # a flood must not run the daemon out of descriptors at systemd's soft 1024
@@ -380,6 +380,19 @@ def test_dual_stack_keys_forwarding_and_ruleset(
         assert node.run("sysctl", "-n", key).stdout.strip() == "1", key
     # the uplink keeps taking Router Advertisements despite forwarding
     assert node.run("sysctl", "-n", "net.ipv6.conf.up0.accept_ra").stdout.strip() == "2"
+    # the confined daemon could set its TUN's IPv6 settings (ProtectKernelTunables stays)
+    tun = {
+        key: node.run("cat", f"/proc/sys/net/ipv6/conf/sstp0/{key}").stdout.strip()
+        for key in ("addr_gen_mode", "accept_dad", "router_solicitations", "disable_ipv6")
+    }
+    assert tun == {
+        "addr_gen_mode": "1",
+        "accept_dad": "0",
+        "router_solicitations": "0",
+        "disable_ipv6": "0",
+    }, tun
+    assert "fe80:" not in node.run("ip", "-6", "addr", "show", "dev", "sstp0").stdout
+    assert "fd00:77::1/128" in node.run("ip", "-6", "addr", "show", "dev", "sstp0").stdout
     assert "net.ipv6.conf.all.forwarding = 1" in node.run(
         "cat", "/etc/sysctl.d/60-sstpd.conf"
     ).stdout

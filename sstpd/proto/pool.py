@@ -106,9 +106,7 @@ class AddressPool:
         self._reserved: set[IPv4Address] = set()
         self._in_use: set[IPv4Address] = set()
         self._hosts = [
-            a
-            for a in usable_hosts(network, self._excluded)
-            if part is None or a in part
+            a for a in usable_hosts(network, self._excluded) if part is None or a in part
         ]
         self._cursor = 0
         self.set_reserved(reserved)

@@ -24,9 +24,7 @@ def test_two_workers_get_one_half_prefix_each() -> None:
 
 def test_four_workers_on_a_slash_22() -> None:
     parts = slice_pool(IPv4Network("10.8.0.0/22"), 4)
-    assert [p.routes for p in parts] == [
-        [IPv4Network(f"10.8.{i}.0/24")] for i in range(4)
-    ]
+    assert [p.routes for p in parts] == [[IPv4Network(f"10.8.{i}.0/24")] for i in range(4)]
 
 
 def test_three_workers_cover_the_pool_without_overlap() -> None:

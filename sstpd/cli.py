@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
         "built-in defaults with the state directory $STATE_DIRECTORY or "
         f"{DEFAULT_STATE_DIRECTORY})",
     )
+    # one of server.workers processes, started by the supervisor (sstpd.aio.workers)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("check-config", help="validate a configuration file and what it names")
@@ -219,6 +221,10 @@ def _certificate_names(config: Config) -> tuple[str, list[str]]:
 
 def _serve(args: argparse.Namespace) -> int:
     config, config_path = _effective_config(args.config)
+    if args.worker:
+        from sstpd.aio import server, workers
+
+        return server.run(config, config_path, workers.WorkerRole.from_env(config))
     sc = config.server
     created = False
     names = list(config.acme.names)
@@ -234,6 +240,11 @@ def _serve(args: argparse.Namespace) -> int:
     check_secret_mode(config.auth.users_file)
     if sc.tls:
         check_secret_mode(sc.key)
+    from sstpd.aio.workers import supervise, worker_count
+
+    count = worker_count(config)
+    if count > 1:
+        return supervise(config, config_path, count)
     from sstpd.aio.server import run  # type: ignore[import-not-found]
 
     result = run(config, config_path)

@@ -39,6 +39,7 @@ from sstpd.aio.stats import Stats, classify_close
 from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
 from sstpd.aio.webproxy import WebProxy
+from sstpd.aio.workers import LinkControl, RoutedPool, WorkerRole
 from sstpd.config import DEFAULT_CIPHERS, Config, load_config
 from sstpd.errors import HttpError, SstpdError
 from sstpd.files import check_secret_mode
@@ -474,6 +475,7 @@ class ServerProtocol(SstpStreamProtocol):
             "tls_cipher": self.tls_cipher,
             "binding_hash": hp.name if hp is not None else "",
             "cert_hash": self.cert_hashes[hp].hex() if hp in self.cert_hashes else "",
+            "worker": self.server.role.index if self.server.role is not None else 0,
         }
 
     @property
@@ -482,16 +484,28 @@ class ServerProtocol(SstpStreamProtocol):
 
 
 class Server:
-    def __init__(self, config: Config, config_path: str | None = None) -> None:
+    def __init__(
+        self, config: Config, config_path: str | None = None, role: WorkerRole | None = None
+    ) -> None:
+        # role: one of server.workers processes (sstpd.aio.workers); None: the only one
+        self.role = role
+        config = self.localize(config)
         self.config = config
         self.config_path = config_path
         self.loop = asyncio.get_running_loop()
         self.started_at = self.loop.time()
         self.started_wall = time.time()
         tc = config.tunnel
-        self.tun = TunDevice(tc.interface)
-        self.tun.configure(address=tc.address, mtu=tc.mtu, routes=[tc.pool])
-        self.pool = AddressPool(tc.pool, exclude=[tc.address])
+        if role is None:
+            self.tun = TunDevice(tc.interface)
+            self.tun.configure(address=tc.address, mtu=tc.mtu, routes=[tc.pool])
+            self.pool = AddressPool(tc.pool, exclude=[tc.address])
+        else:  # its own TUN, routes for its slice of the pool only
+            self.tun = TunDevice(role.tun_name(tc.interface))
+            self.tun.configure(address=tc.address, mtu=tc.mtu, routes=role.part.routes)
+            self.pool = RoutedPool(
+                tc.pool, exclude=[tc.address], part=role.part, ifname=self.tun.name
+            )
         lc = config.limits
         self.budget = PendingBudget(lc.pending_total, lc.pending_per_source)
         self.heap = HeapTrimmer.for_this_process()  # RSS back to baseline after a flood
@@ -503,6 +517,8 @@ class Server:
         self.load_users()
         self.boot_id = f"{int(self.started_wall):x}"
         self.aaa = Aaa(config, self.lookup, self.boot_id)
+        # Accounting-On/-Off speak for the whole NAS: only the first worker, once
+        self.aaa.announce = role is None or (role.index == 0 and role.generation == 0)
         self.dae: DaeServer | None = None
         self.cert_hashes = binding_hashes(config)
         self.hash_mask = hash_mask(config, self.cert_hashes)
@@ -522,15 +538,23 @@ class Server:
         self.draining = False
         self._ids = 0
         self.stats = Stats()
-        self.control = ControlServer(
-            config.server.control_socket, self.handle_control, config.server.control_group
-        )
+        self.control: ControlServer | LinkControl
+        if role is None:
+            self.control = ControlServer(
+                config.server.control_socket, self.handle_control, config.server.control_group
+            )
+        else:  # the supervisor owns the public socket and asks each worker
+            self.control = LinkControl(role.control_fd, self.handle_control, self.request_stop)
         self._stopped = asyncio.Event()
+
+    def localize(self, config: Config) -> Config:
+        """A worker enforces its share of the global limits (see sstpd.aio.workers)."""
+        return config if self.role is None else self.role.localize(config)
 
     # ------------------------------------------------------------ sessions
     def next_id(self) -> int:
         self._ids += 1
-        return self._ids
+        return self._ids if self.role is None else self.role.session_id(self._ids)
 
     def load_users(self) -> None:
         self.users = read_users(str(self.config.auth.users_file))
@@ -916,7 +940,7 @@ class Server:
         sessions keep theirs. Settings that need a restart are reported, not applied."""
         old = self.config
         try:
-            new = load_config(self.config_path) if self.config_path else old
+            new = self.localize(load_config(self.config_path)) if self.config_path else old
             config, changed, needs_restart = live_config(old, new)
             user_map = read_users(config.auth.users_file)
             if config.server.tls:
@@ -988,6 +1012,7 @@ class Server:
                     self,
                     proxy_protocol=sc.proxy_protocol,
                     router=self.router if tls_alpn else None,
+                    reuse_port=self.role is not None,
                 )
             )
         await self.control.start()
@@ -1001,14 +1026,16 @@ class Server:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         where = ", ".join(f"{a}:{sc.port}" for a in sc.listen)
         hashes = " ".join(f"{p.name}={h.hex()}" for p, h in sorted(self.cert_hashes.items()))
+        role = self.role
         log.info(
-            "listening on %s (%s%s), tunnel %s %s pool %s, %d users; binding hashes %s",
+            "%slistening on %s (%s%s), tunnel %s %s pool %s, %d users; binding hashes %s",
+            f"worker {role.index}: " if role is not None else "",
             where,
             "TLS" if self.ssl else "plain HTTP",
             ", PROXY protocol" if sc.proxy_protocol else "",
             self.tun.name,
             self.config.tunnel.address,
-            self.config.tunnel.pool,
+            " ".join(map(str, role.part.routes)) if role is not None else self.config.tunnel.pool,
             len(self.users),
             hashes,
         )
@@ -1059,7 +1086,9 @@ class Server:
             await asyncio.sleep(0.05)
 
 
-def run(config: Config, config_path: str | None = None, **_: Any) -> int:
+def run(
+    config: Config, config_path: str | None = None, role: WorkerRole | None = None, **_: Any
+) -> int:
     logging.basicConfig(
         level=getattr(logging, config.log.level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -1073,7 +1102,7 @@ def run(config: Config, config_path: str | None = None, **_: Any) -> int:
         runner = asyncio.run
 
     async def main() -> None:
-        server = Server(config, config_path)
+        server = Server(config, config_path, role)
         await server.run()
 
     runner(main())

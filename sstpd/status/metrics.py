@@ -72,6 +72,18 @@ def render_metrics(stats: dict[str, Any] | None) -> str:
         stats["handshakes_in_progress"],
     )
     w.gauge("sstpd_max_sessions", "Configured server.max_sessions.", stats["max_sessions"])
+    if "workers" in stats:  # server.workers > 1: the supervisor's merged answer
+        workers = stats["workers"]
+        w.gauge(
+            "sstpd_workers",
+            "Worker processes running (server.workers).",
+            sum(1 for x in workers if x.get("running")),
+        )
+        w.counter(
+            "sstpd_worker_restarts_total",
+            "Worker processes restarted after they died.",
+            int(stats.get("worker_restarts", 0)),
+        )
     if "pending" in stats:  # daemons before the pre-authentication budgets lack these
         w.gauge(
             "sstpd_pending_connections",

@@ -94,6 +94,7 @@ SESSION_FIELDS = (
     "tls_cipher",
     "binding_hash",  # crypto-binding hash protocol: "SHA256" | "SHA1"
     "cert_hash",  # hex of the certificate hash this session's binding was checked against
+    "worker",  # int, the worker process that holds it (server.workers; 0 with one process)
 )
 
 

@@ -226,6 +226,10 @@ def sessions_table(sessions: list[dict[str, Any]]) -> str:
                 binding or "-",
             ]
         )
+    if any(s.get("worker", 0) for s in sessions):  # server.workers > 1: who holds it
+        header.append("WORKER")
+        for row, s in zip(rows, sessions, strict=True):
+            row.append(str(s.get("worker", 0)))
     return _table(header, rows, right={0, 5, 6, 7, 8, 9})
 
 

@@ -222,9 +222,9 @@ def _certificate_names(config: Config) -> tuple[str, list[str]]:
 def _serve(args: argparse.Namespace) -> int:
     config, config_path = _effective_config(args.config)
     if args.worker:
-        from sstpd.aio import server, workers
+        from sstpd.aio import daemon, workers
 
-        return server.run(config, config_path, workers.WorkerRole.from_env(config))
+        return daemon.run(config, config_path, workers.WorkerRole.from_env(config))
     sc = config.server
     created = False
     names = list(config.acme.names)
@@ -245,7 +245,7 @@ def _serve(args: argparse.Namespace) -> int:
     count = worker_count(config)
     if count > 1:
         return supervise(config, config_path, count)
-    from sstpd.aio.server import run  # type: ignore[import-not-found]
+    from sstpd.aio.daemon import run  # type: ignore[import-not-found]
 
     result = run(config, config_path)
     return result if isinstance(result, int) else 0
@@ -451,7 +451,7 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _connect(argv: Sequence[str]) -> int:
-    from sstpd.client import main as client_main  # type: ignore[import-not-found]
+    from sstpd.aio.client import main as client_main  # type: ignore[import-not-found]
 
     result = client_main(list(argv))
     return result if isinstance(result, int) else 0

@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from sstpd.aio.datapath import count_sent, encode_batch, read_batch
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.tun import TunDevice
 from sstpd.proto.ppp.link import PppClientConfig
@@ -142,14 +143,8 @@ class ClientProtocol(SstpStreamProtocol):
             for p in packets:
                 write(ip_prefix(len(p)) + p)
         else:
-            parts = []
-            for p in packets:
-                parts.append(ip_prefix(len(p)))
-                parts.append(p)
-            self.transport.write(b"".join(parts))
-        c = self.session.counters
-        c.tx_packets += len(packets)
-        c.tx_bytes += sum(len(p) for p in packets)
+            self.transport.write(encode_batch(packets))
+        count_sent(self.session.counters, packets)
 
 
 def _ssl_context(opts: ClientOptions) -> ssl.SSLContext | None:
@@ -208,14 +203,8 @@ class Tunnel:
 
     def _tun_readable(self) -> None:
         assert self.tun is not None
-        batch = []
-        for _ in range(64):
-            try:
-                pkt = os.read(self.tun.fd, 65536)
-            except OSError:
-                break
-            if pkt and pkt[0] >> 4 == 4:  # IPv4 only: IPCP is all we negotiate
-                batch.append(pkt)
+        # IPv4 only: IPCP is all we negotiate
+        batch = [p for p in read_batch(self.tun.fd) if p and p[0] >> 4 == 4]
         if batch:
             self.proto.send_ip_batch(batch)
 

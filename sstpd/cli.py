@@ -222,9 +222,10 @@ def _certificate_names(config: Config) -> tuple[str, list[str]]:
 def _serve(args: argparse.Namespace) -> int:
     config, config_path = _effective_config(args.config)
     if args.worker:
-        from sstpd.aio import daemon, workers
+        from sstpd.aio.daemon import run as run_worker  # type: ignore[import-not-found]
+        from sstpd.aio.workers import WorkerRole
 
-        return daemon.run(config, config_path, workers.WorkerRole.from_env(config))
+        return int(run_worker(config, config_path, WorkerRole.from_env(config)))
     sc = config.server
     created = False
     names = list(config.acme.names)
@@ -240,11 +241,6 @@ def _serve(args: argparse.Namespace) -> int:
     check_secret_mode(config.auth.users_file)
     if sc.tls:
         check_secret_mode(sc.key)
-    from sstpd.aio.workers import supervise, worker_count
-
-    count = worker_count(config)
-    if count > 1:
-        return supervise(config, config_path, count)
     from sstpd.aio.daemon import run  # type: ignore[import-not-found]
 
     result = run(config, config_path)

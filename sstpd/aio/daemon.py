@@ -29,7 +29,7 @@ from sstpd.aio.settings import RuntimeSettings
 from sstpd.aio.tls import cert_summary, make_ssl_context
 from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
-from sstpd.aio.workers import LinkControl, RoutedPool, WorkerRole
+from sstpd.aio.workers import LinkControl, RoutedPool, WorkerRole, supervise, worker_count
 from sstpd.config import Config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
@@ -218,6 +218,10 @@ class Daemon:
 def run(
     config: Config, config_path: str | None = None, role: WorkerRole | None = None, **_: Any
 ) -> int:
+    """``sstpd serve``: the daemon in this process, or the supervisor of
+    ``server.workers`` worker processes (``role``: this process is one of them)."""
+    if role is None and (count := worker_count(config)) > 1:
+        return supervise(config, config_path, count)
     logging.basicConfig(
         level=getattr(logging, config.log.level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -201,3 +201,12 @@ def test_sessions_table_shows_the_worker_column_with_several_workers() -> None:
     }
     assert sessions_table([row]).splitlines()[0].split()[-1] == "WORKER"
     assert "WORKER" not in sessions_table([{**row, "worker": 0}])
+
+
+def test_serve_with_several_workers_runs_the_supervisor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sstpd.aio import daemon
+
+    calls: list[tuple[str | None, int]] = []
+    monkeypatch.setattr(daemon, "supervise", lambda c, p, n: calls.append((p, n)) or 0)
+    assert daemon.run(config("workers = 2"), "/etc/x.toml") == 0
+    assert calls == [("/etc/x.toml", 2)]

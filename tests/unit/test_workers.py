@@ -208,5 +208,6 @@ def test_serve_with_several_workers_runs_the_supervisor(monkeypatch: pytest.Monk
 
     calls: list[tuple[str | None, int]] = []
     monkeypatch.setattr(daemon, "supervise", lambda c, p, n: calls.append((p, n)) or 0)
-    assert daemon.run(config("workers = 2"), "/etc/x.toml") == 0
-    assert calls == [("/etc/x.toml", 2)]
+    path = "/etc/x.toml"
+    assert daemon.run(config("workers = 2"), path) == 0
+    assert calls == [(path, 2)]

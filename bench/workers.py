@@ -1,7 +1,7 @@
 """server.workers: handshakes and packets with 1 and with 2 workers. Prints, asserts nothing.
 
     sudo python3 bench/workers.py [--workers 1,2] [--sessions 2000] [--batch 500]
-        [--concurrency 64] [--clients 2] [--echo-sessions 200] [--echo 1000] [--rounds 3]
+        [--concurrency 64] [--clients 2] [--echo-sessions 200] [--echo 1000] [--window 4]
 
 For each worker count a daemon (ECDSA P-256 certificate, pool 10.96.0.0/16, log level
 info) runs in namespace ``bp-srv``; ``--clients`` processes of bench/_sessions.py in
@@ -9,9 +9,9 @@ info) runs in namespace ``bp-srv``; ``--clients`` processes of bench/_sessions.p
 flight) in batches of ``--batch``. Per batch: the server's CPU (utime + stime of the whole
 process tree from /proc: supervisor and workers) per opened session, and the aggregate
 sessions/s (sessions of all clients / wall time of the slowest). Then ``--echo-sessions``
-sessions each exchange ``--echo`` ICMP echoes with the server's tunnel address (at most 8
-outstanding per session): server CPU per packet (each echo is two packets through the
-server: request in, reply out), and how the sessions were spread over the workers.
+sessions each exchange ``--echo`` ICMP echoes with the server's tunnel address (at most
+``--window`` outstanding per session), ``--rounds`` times: server CPU per packet (requests
+in + replies out), and how the sessions were spread over the workers.
 
 On a 2-core machine the clients share the cores with the server: with 2 workers the
 server can use both cores only while the clients wait, so sessions/s shows how the whole
@@ -85,7 +85,7 @@ def run_workers(a: argparse.Namespace, net: Netns, workers: int) -> dict[str, fl
     try:
         parallel(drivers, [f"open {min(100, a.batch) // a.clients} {c}" for c in conc])
         parallel(drivers, ["close"] * a.clients)  # warm-up, not measured
-        per_hs, rates, client_ms = [], [], []
+        per_hs, rates, client_ms, hs_cores = [], [], [], []
         done = 0
         while done < a.sessions:
             n = min(a.batch, a.sessions - done)
@@ -109,9 +109,11 @@ def run_workers(a: argparse.Namespace, net: Netns, workers: int) -> dict[str, fl
             per_hs.append((c1 - c0) / ok * 1e3)
             client_ms.append((cl1 - cl0) / ok * 1e3)
             rates.append(ok / wall)
+            hs_cores.append((c1 - c0) / wall)
             print(
                 f"  {workers} worker(s): {ok} opened ({errors} errors) in {wall:.1f} s: "
-                f"server {per_hs[-1]:.2f} ms CPU/handshake, {rates[-1]:.0f} sessions/s, "
+                f"server {per_hs[-1]:.2f} ms CPU/handshake ({hs_cores[-1]:.2f} cores), "
+                f"{rates[-1]:.0f} sessions/s, "
                 f"clients {client_ms[-1]:.2f} ms CPU/handshake; spread {where} "
                 f"| before: {busy:.2f} cores busy{'' if quiet else ' (not quiet)'}, "
                 f"loadavg {loadavg()}",
@@ -120,21 +122,26 @@ def run_workers(a: argparse.Namespace, net: Netns, workers: int) -> dict[str, fl
         # packets: echoes through sessions spread over the workers
         parallel(drivers, [f"open {m} 16" for m in split(a.echo_sessions, a.clients)])
         where = spread(d)
-        per_pkt, pps = [], []
+        per_pkt, pps, pkt_cores = [], [], []
         for _ in range(a.rounds):
             busy, quiet = wait_quiet(a.max_busy, a.quiet_timeout)
             c0 = tree_cpu(pid)
-            res = parallel(drivers, [f"echo {a.echo} 8"] * a.clients)
+            res = parallel(drivers, [f"echo {a.echo} {a.window}"] * a.clients)
             c1 = tree_cpu(pid)
             replies = sum(int(r["replies"]) for r in res)
+            sent = sum(int(r["sent"]) for r in res)
             wall = max(float(r["seconds"]) for r in res)
-            packets = 2 * replies
+            # every request reached the server; lost replies were dropped before it read
+            # them (the TUN queue), so they cost it nothing: count requests + replies
+            packets = sent + replies
             per_pkt.append((c1 - c0) / packets * 1e6)
             pps.append(packets / wall)
+            pkt_cores.append((c1 - c0) / wall)
             print(
-                f"  {workers} worker(s): {replies} echoes of {sum(int(r['sent']) for r in res)} "
-                f"through {a.echo_sessions} sessions ({where}) in {wall:.1f} s: server "
-                f"{per_pkt[-1]:.1f} µs CPU/packet, {pps[-1]:.0f} packets/s "
+                f"  {workers} worker(s): {replies} echoes of {sent} "
+                f"through {a.echo_sessions} sessions ({where}), window {a.window}, in "
+                f"{wall:.1f} s: server {per_pkt[-1]:.1f} µs CPU/packet "
+                f"({pkt_cores[-1]:.2f} cores), {pps[-1]:.0f} packets/s "
                 f"| before: {busy:.2f} cores busy{'' if quiet else ' (not quiet)'}, "
                 f"loadavg {loadavg()}",
                 flush=True,
@@ -146,6 +153,8 @@ def run_workers(a: argparse.Namespace, net: Netns, workers: int) -> dict[str, fl
             "client_ms": median(client_ms),
             "us_pkt": median(per_pkt),
             "pps": median(pps),
+            "hs_cores": median(hs_cores),
+            "pkt_cores": median(pkt_cores),
         }
     finally:
         for x in drivers:
@@ -163,6 +172,7 @@ def main() -> int:
     ap.add_argument("--echo-sessions", type=int, default=200)
     ap.add_argument("--echo", type=int, default=1000, help="echoes per session and round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--window", type=int, default=4, help="echoes outstanding per session")
     ap.add_argument("--max-busy", type=float, default=0.5)
     ap.add_argument("--quiet-timeout", type=float, default=20.0)
     a = ap.parse_args()
@@ -182,14 +192,15 @@ def main() -> int:
         f"loadavg {loadavg()}\n"
     )
     print(
-        "| workers | server CPU per handshake | sessions/s (aggregate, client-bound) "
-        "| client CPU per handshake | server CPU per packet | packets/s |"
+        "| workers | server CPU per handshake | sessions/s (all clients) | server cores busy "
+        "| client CPU per handshake | server CPU per packet | packets/s | server cores busy |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for w, r in results.items():
         print(
-            f"| {w} | {r['ms']:.2f} ms | {r['rate']:.0f} | {r['client_ms']:.2f} ms "
-            f"| {r['us_pkt']:.1f} µs | {r['pps']:.0f} |"
+            f"| {w} | {r['ms']:.2f} ms | {r['rate']:.0f} | {r['hs_cores']:.2f} "
+            f"| {r['client_ms']:.2f} ms | {r['us_pkt']:.1f} µs | {r['pps']:.0f} "
+            f"| {r['pkt_cores']:.2f} |"
         )
     return 0
 

@@ -277,7 +277,13 @@ def test_drain_and_reload_reach_every_worker(net: Netns, daemon: Daemon) -> None
         assert dns == ["10.77.0.99"]
     finally:
         daemon.config.write_text(text)
-        control.call(sock(daemon), "reload")
+        # SIGHUP to the supervisor (systemctl reload) reaches both workers too
+        before = daemon.log_text().count("reloaded ")
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            "both workers to reload", lambda: daemon.log_text().count("reloaded ") >= before + 2
+        )
     wait_for("all sessions to end", lambda: daemon.stats()["pool_in_use"] == 0)
 
 
@@ -337,3 +343,47 @@ def test_sigterm_stops_every_worker(net: Netns, daemon: Daemon) -> None:
         assert log.count("closed: server shutting down") == 6, log[-3000:]
     finally:
         pool.close()
+
+
+def test_workers_stop_when_the_supervisor_is_killed(
+    net: Netns, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    d = Daemon(net, tmp_path_factory.mktemp("workers-orphans"), workers=2)
+    d.prepare()
+    d.start()
+    try:
+        pids = worker_pids(d)
+        assert d.proc is not None
+        d.proc.kill()  # SIGKILL: no chance to stop the workers itself
+        d.proc.wait()
+        wait_for(
+            "the workers to notice and stop",
+            lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids.values()),
+        )
+        assert "the supervisor is gone: stopping" in d.log_text()
+    finally:
+        d.proc = None
+        d.logf.close()
+
+
+def test_a_worker_that_cannot_start_fails_the_start(
+    net: Netns, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # something else holds the port without SO_REUSEPORT: the workers cannot bind
+    blocker = net.popen(
+        net.srv,
+        sys.executable,
+        "-c",
+        "import socket, time; s = socket.create_server(('10.231.100.1', 443)); time.sleep(60)",
+    )
+    try:
+        time.sleep(1.0)
+        d = Daemon(net, tmp_path_factory.mktemp("workers-nostart"), workers=2)
+        d.prepare()
+        with pytest.raises(AssertionError, match="did not become ready"):
+            d.start()
+        assert "a worker did not start: stopping" in d.log_text()
+        assert "sstp0" not in net.run(net.srv, "ip", "-br", "link").stdout
+    finally:
+        blocker.kill()
+        blocker.wait()

@@ -290,6 +290,19 @@ def stats_text(st: dict[str, Any]) -> str:
         ("handshakes", ", ".join(f"{k} {v}" for k, v in hs.items())),
         ("auth failures", str(st["auth_failures"])),
     ]
+    if "workers" in st:  # server.workers > 1
+        ws = st["workers"]
+        lines.append(
+            (
+                "workers",
+                f"{sum(1 for w in ws if w['running'])} of {len(ws)} running, "
+                f"{st.get('worker_restarts', 0)} restarts; sessions "
+                + ", ".join(
+                    f"w{w['index']} {w['sessions']}" if w["running"] else f"w{w['index']} down"
+                    for w in ws
+                ),
+            )
+        )
     if "pending" in st:
         blocked = st["auth_blocked"]
         lines += [

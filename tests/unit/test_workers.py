@@ -14,7 +14,7 @@ import pytest
 
 from sstpd.aio.workers import Supervisor, Worker, WorkerRole, share, worker_count
 from sstpd.config import Config, ConfigError, parse_config
-from sstpd.ctl import sessions_table
+from sstpd.ctl import sessions_table, stats_text
 from sstpd.proto.pool import slice_pool
 
 
@@ -128,6 +128,24 @@ def test_stats_merge(tmp_path: Path) -> None:
     assert st["status"] == "ok" and st["pool_free"] == 200
     assert st["certificate_not_after"] == "2027-01-01"
     assert [w["sessions"] for w in st["workers"]] == [3, 4]
+    full = {
+        **st,
+        "handshakes_in_progress": 0,
+        "pool_in_use": 7,
+        "pool_size": 253,
+        "auth_failures": 0,
+        "crypto_binding_failures": 0,
+        "rx_packets": 0,
+        "tx_packets": 0,
+        "tx_bytes": 0,
+        "dropped_spoofed": 0,
+        "dropped_overflow": 0,
+        "tun_no_route": 0,
+        "reloads": 0,
+        "reload_failures": 0,
+    }
+    line = next(x for x in stats_text(full).splitlines() if x.startswith("workers"))
+    assert line.split(None, 1)[1] == "2 of 2 running, 0 restarts; sessions w0 3, w1 4"
 
 
 def test_health_merge_reports_the_worst_and_missing_workers(tmp_path: Path) -> None:

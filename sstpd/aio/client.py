@@ -25,19 +25,18 @@ import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from sstpd.aio.datapath import count_sent, encode_batch, read_batch
+from sstpd.aio.datapath import read_batch, send_batch
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.tun import TunDevice
 from sstpd.proto.ppp.link import PppClientConfig
 from sstpd.proto.session import (
-    AuthenticationFailed,
+    AuthFailed,
     ClientSession,
     Event,
     IpReceived,
     Notice,
     SessionClosed,
     SessionOpened,
-    ip_prefix,
 )
 from sstpd.proto.sstp.binding import cert_hashes as hashes_of
 from sstpd.proto.sstp.constants import HashProtocol
@@ -83,7 +82,7 @@ class ClientProtocol(SstpStreamProtocol):
         self.opened: asyncio.Future[SessionOpened] = loop.create_future()
         self.closed: asyncio.Future[str] = loop.create_future()
         self.packets: asyncio.Queue[bytes] = asyncio.Queue()
-        self.auth_failure: AuthenticationFailed | None = None
+        self.auth_failure: AuthFailed | None = None
         self.on_event = self._on_event
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,7 +113,7 @@ class ClientProtocol(SstpStreamProtocol):
                 self.opened.set_result(ev)
         elif isinstance(ev, IpReceived):
             self.packets.put_nowait(ev.packet)
-        elif isinstance(ev, AuthenticationFailed):
+        elif isinstance(ev, AuthFailed):
             self.auth_failure = ev
         elif isinstance(ev, Notice):
             log.debug("%s", ev.message)
@@ -138,13 +137,12 @@ class ClientProtocol(SstpStreamProtocol):
     def send_ip_batch(self, packets: list[bytes]) -> None:
         if self.transport is None or not self.session.is_open:
             return
-        if self.opts.record_per_packet:
-            write = self.transport.write
-            for p in packets:
-                write(ip_prefix(len(p)) + p)
-        else:
-            self.transport.write(encode_batch(packets))
-        count_sent(self.session.counters, packets)
+        send_batch(
+            self.transport,
+            self.session.counters,
+            packets,
+            record_per_packet=self.opts.record_per_packet,
+        )
 
 
 def _ssl_context(opts: ClientOptions) -> ssl.SSLContext | None:

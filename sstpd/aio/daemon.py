@@ -94,7 +94,10 @@ class Daemon:
             role=role,
             pool=pool,
         )
-        self.pump = TunPump(self.tun.fd, self.server, self.server.stats)
+        srv = self.server
+        self.pump = TunPump(
+            self.tun.fd, srv.by_ip, srv.stats, lambda: srv.config.limits.session_buffer
+        )
         self.dae: DaeServer | None = None
         self.ssl = make_ssl_context(config) if config.server.tls else None
         # ACME (sstpd.aio.acme): the router answers TLS-ALPN-01 on the listener

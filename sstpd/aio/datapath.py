@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from sstpd.aio.stats import Stats
-from sstpd.proto.session import Counters, ip_prefix
-
-if TYPE_CHECKING:
-    from sstpd.aio.connection import ServerProtocol
-    from sstpd.aio.server import Server
+from sstpd.proto.datapath import IPV4_DESTINATION, Counters, encode_ip_packet, ip_prefix
 
 TUN_BATCH = 64  # packets read per wake-up of the TUN fd
 TUN_READ_SIZE = 65536  # larger than any MTU: one read is one whole packet
@@ -45,26 +42,56 @@ def encode_batch(packets: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def count_sent(counters: Counters, packets: list[bytes]) -> None:
+def send_batch(
+    transport: asyncio.Transport,
+    counters: Counters,
+    packets: list[bytes],
+    *,
+    record_per_packet: bool = False,
+) -> None:
+    """One write for the batch (or one per packet: the shape of clients such as
+    openconnect, for tests and benchmarks); the counters count the IP bytes."""
+    if record_per_packet:
+        write = transport.write
+        for p in packets:
+            write(encode_ip_packet(p))
+    else:
+        transport.write(encode_batch(packets))
     counters.tx_packets += len(packets)
     counters.tx_bytes += sum(len(p) for p in packets)
 
 
-def send_batch(transport: asyncio.Transport, counters: Counters, packets: list[bytes]) -> None:
-    """One write for the batch; the counters count the IP bytes."""
-    transport.write(encode_batch(packets))
-    count_sent(counters, packets)
+class _Counted(Protocol):
+    @property
+    def counters(self) -> Counters: ...
+
+
+class Peer(Protocol):
+    """What the pump needs of a connection (``aio.connection.ServerProtocol``)."""
+
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+    @property
+    def session(self) -> _Counted: ...
 
 
 class TunPump:
-    """The daemon's TUN device: packets the kernel routes into it go to the session whose
-    tunnel address is their destination (``Server.by_ip``); packets from sessions are
-    written to it."""
+    """The daemon's TUN device: packets the kernel routes into it go to the connection
+    whose tunnel address is their destination (``routes``: the registry's ``by_ip``);
+    packets from sessions are written to it. ``buffer_limit()``: the send-buffer size
+    above which a connection's batch is dropped (``limits.session_buffer``, live)."""
 
-    def __init__(self, fd: int, server: Server, stats: Stats) -> None:
+    def __init__(
+        self,
+        fd: int,
+        routes: Mapping[bytes, Peer],
+        stats: Stats,
+        buffer_limit: Callable[[], int],
+    ) -> None:
         self.fd = fd
-        self.server = server
+        self.routes = routes
         self.stats = stats
+        self.buffer_limit = buffer_limit
 
     def write(self, packet: bytes) -> None:
         """One packet from a session (the slow path; the fast path writes ``fd`` itself)."""
@@ -74,10 +101,15 @@ class TunPump:
             self.stats.tun_no_route += 1
 
     def readable(self) -> None:
-        by_ip = self.server.by_ip
-        pending: dict[ServerProtocol, list[bytes]] = {}
+        by_ip = self.routes
+        pending: dict[Peer, list[bytes]] = {}
         for pkt in read_batch(self.fd):
-            proto = by_ip.get(pkt[16:20]) if pkt[0] >> 4 == 4 else None
+            # IPv4: the destination address; IPv6 (next) will key a second dict by the /64
+            proto = (
+                by_ip.get(pkt[IPV4_DESTINATION : IPV4_DESTINATION + 4])
+                if pkt[0] >> 4 == 4
+                else None
+            )
             if proto is None:
                 self.stats.tun_no_route += 1
                 continue
@@ -85,7 +117,7 @@ class TunPump:
             if lst is None:
                 lst = pending[proto] = []
             lst.append(pkt)
-        limit = self.server.config.limits.session_buffer
+        limit = self.buffer_limit()
         for proto, packets in pending.items():
             tr = proto.transport
             if tr is None or tr.get_write_buffer_size() > limit:

@@ -5,6 +5,8 @@ buffer, SSTP packets are framed in place, and IPv4 data packets of an open sessi
 the TUN fd with a single ``os.write`` of a memoryview slice, without creating any Python
 object per packet beyond the slice. Every other packet is copied out and handed to the
 sans-I/O session (``sstpd.proto.session``), whose output is written after the batch.
+The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; they
+are read in place here (no call per packet), the slow path decodes the same bytes.
 """
 
 from __future__ import annotations
@@ -15,10 +17,23 @@ import logging
 import os
 from collections.abc import Callable
 
+from sstpd.proto.datapath import (
+    HEADER,
+    HEADER_SIZE,
+    IPV4_MIN_FAST,
+    IPV4_SOURCE,
+    LENGTH_MASK,
+    PPP_HEADER,
+    SSTP_VERSION,
+    Family,
+)
 from sstpd.proto.session import ClientSession, Event, ServerSession
 from sstpd.proto.sstp.constants import Status
 
 log = logging.getLogger("sstpd.session")
+
+_unpack_header = HEADER.unpack_from
+_PPP_IPV4 = PPP_HEADER[Family.IPV4]
 
 BUFFER_SIZE = 64 * 1024
 HTTP_BUFFER_SIZE = 4 * 1024  # until the HTTP phase is over (most connections never pass it)
@@ -84,9 +99,10 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         counters = session.counters
         slow = False
         rx_packets = rx_bytes = 0
-        while end - start >= 4:
-            length = ((buf[start + 2] & 0x0F) << 8) | buf[start + 3]
-            if buf[start] != 0x10 or length < 4:
+        while end - start >= HEADER_SIZE:
+            version, flags, length = _unpack_header(buf, start)
+            length &= LENGTH_MASK
+            if version != SSTP_VERSION or length < HEADER_SIZE:
                 # framing lost: the session closes without sending anything (§3.1.5.1)
                 session.receive_data(bytes(view[start:end]), now)
                 start = end
@@ -94,19 +110,18 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 break
             if end - start < length:
                 break
-            p = start + 4
+            p = start + HEADER_SIZE
             if (
                 is_open
-                and not buf[start + 1] & 1
-                and length >= 24
-                and buf[p] == 0xFF
-                and buf[p + 1] == 0x03
-                and buf[p + 2] == 0x00
-                and buf[p + 3] == 0x21
+                and not flags & 1
+                and length >= IPV4_MIN_FAST
                 and fd >= 0
+                and buf.startswith(_PPP_IPV4, p)
             ):
                 ip = p + 4
-                if buf[ip] >> 4 == 4 and (src is None or view[ip + 12 : ip + 16] == src):
+                if buf[ip] >> 4 == 4 and (
+                    src is None or view[ip + IPV4_SOURCE : ip + IPV4_SOURCE + 4] == src
+                ):
                     try:
                         os.write(fd, view[ip : start + length])
                     except OSError:
@@ -116,9 +131,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 else:
                     counters.dropped_spoofed += 1
             else:
-                session.receive_packet(
-                    bool(buf[start + 1] & 1), bytes(view[p : start + length]), now
-                )
+                session.receive_packet(bool(flags & 1), bytes(view[p : start + length]), now)
                 slow = True
                 if session.closed:
                     start = end

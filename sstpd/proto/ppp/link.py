@@ -4,8 +4,9 @@ Dead -> Establish (LCP) -> Authenticate (PAP / MS-CHAPv2 / EAP) -> Network (IPCP
 Terminate -> Dead. :class:`PppServer` is the authenticator and address giver,
 :class:`PppClient` the peer; both are sans-I/O objects with the project's driver shape:
 
-* inputs: ``lower_up(now)``, ``lower_down(now)``, ``receive_frame(frame, now)``,
-  ``close(reason, now)``, ``handle_timer(now)``;
+* inputs: ``lower_up(now)``, ``lower_down(now)``, ``receive_frame(frame, now)`` (or
+  ``receive_payload(protocol, payload, now)`` when the caller has decoded the frame, as
+  the session does), ``close(reason, now)``, ``handle_timer(now)``;
 * outputs: ``frames_to_send()`` (``FF 03`` + protocol + packet), ``pop_events()``,
   ``get_timer()`` (absolute deadline or None). :class:`Notice` events are log lines for
   the I/O layer (this package does no logging): ignored peer input and why.
@@ -15,6 +16,9 @@ discarded before their phase (§3.5, §3.6); unknown protocols are answered with
 Protocol-Reject only while LCP is Opened (§5.7); a link whose only NCP finishes is closed
 (as pppd does). :class:`LinkDown` is the one terminal event; after it every input is
 ignored.
+
+IP data frames are not the link's: the session's data path (``proto.datapath``) takes them
+before they get here. An IPv4 frame given to the link anyway is counted in ``dropped``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Protocol as TypingProtocol
 
@@ -44,13 +48,12 @@ from sstpd.proto.ppp.auth import (
 from sstpd.proto.ppp.eap import EAP_MSCHAPV2, EapPeer, EapServer
 from sstpd.proto.ppp.frame import Code, Packet, Protocol, decode_frame, encode_frame
 from sstpd.proto.ppp.fsm import Fsm, FsmHandler, State
-from sstpd.proto.ppp.ipcp import IpcpClientHandler, IpcpServerHandler
+from sstpd.proto.ppp.ipcp import IpcpClientHandler, IpcpListener, IpcpServerHandler
 from sstpd.proto.ppp.lcp import LcpHandler, LcpListener
 
 __all__ = [
     "AuthFailed",
     "AuthSucceeded",
-    "IpPacket",
     "LinkDown",
     "NetworkUp",
     "Notice",
@@ -76,7 +79,7 @@ class Phase(enum.Enum):
 class AuthSucceeded:
     username: str
     method: str
-    hlak: bytes
+    hlak: bytes = field(repr=False)  # key material: never in a log line
 
 
 @dataclass(frozen=True)
@@ -95,11 +98,6 @@ class NetworkUp:
 
 
 @dataclass(frozen=True)
-class IpPacket:
-    packet: bytes
-
-
-@dataclass(frozen=True)
 class LinkDown:
     reason: str
 
@@ -112,7 +110,7 @@ class Notice:
     message: str
 
 
-PppEvent = AuthSucceeded | AuthFailed | NetworkUp | IpPacket | LinkDown | Notice
+PppEvent = AuthSucceeded | AuthFailed | NetworkUp | LinkDown | Notice
 
 #: Identification packets logged one by one; beyond this, one line and then silence.
 IDENTIFICATION_LOGGED = 8
@@ -169,7 +167,7 @@ _AUTH_PROTOCOL = {MSCHAPV2: Protocol.CHAP, PAP: Protocol.PAP, EAP_MSCHAPV2: Prot
 MAX_CARRIED_PACKET = 4095 - 4 - 4
 
 
-class _Link(LcpListener):
+class _Link(LcpListener, IpcpListener):
     """What server and client share: LCP, phases, dispatch, timers, output queues."""
 
     _is_server = False
@@ -299,15 +297,25 @@ class _Link(LcpListener):
             self.close("authentication timeout", now)
 
     def receive_frame(self, frame: bytes, now: float) -> None:
-        self._now = now
-        if self._finished or self.phase is Phase.DEAD:
-            return
+        """One PPP frame as it arrived (``FF 03`` and the protocol field in any form)."""
         try:
             protocol, offset = decode_frame(frame)
         except ParseError:
-            self.dropped += 1
+            self.receive_malformed(now)
             return
-        payload = bytes(frame[offset:])
+        self.receive_payload(protocol, bytes(frame[offset:]), now)
+
+    def receive_malformed(self, now: float) -> None:
+        """A frame whose protocol field could not be decoded: counted, nothing else."""
+        self._now = now
+        if not self._finished and self.phase is not Phase.DEAD:
+            self.dropped += 1
+
+    def receive_payload(self, protocol: int, payload: bytes, now: float) -> None:
+        """One decoded frame: its ``protocol`` and what follows the protocol field."""
+        self._now = now
+        if self._finished or self.phase is Phase.DEAD:
+            return
         if protocol == Protocol.LCP:
             self.lcp.receive(payload, now)
         elif protocol in (Protocol.PAP, Protocol.CHAP, Protocol.EAP):
@@ -318,10 +326,7 @@ class _Link(LcpListener):
             else:
                 self.dropped += 1
         elif protocol == Protocol.IPV4:
-            if self.is_network_up:
-                self._events.append(IpPacket(payload))
-            else:
-                self.dropped += 1
+            self.dropped += 1  # the data path's (see the module docstring), never the link's
         elif self.lcp.state == State.OPENED:
             # RFC 1661 §5.7: Rejected-Information is truncated to fit the peer's MRU.
             rejected = struct.pack("!H", protocol) + payload
@@ -442,10 +447,12 @@ class _Link(LcpListener):
         self.ipcp.open(now)
         self.ipcp.up(now)
 
-    def _ipcp_down(self) -> None:
+    # ------------------------------------------------------------------ IPCP callbacks
+
+    def ipcp_down(self) -> None:
         self.is_network_up = False
 
-    def _ipcp_finished(self) -> None:
+    def ipcp_finished(self) -> None:
         if self.phase is Phase.NETWORK:
             self.close("no network protocol running", self._now)
 
@@ -544,13 +551,11 @@ class PppServer(_Link):
             peer=address,
             dns=self.config.dns,
             nbns=self.config.nbns,
-            on_up=self._ipcp_up,
-            on_down=self._ipcp_down,
-            on_finished=self._ipcp_finished,
+            listener=self,
         )
         self._open_ipcp(handler, now)
 
-    def _ipcp_up(self) -> None:
+    def ipcp_up(self) -> None:
         assert self.peer_address is not None
         self.is_network_up = True
         self._events.append(
@@ -630,16 +635,11 @@ class PppClient(_Link):
         return False
 
     def _start_network(self, now: float) -> None:
-        handler = IpcpClientHandler(
-            request_dns=self.config.request_dns,
-            on_up=self._ipcp_up,
-            on_down=self._ipcp_down,
-            on_finished=self._ipcp_finished,
-        )
+        handler = IpcpClientHandler(request_dns=self.config.request_dns, listener=self)
         self._ipcp_handler = handler
         self._open_ipcp(handler, now)
 
-    def _ipcp_up(self) -> None:
+    def ipcp_up(self) -> None:
         handler = self._ipcp_handler
         assert handler is not None
         self.is_network_up = True

@@ -84,7 +84,13 @@ class Daemon:
         else:  # its own TUN, routes for its slice of the pool only
             self.tun = TunDevice(role.tun_name(tc.interface))
             self.tun.configure(address=tc.address, mtu=tc.mtu, routes=role.part.routes)
-            pool = RoutedPool(tc.pool, exclude=[tc.address], part=role.part, ifname=self.tun.name)
+            pool = RoutedPool(
+                tc.pool,
+                exclude=[tc.address],
+                part=role.part,
+                ifname=self.tun.name,
+                claim_dynamic=lambda: "radius" in self.config.auth.backends,
+            )
         nofile = raise_nofile_limit()
         settings = RuntimeSettings.from_config(config)
         self.server = Server(

@@ -132,7 +132,12 @@ class WorkerRole:
 class RoutedPool(AddressPool):
     """A worker's pool: dynamic addresses from its slice (routed to its TUN at start);
     any address asked for by name (static, Framed-IP-Address) gets an exclusive /32
-    route to this worker's TUN while it is held."""
+    route to this worker's TUN while it is held.
+
+    Static addresses of the users file are reserved in every worker, so no dynamic
+    allocation can collide with them. A RADIUS Framed-IP-Address can lie in another
+    worker's dynamic range: while ``claim_dynamic()`` is true (RADIUS is a backend) every
+    dynamic address is claimed with a /32 too, and one another worker holds is skipped."""
 
     def __init__(
         self,
@@ -141,28 +146,43 @@ class RoutedPool(AddressPool):
         exclude: list[IPv4Address],
         part: PoolSlice,
         ifname: str,
+        claim_dynamic: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(network, exclude=exclude, part=part)
         self.ifindex = socket.if_nametoindex(ifname)
         self.ifname = ifname
+        self.claim_dynamic = claim_dynamic
         self._routed: set[IPv4Address] = set()
 
     def allocate(self, static: IPv4Address | None = None) -> IPv4Address | None:
+        if static is None and self.claim_dynamic():
+            for _ in range(self.size):
+                addr = super().allocate()
+                if addr is None:
+                    return None
+                if self._claim(addr, quiet=True):
+                    return addr
+            return None
         addr = super().allocate(static)
         if addr is None or static is None:
             return addr
+        return addr if self._claim(addr) else None
+
+    def _claim(self, addr: IPv4Address, quiet: bool = False) -> bool:
+        """Route ``addr``/32 here unless another worker has; on failure it is released."""
         try:
             route.add_host_route(addr, self.ifindex)
         except FileExistsError:
-            log.warning("address %s is held by a session of another worker", addr)
+            if not quiet:
+                log.warning("address %s is held by a session of another worker", addr)
             super().release(addr)
-            return None
+            return False
         except OSError as exc:
             log.error("cannot route %s/32 to %s: %s", addr, self.ifname, exc)
             super().release(addr)
-            return None
+            return False
         self._routed.add(addr)
-        return addr
+        return True
 
     def release(self, address: IPv4Address) -> None:
         if address in self._routed:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from sstpd.aio.workers import Supervisor, Worker, WorkerRole, share, worker_count
+from sstpd.aio import workers
+from sstpd.aio.workers import RoutedPool, Supervisor, Worker, WorkerRole, share, worker_count
 from sstpd.config import Config, ConfigError, parse_config
 from sstpd.ctl import sessions_table, stats_text
 from sstpd.proto.pool import slice_pool
@@ -229,3 +230,64 @@ def test_serve_with_several_workers_runs_the_supervisor(monkeypatch: pytest.Monk
     path = "/etc/x.toml"
     assert daemon.run(config("workers = 2"), path) == 0
     assert calls == [(path, 2)]
+
+
+class FakeRoutes:
+    """The kernel's /32 routes as the workers see them: one holder per address."""
+
+    def __init__(self) -> None:
+        self.routes: dict[IPv4Address, int] = {}
+
+    def add(self, address: IPv4Address, ifindex: int) -> None:
+        if address in self.routes:
+            raise FileExistsError(17, "exists")
+        self.routes[address] = ifindex
+
+    def delete(self, address: IPv4Address, ifindex: int) -> None:
+        if self.routes.get(address) != ifindex:
+            raise ProcessLookupError(3, "no such route")
+        del self.routes[address]
+
+
+def _routed_pools(
+    monkeypatch: pytest.MonkeyPatch, claim: bool
+) -> tuple[FakeRoutes, RoutedPool, RoutedPool]:
+    kernel = FakeRoutes()
+    monkeypatch.setattr(workers.route, "add_host_route", kernel.add)
+    monkeypatch.setattr(workers.route, "del_host_route", kernel.delete)
+    monkeypatch.setattr(workers.socket, "if_nametoindex", lambda name: {"t0": 10, "t1": 11}[name])
+    net, server = IPv4Network("10.77.0.0/24"), IPv4Address("10.77.0.1")
+    parts = slice_pool(net, 2, [server])
+    pools = [
+        RoutedPool(net, exclude=[server], part=p, ifname=f"t{i}", claim_dynamic=lambda: claim)
+        for i, p in enumerate(parts)
+    ]
+    return kernel, pools[0], pools[1]
+
+
+def test_a_static_address_is_held_by_one_worker_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel, w0, w1 = _routed_pools(monkeypatch, claim=False)
+    static = IPv4Address("10.77.0.200")
+    assert w0.allocate(static) == static and kernel.routes == {static: 10}
+    assert w1.allocate(static) is None and w1.in_use == 0  # refused, nothing held
+    w0.release(static)
+    assert kernel.routes == {}
+    assert w1.allocate(static) == static and kernel.routes == {static: 11}
+    # dynamic addresses need no route without RADIUS: the slice routes cover them
+    assert w0.allocate() is not None and kernel.routes == {static: 11}
+
+
+def test_with_radius_a_framed_address_in_another_slice_is_skipped_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kernel, w0, w1 = _routed_pools(monkeypatch, claim=True)
+    framed = IPv4Address("10.77.0.128")  # the first dynamic address of worker 1's slice
+    assert w0.allocate(framed) == framed
+    got = w1.allocate()
+    assert got is not None and got != framed and kernel.routes[got] == 11
+    assert w1.in_use == 1  # the skipped address is not held by worker 1
+    w0.release(framed)
+    # worker 1 hands it out once it is free again (the cursor comes round to it)
+    rest = [w1.allocate() for _ in range(w1.size - 1)]
+    assert framed in rest and kernel.routes[framed] == 11
+    assert w1.allocate() is None  # exhausted

@@ -408,6 +408,9 @@ class Supervisor:
         )
         if ready not in done:
             ready.cancel()
+            if self.stopping:  # SIGTERM while starting
+                await self._finish()
+                return 0
             log.error("a worker did not start: stopping")
             self.request_stop()
             await self._finish()

@@ -353,6 +353,9 @@ class Supervisor:
         except OSError:
             return
         if "READY=1" in data.split("\n"):
+            if w.restarts and not self.stopping:
+                log.info("worker %d listens again", w.index)
+                sd_notify(f"STATUS=listening with {self.count} workers")
             w.ready.set()
             if self.draining:  # a restarted worker follows the daemon's drain state
                 task = self.loop.create_task(w.call({"cmd": "drain"}))
@@ -394,11 +397,11 @@ class Supervisor:
 
     async def run(self) -> int:
         await self.control.start()
-        for w in self.workers:
-            await self.spawn(w)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        for w in self.workers:
+            await self.spawn(w)
         ready = self.loop.create_task(self._all_ready())
         dead = self.loop.create_task(self._first_death())
         done, _ = await asyncio.wait(

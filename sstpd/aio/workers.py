@@ -401,7 +401,8 @@ class Supervisor:
             self.loop.add_signal_handler(sig, self.request_stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._sighup)
         for w in self.workers:
-            await self.spawn(w)
+            if not self.stopping:
+                await self.spawn(w)
         ready = self.loop.create_task(self._all_ready())
         dead = self.loop.create_task(self._first_death())
         done, _ = await asyncio.wait(

@@ -166,6 +166,21 @@ def test_ready_once_both_workers_listen(net: Netns, daemon: Daemon) -> None:
     assert daemon.proc is not None and set(pids) == {0, 1}
     for pid in pids.values():
         assert Path(f"/proc/{pid}").exists() and pid != daemon.proc.pid
+    # every client address of the pool routes to the TUN of the worker whose slice has it
+    hosts = [a for a in IPv4Network("10.77.0.0/24").hosts() if str(a) != "10.77.0.1"]
+    batch = "".join(f"route get {a}\n" for a in hosts)
+    out = subprocess.run(
+        ["ip", "-n", net.srv, "-o", "-batch", "-"],
+        input=batch,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(out) == len(hosts) == 253
+    for a, line in zip(hosts, out, strict=True):
+        words = line.split()
+        owner = 0 if a in SLICES[0] else 1
+        assert words[0] == str(a) and words[words.index("dev") + 1] == TUNS[owner], line
     listeners = net.run(net.srv, "ss", "-Hltnp", "sport", "= :443").stdout
     assert sum(f"pid={pid}," in listeners for pid in pids.values()) == 2, listeners
 

@@ -5,8 +5,9 @@ buffer, SSTP packets are framed in place, and IPv4 data packets of an open sessi
 the TUN fd with a single ``os.write`` of a memoryview slice, without creating any Python
 object per packet beyond the slice. Every other packet is copied out and handed to the
 sans-I/O session (``sstpd.proto.session``), whose output is written after the batch.
-The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; they
-are read in place here (no call per packet), the slow path decodes the same bytes.
+The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; the
+loop binds them to locals and compares bytes by index (a struct or ``startswith`` call
+per packet costs 40-100 ns here, measured), the slow path decodes the same bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import os
 from collections.abc import Callable
 
 from sstpd.proto.datapath import (
-    HEADER,
     HEADER_SIZE,
     IPV4_MIN_FAST,
     IPV4_SOURCE,
@@ -32,7 +32,6 @@ from sstpd.proto.sstp.constants import Status
 
 log = logging.getLogger("sstpd.session")
 
-_unpack_header = HEADER.unpack_from
 _PPP_IPV4 = PPP_HEADER[Family.IPV4]
 
 BUFFER_SIZE = 64 * 1024
@@ -99,10 +98,13 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         counters = session.counters
         slow = False
         rx_packets = rx_bytes = 0
-        while end - start >= HEADER_SIZE:
-            version, flags, length = _unpack_header(buf, start)
-            length &= LENGTH_MASK
-            if version != SSTP_VERSION or length < HEADER_SIZE:
+        # proto.datapath's layout as locals: no call and no global lookup per packet
+        version, hsize, mask, min_fast = SSTP_VERSION, HEADER_SIZE, LENGTH_MASK, IPV4_MIN_FAST
+        ppp0, ppp1, ppp2, ppp3 = _PPP_IPV4
+        src_at, src_end = IPV4_SOURCE, IPV4_SOURCE + 4
+        while end - start >= hsize:
+            length = ((buf[start + 2] << 8) | buf[start + 3]) & mask
+            if buf[start] != version or length < hsize:
                 # framing lost: the session closes without sending anything (§3.1.5.1)
                 session.receive_data(bytes(view[start:end]), now)
                 start = end
@@ -110,18 +112,19 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 break
             if end - start < length:
                 break
-            p = start + HEADER_SIZE
+            p = start + hsize
             if (
                 is_open
-                and not flags & 1
-                and length >= IPV4_MIN_FAST
+                and not buf[start + 1] & 1
+                and length >= min_fast
                 and fd >= 0
-                and buf.startswith(_PPP_IPV4, p)
+                and buf[p] == ppp0
+                and buf[p + 1] == ppp1
+                and buf[p + 2] == ppp2
+                and buf[p + 3] == ppp3
             ):
                 ip = p + 4
-                if buf[ip] >> 4 == 4 and (
-                    src is None or view[ip + IPV4_SOURCE : ip + IPV4_SOURCE + 4] == src
-                ):
+                if buf[ip] >> 4 == 4 and (src is None or view[ip + src_at : ip + src_end] == src):
                     try:
                         os.write(fd, view[ip : start + length])
                     except OSError:
@@ -131,7 +134,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 else:
                     counters.dropped_spoofed += 1
             else:
-                session.receive_packet(bool(flags & 1), bytes(view[p : start + length]), now)
+                session.receive_packet(
+                    bool(buf[start + 1] & 1), bytes(view[p : start + length]), now
+                )
                 slow = True
                 if session.closed:
                     start = end

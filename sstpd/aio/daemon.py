@@ -26,10 +26,11 @@ from sstpd.aio.listener import Listener
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.server import Server
 from sstpd.aio.settings import RuntimeSettings
+from sstpd.aio.supervisor import supervise
 from sstpd.aio.tls import cert_summary, make_ssl_context
 from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
-from sstpd.aio.workers import LinkControl, RoutedPool, WorkerRole, supervise, worker_count
+from sstpd.aio.workers import LinkControl, RoutedPool, WorkerRole, worker_count
 from sstpd.config import Config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius

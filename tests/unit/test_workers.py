@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from sstpd.aio import workers
-from sstpd.aio.workers import RoutedPool, Supervisor, Worker, WorkerRole, share, worker_count
+from sstpd.aio.supervisor import Supervisor, Worker
+from sstpd.aio.workers import RoutedPool, WorkerRole, share, worker_count
 from sstpd.config import Config, ConfigError, parse_config
 from sstpd.ctl import sessions_table, stats_text
 from sstpd.proto.pool import slice_pool

@@ -26,6 +26,7 @@ from sstpd.aio.settings import RuntimeSettings
 from sstpd.aio.stats import Stats
 from sstpd.config import Config
 from sstpd.proto.guard import AuthThrottle, PendingBudget
+from sstpd.proto.outcome import Outcome
 from sstpd.proto.pool import AddressPool
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest, local_verifier
 from sstpd.proto.session import ServerSession
@@ -120,9 +121,9 @@ class Server:
     def setup_timeout(self) -> float:
         return self.config.limits.setup_timeout
 
-    def admit(self, source: str) -> str | None:
+    def admit(self, source: str) -> Outcome | None:
         if self.budget.count + self.authenticated_count + FD_RESERVE >= self.nofile:
-            return "limit_fds"
+            return Outcome.LIMIT_FDS
         return self.budget.refusal(source)
 
     def hold(self, source: str, deadline: float) -> Pending:
@@ -146,7 +147,7 @@ class Server:
         self._heap_timer = None
         self._trim_heap()
 
-    def count_outcome(self, outcome: str, source: str) -> None:
+    def count_outcome(self, outcome: Outcome, source: str) -> None:
         self.stats.outcome(outcome)
         self.stats.note_refusal(outcome, source, self.loop.time())
 
@@ -194,7 +195,7 @@ class Server:
         ac = self.config.auth
         why = ""
         if self.authenticated_count > self.config.server.max_sessions:
-            why, outcome = "max_sessions reached", "refused"
+            why, outcome = "max_sessions reached", Outcome.REFUSED
         elif ac.max_sessions_per_user:
             mine = sorted(
                 (
@@ -209,7 +210,8 @@ class Server:
             )
             excess = len(mine) + 1 - ac.max_sessions_per_user
             if excess > 0 and ac.session_limit_action == "deny":
-                why, outcome = f"user {user!r} already has {len(mine)} sessions", "limit_user"
+                why = f"user {user!r} already has {len(mine)} sessions"
+                outcome = Outcome.LIMIT_USER
             elif excess > 0:
                 for old in mine[:excess]:
                     log.info(

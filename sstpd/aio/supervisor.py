@@ -368,18 +368,18 @@ class Supervisor:
         out["started_at"] = round(self.started_wall, 3)
         out["uptime"] = round(self.loop.time() - self.started_at, 3)
         out["max_sessions"] = self.config.server.max_sessions
+        # sstpd.records.StatsRecord's worker fields, plus the pids (for operators and tests)
+        out["workers"] = self.count
+        out["workers_running"] = len(live)
         out["worker_restarts"] = sum(w.restarts for w in self.workers)
-        by_index = {w.index: a for w, a in answers}
-        out["workers"] = [
-            {
-                "index": w.index,
-                "pid": w.proc.pid if w.proc is not None and w.alive else None,
-                "running": by_index.get(w.index) is not None,
-                "restarts": w.restarts,
-                "sessions": (by_index.get(w.index) or {}).get("sessions", 0),
-            }
-            for w in self.workers
-        ]
+        out["worker_sessions"] = {
+            str(w.index): int(a.get("sessions", 0))
+            for w, a in answers
+            if a is not None and a.get("ok")
+        }
+        out["worker_pids"] = {
+            str(w.index): w.proc.pid for w in self.workers if w.proc is not None and w.alive
+        }
         return out
 
 

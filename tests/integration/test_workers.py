@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from sstpd import control
+from sstpd.records import StatsRecord
 from sstpd.status.metrics import render_metrics
 from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns
 
@@ -137,7 +138,7 @@ def host_routes(net: Netns) -> list[str]:
 
 
 def worker_pids(d: Daemon) -> dict[int, int]:
-    return {w["index"]: w["pid"] for w in d.stats()["workers"]}
+    return {int(k): int(v) for k, v in d.stats()["worker_pids"].items()}
 
 
 def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
@@ -213,9 +214,12 @@ def test_sessions_land_on_both_workers_and_every_address_routes_back(
         assert st["handshakes"]["opened"] >= 24
         assert st["rx_packets"] >= 24 and st["tx_packets"] >= 24
         assert st["max_sessions"] == 1000
-        assert [w["sessions"] for w in st["workers"]] == [len(by_worker[0]), len(by_worker[1])]
-        metrics = render_metrics(st)
-        assert "sstpd_sessions 24\n" in metrics and "sstpd_workers 2\n" in metrics
+        assert st["worker_sessions"] == {"0": len(by_worker[0]), "1": len(by_worker[1])}
+        rec = StatsRecord.from_json(st)  # what sstpctl and the status app read
+        metrics = render_metrics(rec)
+        assert "sstpd_sessions 24.0\n" in metrics and "sstpd_workers 2.0\n" in metrics
+        text = ctl(daemon, "stats").stdout
+        assert f"sessions w0 {len(by_worker[0])}, w1 {len(by_worker[1])}" in text, text
         table = ctl(daemon, "sessions")
         assert table.returncode == 0 and table.stdout.count("alice") == 24
 
@@ -316,7 +320,7 @@ def test_a_killed_worker_is_restarted_and_the_other_keeps_its_sessions(
         os.kill(before[1], signal.SIGKILL)
         wait_for(
             "worker 1 to be restarted",
-            lambda: (lambda st: st["worker_restarts"] == 1 and st["workers"][1]["running"])(
+            lambda: (lambda st: st["worker_restarts"] == 1 and st["workers_running"] == 2)(
                 daemon.stats()
             ),
         )

@@ -18,6 +18,8 @@ from sstpd.aio.workers import RoutedPool, WorkerRole, share, worker_count
 from sstpd.config import Config, ConfigError, parse_config
 from sstpd.ctl import sessions_table, stats_text
 from sstpd.proto.pool import slice_pool
+from sstpd.records import SessionRecord, StatsRecord
+from sstpd.status.metrics import render_metrics
 
 
 def config(text: str = "") -> Config:
@@ -93,20 +95,56 @@ def _health(status: str = "ok", pool_free: int = 100, **kw: Any) -> dict[str, An
 
 
 def _stats(sessions: int, opened: int, latency: list[int]) -> dict[str, Any]:
+    """A worker's ``stats`` answer, as its Admin sends it (a StatsRecord in JSON)."""
+    zero = dict.fromkeys(
+        (
+            "handshakes_in_progress",
+            "auth_failures",
+            "crypto_binding_failures",
+            "rx_packets",
+            "tx_bytes",
+            "tx_packets",
+            "dropped_spoofed",
+            "dropped_overflow",
+            "tun_no_route",
+            "reloads",
+            "reload_failures",
+            "pending",
+            "pending_sources",
+            "auth_delayed",
+            "auth_blocks",
+            "accept_errors",
+            "internal_errors",
+        ),
+        0,
+    )
     return {
         **_health(),
+        **zero,
         "version": "x",
+        "started_at": 1.0,
+        "uptime": 2.0,
         "sessions": sessions,
+        "authenticated": sessions,
         "max_sessions": 500,
+        "pending_total_limit": 500,
+        "pending_per_source_limit": 32,
+        "auth_blocked": {"sources": 1, "users": 0},
         "handshakes": {"opened": opened, "refused": 1},
         "rx_bytes": 1000 * sessions,
         "open_files_limit": 1024 + sessions,
+        "pool_size": 126,
+        "pool_in_use": sessions,
         "handshake_latency": {
             "buckets": [[0.1, latency[0]], ["+Inf", latency[1]]],
             "sum": 0.5,
             "count": latency[1],
         },
-        "certificate_not_after": "2027-01-01",
+        "certificate_not_after": 1.8e9,
+        "workers": 1,
+        "workers_running": 1,
+        "worker_restarts": 0,
+        "worker_sessions": {},
     }
 
 
@@ -128,26 +166,18 @@ def test_stats_merge(tmp_path: Path) -> None:
     assert st["max_sessions"] == 1000  # the configured total, not a worker's share
     assert st["open_files_limit"] == 1027  # the smallest
     assert st["status"] == "ok" and st["pool_free"] == 200
-    assert st["certificate_not_after"] == "2027-01-01"
-    assert [w["sessions"] for w in st["workers"]] == [3, 4]
-    full = {
-        **st,
-        "handshakes_in_progress": 0,
-        "pool_in_use": 7,
-        "pool_size": 253,
-        "auth_failures": 0,
-        "crypto_binding_failures": 0,
-        "rx_packets": 0,
-        "tx_packets": 0,
-        "tx_bytes": 0,
-        "dropped_spoofed": 0,
-        "dropped_overflow": 0,
-        "tun_no_route": 0,
-        "reloads": 0,
-        "reload_failures": 0,
-    }
-    line = next(x for x in stats_text(full).splitlines() if x.startswith("workers"))
+    assert st["pending_per_source_limit"] == 64 and st["auth_blocked"]["sources"] == 2
+    assert st["certificate_not_after"] == 1.8e9
+    assert (st["workers"], st["workers_running"], st["worker_restarts"]) == (2, 2, 0)
+    assert st["worker_sessions"] == {"0": 3, "1": 4}
+    # what sstpctl and /metrics read: the merged answer is a valid StatsRecord
+    rec = StatsRecord.from_json(st)
+    assert rec.sessions == 7 and rec.pool_size == 252 and rec.workers == 2
+    line = next(x for x in stats_text(rec).splitlines() if x.startswith("workers"))
     assert line.split(None, 1)[1] == "2 of 2 running, 0 restarts; sessions w0 3, w1 4"
+    metrics = render_metrics(rec)
+    assert "sstpd_workers 2.0" in metrics and "sstpd_worker_restarts_total 0.0" in metrics
+    assert "sstpd_sessions 7.0" in metrics
 
 
 def test_health_merge_reports_the_worst_and_missing_workers(tmp_path: Path) -> None:
@@ -205,6 +235,8 @@ def test_sessions_table_shows_the_worker_column_with_several_workers() -> None:
         "id": 2,
         "user": "a",
         "peer": "p",
+        "peer_host": "p",
+        "peer_port": 1,
         "address": "10.77.0.128",
         "connected_since": 0.0,
         "duration": 1.0,
@@ -212,6 +244,7 @@ def test_sessions_table_shows_the_worker_column_with_several_workers() -> None:
         "rx_bytes": 0,
         "tx_packets": 0,
         "tx_bytes": 0,
+        "dropped": 0,
         "auth_method": "pap",
         "tls_version": "",
         "tls_cipher": "",
@@ -219,8 +252,8 @@ def test_sessions_table_shows_the_worker_column_with_several_workers() -> None:
         "cert_hash": "",
         "worker": 1,
     }
-    assert sessions_table([row]).splitlines()[0].split()[-1] == "WORKER"
-    assert "WORKER" not in sessions_table([{**row, "worker": 0}])
+    assert sessions_table([SessionRecord.from_json(row)]).splitlines()[0].split()[-1] == "WORKER"
+    assert "WORKER" not in sessions_table([SessionRecord.from_json({**row, "worker": 0})])
 
 
 def test_serve_with_several_workers_runs_the_supervisor(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -165,6 +165,10 @@ class Admin:
             tx_packets=total("tx_packets"),
             dropped_spoofed=total("dropped_spoofed"),
             dropped_overflow=total("dropped_overflow"),
+            dropped_not_open=total("dropped_not_open"),
+            tun_offload=self.daemon.tun.vnet_hdr,
+            rx_gso_writes=total("rx_gso_writes"),
+            rx_gso_packets=total("rx_gso_packets"),
             tun_no_route=st.tun_no_route,
             admission=AdmissionRecord(
                 internal_errors=st.internal_errors,

@@ -80,10 +80,10 @@ class Daemon:
         tc = config.tunnel
         pool: RoutedPool | None = None
         if role is None:
-            self.tun = TunDevice(tc.interface)
+            self.tun = TunDevice(tc.interface, offload=tc.offload)
             self.tun.configure(address=tc.address, mtu=tc.mtu, routes=[tc.pool])
         else:  # its own TUN, routes for its slice of the pool only
-            self.tun = TunDevice(role.tun_name(tc.interface))
+            self.tun = TunDevice(role.tun_name(tc.interface), offload=tc.offload)
             self.tun.configure(address=tc.address, mtu=tc.mtu, routes=role.part.routes)
             pool = RoutedPool(
                 tc.pool,
@@ -103,7 +103,11 @@ class Daemon:
         )
         srv = self.server
         self.pump = TunPump(
-            self.tun.fd, srv.by_ip, srv.stats, lambda: srv.config.limits.session_buffer
+            self.tun.fd,
+            srv.by_ip,
+            srv.stats,
+            lambda: srv.config.limits.session_buffer,
+            vnet_hdr=self.tun.vnet_hdr,
         )
         self.dae: DaeServer | None = None
         self.ssl = make_ssl_context(config) if config.server.tls else None

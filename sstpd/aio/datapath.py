@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from sstpd.aio.stats import Stats
-from sstpd.proto.datapath import IPV4_DESTINATION, Counters, encode_ip_packet, ip_prefix
+from sstpd.proto.datapath import IPV4_DESTINATION, Counters, ip_prefix
+from sstpd.proto.gro import F_NEEDS_CSUM, PLAIN, VNET_HDR_LEN
 
 TUN_BATCH = 64  # packets read per wake-up of the TUN fd
 TUN_READ_SIZE = 65536  # larger than any MTU: one read is one whole packet
@@ -33,9 +34,9 @@ def read_batch(fd: int) -> list[bytes]:
     return out
 
 
-def encode_batch(packets: list[bytes]) -> bytes:
+def encode_batch(packets: Sequence[bytes | memoryview]) -> bytes:
     """SSTP data packets carrying ``packets`` (IPv4), joined for one write."""
-    parts = []
+    parts: list[bytes | memoryview] = []
     for p in packets:
         parts.append(ip_prefix(len(p)))
         parts.append(p)
@@ -45,7 +46,7 @@ def encode_batch(packets: list[bytes]) -> bytes:
 def send_batch(
     transport: asyncio.Transport,
     counters: Counters,
-    packets: list[bytes],
+    packets: Sequence[bytes | memoryview],
     *,
     record_per_packet: bool = False,
 ) -> None:
@@ -54,7 +55,7 @@ def send_batch(
     if record_per_packet:
         write = transport.write
         for p in packets:
-            write(encode_ip_packet(p))
+            write(ip_prefix(len(p)) + p)
     else:
         transport.write(encode_batch(packets))
     counters.tx_packets += len(packets)
@@ -79,7 +80,10 @@ class TunPump:
     """The daemon's TUN device: packets the kernel routes into it go to the connection
     whose tunnel address is their destination (``routes``: the registry's ``by_ip``);
     packets from sessions are written to it. ``buffer_limit()``: the send-buffer size
-    above which a connection's batch is dropped (``limits.session_buffer``, live)."""
+    above which a connection's batch is dropped (``limits.session_buffer``, live).
+    ``vnet_hdr``: the device was opened with offload (``aio.tun``), so every packet read
+    or written starts with a virtio_net_hdr; no offload is enabled for reads, so it never
+    announces GSO or a checksum left to do (one that did is dropped, never forwarded)."""
 
     def __init__(
         self,
@@ -87,36 +91,44 @@ class TunPump:
         routes: Mapping[bytes, Peer],
         stats: Stats,
         buffer_limit: Callable[[], int],
+        *,
+        vnet_hdr: bool = False,
     ) -> None:
         self.fd = fd
         self.routes = routes
         self.stats = stats
         self.buffer_limit = buffer_limit
+        self.vnet_hdr = vnet_hdr
 
     def write(self, packet: bytes) -> None:
         """One packet from a session (the slow path; the fast path writes ``fd`` itself)."""
         try:
-            os.write(self.fd, packet)
+            if self.vnet_hdr:
+                os.writev(self.fd, (PLAIN, packet))
+            else:
+                os.write(self.fd, packet)
         except OSError:
             self.stats.tun_no_route += 1
 
     def readable(self) -> None:
         by_ip = self.routes
-        pending: dict[Peer, list[bytes]] = {}
+        pending: dict[Peer, list[bytes | memoryview]] = {}
+        skip = VNET_HDR_LEN if self.vnet_hdr else 0
+        dst = IPV4_DESTINATION + skip
         for pkt in read_batch(self.fd):
             # IPv4: the destination address; IPv6 (next) will key a second dict by the /64
             proto = (
-                by_ip.get(pkt[IPV4_DESTINATION : IPV4_DESTINATION + 4])
-                if pkt[0] >> 4 == 4
+                by_ip.get(pkt[dst : dst + 4])
+                if len(pkt) > skip and pkt[skip] >> 4 == 4
                 else None
             )
-            if proto is None:
+            if proto is None or (skip and (pkt[0] & F_NEEDS_CSUM or pkt[1])):
                 self.stats.tun_no_route += 1
                 continue
             lst = pending.get(proto)
             if lst is None:
                 lst = pending[proto] = []
-            lst.append(pkt)
+            lst.append(memoryview(pkt)[skip:] if skip else pkt)
         limit = self.buffer_limit()
         for proto, packets in pending.items():
             tr = proto.transport

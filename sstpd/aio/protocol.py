@@ -27,6 +27,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from sstpd.aio.tun import write_batch
 from sstpd.proto.datapath import (
     HEADER_SIZE,
     IPV4_MIN_FAST,
@@ -74,14 +75,20 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
     """Frames SSTP in place and feeds a ServerSession/ClientSession.
 
     ``ip_fd`` is the TUN fd IPv4 packets from the peer are written to (-1: hand them to
-    ``on_event`` as IpReceived instead). Subclasses react to session events.
+    ``on_event`` as IpReceived instead). With ``vnet_hdr`` (the TUN device was opened with
+    offload) the packets of one read are collected and written by ``tun.write_batch``,
+    which coalesces TCP segments; every check before a packet is accepted is the same.
+    Subclasses react to session events.
     """
 
     session: ServerSession | ClientSession
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ip_fd: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, ip_fd: int, vnet_hdr: bool = False
+    ) -> None:
         self.loop = loop
         self.ip_fd = ip_fd
+        self.vnet_hdr = vnet_hdr
         self.transport: asyncio.Transport | None = None
         self._rx = shared_buffer()
         self._lent: RxBuffer | None = None  # from get_buffer to buffer_updated
@@ -139,6 +146,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         counters = session.counters
         slow = False
         rx_packets = rx_bytes = 0
+        batch: list[tuple[int, int]] | None = [] if self.vnet_hdr else None
         # proto.datapath's layout as locals: no call and no global lookup per packet
         version, hsize, mask, min_fast = SSTP_VERSION, HEADER_SIZE, LENGTH_MASK, IPV4_MIN_FAST
         ppp0, ppp1, ppp2, ppp3 = _PPP_IPV4
@@ -166,10 +174,13 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             ):
                 ip = p + 4
                 if buf[ip] >> 4 == 4 and (src is None or view[ip + src_at : ip + src_end] == src):
-                    try:
-                        os.write(fd, view[ip : start + length])
-                    except OSError:
-                        self.tun_errors += 1
+                    if batch is not None:
+                        batch.append((ip, start + length))
+                    else:
+                        try:
+                            os.write(fd, view[ip : start + length])
+                        except OSError:
+                            self.tun_errors += 1
                     rx_packets += 1
                     rx_bytes += start + length - ip
                 else:
@@ -185,6 +196,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 is_open = session.is_open
                 src = self._source_filter() if is_open else None
             start += length
+        if batch:
+            # written while the shared buffer is still ours (the spans point into it)
+            self.tun_errors += write_batch(fd, buf, batch, counters)
         self._rest = bytes(view[start:end]) if start < end else b""
         if rx_packets:
             counters.rx_packets += rx_packets

@@ -135,13 +135,18 @@ class SessionRecord(_Record):
     peer_host: str
     peer_port: int
     address: str  # the tunnel address assigned
+    ipv6_prefix: str = ""  # the /64 routed to the session while IPV6CP is open
     connected_since: float  # Unix time the tunnel opened
     duration: float  # seconds since then
-    rx_bytes: int  # IPv4 bytes from the client (IP packets, without SSTP/PPP framing)
+    rx_bytes: int  # IP bytes from the client, both families (without SSTP/PPP framing)
     rx_packets: int
-    tx_bytes: int  # IPv4 bytes to the client
+    tx_bytes: int  # IP bytes to the client, both families
     tx_packets: int
-    dropped: int  # packets dropped: spoofed source + output queue overflow
+    rx6_bytes: int = 0  # the IPv6 part of rx_bytes
+    rx6_packets: int = 0
+    tx6_bytes: int = 0  # the IPv6 part of tx_bytes
+    tx6_packets: int = 0
+    dropped: int  # spoofed source (either family), output queue overflow, invalid IPv6/ND
     auth_method: str  # "eap-mschapv2" | "mschapv2" | "pap"
     tls_version: str  # "TLSv1.3", ... ("" without TLS)
     tls_cipher: str
@@ -223,13 +228,23 @@ class StatsRecord(_Record):
     handshakes: dict[str, int]  # sstpd.proto.outcome.Outcome value -> finished handshakes
     auth_failures: int
     crypto_binding_failures: int
-    rx_bytes: int  # IPv4 through the tunnels, closed sessions included
+    rx_bytes: int  # IP (both families) through the tunnels, closed sessions included
     rx_packets: int
     tx_bytes: int
     tx_packets: int
     dropped_spoofed: int
     dropped_overflow: int
     tun_no_route: int
+    rx6_bytes: int = 0  # the IPv6 part of rx_bytes, tx_bytes, ...
+    rx6_packets: int = 0
+    tx6_bytes: int = 0
+    tx6_packets: int = 0
+    dropped_spoofed6: int = 0  # IPv6 source outside the session's /64 and link-local
+    dropped_invalid6: int = 0  # not a whole IPv6 packet
+    dropped_nd_invalid: int = 0  # Neighbor Discovery failing RFC 4861's checks
+    nd_rate_limited: int = 0  # Router Solicitations beyond one answer per 3 s
+    pool6_size: int = 0  # /64s in tunnel.ipv6_pool (0: IPv4 only)
+    pool6_in_use: int = 0
     handshake_latency: HistogramRecord  # TCP accept -> tunnel open, seconds
     pool_size: int
     pool_in_use: int
@@ -276,4 +291,3 @@ class StatsRecord(_Record):
     def failed_handshakes(self) -> int:
         """Every finished handshake that did not open a tunnel."""
         return sum(n for k, n in self.handshakes.items() if k != "opened")
-

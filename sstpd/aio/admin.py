@@ -148,6 +148,7 @@ class Admin:
 
         sessions = sum(1 for p in self.connections if p.is_open)
         not_after = (self.cert_summary or {}).get("not_after")
+        pool6 = self.server.pool6
         return StatsRecord(
             version=__version__,
             health=self.health(),
@@ -170,6 +171,14 @@ class Admin:
             rx_gso_writes=total("rx_gso_writes"),
             rx_gso_packets=total("rx_gso_packets"),
             tun_no_route=st.tun_no_route,
+            rx6_bytes=total("rx6_bytes"),
+            rx6_packets=total("rx6_packets"),
+            tx6_bytes=total("tx6_bytes"),
+            tx6_packets=total("tx6_packets"),
+            dropped_spoofed6=total("dropped_spoofed6"),
+            dropped_invalid6=total("dropped_invalid6"),
+            dropped_nd_invalid=total("dropped_nd_invalid"),
+            nd_rate_limited=total("nd_rate_limited"),
             admission=AdmissionRecord(
                 internal_errors=st.internal_errors,
                 authenticated=self.authenticated_count,  # what max_sessions counts
@@ -186,6 +195,8 @@ class Admin:
             handshake_latency=st.latency.record(),
             pool_size=self.pool.size,
             pool_in_use=self.pool.in_use,
+            pool6_size=pool6.size if pool6 is not None else 0,  # 0: IPv4 only
+            pool6_in_use=pool6.in_use if pool6 is not None else 0,
             reloads=st.reloads,
             reload_failures=st.reload_failures,
             certificate_not_after=float(not_after) if not_after is not None else None,

@@ -81,8 +81,14 @@ class Daemon:
         pool: RoutedPool | None = None
         if role is None:
             self.tun = TunDevice(tc.interface, offload=tc.offload)
-            self.tun.configure(address=tc.address, mtu=tc.mtu, routes=[tc.pool])
-        else:  # its own TUN, routes for its slice of the pool only
+            self.tun.configure(
+                address=tc.address,
+                mtu=tc.mtu,
+                routes=[tc.pool],
+                ipv6_address=tc.ipv6_address if tc.ipv6_pool is not None else None,
+                ipv6_routes=[tc.ipv6_pool] if tc.ipv6_pool is not None else [],
+            )
+        else:  # its own TUN, routes for its slice of the pool only (IPv4 only: see workers)
             self.tun = TunDevice(role.tun_name(tc.interface), offload=tc.offload)
             self.tun.configure(address=tc.address, mtu=tc.mtu, routes=role.part.routes)
             pool = RoutedPool(
@@ -107,6 +113,7 @@ class Daemon:
             srv.by_ip,
             srv.stats,
             lambda: srv.config.limits.session_buffer,
+            routes6=srv.by_prefix6,
             vnet_hdr=self.tun.vnet_hdr,
         )
         self.dae: DaeServer | None = None
@@ -182,6 +189,15 @@ class Daemon:
             len(srv.users),
             hashes,
         )
+        tc = self.config.tunnel
+        if tc.ipv6_pool is not None:
+            log.info(
+                "IPv6: %s on %s, one /64 per session from %s (%d available)",
+                tc.ipv6_address,
+                self.tun.name,
+                tc.ipv6_pool,
+                srv.pool6.size if srv.pool6 is not None else 0,
+            )
         if self.acme is not None:
             await self.acme.start()
         sd_notify(f"READY=1\nSTATUS=listening on {where}")

@@ -16,7 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from sstpd.aio.stats import Stats
-from sstpd.proto.datapath import IPV4_DESTINATION, Counters, ip_prefix
+from sstpd.proto.datapath import (
+    IPV4_DESTINATION,
+    IPV6_DESTINATION,
+    Counters,
+    Family,
+    data_prefix,
+    ip_prefix,
+)
 from sstpd.proto.gro import F_NEEDS_CSUM, PLAIN, VNET_HDR_LEN
 
 TUN_BATCH = 64  # packets read per wake-up of the TUN fd
@@ -34,11 +41,17 @@ def read_batch(fd: int) -> list[bytes]:
     return out
 
 
+def _prefix(p: bytes | memoryview) -> bytes:
+    """The SSTP + PPP prefix of one packet: IPv6 by its version nibble, else IPv4."""
+    return data_prefix(len(p), Family.IPV6) if p[0] >> 4 == 6 else ip_prefix(len(p))
+
+
 def encode_batch(packets: Sequence[bytes | memoryview]) -> bytes:
-    """SSTP data packets carrying ``packets`` (IPv4), joined for one write."""
+    """SSTP data packets carrying ``packets`` (IPv4 or IPv6 by the version nibble; the
+    TUN carries both), joined for one write."""
     parts: list[bytes | memoryview] = []
     for p in packets:
-        parts.append(ip_prefix(len(p)))
+        parts.append(_prefix(p))
         parts.append(p)
     return b"".join(parts)
 
@@ -55,11 +68,15 @@ def send_batch(
     if record_per_packet:
         write = transport.write
         for p in packets:
-            write(ip_prefix(len(p)) + p)
+            write(_prefix(p) + p)
     else:
         transport.write(encode_batch(packets))
     counters.tx_packets += len(packets)
     counters.tx_bytes += sum(len(p) for p in packets)
+    v6 = [len(p) for p in packets if p[0] >> 4 == 6]
+    if v6:
+        counters.tx6_packets += len(v6)
+        counters.tx6_bytes += sum(v6)
 
 
 class _Counted(Protocol):
@@ -78,9 +95,10 @@ class Peer(Protocol):
 
 class TunPump:
     """The daemon's TUN device: packets the kernel routes into it go to the connection
-    whose tunnel address is their destination (``routes``: the registry's ``by_ip``);
-    packets from sessions are written to it. ``buffer_limit()``: the send-buffer size
-    above which a connection's batch is dropped (``limits.session_buffer``, live).
+    whose tunnel address is their destination (``routes``: the registry's ``by_ip``) or,
+    IPv6, whose /64 holds it (``routes6``: ``by_prefix6``, keyed by the destination's first
+    8 bytes); packets from sessions are written to it. ``buffer_limit()``: the send-buffer
+    size above which a connection's batch is dropped (``limits.session_buffer``, live).
     ``vnet_hdr``: the device was opened with offload (``aio.tun``), so every packet read
     or written starts with a virtio_net_hdr; no offload is enabled for reads, so it never
     announces GSO or a checksum left to do (one that did is dropped, never forwarded)."""
@@ -92,10 +110,12 @@ class TunPump:
         stats: Stats,
         buffer_limit: Callable[[], int],
         *,
+        routes6: Mapping[bytes, Peer] | None = None,
         vnet_hdr: bool = False,
     ) -> None:
         self.fd = fd
         self.routes = routes
+        self.routes6: Mapping[bytes, Peer] = routes6 if routes6 is not None else {}
         self.stats = stats
         self.buffer_limit = buffer_limit
         self.vnet_hdr = vnet_hdr
@@ -111,17 +131,18 @@ class TunPump:
             self.stats.tun_no_route += 1
 
     def readable(self) -> None:
-        by_ip = self.routes
+        by_ip, by_prefix6 = self.routes, self.routes6
         pending: dict[Peer, list[bytes | memoryview]] = {}
         skip = VNET_HDR_LEN if self.vnet_hdr else 0
-        dst = IPV4_DESTINATION + skip
+        dst, dst6 = IPV4_DESTINATION + skip, IPV6_DESTINATION + skip
         for pkt in read_batch(self.fd):
-            # IPv4: the destination address; IPv6 (next) will key a second dict by the /64
-            proto = (
-                by_ip.get(pkt[dst : dst + 4])
-                if len(pkt) > skip and pkt[skip] >> 4 == 4
-                else None
-            )
+            version = pkt[skip] >> 4 if len(pkt) > skip else 0
+            if version == 4:
+                proto = by_ip.get(pkt[dst : dst + 4])
+            elif version == 6 and len(pkt) >= dst6 + 16:
+                proto = by_prefix6.get(pkt[dst6 : dst6 + 8])
+            else:
+                proto = None
             if proto is None or (skip and (pkt[0] & F_NEEDS_CSUM or pkt[1])):
                 self.stats.tun_no_route += 1
                 continue

@@ -60,10 +60,15 @@ IDS_PER_GENERATION = 1_000_000  # a restarted worker numbers its sessions from h
 
 def worker_count(config: Config) -> int:
     """How many workers run: ``server.workers`` (0 = one per CPU this process may use),
-    at most one per slice the pool allows; 1 with [acme] or a RADIUS Disconnect listener,
-    which are single-process features for now."""
+    at most one per slice the pool allows; 1 with [acme], a RADIUS Disconnect listener or
+    an IPv6 pool, which are single-process features for now."""
     wanted = config.server.workers or len(os.sched_getaffinity(0))
-    if wanted > 1 and (config.acme.enabled or config.radius.dae_listen is not None):
+    single = (
+        config.acme.enabled
+        or config.radius.dae_listen is not None
+        or config.tunnel.ipv6_pool is not None  # the IPv6 pool is not sliced yet
+    )
+    if wanted > 1 and single:
         return 1
     tc = config.tunnel
     return fit_slices(tc.pool, wanted, [tc.address])

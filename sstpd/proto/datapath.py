@@ -13,8 +13,8 @@ bits of bytes 2-3, ``LENGTH_MASK``); ``sstp.packets.parse_header`` is its checke
 Users: the receive fast path in ``aio.protocol`` (reads the header and the full-form
 ``PPP_HEADER`` in place, by index), the session's slow path in ``session`` (every
 encoding), the send side in ``aio.datapath`` (``data_prefix`` before each packet of a
-batch). Each family has a row in the tables below; IPv4 is the one wired today, IPv6
-(IPV6CP) is next.
+batch). Each family has a row in the tables below; both are wired (IPv6 on a server
+whose IPV6CP is open: ``session.ServerSession.forwardable6`` is the fast path's check).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ __all__ = [
     "IPV4_DESTINATION",
     "IPV4_MIN_FAST",
     "IPV4_SOURCE",
+    "IPV6_DESTINATION",
+    "IPV6_MIN_FAST",
+    "IPV6_SOURCE",
     "LENGTH_MASK",
     "PPP_HEADER",
     "PREFIX_SIZE",
@@ -63,6 +66,10 @@ LENGTH_MASK = MAX_PACKET_SIZE  # 0x0FFF: the length is the low 12 bits of bytes 
 PREFIX_SIZE = HEADER_SIZE + 4  # SSTP header + full-form PPP header: where the packet starts
 IPV4_SOURCE = 12  # offset of the source address in an IPv4 header (4 bytes)
 IPV4_DESTINATION = 16  # offset of the destination address (4 bytes): the TUN pump's key
+IPV6_SOURCE = 8  # offset of the source address in an IPv6 header (16 bytes)
+IPV6_DESTINATION = 24  # offset of the destination (16 bytes; its first 8: the pump's key)
+#: Shortest SSTP data packet the IPv6 fast path takes: a whole fixed IPv6 header.
+IPV6_MIN_FAST = PREFIX_SIZE + 40
 #: Shortest SSTP data packet the fast path takes: through the IPv4 source address (the
 #: address check needs it); shorter ones go the slow path, which drops them.
 IPV4_MIN_FAST = PREFIX_SIZE + IPV4_SOURCE + 4
@@ -102,3 +109,12 @@ class Counters:
     dropped_overflow: int = 0  # to the peer while its connection's send buffer was full
     rx_gso_writes: int = 0  # TUN writes that carried coalesced TCP segments (offload)
     rx_gso_packets: int = 0  # of rx_packets, those that went in such writes
+    # IPv6 (also counted in rx_*/tx_* above)
+    rx6_packets: int = 0
+    rx6_bytes: int = 0
+    tx6_packets: int = 0
+    tx6_bytes: int = 0
+    dropped_spoofed6: int = 0  # source outside the session's /64 and link-local address
+    dropped_invalid6: int = 0  # not a whole IPv6 packet
+    dropped_nd_invalid: int = 0  # Neighbor Discovery failing RFC 4861's checks
+    nd_rate_limited: int = 0  # Router Solicitations beyond one answer per 3 s

@@ -91,9 +91,10 @@ class StatsCollector:
             )
         yield from self._admission(st)
         yield _gauge("sstpd_pool_addresses", "Client addresses in the pool.", st.pool_size)
-        yield _gauge(
-            "sstpd_pool_addresses_in_use", "Client addresses handed out.", st.pool_in_use
-        )
+        yield _gauge("sstpd_pool_addresses_in_use", "Client addresses handed out.", st.pool_in_use)
+        if st.pool6_size:  # tunnel.ipv6_pool set
+            yield _gauge("sstpd_pool6_prefixes", "Client /64s in the IPv6 pool.", st.pool6_size)
+            yield _gauge("sstpd_pool6_prefixes_in_use", "Client /64s handed out.", st.pool6_in_use)
         yield _gauge("sstpd_uptime_seconds", "Seconds since the daemon started.", st.uptime)
         yield _gauge("sstpd_start_time_seconds", "Unix time the daemon started.", st.started_at)
         yield _labelled(
@@ -118,7 +119,18 @@ class StatsCollector:
             yield _labelled(
                 CounterMetricFamily,
                 f"sstpd_{unit}_total",
-                f"IPv4 {unit} through the tunnels, closed sessions included.",
+                f"IP {unit} (IPv4 and IPv6) through the tunnels, closed sessions included.",
+                "direction",
+                {"from_clients": rx, "to_clients": tx},
+            )
+        for unit, rx, tx in (
+            ("bytes", st.rx6_bytes, st.tx6_bytes),
+            ("packets", st.rx6_packets, st.tx6_packets),
+        ):
+            yield _labelled(
+                CounterMetricFamily,
+                f"sstpd_ipv6_{unit}_total",
+                f"The IPv6 part of sstpd_{unit}_total.",
                 "direction",
                 {"from_clients": rx, "to_clients": tx},
             )
@@ -126,12 +138,17 @@ class StatsCollector:
             CounterMetricFamily,
             "sstpd_dropped_packets_total",
             "Packets dropped: spoofed source, client output queue full, no session for the "
-            "destination.",
+            "destination; IPv6: spoofed source, invalid packet, invalid Neighbor Discovery, "
+            "Router Solicitation beyond the rate limit.",
             "reason",
             {
                 "spoofed": st.dropped_spoofed,
                 "queue_full": st.dropped_overflow,
                 "no_route": st.tun_no_route,
+                "spoofed6": st.dropped_spoofed6,
+                "invalid6": st.dropped_invalid6,
+                "nd_invalid": st.dropped_nd_invalid,
+                "rs_rate_limited": st.nd_rate_limited,
             },
         )
         lat = st.handshake_latency

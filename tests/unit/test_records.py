@@ -164,7 +164,7 @@ def test_histogram_record_from_the_counter() -> None:
 
 
 GOOD_SESSION = {f: 0 for f in SESSION_FIELDS} | {
-    f: "" for f in ("user", "peer", "peer_host", "address", "auth_method")
+    f: "" for f in ("user", "peer", "peer_host", "address", "ipv6_prefix", "auth_method")
 } | {f: "" for f in ("tls_version", "tls_cipher", "binding_hash", "cert_hash")}
 
 

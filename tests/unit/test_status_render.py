@@ -171,6 +171,14 @@ def test_page() -> None:
     assert "accepting sessions" in html and "Sessions (1)" in html
 
 
+def test_page_shows_the_ipv6_prefix_under_the_address() -> None:
+    row = SESSION | {"ipv6_prefix": "2001:db8:77:5::/64"}
+    _, _, body = req("/", query=fake({"sessions": {"ok": True, "sessions": [row]}}))
+    assert '10.77.0.2<div class="sub">2001:db8:77:5::/64</div>' in body.decode()
+    _, _, body = req("/")
+    assert "2001:db8" not in body.decode()
+
+
 def test_page_escapes_everything() -> None:
     evil = dict(SESSION, user='<script>alert("x")</script>', tls_cipher="a&b", peer="<i>")
     query = fake({"sessions": {"ok": True, "sessions": [evil]}})
@@ -283,6 +291,8 @@ FAMILIES = {
     "sstpd_crypto_binding_failures": ("counter", set()),
     "sstpd_bytes": ("counter", {"direction"}),
     "sstpd_packets": ("counter", {"direction"}),
+    "sstpd_ipv6_bytes": ("counter", {"direction"}),
+    "sstpd_ipv6_packets": ("counter", {"direction"}),
     "sstpd_dropped_packets": ("counter", {"reason"}),
     "sstpd_handshake_duration_seconds": ("histogram", {"le"}),
     "sstpd_reloads": ("counter", {"result"}),
@@ -329,7 +339,9 @@ def test_every_documented_family_with_its_type_labels_and_values() -> None:
     blocked = {s.labels["kind"]: s.value for s in fam["sstpd_auth_blocked"].samples}
     assert blocked == {"sources": 1, "users": 0}
     dropped = {s.labels["reason"]: s.value for s in fam["sstpd_dropped_packets"].samples}
-    assert dropped == {"spoofed": 1, "queue_full": 0, "no_route": 3}
+    assert dropped == {"spoofed": 1, "queue_full": 0, "no_route": 3} | {
+        r: 0 for r in ("spoofed6", "invalid6", "nd_invalid", "rs_rate_limited")
+    }
     reloads = {s.labels["result"]: s.value for s in fam["sstpd_reloads"].samples}
     assert reloads == {"applied": 1, "rejected": 0}
     renewals = {s.labels["result"]: s.value for s in fam["sstpd_certificate_renewals"].samples}
@@ -346,3 +358,39 @@ def test_an_older_daemon_without_the_abuse_counters() -> None:
     absent = {"sstpd_pending_connections", "sstpd_auth_blocked", "sstpd_internal_errors"}
     assert not fam & absent and "sstpd_sessions" in fam
     assert "sstpd_certificate_expiry_timestamp_seconds" not in fam
+
+
+def test_metrics_and_stats_text_count_ipv6() -> None:
+    from sstpd.ctl import stats_text
+
+    answer = stats(
+        rx6_bytes=4000,
+        rx6_packets=40,
+        tx6_bytes=5000,
+        tx6_packets=50,
+        dropped_spoofed6=3,
+        dropped_invalid6=4,
+        dropped_nd_invalid=5,
+        nd_rate_limited=6,
+        pool6_size=255,
+        pool6_in_use=2,
+    )
+    st = StatsRecord.from_json(answer)
+    fam = {f.name: f for f in text_string_to_metric_families(render_metrics(st))}
+    v6 = {s.labels["direction"]: s.value for s in fam["sstpd_ipv6_packets"].samples}
+    assert v6 == {"from_clients": 40, "to_clients": 50}
+    v6 = {s.labels["direction"]: s.value for s in fam["sstpd_ipv6_bytes"].samples}
+    assert v6 == {"from_clients": 4000, "to_clients": 5000}
+    drops = {s.labels["reason"]: s.value for s in fam["sstpd_dropped_packets"].samples}
+    assert drops["spoofed6"] == 3 and drops["invalid6"] == 4
+    assert drops["nd_invalid"] == 5 and drops["rs_rate_limited"] == 6
+    assert fam["sstpd_pool6_prefixes"].samples[0].value == 255
+    assert fam["sstpd_pool6_prefixes_in_use"].samples[0].value == 2
+    text = stats_text(st)
+    assert "prefixes 2/255" in text and "spoofed 3, invalid 4, invalid ND 5" in text
+    # an IPv4-only daemon (or an older one without the keys): no pool gauges, zeros
+    v4 = StatsRecord.from_json(stats())
+    fam = {f.name: f for f in text_string_to_metric_families(render_metrics(v4))}
+    assert "sstpd_pool6_prefixes" not in fam
+    assert {s.value for s in fam["sstpd_ipv6_packets"].samples} == {0}
+    assert "ipv6" not in stats_text(v4)

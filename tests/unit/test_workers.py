@@ -72,6 +72,8 @@ def test_worker_count() -> None:
     two = config("workers = 2")
     acme = dataclasses.replace(two, acme=dataclasses.replace(two.acme, names=("vpn.example",)))
     assert worker_count(acme) == 1
+    v6 = config("workers = 2\n[tunnel]\nipv6_pool = '2001:db8:100::/56'")
+    assert worker_count(v6) == 1
 
 
 def test_interface_name_leaves_room_for_the_worker_suffix() -> None:

@@ -269,8 +269,9 @@ def test_ipv6_pool_is_forwarded_routed_unless_masquerade_is_chosen(
     )
     assert ipv6_lines(routed) == [
         "set sstp_pool_v6 { type ipv6_addr; flags interval; elements = { fd00:77::/56 }; }",
-        'iifname "sstp0" ip6 saddr @sstp_pool_v6 accept',
-        'iifname "sstp0" oifname "up0" ip6 saddr @sstp_pool_v6 accept comment "sstpd-ipv6"',
+        'iifname { "sstp0", "sstp0w*" } ip6 saddr @sstp_pool_v6 accept',
+        'iifname { "sstp0", "sstp0w*" } oifname "up0" ip6 saddr @sstp_pool_v6 accept'
+        ' comment "sstpd-ipv6"',
     ]
     assert "masquerade" not in "".join(ipv6_lines(routed))
     nat66 = render(

@@ -1,6 +1,7 @@
-"""PPP link: the phases of RFC 1661 §3 on top of LCP, authentication and IPCP.
+"""PPP link: the phases of RFC 1661 §3 on top of LCP, authentication, IPCP and IPV6CP.
 
-Dead -> Establish (LCP) -> Authenticate (PAP / MS-CHAPv2 / EAP) -> Network (IPCP) ... ->
+Dead -> Establish (LCP) -> Authenticate (PAP / MS-CHAPv2 / EAP) -> Network (IPCP, and
+IPV6CP when the link does IPv6) ... ->
 Terminate -> Dead. :class:`PppServer` is the authenticator and address giver,
 :class:`PppClient` the peer; both are sans-I/O objects with the project's driver shape:
 
@@ -12,9 +13,18 @@ Terminate -> Dead. :class:`PppServer` is the authenticator and address giver,
 
 Rules from RFC 1661 the link enforces: authentication and NCP packets are silently
 discarded before their phase (§3.5, §3.6); unknown protocols are answered with LCP
-Protocol-Reject only while LCP is Opened (§5.7); a link whose only NCP finishes is closed
-(as pppd does). :class:`LinkDown` is the one terminal event; after it every input is
-ignored.
+Protocol-Reject only while LCP is Opened (§5.7); the link is closed when every NCP it
+runs has finished (as pppd does; RRAS: "if both NCPs fail the link is dropped"), so a
+failed IPV6CP leaves IPv4 running and the other way round. :class:`LinkDown` is the one
+terminal event; after it every input is ignored.
+
+IPv6 (RFC 5072): a link without IPv6 (a server given no ``assign_prefix``) answers
+IPV6CP and IPv6 frames with Protocol-Reject, exactly as before IPv6 existed. With it,
+IPV6CP runs next to IPCP in the Network phase with :class:`Ipv6cpHandler` (the same
+handler on both ends); :class:`Network6Up` reports the agreed interface identifiers and
+IPv6 frames become :class:`Ip6Packet` events. The server takes the session's /64 when the
+Network phase starts; an exhausted prefix pool makes it Protocol-Reject IPV6CP (IPv4 only
+for that link) rather than open an NCP it cannot serve.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import enum
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 from typing import Protocol as TypingProtocol
 
 from sstpd.errors import ParseError
@@ -45,13 +55,17 @@ from sstpd.proto.ppp.eap import EAP_MSCHAPV2, EapPeer, EapServer
 from sstpd.proto.ppp.frame import Code, Packet, Protocol, decode_frame, encode_frame
 from sstpd.proto.ppp.fsm import Fsm, FsmHandler, State
 from sstpd.proto.ppp.ipcp import IpcpClientHandler, IpcpServerHandler
+from sstpd.proto.ppp.ipv6cp import Ipv6cpHandler
 from sstpd.proto.ppp.lcp import LcpHandler, LcpListener
 
 __all__ = [
     "AuthFailed",
     "AuthSucceeded",
+    "Ip6Packet",
     "IpPacket",
     "LinkDown",
+    "Network6Down",
+    "Network6Up",
     "NetworkUp",
     "Notice",
     "Phase",
@@ -100,6 +114,27 @@ class IpPacket:
 
 
 @dataclass(frozen=True)
+class Network6Up:
+    """IPV6CP opened: link-local addresses are ``fe80::<iid>`` on each end. ``peer_iid``
+    is None when the peer never sent one; ``prefix`` is the session's /64 on the server
+    (None on the client, which learns its prefix from the Router Advertisement)."""
+
+    local_iid: bytes
+    peer_iid: bytes | None
+    prefix: IPv6Network | None
+
+
+@dataclass(frozen=True)
+class Network6Down:
+    """IPV6CP left the Opened state (renegotiation, Terminate, LCP down)."""
+
+
+@dataclass(frozen=True)
+class Ip6Packet:
+    packet: bytes
+
+
+@dataclass(frozen=True)
 class LinkDown:
     reason: str
 
@@ -112,7 +147,17 @@ class Notice:
     message: str
 
 
-PppEvent = AuthSucceeded | AuthFailed | NetworkUp | IpPacket | LinkDown | Notice
+PppEvent = (
+    AuthSucceeded
+    | AuthFailed
+    | NetworkUp
+    | IpPacket
+    | Network6Up
+    | Network6Down
+    | Ip6Packet
+    | LinkDown
+    | Notice
+)
 
 #: Identification packets logged one by one; beyond this, one line and then silence.
 IDENTIFICATION_LOGGED = 8
@@ -192,6 +237,11 @@ class _Link(LcpListener):
         )
         self.lcp = self._new_fsm("LCP", self.lcp_handler, Protocol.LCP)
         self.ipcp: Fsm | None = None
+        self.ipv6cp: Fsm | None = None
+        self.ipv6cp_handler: Ipv6cpHandler | None = None
+        self.is_network6_up = False
+        #: whether this end runs IPV6CP; False: IPV6CP and IPv6 get Protocol-Reject
+        self.ipv6_enabled = False
         self._auth: _Auth | None = None
         self._auth_deadline: float | None = None
         self._down_reason: str | None = None
@@ -275,6 +325,8 @@ class _Link(LcpListener):
         deadlines = [self.lcp.get_timer(), self._auth_deadline]
         if self.ipcp is not None:
             deadlines.append(self.ipcp.get_timer())
+        if self.ipv6cp is not None:
+            deadlines.append(self.ipv6cp.get_timer())
         if self._auth is not None:
             deadlines.append(self._auth.get_timer())
         present = [d for d in deadlines if d is not None]
@@ -292,6 +344,8 @@ class _Link(LcpListener):
         self.lcp.handle_timer(now)
         if self.ipcp is not None:
             self.ipcp.handle_timer(now)
+        if self.ipv6cp is not None:
+            self.ipv6cp.handle_timer(now)
         if self._auth is not None:
             self._auth.handle_timer(now)
         if self._auth_deadline is not None and now >= self._auth_deadline:
@@ -320,6 +374,16 @@ class _Link(LcpListener):
         elif protocol == Protocol.IPV4:
             if self.is_network_up:
                 self._events.append(IpPacket(payload))
+            else:
+                self.dropped += 1
+        elif protocol == Protocol.IPV6CP and self.ipv6_enabled:
+            if self.ipv6cp is not None and self.phase is Phase.NETWORK:
+                self.ipv6cp.receive(payload, now)
+            else:
+                self.dropped += 1
+        elif protocol == Protocol.IPV6 and self.ipv6_enabled:
+            if self.is_network6_up:
+                self._events.append(Ip6Packet(payload))
             else:
                 self.dropped += 1
         elif self.lcp.state == State.OPENED:
@@ -379,6 +443,10 @@ class _Link(LcpListener):
         if self.ipcp is not None:
             self.ipcp.down(self._now)
             self.ipcp = None
+        if self.ipv6cp is not None:
+            self.ipv6cp.down(self._now)  # Opened -> this_layer_down -> Network6Down
+            self.ipv6cp = None
+        self.is_network6_up = False
         if self.lcp.state is State.STOPPING and self._down_reason is None:
             self._down_reason = "terminated by peer"
         closing = self.lcp.state in (State.CLOSING, State.STOPPING)
@@ -390,6 +458,8 @@ class _Link(LcpListener):
     def lcp_protocol_rejected(self, protocol: int) -> None:
         if protocol == Protocol.IPCP and self.ipcp is not None:
             self.ipcp.protocol_rejected(self._now)
+        elif protocol == Protocol.IPV6CP and self.ipv6cp is not None:
+            self.ipv6cp.protocol_rejected(self._now)
 
     def lcp_identification(self, packet: Packet) -> None:
         """RFC 1570: informational only (Windows: "MSRASV5.20", "MSRAS-0-HOST", ...)."""
@@ -406,6 +476,7 @@ class _Link(LcpListener):
         self._finished = True
         self.phase = Phase.DEAD
         self.is_network_up = False
+        self.is_network6_up = False
         self._auth_deadline = None
         self._events.append(LinkDown(reason))
 
@@ -446,8 +517,55 @@ class _Link(LcpListener):
         self.is_network_up = False
 
     def _ipcp_finished(self) -> None:
-        if self.phase is Phase.NETWORK:
+        self._ncp_finished()
+
+    def _ncp_finished(self) -> None:
+        """One NCP finished: the link ends once none is negotiating or open any more."""
+        if self.phase is not Phase.NETWORK:
+            return
+        finished = (State.INITIAL, State.STARTING, State.CLOSED, State.STOPPED)
+        if all(f is None or f.state in finished for f in (self.ipcp, self.ipv6cp)):
             self.close("no network protocol running", self._now)
+
+    # ------------------------------------------------------------------ IPV6CP
+
+    def _open_ipv6cp(
+        self,
+        now: float,
+        *,
+        local_iid: bytes | None = None,
+        in_use: Callable[[bytes], bool] | None = None,
+    ) -> None:
+        """Run IPV6CP next to IPCP (either end calls this in ``_start_network``, after
+        ``_open_ipcp``); ``in_use`` as for :class:`Ipv6cpHandler`."""
+        handler = Ipv6cpHandler(
+            random=self._random,
+            on_up=self._ipv6cp_up,
+            on_down=self._ipv6cp_down,
+            on_finished=self._ncp_finished,
+            local_iid=local_iid,
+            in_use=in_use or (lambda iid: False),
+        )
+        self.ipv6cp_handler = handler
+        self.ipv6cp = self._new_fsm("IPV6CP", handler, Protocol.IPV6CP)
+        self.ipv6cp.open(now)
+        self.ipv6cp.up(now)
+
+    def _network6_prefix(self) -> IPv6Network | None:
+        return None
+
+    def _ipv6cp_up(self) -> None:
+        handler = self.ipv6cp_handler
+        assert handler is not None
+        self.is_network6_up = True
+        self._events.append(
+            Network6Up(handler.local_iid, handler.peer_iid, self._network6_prefix())
+        )
+
+    def _ipv6cp_down(self) -> None:
+        if self.is_network6_up:
+            self.is_network6_up = False
+            self._events.append(Network6Down())
 
 
 class PppServer(_Link):
@@ -464,9 +582,13 @@ class PppServer(_Link):
         now: float,
         lookup: Callable[[str], bytes | None] | None = None,
         verify: Verify | None = None,
+        assign_prefix: Callable[[str], IPv6Network | None] | None = None,
+        iid_in_use: Callable[[bytes], bool] | None = None,
     ) -> None:
         """``verify`` checks credentials (see ``auth.VerifyRequest``); ``lookup`` (user ->
-        NT hash) is the shorthand for the local users file."""
+        NT hash) is the shorthand for the local users file. ``assign_prefix`` (user -> a
+        /64, None when the pool is exhausted) turns IPv6 on; ``iid_in_use`` says whether
+        another session already has a peer interface identifier."""
         self.config = config
         if verify is None:
             if lookup is None:
@@ -476,7 +598,12 @@ class PppServer(_Link):
         self._assign_address = assign_address
         self.peer_address: IPv4Address | None = None  # allocated at authentication
         self._address_owner: str | None = None
+        self._assign_prefix = assign_prefix
+        self._iid_in_use = iid_in_use
+        #: the session's /64, held from the Network phase on; the owner releases it
+        self.prefix: IPv6Network | None = None
         super().__init__(config, config.auth_methods, random, now)
+        self.ipv6_enabled = assign_prefix is not None
 
     def _start_auth(self, now: float) -> None:
         method = self.lcp_handler.auth_method
@@ -549,6 +676,21 @@ class PppServer(_Link):
             on_finished=self._ipcp_finished,
         )
         self._open_ipcp(handler, now)
+        self._start_ipv6(now)
+
+    def _start_ipv6(self, now: float) -> None:
+        if not self.ipv6_enabled or self._assign_prefix is None:
+            return
+        if self.prefix is None:  # re-authentication keeps the prefix, like the address
+            self.prefix = self._assign_prefix(self.username or "")
+            if self.prefix is None:
+                self.ipv6_enabled = False  # IPV6CP now gets Protocol-Reject: IPv4 only
+                self.notice("warning", "IPv6 prefix pool exhausted: IPV6CP refused, IPv4 only")
+                return
+        self._open_ipv6cp(now, in_use=self._iid_in_use)
+
+    def _network6_prefix(self) -> IPv6Network | None:
+        return self.prefix
 
     def _ipcp_up(self) -> None:
         assert self.peer_address is not None

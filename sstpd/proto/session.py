@@ -18,17 +18,28 @@ from the client must carry its assigned source address; others are dropped and c
 The I/O layer has a fast path for IPv4 data packets that uses ``check_ip_source`` and the
 counters below directly; everything else goes through ``receive_packet``/``receive_data``.
 
+DHCP over the tunnel (issue 12): the server answers a client's DHCPINFORM itself with the
+split-tunnel routes, domain and DNS (``dhcp.answer_inform``); anything else sent to UDP
+port 67 is dropped and counted in ``dropped_dhcp``, never handed on. The I/O layer's fast
+path sends UDP packets to port 67 (68 on the client) here instead of to the TUN. The
+client sends its DHCPINFORM with ``ClientSession.send_inform`` and gets ``RoutesReceived``.
+With ``PppClientConfig.ipv6`` the client also runs IPV6CP, solicits a Router
+Advertisement and reports the address it forms as ``Ipv6Configured``.
+
 Both sides of a tunnel use this module: ``ServerSession`` and ``ClientSession``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from sstpd.errors import ParseError
+from sstpd.proto import dhcp
+from sstpd.proto.ipv6.autoconf import Ipv6Config, RouterSolicitor
 from sstpd.proto.ppp import link as ppp
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest
 from sstpd.proto.ppp.frame import Protocol, decode_frame
@@ -36,10 +47,12 @@ from sstpd.proto.sstp import connection as sstp
 from sstpd.proto.sstp.constants import HashProtocol
 
 ZERO_HLAK = bytes(32)
+_DHCP_DROPS_LOGGED = 3  # per session; the counter keeps counting
 
 # SSTP data header (version 1.0, C=0, length) + PPP FF 03 00 21 (IPv4), for the data path.
 _IP_PREFIX = struct.Struct("!BBHI")
 _PPP_IPV4 = 0xFF030021
+_PPP_IPV6 = 0xFF030057
 
 
 def ip_prefix(length: int) -> bytes:
@@ -47,6 +60,11 @@ def ip_prefix(length: int) -> bytes:
 
     Kept apart from the packet so the data path can join many of them in one copy."""
     return _IP_PREFIX.pack(0x10, 0, length + 8, _PPP_IPV4)
+
+
+def ip6_prefix(length: int) -> bytes:
+    """The 8 bytes before an IPv6 packet of ``length`` bytes (PPP protocol 0x0057)."""
+    return _IP_PREFIX.pack(0x10, 0, length + 8, _PPP_IPV6)
 
 
 def encode_ip_packet(packet: bytes) -> bytes:
@@ -120,7 +138,30 @@ class Notice:
     message: str
 
 
-Event = Authenticated | AuthenticationFailed | SessionOpened | IpReceived | SessionClosed | Notice
+@dataclass(frozen=True, slots=True)
+class RoutesReceived:
+    """Client: the DHCPACK answering ``ClientSession.send_inform``."""
+
+    info: dhcp.AckInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv6Configured:
+    """Client: a Router Advertisement gave (or changed) the IPv6 address to configure."""
+
+    config: Ipv6Config
+
+
+Event = (
+    Authenticated
+    | AuthenticationFailed
+    | SessionOpened
+    | IpReceived
+    | SessionClosed
+    | Notice
+    | RoutesReceived
+    | Ipv6Configured
+)
 
 
 @dataclass
@@ -132,6 +173,8 @@ class Counters:
     dropped_spoofed: int = 0
     dropped_not_open: int = 0
     dropped_overflow: int = 0
+    dropped_dhcp: int = 0  # to UDP port 67 but not this session's DHCPINFORM (or a bad ACK)
+    dhcp_answered: int = 0
 
 
 # ---------------------------------------------------------------- common glue
@@ -197,11 +240,13 @@ class _SessionMixin:
         self._conn.touch(now)
 
     def send_ip(self, packet: bytes) -> None:
-        """Queue one IPv4 packet (slow path; the I/O layer batches with encode_ip_packet)."""
-        if not self.is_open:
+        """Queue one IP packet (slow path; the I/O layer batches with encode_ip_packet).
+        IPv6 (version nibble 6) goes as PPP protocol 0x0057 and needs IPV6CP open."""
+        ipv6 = len(packet) > 0 and packet[0] >> 4 == 6
+        if not self.is_open or (ipv6 and not self._ppp.is_network6_up):
             self._st.counters.dropped_not_open += 1
             return
-        self._conn.send_ppp(b"\xff\x03\x00\x21" + packet)
+        self._conn.send_ppp((b"\xff\x03\x00\x57" if ipv6 else b"\xff\x03\x00\x21") + packet)
         self._st.counters.tx_packets += 1
         self._st.counters.tx_bytes += len(packet)
 
@@ -279,6 +324,8 @@ class _SessionMixin:
                 st.counters.dropped_not_open += 1
             elif not self.check_ip_source(pkt):
                 st.counters.dropped_spoofed += 1
+            elif pkt[9] == 17 and self._intercept_udp(bytes(pkt), now):
+                pass  # DHCP, answered or dropped here, never handed on
             else:
                 st.counters.rx_packets += 1
                 st.counters.rx_bytes += len(pkt)
@@ -354,6 +401,10 @@ class _SessionMixin:
     def _on_other_sstp_event(self, ev: object, now: float) -> None:
         pass
 
+    def _intercept_udp(self, packet: bytes, now: float) -> bool:
+        """A source-checked IPv4 UDP packet from the peer: True if consumed here."""
+        return False
+
     def _on_authenticated(self, ev: ppp.AuthSucceeded, now: float) -> None:
         pass
 
@@ -376,8 +427,12 @@ class ServerSession(_SessionMixin):
         lookup: Callable[[str], bytes | None] | None = None,
         verify: Verify | None = None,
         timeouts: sstp.Timeouts | None = None,
+        dhcp_settings: dhcp.InformSettings | None = None,
     ) -> None:
+        """``dhcp_settings``: what a DHCPINFORM is answered with (routes, domain, DNS;
+        DNS defaults to the IPCP servers)."""
         self._st = _Base()
+        self._dhcp = dhcp_settings or dhcp.InformSettings()
         self._conn = sstp.SstpServerConnection(
             cert_hashes=cert_hashes,
             hash_protocols=hash_protocols,
@@ -426,6 +481,26 @@ class ServerSession(_SessionMixin):
         # the version nibble first: an IPv6 packet (or anything else) in an IPv4 frame
         # would reach the kernel as what its first nibble says, past this check
         return len(packet) >= 20 and packet[0] >> 4 == 4 and packet[12:16] == self._peer_src
+
+    def _intercept_udp(self, packet: bytes, now: float) -> bool:
+        if not dhcp.is_dhcp_request(packet):
+            return False
+        st, n = self._st, self._st.network
+        assert n is not None  # the session is open
+        settings = self._dhcp
+        if not settings.dns and n.dns:
+            settings = dataclasses.replace(settings, dns=n.dns)
+        try:
+            reply = dhcp.answer_inform(packet, session=n.peer, server=n.local, settings=settings)
+        except ParseError as exc:
+            st.counters.dropped_dhcp += 1
+            if st.counters.dropped_dhcp <= _DHCP_DROPS_LOGGED:
+                st.events.append(Notice("info", f"DHCP packet dropped: {exc}"))
+            return True
+        st.counters.dhcp_answered += 1
+        st.events.append(Notice("debug", f"DHCPINFORM answered ({len(settings.routes)} routes)"))
+        self.send_ip(reply)
+        return True
 
     def complete_verification(self, request: VerifyRequest, verdict: Verdict, now: float) -> None:
         """Deliver the answer of a ``verify`` call that returned None (e.g. RADIUS)."""
@@ -484,6 +559,9 @@ class ClientSession(_SessionMixin):
         self._hlak: bytes | None = None
         self._acked = False
         self._server_src = b""
+        self._random = random
+        self._dhcp_xid: int | None = None
+        self._solicitor: RouterSolicitor | None = None
 
     def start(self, now: float) -> None:
         assert isinstance(self._conn, sstp.SstpClientConnection)
@@ -504,9 +582,87 @@ class ClientSession(_SessionMixin):
         n = self._st.network
         return n.dns if n is not None else ()
 
+    @property
+    def ipv6(self) -> Ipv6Config | None:
+        """The address the server's Router Advertisement gave, once it came."""
+        return self._solicitor.config if self._solicitor is not None else None
+
     def check_ip_source(self, packet: bytes | memoryview) -> bool:
         # the server may route any source to us, but it must be IPv4
         return len(packet) >= 20 and packet[0] >> 4 == 4
+
+    def send_inform(self, now: float) -> bool:
+        """Send a DHCPINFORM for the split-tunnel routes (again, with the same transaction
+        id, while unanswered); the answer comes as ``RoutesReceived``. False: not open."""
+        local = self.local_address
+        if not self.is_open or local is None:
+            return False
+        if self._dhcp_xid is None:
+            self._dhcp_xid = int.from_bytes(self._random(4), "big")
+        self.send_ip(dhcp.build_inform(local, self._dhcp_xid))
+        return True
+
+    def _intercept_udp(self, packet: bytes, now: float) -> bool:
+        xid, local = self._dhcp_xid, self.local_address
+        if xid is None or local is None or not dhcp.is_dhcp_reply(packet):
+            return False
+        st = self._st
+        try:
+            info = dhcp.parse_ack(packet, local, xid)
+        except ParseError as exc:
+            st.counters.dropped_dhcp += 1
+            st.events.append(Notice("info", f"DHCP answer dropped: {exc}"))
+            return True
+        self._dhcp_xid = None
+        st.events.append(RoutesReceived(info))
+        return True
+
+    # -- IPv6: IPV6CP (in the link), then RS/RA here
+    def get_timer(self) -> float | None:
+        t = super().get_timer()
+        s = self._solicitor.get_timer() if self._solicitor is not None else None
+        if s is None or self._st.closed:
+            return t
+        return s if t is None else min(t, s)
+
+    def handle_timer(self, now: float) -> None:
+        super().handle_timer(now)
+        if self._solicitor is not None and not self._st.closed:
+            self._send_link_ipv6(self._solicitor.handle_timer(now))
+
+    def _send_link_ipv6(self, packets: list[bytes]) -> None:
+        """RS packets: link control traffic, sent once the crypto binding allows data."""
+        if not self._st.call_connected or self._conn.closed:
+            return  # the next RS (or the server's unsolicited RA) will do
+        for p in packets:
+            self._conn.send_ppp(b"\xff\x03\x00\x57" + p)
+
+    def _on_ppp_event(self, ev: object, now: float) -> None:
+        st = self._st
+        if isinstance(ev, ppp.Network6Up):
+            self._solicitor = RouterSolicitor(ev.local_iid)
+            self._send_link_ipv6(self._solicitor.start(now))
+        elif isinstance(ev, ppp.Network6Down):
+            if self._solicitor is not None:
+                self._solicitor.stop()
+            self._solicitor = None
+        elif isinstance(ev, ppp.Ip6Packet):
+            pkt = ev.packet
+            if len(pkt) < 40 or pkt[0] >> 4 != 6:
+                st.counters.dropped_spoofed += 1
+            elif _link_scoped(pkt[8:24]) or _link_scoped(pkt[24:40]):
+                # RA, NS, MLD...: for us, never for the TUN
+                config = self._solicitor.receive(pkt) if self._solicitor is not None else None
+                if config is not None:
+                    st.events.append(Ipv6Configured(config))
+            elif not self.is_open:
+                st.counters.dropped_not_open += 1
+            else:
+                st.counters.rx_packets += 1
+                st.counters.rx_bytes += len(pkt)
+                st.events.append(IpReceived(pkt))
+        else:
+            super()._on_ppp_event(ev, now)
 
     def _on_other_sstp_event(self, ev: object, now: float) -> None:
         if isinstance(ev, sstp.CallConnectAcked):
@@ -522,3 +678,10 @@ class ClientSession(_SessionMixin):
         if self._acked and self._hlak is not None and not self._st.call_connected:
             assert isinstance(self._conn, sstp.SstpClientConnection)
             self._conn.send_call_connected(self._hlak, self._cert_hashes, now)
+
+
+def _link_scoped(address: bytes) -> bool:
+    """fe80::/10, or multicast of interface/link scope."""
+    if address[0] == 0xFE:
+        return address[1] & 0xC0 == 0x80
+    return address[0] == 0xFF and address[1] & 0x0F <= 2

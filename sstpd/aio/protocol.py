@@ -5,6 +5,9 @@ buffer, SSTP packets are framed in place, and IPv4 data packets of an open sessi
 the TUN fd with a single ``os.write`` of a memoryview slice, without creating any Python
 object per packet beyond the slice. Every other packet is copied out and handed to the
 sans-I/O session (``sstpd.proto.session``), whose output is written after the batch.
+DHCP (UDP to port 67 on the server, 68 on the client) passes the source check but is
+the session's (issue 12): it takes the slow path too; the cost for other traffic is
+one byte compare (IP protocol 17).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from sstpd.proto.dhcp import is_dhcp_request
 from sstpd.proto.session import ClientSession, Event, ServerSession
 from sstpd.proto.sstp.constants import Status
 
@@ -33,6 +37,8 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
     """
 
     session: ServerSession | ClientSession
+    #: which UDP packets from the peer are the session's own DHCP (the server's view)
+    is_dhcp: Callable[[bytes | memoryview], bool] = staticmethod(is_dhcp_request)
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ip_fd: int) -> None:
         self.loop = loop
@@ -82,6 +88,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         is_open = session.is_open
         src = self._source_filter() if is_open else None
         counters = session.counters
+        is_dhcp = self.is_dhcp
         slow = False
         rx_packets = rx_bytes = 0
         while end - start >= 4:
@@ -95,6 +102,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             if end - start < length:
                 break
             p = start + 4
+            ip = p + 4
             if (
                 is_open
                 and not buf[start + 1] & 1
@@ -104,8 +112,8 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 and buf[p + 2] == 0x00
                 and buf[p + 3] == 0x21
                 and fd >= 0
+                and (buf[ip + 9] != 17 or not is_dhcp(view[ip : start + length]))
             ):
-                ip = p + 4
                 if buf[ip] >> 4 == 4 and (src is None or view[ip + 12 : ip + 16] == src):
                     try:
                         os.write(fd, view[ip : start + length])

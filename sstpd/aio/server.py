@@ -43,6 +43,7 @@ from sstpd.config import DEFAULT_CIPHERS, Config, load_config
 from sstpd.errors import HttpError, SstpdError
 from sstpd.files import check_secret_mode
 from sstpd.proto import aaa, radius, webfront
+from sstpd.proto.dhcp import InformSettings
 from sstpd.proto.guard import AuthThrottle, PendingBudget, ThrottleConfig
 from sstpd.proto.pool import AddressPool
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest, local_verifier
@@ -152,6 +153,12 @@ def ppp_server_config(config: Config) -> PppServerConfig:
         mru=tc.mtu,
         auth_retries=config.auth.retries,
     )
+
+
+def dhcp_settings(config: Config) -> InformSettings:
+    """What a session answers a DHCPINFORM with (``[tunnel] routes, domain, dns``)."""
+    tc = config.tunnel
+    return InformSettings(domain=tc.domain, dns=tuple(tc.dns), routes=tuple(tc.routes))
 
 
 def throttle_config(config: Config) -> ThrottleConfig:
@@ -468,7 +475,7 @@ class ServerProtocol(SstpStreamProtocol):
             "rx_packets": c.rx_packets,
             "tx_bytes": c.tx_bytes,
             "tx_packets": c.tx_packets,
-            "dropped": c.dropped_spoofed + c.dropped_overflow,
+            "dropped": c.dropped_spoofed + c.dropped_overflow + c.dropped_dhcp,
             "auth_method": s.auth_method,
             "tls_version": self.tls_version,
             "tls_cipher": self.tls_cipher,
@@ -683,6 +690,7 @@ class Server:
             random=os.urandom,
             now=self.loop.time(),
             timeouts=self.timeouts,
+            dhcp_settings=dhcp_settings(self.config),
         )
 
     def refusal(self) -> str:
@@ -837,6 +845,8 @@ class Server:
             "tx_packets": total("tx_packets"),
             "dropped_spoofed": total("dropped_spoofed"),
             "dropped_overflow": total("dropped_overflow"),
+            "dropped_dhcp": total("dropped_dhcp"),
+            "dhcp_answered": total("dhcp_answered"),
             "tun_no_route": st.tun_no_route,
             "internal_errors": st.internal_errors,
             "authenticated": self.authenticated_count,  # what max_sessions counts

@@ -164,13 +164,14 @@ def render_metrics(stats: dict[str, Any] | None) -> str:
         "sstpd_dropped_packets_total",
         "counter",
         "Packets dropped: spoofed source, client output queue full, no session for the "
-        "destination.",
+        "destination, DHCP that is not the session's own DHCPINFORM.",
         [
             _sample("sstpd_dropped_packets_total", stats["dropped_spoofed"], {"reason": "spoofed"}),
             _sample(
                 "sstpd_dropped_packets_total", stats["dropped_overflow"], {"reason": "queue_full"}
             ),
             _sample("sstpd_dropped_packets_total", stats["tun_no_route"], {"reason": "no_route"}),
+            _sample("sstpd_dropped_packets_total", stats["dropped_dhcp"], {"reason": "dhcp"}),
         ],
     )
     lat = stats["handshake_latency"]

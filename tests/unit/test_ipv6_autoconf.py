@@ -1,5 +1,5 @@
 """The client's Router Solicitation / Advertisement handling (sstpd.proto.ipv6.autoconf):
-the PROTOCOL-NEXT §2.3 RA vector gives prefix::IID, RS timing per RFC 4861 §6.3.7, and
+the docs/protocol/ipv6-dhcp.md §3 RA vector gives prefix::IID, RS timing per RFC 4861 §6.3.7, and
 nothing a server sends raises."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sstpd.proto.ipv6.packet import decode_ipv6
 
 IID = bytes.fromhex("0211223344556677")
 SERVER_LL = IPv6Address("fe80::1")
-# docs PROTOCOL-NEXT §2.3 (checked with scapy): RA from fe80::1 to ff02::1, PIO
+# docs/protocol/ipv6-dhcp.md §3 (checked with scapy): RA from fe80::1 to ff02::1, PIO
 # 2001:db8:1:2::/64 L+A, MTU 1400, RDNSS 2001:db8::53, router lifetime 1800
 RA_VECTOR = bytes.fromhex(
     "60000000 0050 3a ff  fe800000000000000000000000000001  ff020000000000000000000000000001"

@@ -1,5 +1,5 @@
 """Issue 12 in the session glue, in memory: the server answers the DHCPINFORM (the
-PROTOCOL-NEXT §3.5 vector) before anything reaches the I/O layer and drops every other
+docs/protocol/ipv6-dhcp.md §10 vector) before anything reaches the I/O layer and drops every other
 DHCP packet, counted; the client sends its DHCPINFORM and reads the ACK, and negotiates
 IPV6CP, solicits and reads the Router Advertisement."""
 

@@ -42,6 +42,8 @@ def stats(**over: Any) -> dict[str, Any]:
         "tx_packets": 200,
         "dropped_spoofed": 1,
         "dropped_overflow": 0,
+        "dropped_dhcp": 0,
+        "dhcp_answered": 0,
         "tun_no_route": 3,
         "handshake_latency": h.snapshot(),
         "pool_size": 253,

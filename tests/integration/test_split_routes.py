@@ -134,3 +134,47 @@ def test_foreign_truncated_and_oversized_informs_are_dropped_and_counted(
     assert _tun_rx_packets(net) == tun_before  # not one DHCP packet reached the TUN
     log = daemon.wait_log("DHCP packet dropped: DHCPINFORM ciaddr")
     assert "internal error" not in log
+
+
+def test_client_ipv6_against_an_ipv4_only_daemon_stays_ipv4(
+    daemon: Daemon, net: Netns, tmp_path: Path
+) -> None:
+    """--ipv6 with a server without IPv6: IPV6CP is Protocol-Rejected, the client does not
+    wait for a Router Advertisement, and IPv4 works as before."""
+    pw = tmp_path / "pw"
+    pw.write_text(USERS["alice"] + "\n")
+    started = time.monotonic()
+    client = net.popen(
+        net.cli,
+        sys.executable,
+        "-m",
+        "sstpd",
+        "connect",
+        f"{SERVER_IP}:443",
+        "--user",
+        "alice",
+        "--password-file",
+        str(pw),
+        "--ca-file",
+        str(daemon.cert),
+        "--tun",
+        "sstpc1",
+        "--ipv6",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert client.stdout is not None
+        line = client.stdout.readline()
+        assert line, client.stderr.read() if client.stderr else ""
+        info = json.loads(line)
+        assert info["ipv6"] is None and info["ipv6_dns"] == []
+        assert time.monotonic() - started < 8  # not the 10 s RA wait
+        r = net.run(net.cli, "ping", "-c", "2", "-i", "0.2", "-W", "2", TUNNEL_IP)
+        assert " 0% packet loss" in r.stdout
+    finally:
+        client.send_signal(signal.SIGTERM)
+        client.wait(15)
+    assert client.returncode == 0
+    assert client.stderr is not None
+    assert "IPV6CP refused" in client.stderr.read()

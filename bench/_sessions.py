@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sstpd.aio.protocol as sstp_protocol  # noqa: E402
-from sstpd.client import ClientOptions, Tunnel  # noqa: E402
+from sstpd.aio.client import ClientOptions, Tunnel  # noqa: E402
 
 sstp_protocol.BUFFER_SIZE = 16 * 1024
 sstp_protocol.MIN_FREE = 4 * 1024

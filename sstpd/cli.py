@@ -234,7 +234,7 @@ def _serve(args: argparse.Namespace) -> int:
     check_secret_mode(config.auth.users_file)
     if sc.tls:
         check_secret_mode(sc.key)
-    from sstpd.aio.server import run  # type: ignore[import-not-found]
+    from sstpd.aio.daemon import run  # type: ignore[import-not-found]
 
     result = run(config, config_path)
     return result if isinstance(result, int) else 0
@@ -440,7 +440,7 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _connect(argv: Sequence[str]) -> int:
-    from sstpd.client import main as client_main  # type: ignore[import-not-found]
+    from sstpd.aio.client import main as client_main  # type: ignore[import-not-found]
 
     result = client_main(list(argv))
     return result if isinstance(result, int) else 0

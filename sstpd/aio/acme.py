@@ -29,7 +29,7 @@ from sstpd import acmeclient
 from sstpd.files import write_atomic
 
 if TYPE_CHECKING:
-    from sstpd.aio.server import Server
+    from sstpd.aio.daemon import Daemon
 
 log = logging.getLogger("sstpd")
 
@@ -67,7 +67,7 @@ def in_thread(fn: Callable[[], _T]) -> asyncio.Future[_T]:
 
 
 class AcmeManager:
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Daemon) -> None:
         self.server = server
         self.cfg = server.config.acme
         self.http_tokens: dict[str, str] = {}

@@ -18,7 +18,7 @@ import struct
 import sys
 from ipaddress import IPv4Address
 
-from sstpd.client import ClientOptions, Tunnel
+from sstpd.aio.client import ClientOptions, Tunnel
 from tests.integration.client_tool import udp
 
 

@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from sstpd.client import ClientOptions, Tunnel
+from sstpd.aio.client import ClientOptions, Tunnel
 from tests.integration.client_tool import ping_once
 
 from . import appliance

@@ -2,7 +2,7 @@
 
 Each scenario prints one JSON object on stdout; the tests in this directory start it with
 ``ip netns exec`` and assert on the result. Packets are built here by hand (IPv4 + ICMP or
-UDP with correct checksums) and carried by ``sstpd.client.Tunnel`` without a TUN device,
+UDP with correct checksums) and carried by ``sstpd.aio.client.Tunnel`` without a TUN device,
 so one process can hold many sessions.
 
     python3 -m tests.integration.client_tool ping --host H --ca-file F --user U --password P
@@ -19,7 +19,7 @@ import sys
 import time
 from ipaddress import IPv4Address
 
-from sstpd.client import ClientOptions, ConnectError, Tunnel
+from sstpd.aio.client import ClientOptions, ConnectError, Tunnel
 from sstpd.proto.sstp.constants import HashProtocol
 
 

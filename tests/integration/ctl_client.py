@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any
 
-from sstpd.client import ClientOptions, Tunnel
+from sstpd.aio.client import ClientOptions, Tunnel
 from tests.integration.client_tool import icmp_echo, is_echo_reply
 
 PING_SIZE = 100  # bytes of each IPv4 echo request (and reply)

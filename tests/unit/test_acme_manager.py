@@ -135,7 +135,7 @@ def test_offloader_with_http01_schedules_from_the_obtained_certificate(tmp_path:
     """tls = false: the daemon serves no certificate, but the one it obtained for the
     offloader must still drive the schedule (else it would order again at once)."""
     from sstpd import certs
-    from sstpd.aio.server import cert_summary
+    from sstpd.aio.tls import cert_summary
 
     certs.generate_self_signed(
         str(tmp_path / "c.pem"), str(tmp_path / "k.pem"), common_name="vpn.example.test", sans=[]

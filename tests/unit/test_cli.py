@@ -41,9 +41,9 @@ class FakeServer:
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     fake = FakeServer()
-    module = types.ModuleType("sstpd.aio.server")
+    module = types.ModuleType("sstpd.aio.daemon")
     module.run = fake.run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sstpd.aio.server", module)
+    monkeypatch.setitem(sys.modules, "sstpd.aio.daemon", module)
     return fake
 
 
@@ -414,9 +414,9 @@ def test_connect_forwards_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(argv)
         return 3
 
-    module: Any = types.ModuleType("sstpd.client")
+    module: Any = types.ModuleType("sstpd.aio.client")
     module.main = fake_main
-    monkeypatch.setitem(sys.modules, "sstpd.client", module)
+    monkeypatch.setitem(sys.modules, "sstpd.aio.client", module)
     assert cli.main(["connect", "--server", "x", "-u", "user", "rest"]) == 3
     assert seen == [["--server", "x", "-u", "user", "rest"]]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sstpd.client import ClientOptions, ClientProtocol, ConnectError, Tunnel
+from sstpd.aio.client import ClientOptions, ClientProtocol, ConnectError, Tunnel
 
 
 class ClosedTransport:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from sstpd import certs
+from sstpd.aio.client import ClientOptions, Tunnel, _parse_args
 from sstpd.aio.protocol import SstpStreamProtocol
-from sstpd.client import ClientOptions, Tunnel, _parse_args
 from sstpd.proto.mschap import nt_password_hash
 from sstpd.proto.pool import AddressPool
 from sstpd.proto.ppp.link import PppServerConfig

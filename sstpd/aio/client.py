@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 
 from sstpd.aio import clientnet
+from sstpd.aio.datapath import count_sent, encode_batch, read_batch
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.tun import TunDevice
 from sstpd.proto.dhcp import AckInfo, is_dhcp_reply
@@ -178,22 +179,20 @@ class ClientProtocol(SstpStreamProtocol):
     def send_ip_batch(self, packets: list[bytes]) -> None:
         if self.transport is None or not self.session.is_open:
             return
-        if not all(p[0] >> 4 == 4 for p in packets):  # IPv6 among them: only over IPV6CP
+        ipv4_only = all(p[0] >> 4 == 4 for p in packets)
+        if not ipv4_only:  # IPv6 among them: it may only go over IPV6CP
             ipv6 = self.session.link.is_network6_up
             packets = [p for p in packets if p[0] >> 4 == 4 or (ipv6 and p[0] >> 4 == 6)]
         if self.opts.record_per_packet:
             write = self.transport.write
             for p in packets:
                 write((ip_prefix if p[0] >> 4 == 4 else ip6_prefix)(len(p)) + p)
+        elif ipv4_only:
+            self.transport.write(encode_batch(packets))
         else:
-            parts = []
-            for p in packets:
-                parts.append((ip_prefix if p[0] >> 4 == 4 else ip6_prefix)(len(p)))
-                parts.append(p)
-            self.transport.write(b"".join(parts))
-        c = self.session.counters
-        c.tx_packets += len(packets)
-        c.tx_bytes += sum(len(p) for p in packets)
+            prefixed = ((ip_prefix if p[0] >> 4 == 4 else ip6_prefix)(len(p)) + p for p in packets)
+            self.transport.write(b"".join(prefixed))
+        count_sent(self.session.counters, packets)
 
 
 def _ssl_context(opts: ClientOptions) -> ssl.SSLContext | None:
@@ -326,14 +325,8 @@ class Tunnel:
 
     def _tun_readable(self) -> None:
         assert self.tun is not None
-        batch = []
-        for _ in range(64):
-            try:
-                pkt = os.read(self.tun.fd, 65536)
-            except OSError:
-                break
-            if pkt and pkt[0] >> 4 in (4, 6):  # send_ip_batch drops IPv6 without IPV6CP
-                batch.append(pkt)
+        # send_ip_batch drops IPv6 unless IPV6CP is up
+        batch = [p for p in read_batch(self.tun.fd) if p and p[0] >> 4 in (4, 6)]
         if batch:
             self.proto.send_ip_batch(batch)
 

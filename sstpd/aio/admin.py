@@ -1,0 +1,292 @@
+"""Operating the running daemon: the control socket's commands and reload.
+
+``Admin.handle_control`` answers ``sstpctl`` and the status app (``sessions``, ``stats``,
+``health``, ``kick``, ``drain``/``undrain``, ``cert``, ``renew``, ``reload``); the RADIUS
+Disconnect-Request listener ends sessions through ``dae_disconnect``. ``reload`` (also
+SIGHUP, and the ACME manager after a renewal) validates everything (configuration file,
+users file, certificate and key) before it changes anything; which keys a reload can
+apply at all is the table in ``aio.reload``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from sstpd import __version__, certs
+from sstpd.aio.control import error as control_error
+from sstpd.aio.notify import sd_notify
+from sstpd.aio.reload import live_config
+from sstpd.aio.server import read_users
+from sstpd.aio.settings import RuntimeSettings
+from sstpd.aio.tls import cert_summary, configure_tls, make_ssl_context
+from sstpd.config import Config, load_config
+from sstpd.errors import SstpdError
+from sstpd.proto import aaa, radius
+from sstpd.proto.sstp.constants import HashProtocol
+
+if TYPE_CHECKING:
+    from sstpd.aio.acme import AcmeManager
+    from sstpd.aio.daemon import Daemon
+
+log = logging.getLogger("sstpd")
+
+POOL_LOW = 0.9  # health warns when this share of the pool is in use
+
+
+def _reason(exc: Exception) -> str:
+    """A one-line reason for a failed reload, for the log and the ctl caller."""
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc)
+
+
+class Admin:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.server = srv = daemon.server
+        # what the answers read, under the names they have always used
+        self.loop = srv.loop
+        self.stats = srv.stats
+        self.connections = srv.connections
+        self.pool = srv.pool
+        self.budget = srv.budget
+        self.throttle = srv.throttle
+        self.listeners = daemon.listeners
+        self.nofile = srv.nofile
+        self.started_at = daemon.started_at
+        self.started_wall = daemon.started_wall
+
+    @property
+    def config(self) -> Config:
+        return self.server.config
+
+    @property
+    def draining(self) -> bool:
+        return self.server.draining
+
+    @property
+    def authenticated_count(self) -> int:
+        return self.server.authenticated_count
+
+    @property
+    def acme(self) -> AcmeManager | None:
+        return self.daemon.acme
+
+    @property
+    def cert_summary(self) -> dict[str, Any] | None:
+        return self.daemon.cert_summary
+
+    def refusal(self) -> str:
+        return self.server.refusal()
+
+    def handle_control(self, req: dict[str, Any]) -> dict[str, Any]:
+        """One control request (already checked to be a known command) -> its answer."""
+        cmd = req["cmd"]
+        if cmd == "health":
+            return {"ok": True, **self.health()}
+        if cmd == "sessions":
+            now = self.loop.time()
+            rows = [p.describe(now) for p in self.connections if p.is_open]
+            return {"ok": True, "sessions": sorted(rows, key=lambda r: int(r["id"]))}
+        if cmd == "stats":
+            return {"ok": True, **self.snapshot()}
+        if cmd == "kick":
+            return self.kick(req.get("id"), req.get("user"))
+        if cmd == "reload":
+            return self.reload()
+        if cmd in ("drain", "undrain"):
+            return self.set_draining(cmd == "drain")
+        if cmd == "cert":
+            return {"ok": True, **self.cert_status()}
+        if cmd == "renew":
+            if self.acme is None:
+                return control_error("ACME is not configured (no [acme] names)")
+            return self.acme.renew_now()
+        return control_error(f"unknown command {cmd!r}")
+
+    def cert_status(self) -> dict[str, Any]:
+        """The ``cert`` answer: the served certificate and the ACME manager's state."""
+        return {
+            "certificate": self.cert_summary,
+            "path": self.config.server.certificate if self.cert_summary is not None else "",
+            "acme": self.acme.status() if self.acme is not None else None,
+        }
+
+    def health(self) -> dict[str, Any]:
+        why = self.refusal()
+        status = {"": "ok", "draining": "draining", "shutting down": "stopping"}.get(why, "full")
+        pool = self.pool
+        free = pool.size - pool.in_use
+        warnings = []
+        if free <= 0:
+            warnings.append(f"address pool full ({pool.in_use}/{pool.size})")
+            if status == "ok":
+                status = "pool_full"
+        elif pool.in_use >= POOL_LOW * pool.size:
+            warnings.append(f"address pool nearly full ({pool.in_use}/{pool.size})")
+        return {
+            "status": status,
+            "accepting": status == "ok",
+            "draining": self.draining,
+            "pool_free": free,
+            "warnings": warnings,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``stats`` answer: counters since start, closed sessions included."""
+        st = self.stats
+        live = [p.session.counters for p in self.connections]
+
+        def total(name: str) -> int:
+            return int(getattr(st.closed, name)) + sum(int(getattr(c, name)) for c in live)
+
+        sessions = sum(1 for p in self.connections if p.is_open)
+        return {
+            "version": __version__,
+            **self.health(),
+            "started_at": round(self.started_wall, 3),
+            "uptime": round(self.loop.time() - self.started_at, 3),
+            "sessions": sessions,
+            "handshakes_in_progress": len(self.connections) - sessions,
+            "max_sessions": self.config.server.max_sessions,
+            "handshakes": dict(st.handshakes),
+            "auth_failures": st.auth_failures,
+            "crypto_binding_failures": st.crypto_binding_failures,
+            "rx_bytes": total("rx_bytes"),
+            "rx_packets": total("rx_packets"),
+            "tx_bytes": total("tx_bytes"),
+            "tx_packets": total("tx_packets"),
+            "dropped_spoofed": total("dropped_spoofed"),
+            "dropped_overflow": total("dropped_overflow"),
+            "dropped_dhcp": total("dropped_dhcp"),
+            "dhcp_answered": total("dhcp_answered"),
+            "tun_no_route": st.tun_no_route,
+            "internal_errors": st.internal_errors,
+            "authenticated": self.authenticated_count,  # what max_sessions counts
+            "pending": self.budget.count,
+            "pending_sources": len(self.budget.by_source),
+            "pending_total_limit": self.budget.total,
+            "pending_per_source_limit": self.budget.per_source,
+            "auth_delayed": st.auth_delayed,
+            "auth_blocks": self.throttle.blocks,
+            "auth_blocked": self.throttle.blocked_count(self.loop.time()),
+            "accept_errors": sum(getattr(x, "accept_errors", 0) for x in self.listeners),
+            "open_files_limit": self.nofile,
+            "handshake_latency": st.latency.snapshot(),
+            "pool_size": self.pool.size,
+            "pool_in_use": self.pool.in_use,
+            "reloads": st.reloads,
+            "reload_failures": st.reload_failures,
+            "certificate_not_after": (self.cert_summary or {}).get("not_after"),
+            "acme_renewals": self.acme.renewals if self.acme else 0,
+            "acme_renewal_failures": self.acme.renewal_failures if self.acme else 0,
+        }
+
+    def kick(self, sid: object, user: object) -> dict[str, Any]:
+        """Graceful Call Disconnect of session ``sid`` or of every session of ``user``."""
+        if (sid is None) == (user is None):
+            return control_error('kick needs either "id" or "user"')
+        if sid is not None and (not isinstance(sid, int) or isinstance(sid, bool)):
+            return control_error('"id" must be an integer')
+        if user is not None and (not isinstance(user, str) or not user):
+            return control_error('"user" must be a non-empty string')
+        targets = [
+            p
+            for p in self.connections
+            if p.is_open and (p.id == sid if sid is not None else p.session.username == user)
+        ]
+        if not targets:
+            what = f"session {sid}" if sid is not None else f"session of user {user!r}"
+            return control_error(f"no open {what}")
+        for p in sorted(targets, key=lambda p: p.id):
+            log.info("[%d] %s user %r kicked", p.id, p.peer, p.session.username)
+            p.terminate_cause = radius.TERMINATE_ADMIN_RESET
+            p.disconnect("disconnected by the administrator")
+        return {"ok": True, "kicked": sorted(p.id for p in targets)}
+
+    def dae_disconnect(self, criteria: aaa.DisconnectCriteria) -> int:
+        """End the open sessions a Disconnect-Request names; how many there were."""
+        targets = [
+            p
+            for p in self.connections
+            if p.is_open
+            and criteria.matches(p.session.username, p.acct_session_id, p.session.peer_address)
+        ]
+        for p in targets:
+            log.info("[%d] %s user %r disconnected by RADIUS", p.id, p.peer, p.session.username)
+            p.terminate_cause = radius.TERMINATE_ADMIN_RESET
+            p.disconnect("disconnected by RADIUS (Disconnect-Request)")
+        return len(targets)
+
+    def set_draining(self, on: bool) -> dict[str, Any]:
+        if self.server.stopping:
+            return control_error("shutting down")
+        if on != self.draining:
+            self.server.draining = on
+            sessions = sum(1 for p in self.connections if p.is_open)
+            if on:
+                log.info("draining: refusing new sessions, %d sessions continue", sessions)
+                sd_notify(f"STATUS=draining, {sessions} sessions")
+            else:
+                log.info("accepting new sessions again")
+                sd_notify("STATUS=accepting sessions")
+        return {"ok": True, **self.health()}
+
+    def reload(self) -> dict[str, Any]:
+        """SIGHUP and ``reload``: re-read the configuration file, the users file, the
+        certificate and key. Everything is checked first; on any problem nothing changes
+        and the reason is returned. New sessions get the new settings; established
+        sessions keep theirs. Settings that need a restart are reported, not applied."""
+        d, srv = self.daemon, self.server
+        old = srv.config
+        try:
+            new = load_config(d.config_path) if d.config_path else old
+            config, changed, needs_restart = live_config(old, new)
+            user_map = read_users(config.auth.users_file)
+            if config.server.tls:
+                certs.verify_key_pair(config.server.certificate, config.server.key)
+                make_ssl_context(config)  # chain and ciphers load: checked on a spare context
+            settings = RuntimeSettings.from_config(config)
+            if d.ssl is not None:
+                configure_tls(d.ssl, config)
+        except (SstpdError, OSError, ssl.SSLError, ValueError) as exc:
+            srv.stats.reload_failures += 1
+            reason = _reason(exc)
+            log.error("reload rejected, keeping the running configuration: %s", reason)
+            if d.ssl is not None:
+                with contextlib.suppress(SstpdError, OSError, ssl.SSLError, ValueError):
+                    configure_tls(d.ssl, old)  # in case the live context took a part
+            return control_error(reason)
+        hashes = settings.cert_hashes
+        if hashes != srv.cert_hashes:
+            changed.append("certificate")
+        if user_map != srv.users:
+            changed.append("users")
+        srv.apply(settings, user_map)
+        if d.dae is not None:
+            d.dae.config = config.radius  # clients and secrets; the address needs a restart
+        d.cert_summary = cert_summary(config)
+        logging.getLogger().setLevel(config.log.level.upper())
+        srv.stats.reloads += 1
+        sha256 = hashes.get(HashProtocol.SHA256, b"").hex()
+        log.info(
+            "reloaded %s: %d users, certificate sha256 %s, changed: %s",
+            d.config_path or "the built-in configuration",
+            len(user_map),
+            sha256 or "-",
+            ", ".join(changed) or "nothing",
+        )
+        for item in needs_restart:
+            log.warning("reload: %s needs a restart to take effect", item)
+        return {
+            "ok": True,
+            "changed": changed,
+            "needs_restart": needs_restart,
+            "users": len(user_map),
+            "cert_sha256": sha256,
+        }

@@ -1,0 +1,203 @@
+"""The daemon process: start, run, stop.
+
+``Daemon`` puts the parts together in one event loop: the TUN device and its pump
+(``aio.datapath``), the session registry (``aio.server``), the TLS context
+(``aio.tls``), the listeners, the control socket (answered by ``aio.admin``), RADIUS and
+its Disconnect-Request listener, the ACME manager. It installs the signal handlers
+(SIGTERM/SIGINT stop, SIGHUP reloads), tells systemd where it is (``sd_notify``) and, on
+stop, ends every session with a Call Disconnect before it closes the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from sstpd.aio.admin import Admin
+from sstpd.aio.connection import ServerProtocol
+from sstpd.aio.control import ControlServer
+from sstpd.aio.dae import DaeServer
+from sstpd.aio.datapath import TunPump
+from sstpd.aio.listener import Listener
+from sstpd.aio.notify import sd_notify
+from sstpd.aio.server import Server
+from sstpd.aio.settings import RuntimeSettings
+from sstpd.aio.tls import cert_summary, make_ssl_context
+from sstpd.aio.tlsroute import TlsRouter
+from sstpd.aio.tun import TunDevice
+from sstpd.config import Config
+from sstpd.errors import SstpdError
+from sstpd.proto import aaa, radius
+
+if TYPE_CHECKING:
+    from sstpd.aio.acme import AcmeManager
+
+log = logging.getLogger("sstpd")
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return the soft limit in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return int(soft) if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def _acme_manager(daemon: Daemon) -> AcmeManager:
+    """Imported only with [acme] names: the ``acme`` package is an optional extra."""
+    try:
+        from sstpd.aio.acme import AcmeManager
+    except ImportError as exc:
+        raise SstpdError(
+            f"[acme] needs the acme and josepy packages ({exc}): pip install 'sstpd[acme]'"
+        ) from None
+    return AcmeManager(daemon)
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: str | None = None) -> None:
+        self.config_path = config_path
+        self.loop = asyncio.get_running_loop()
+        self.started_at = self.loop.time()
+        self.started_wall = time.time()
+        tc = config.tunnel
+        self.tun = TunDevice(tc.interface)
+        self.tun.configure(address=tc.address, mtu=tc.mtu, routes=[tc.pool])
+        nofile = raise_nofile_limit()
+        settings = RuntimeSettings.from_config(config)
+        self.server = Server(settings, nofile=nofile, boot_id=f"{int(self.started_wall):x}")
+        self.pump = TunPump(self.tun.fd, self.server, self.server.stats)
+        self.dae: DaeServer | None = None
+        self.ssl = make_ssl_context(config) if config.server.tls else None
+        # ACME (sstpd.aio.acme): the router answers TLS-ALPN-01 on the listener
+        self.router = TlsRouter()
+        self.cert_summary = cert_summary(config)
+        self.listeners: list[Listener] = []
+        self.acme: AcmeManager | None = _acme_manager(self) if config.acme.enabled else None
+        self.admin = Admin(self)
+        self.control = ControlServer(
+            config.server.control_socket, self.admin.handle_control, config.server.control_group
+        )
+
+    @property
+    def config(self) -> Config:
+        return self.server.config
+
+    def reload(self) -> dict[str, Any]:
+        return self.admin.reload()
+
+    async def start(self) -> None:
+        sc = self.config.server
+        srv = self.server
+        # TLS-ALPN-01 needs the ClientHello before TLS starts: the listener's own accept loop
+        tls_alpn = self.acme is not None and self.config.acme.challenge == "tls-alpn-01"
+        for addr in sc.listen:
+            self.listeners.append(
+                Listener(
+                    str(addr),
+                    sc.port,
+                    lambda src, pending: ServerProtocol(srv, self.pump, src, pending),
+                    self.ssl,
+                    srv,
+                    proxy_protocol=sc.proxy_protocol,
+                    router=self.router if tls_alpn else None,
+                )
+            )
+        await self.control.start()
+        await srv.aaa.open()
+        if self.config.radius.dae_listen is not None:
+            self.dae = DaeServer(self.config.radius, self.admin.dae_disconnect)
+            await self.dae.open()
+        self.loop.add_reader(self.tun.fd, self.pump.readable)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.request_stop)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        where = ", ".join(f"{a}:{sc.port}" for a in sc.listen)
+        hashes = " ".join(f"{p.name}={h.hex()}" for p, h in sorted(srv.cert_hashes.items()))
+        log.info(
+            "listening on %s (%s%s), tunnel %s %s pool %s, %d users; binding hashes %s",
+            where,
+            "TLS" if self.ssl else "plain HTTP",
+            ", PROXY protocol" if sc.proxy_protocol else "",
+            self.tun.name,
+            self.config.tunnel.address,
+            self.config.tunnel.pool,
+            len(srv.users),
+            hashes,
+        )
+        if self.acme is not None:
+            await self.acme.start()
+        sd_notify(f"READY=1\nSTATUS=listening on {where}")
+
+    def request_stop(self) -> None:
+        srv = self.server
+        if srv.stopping:
+            return
+        srv.stop_admitting()
+        sd_notify("STOPPING=1")
+        if self.acme is not None:
+            self.acme.close()
+        log.info("stopping: disconnecting %d sessions", len(srv.connections))
+        for listener in self.listeners:
+            listener.close()
+        for proto in list(srv.connections):
+            proto.terminate_cause = radius.TERMINATE_NAS_REBOOT
+            proto.disconnect("server shutting down")
+        if not srv.connections:
+            srv.stopped.set()
+
+    async def run(self) -> None:
+        srv = self.server
+        await self.start()
+        await srv.stopped.wait()
+        # give Call Disconnect a moment to be acknowledged, then drop whatever is left
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._drain(), 2.0)
+        for proto in list(srv.connections):
+            if proto.transport is not None:
+                proto.transport.abort()
+        await srv.aaa.drain(5.0)  # the accounting Stops of the sessions just ended
+        srv.aaa.nas_status(aaa.ACCT_OFF)
+        await srv.aaa.drain(5.0)
+        srv.aaa.close()
+        if self.dae is not None:
+            self.dae.close()
+        self.control.close()
+        self.loop.remove_reader(self.tun.fd)
+        self.tun.close()
+        log.info("stopped")
+
+    async def _drain(self) -> None:
+        while self.server.connections:
+            await asyncio.sleep(0.05)
+
+
+def run(config: Config, config_path: str | None = None, **_: Any) -> int:
+    logging.basicConfig(
+        level=getattr(logging, config.log.level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+
+    async def main() -> None:
+        daemon = Daemon(config, config_path)
+        await daemon.run()
+
+    runner(main())
+    return 0

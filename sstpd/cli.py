@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     secret.add_argument("--password", metavar="PASS", help="the password (visible in ps!)")
     secret.add_argument("--nt-hash", metavar="HEX", help="the NT hash instead of a password")
     p.add_argument("--address", metavar="IP", help="static tunnel address for this user")
+    p.add_argument(
+        "--ipv6-prefix", metavar="PREFIX", help="static IPv6 /64 for this user (tunnel.ipv6_pool)"
+    )
     p.set_defaults(handler=_user_add)
     p = user_sub.add_parser("del", parents=[where], help="delete a user")
     p.add_argument("name", metavar="NAME")
@@ -335,8 +338,16 @@ def _user_add(args: argparse.Namespace) -> int:
             password = _read_password()
         if not password:
             raise ValueError("empty password")
-    user = users.add_user(path, args.name, password=password, nt_hash=nt_hash, address=args.address)
-    where = f" with address {user.address}" if user.address else ""
+    user = users.add_user(
+        path,
+        args.name,
+        password=password,
+        nt_hash=nt_hash,
+        address=args.address,
+        ipv6_prefix=args.ipv6_prefix,
+    )
+    statics = [str(a) for a in (user.address, user.ipv6_prefix) if a is not None]
+    where = f" with address {' and '.join(statics)}" if statics else ""
     print(f"user {user.name!r}{where} saved in {path}")
     return 0
 
@@ -357,6 +368,7 @@ def _user_list(args: argparse.Namespace) -> int:
         return 0
     for user in users.load_users(path).values():
         fields = [user.name, str(user.address) if user.address else "-"]
+        fields.append(str(user.ipv6_prefix) if user.ipv6_prefix else "-")
         if args.show_hash:
             fields.append(user.nt_hash.hex())
         print("\t".join(fields))

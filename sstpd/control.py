@@ -82,13 +82,19 @@ SESSION_FIELDS = (
     "peer_host",
     "peer_port",
     "address",  # the tunnel address assigned
+    "ipv6_prefix",  # the /64 routed to the session while IPV6CP is open ("" = none)
     "connected_since",  # float, Unix time the tunnel opened
     "duration",  # float, seconds since then
-    "rx_bytes",  # IPv4 bytes from the client (IP packets, without SSTP/PPP framing)
+    "rx_bytes",  # IP bytes from the client, both families (without SSTP/PPP framing)
     "rx_packets",
-    "tx_bytes",  # IPv4 bytes to the client
+    "tx_bytes",  # IP bytes to the client, both families
     "tx_packets",
-    "dropped",  # packets dropped: spoofed source + output queue overflow
+    "rx6_bytes",  # the IPv6 part of rx_bytes
+    "rx6_packets",
+    "tx6_bytes",  # the IPv6 part of tx_bytes
+    "tx6_packets",
+    "dropped",  # packets dropped: spoofed source (either family), output queue overflow,
+    # invalid IPv6 or Neighbor Discovery
     "auth_method",  # "eap-mschapv2" | "mschapv2" | "pap"
     "tls_version",  # "TLSv1.3", ... ("" without TLS)
     "tls_cipher",

@@ -201,8 +201,9 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
 def sessions_table(sessions: list[dict[str, Any]]) -> str:
     if not sessions:
         return "no sessions"
-    header = ["ID", "USER", "PEER", "ADDRESS", "CONNECTED", "UP", "RX PKTS", "RX", "TX PKTS"]
-    header += ["TX", "AUTH", "TLS", "CIPHER", "BINDING"]
+    ipv6 = any(s.get("ipv6_prefix") for s in sessions)
+    header = ["ID", "USER", "PEER", "ADDRESS", *(["IPV6 PREFIX"] if ipv6 else []), "CONNECTED"]
+    header += ["UP", "RX PKTS", "RX", "TX PKTS", "TX", "AUTH", "TLS", "CIPHER", "BINDING"]
     rows = []
     for s in sessions:
         binding = s["binding_hash"]
@@ -214,6 +215,7 @@ def sessions_table(sessions: list[dict[str, Any]]) -> str:
                 s["user"],
                 s["peer"],
                 s["address"],
+                *([s.get("ipv6_prefix") or "-"] if ipv6 else []),
                 _when(s["connected_since"]),
                 format_duration(s["duration"]),
                 str(s["rx_packets"]),
@@ -226,7 +228,8 @@ def sessions_table(sessions: list[dict[str, Any]]) -> str:
                 binding or "-",
             ]
         )
-    return _table(header, rows, right={0, 5, 6, 7, 8, 9})
+    shift = 1 if ipv6 else 0
+    return _table(header, rows, right={0, *(n + shift for n in (5, 6, 7, 8, 9))})
 
 
 def _opt_when(epoch: float | None) -> str:
@@ -310,6 +313,23 @@ def stats_text(st: dict[str, Any]) -> str:
         ("binding failures", str(st["crypto_binding_failures"])),
         ("from clients", f"{st['rx_packets']} packets, {format_bytes(st['rx_bytes'])}"),
         ("to clients", f"{st['tx_packets']} packets, {format_bytes(st['tx_bytes'])}"),
+    ]
+    if st.get("pool6_size"):
+        lines += [
+            (
+                "ipv6",
+                f"from clients {st['rx6_packets']} packets, {format_bytes(st['rx6_bytes'])}; "
+                f"to clients {st['tx6_packets']} packets, {format_bytes(st['tx6_bytes'])}; "
+                f"prefixes {st['pool6_in_use']}/{st['pool6_size']}",
+            ),
+            (
+                "ipv6 dropped",
+                f"spoofed {st['dropped_spoofed6']}, invalid {st['dropped_invalid6']}, "
+                f"invalid ND {st['dropped_nd_invalid']}, "
+                f"RS rate-limited {st['nd_rate_limited']}",
+            ),
+        ]
+    lines += [
         (
             "dropped",
             f"spoofed {st['dropped_spoofed']}, queue full {st['dropped_overflow']}, "

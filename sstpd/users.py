@@ -2,9 +2,15 @@
 
 Format (``#`` comments and blank lines allowed)::
 
-    # name:nt:<NT hash, 32 hex digits>[:<static IPv4 address>]
+    # name:nt:<NT hash, 32 hex digits>[:<static IPv4 address>[:<static IPv6 /64>]]
     alice:nt:44ebba8d5312b8d611474411f56989ae
     bob:nt:8846f7eaee8fb117ad06bdd830b7586c:10.77.0.20
+    carol:nt:5835048ce94ad0564e29a924a03510ef:10.77.0.21:2001:db8:77:21::/64
+    dave:nt:2d20d252a479f485cdf5e171d93985bf::2001:db8:77:22::/64
+
+The fifth field (everything after the fourth colon, so the IPv6 colons need no quoting)
+is a static /64 for the user's IPv6 session (``[tunnel] ipv6_pool``); leave the IPv4
+field empty to give only a static prefix.
 
 The NT hash (MD4 of the UTF-16LE password) is all MS-CHAPv2 needs, and PAP is checked
 by hashing the password the client sends. A user name is 1-64 printable characters
@@ -21,7 +27,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 
 from sstpd.errors import ConfigError
 from sstpd.files import acceptable_secret_mode, check_secret_mode, read_text, write_atomic
@@ -32,26 +38,32 @@ NAME_MAX = 64
 NT_HASH_SIZE = 16
 FILE_MODE = 0o600
 _HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
-_HEADER = "# sstpd users: name:nt:<NT hash>[:<static IPv4 address>]\n"
+_HEADER = "# sstpd users: name:nt:<NT hash>[:<static IPv4 address>[:<static IPv6 /64>]]\n"
 
 
 @dataclass(frozen=True)
 class User:
     """One user: ``nt_hash`` is the 16-byte NT password hash, ``address`` a static
-    tunnel address or None for one from the pool."""
+    tunnel address and ``ipv6_prefix`` a static /64, None for ones from the pools."""
 
     name: str
     nt_hash: bytes
     address: IPv4Address | None = None
+    ipv6_prefix: IPv6Network | None = None
 
     def __repr__(self) -> str:
         # Keep the hash out of logs and tracebacks.
-        return f"User(name={self.name!r}, nt_hash=<hidden>, address={self.address!r})"
+        return (
+            f"User(name={self.name!r}, nt_hash=<hidden>, address={self.address!r}, "
+            f"ipv6_prefix={self.ipv6_prefix!r})"
+        )
 
     def to_line(self) -> str:
         line = f"{self.name}:nt:{self.nt_hash.hex()}"
-        if self.address is not None:
-            line += f":{self.address}"
+        if self.address is not None or self.ipv6_prefix is not None:
+            line += f":{self.address or ''}"
+        if self.ipv6_prefix is not None:
+            line += f":{self.ipv6_prefix}"
         return line
 
 
@@ -71,9 +83,9 @@ def _parse_line(text: str) -> User | str | None:
     line = text.strip()
     if not line or line.startswith("#"):
         return None
-    fields = line.split(":")
-    if len(fields) not in (3, 4):
-        return "expected name:nt:<32 hex digits>[:<IPv4 address>]"
+    fields = line.split(":", 4)  # the fifth field is an IPv6 prefix, colons and all
+    if len(fields) < 3:
+        return "expected name:nt:<32 hex digits>[:<IPv4 address>[:<IPv6 /64>]]"
     name, kind, digest = fields[:3]
     reason = validate_name(name)
     if reason:
@@ -83,12 +95,34 @@ def _parse_line(text: str) -> User | str | None:
     if not _HEX32_RE.fullmatch(digest):
         return "the NT hash must be 32 hex digits"
     address = None
-    if len(fields) == 4:
+    if len(fields) >= 4 and (fields[3] or len(fields) == 4):
         try:
             address = IPv4Address(fields[3])
         except ValueError:
+            if len(fields) == 5 and all(c in "0123456789abcdefABCDEF" for c in fields[3]):
+                return (
+                    f"{':'.join(fields[3:])!r}: an IPv6 prefix goes in the fifth field"
+                    " (leave the IPv4 one empty: name:nt:<hash>::<prefix>)"
+                )
             return f"{fields[3]!r} is not an IPv4 address"
-    return User(name, bytes.fromhex(digest), address)
+    prefix = None
+    if len(fields) == 5:
+        prefix_or_reason = parse_ipv6_prefix(fields[4])
+        if isinstance(prefix_or_reason, str):
+            return prefix_or_reason
+        prefix = prefix_or_reason
+    return User(name, bytes.fromhex(digest), address, prefix)
+
+
+def parse_ipv6_prefix(text: str) -> IPv6Network | str:
+    """A static session prefix (a /64 without host bits), or the reason ``text`` is not."""
+    try:
+        prefix = IPv6Network(text, strict=True)
+    except ValueError:
+        return f"{text!r} is not an IPv6 prefix (a /64 such as 2001:db8:1:2::/64)"
+    if prefix.prefixlen != 64:
+        return f"{prefix}: a static IPv6 prefix is a /64"
+    return prefix
 
 
 def _read(path: str) -> tuple[list[str], list[User | None]]:
@@ -104,7 +138,7 @@ def _read(path: str) -> tuple[list[str], list[User | None]]:
         lines.pop()
     users: list[User | None] = []
     names: dict[str, int] = {}
-    addresses: dict[IPv4Address, str] = {}
+    addresses: dict[IPv4Address | IPv6Network, str] = {}
     for number, line in enumerate(lines, 1):
         parsed = _parse_line(line)
         if isinstance(parsed, str):
@@ -128,6 +162,16 @@ def _read(path: str) -> tuple[list[str], list[User | None]]:
                         key=parsed.name,
                     )
                 addresses[parsed.address] = parsed.name
+            if parsed.ipv6_prefix is not None:
+                if parsed.ipv6_prefix in addresses:
+                    raise ConfigError(
+                        path,
+                        f"prefix {parsed.ipv6_prefix} is already given to "
+                        f"{addresses[parsed.ipv6_prefix]!r}",
+                        line=number,
+                        key=parsed.name,
+                    )
+                addresses[parsed.ipv6_prefix] = parsed.name
         users.append(parsed)
     return lines, users
 
@@ -156,6 +200,7 @@ def add_user(
     password: str | None = None,
     nt_hash: bytes | str | None = None,
     address: IPv4Address | str | None = None,
+    ipv6_prefix: IPv6Network | str | None = None,
 ) -> User:
     """Add ``name`` to the users file, replacing the user if it exists.
 
@@ -163,7 +208,9 @@ def add_user(
     bytes, or 32 hex digits). Creates the file (and its directory, mode 0700) when
     missing. Raises ValueError for bad arguments and ConfigError for a bad file.
     """
-    user = make_user(name, password=password, nt_hash=nt_hash, address=address)
+    user = make_user(
+        name, password=password, nt_hash=nt_hash, address=address, ipv6_prefix=ipv6_prefix
+    )
     lines, users = _read(path) if os.path.exists(path) else ([_HEADER.rstrip("\n")], [None])
     for existing in users:
         if (
@@ -173,6 +220,13 @@ def add_user(
             and existing.address == user.address
         ):
             raise ValueError(f"address {user.address} is already given to {existing.name!r}")
+        if (
+            existing is not None
+            and existing.name != name
+            and user.ipv6_prefix is not None
+            and existing.ipv6_prefix == user.ipv6_prefix
+        ):
+            raise ValueError(f"prefix {user.ipv6_prefix} is already given to {existing.name!r}")
     for i, existing in enumerate(users):
         if existing is not None and existing.name == name:
             lines[i] = user.to_line()
@@ -208,6 +262,7 @@ def make_user(
     password: str | None = None,
     nt_hash: bytes | str | None = None,
     address: IPv4Address | str | None = None,
+    ipv6_prefix: IPv6Network | str | None = None,
 ) -> User:
     """Validate the arguments and build a User (see :func:`add_user`)."""
     reason = validate_name(name)
@@ -234,4 +289,9 @@ def make_user(
             address = IPv4Address(address)
         except ValueError:
             raise ValueError(f"{address!r} is not an IPv4 address") from None
-    return User(name, digest, address)
+    if ipv6_prefix is not None:
+        parsed = parse_ipv6_prefix(str(ipv6_prefix))
+        if isinstance(parsed, str):
+            raise ValueError(parsed)
+        ipv6_prefix = parsed
+    return User(name, digest, address, ipv6_prefix)

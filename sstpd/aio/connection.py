@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 from typing import TYPE_CHECKING, Any
 
 from sstpd.aio.datapath import TunPump
@@ -31,6 +31,8 @@ from sstpd.proto.session import (
     IpReceived,
     Notice,
     ServerSession,
+    Session6Closed,
+    Session6Opened,
     SessionClosed,
     SessionOpened,
 )
@@ -65,6 +67,8 @@ class ServerProtocol(SstpStreamProtocol):
         self.peer_host = ""
         self.peer_port = 0
         self.address: IPv4Address | None = None
+        self.prefix6: IPv6Network | None = None  # the /64 routed here while IPv6 is open
+        self.iid: bytes | None = None  # the peer's IPV6CP identifier, while routed
         self.started = server.loop.time()  # TCP accept: the handshake latency counts from here
         self.opened_at: float | None = None  # loop time the tunnel opened
         self.opened_wall: float | None = None  # the same as Unix time, for `sessions`
@@ -261,6 +265,20 @@ class ServerProtocol(SstpStreamProtocol):
                 self.hold_output(delay)
         elif isinstance(ev, IpReceived):
             self.tun.write(ev.packet)
+        elif isinstance(ev, Session6Opened):
+            self.prefix6 = ev.prefix
+            srv.opened6(self, ev.prefix)
+            log.info(
+                "[%d] %s user %r IPv6: prefix %s, link-local %s",
+                self.id,
+                self.peer,
+                self.session.username,
+                ev.prefix,
+                ev.peer_link_local or "?",
+            )
+        elif isinstance(ev, Session6Closed):
+            srv.closed6(self, ev.prefix)
+            log.info("[%d] %s IPv6 closed (IPV6CP down)", self.id, self.peer)
         elif isinstance(ev, Notice):
             level = _NOTICE_LEVELS.get(ev.level, logging.INFO)
             log.log(level, "[%d] %s %s", self.id, self.peer, ev.message)
@@ -269,7 +287,7 @@ class ServerProtocol(SstpStreamProtocol):
                 self._set_outcome(classify_close(ev.reason, self.auth_failed))
             c = self.session.counters
             log.info(
-                "[%d] %s closed: %s (rx %d pkts/%d B, tx %d pkts/%d B, spoofed %d)",
+                "[%d] %s closed: %s (rx %d pkts/%d B, tx %d pkts/%d B, spoofed %d%s)",
                 self.id,
                 self.peer,
                 ev.reason,
@@ -278,6 +296,9 @@ class ServerProtocol(SstpStreamProtocol):
                 c.tx_packets,
                 c.tx_bytes,
                 c.dropped_spoofed,
+                f"; IPv6 rx {c.rx6_packets}, tx {c.tx6_packets}, spoofed {c.dropped_spoofed6}"
+                if self.prefix6 is not None
+                else "",
             )
             srv.aaa.session_closed(self, ev.reason)
             srv.forget(self)
@@ -294,13 +315,23 @@ class ServerProtocol(SstpStreamProtocol):
             "peer_host": self.peer_host,
             "peer_port": self.peer_port,
             "address": str(self.address) if self.address else "",
+            "ipv6_prefix": str(s.prefix6) if s.prefix6 is not None else "",
             "connected_since": round(self.opened_wall or 0.0, 3),
             "duration": round(now - (self.opened_at or now), 3),
             "rx_bytes": c.rx_bytes,
             "rx_packets": c.rx_packets,
             "tx_bytes": c.tx_bytes,
             "tx_packets": c.tx_packets,
-            "dropped": c.dropped_spoofed + c.dropped_overflow + c.dropped_dhcp,
+            "rx6_bytes": c.rx6_bytes,
+            "rx6_packets": c.rx6_packets,
+            "tx6_bytes": c.tx6_bytes,
+            "tx6_packets": c.tx6_packets,
+            "dropped": c.dropped_spoofed
+            + c.dropped_overflow
+            + c.dropped_spoofed6
+            + c.dropped_invalid6
+            + c.dropped_nd_invalid
+            + c.dropped_dhcp,
             "auth_method": s.auth_method,
             "tls_version": self.tls_version,
             "tls_cipher": self.tls_cipher,

@@ -72,7 +72,13 @@ class Daemon:
         self.started_wall = time.time()
         tc = config.tunnel
         self.tun = TunDevice(tc.interface)
-        self.tun.configure(address=tc.address, mtu=tc.mtu, routes=[tc.pool])
+        self.tun.configure(
+            address=tc.address,
+            mtu=tc.mtu,
+            routes=[tc.pool],
+            ipv6_address=tc.ipv6_address if tc.ipv6_pool is not None else None,
+            ipv6_routes=[tc.ipv6_pool] if tc.ipv6_pool is not None else [],
+        )
         nofile = raise_nofile_limit()
         settings = RuntimeSettings.from_config(config)
         self.server = Server(settings, nofile=nofile, boot_id=f"{int(self.started_wall):x}")
@@ -135,6 +141,15 @@ class Daemon:
             len(srv.users),
             hashes,
         )
+        tc = self.config.tunnel
+        if tc.ipv6_pool is not None:
+            log.info(
+                "IPv6: %s on %s, one /64 per session from %s (%d)",
+                tc.ipv6_address,
+                self.tun.name,
+                tc.ipv6_pool,
+                srv.pool6.size if srv.pool6 is not None else 0,
+            )
         if self.acme is not None:
             await self.acme.start()
         sd_notify(f"READY=1\nSTATUS=listening on {where}")

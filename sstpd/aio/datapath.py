@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING
 
 from sstpd.aio.stats import Stats
-from sstpd.proto.session import Counters, ip_prefix
+from sstpd.proto.session import Counters, ip6_prefix, ip_prefix
 
 if TYPE_CHECKING:
     from sstpd.aio.connection import ServerProtocol
@@ -37,10 +37,11 @@ def read_batch(fd: int) -> list[bytes]:
 
 
 def encode_batch(packets: list[bytes]) -> bytes:
-    """SSTP data packets carrying ``packets`` (IPv4), joined for one write."""
+    """SSTP data packets carrying ``packets`` (IPv4 or IPv6 by the version nibble; the
+    TUN carries both), joined for one write."""
     parts = []
     for p in packets:
-        parts.append(ip_prefix(len(p)))
+        parts.append(ip6_prefix(len(p)) if p[0] >> 4 == 6 else ip_prefix(len(p)))
         parts.append(p)
     return b"".join(parts)
 
@@ -48,6 +49,10 @@ def encode_batch(packets: list[bytes]) -> bytes:
 def count_sent(counters: Counters, packets: list[bytes]) -> None:
     counters.tx_packets += len(packets)
     counters.tx_bytes += sum(len(p) for p in packets)
+    v6 = [len(p) for p in packets if p[0] >> 4 == 6]
+    if v6:
+        counters.tx6_packets += len(v6)
+        counters.tx6_bytes += sum(v6)
 
 
 def send_batch(transport: asyncio.Transport, counters: Counters, packets: list[bytes]) -> None:
@@ -58,8 +63,9 @@ def send_batch(transport: asyncio.Transport, counters: Counters, packets: list[b
 
 class TunPump:
     """The daemon's TUN device: packets the kernel routes into it go to the session whose
-    tunnel address is their destination (``Server.by_ip``); packets from sessions are
-    written to it."""
+    tunnel address is their destination (``Server.by_ip``) or whose /64 holds it
+    (``Server.by_prefix6``, keyed by the destination's first 8 bytes); packets from
+    sessions are written to it."""
 
     def __init__(self, fd: int, server: Server, stats: Stats) -> None:
         self.fd = fd
@@ -74,10 +80,16 @@ class TunPump:
             self.stats.tun_no_route += 1
 
     def readable(self) -> None:
-        by_ip = self.server.by_ip
+        by_ip, by_prefix6 = self.server.by_ip, self.server.by_prefix6
         pending: dict[ServerProtocol, list[bytes]] = {}
         for pkt in read_batch(self.fd):
-            proto = by_ip.get(pkt[16:20]) if pkt[0] >> 4 == 4 else None
+            version = pkt[0] >> 4 if pkt else 0
+            if version == 4:
+                proto = by_ip.get(pkt[16:20])
+            elif version == 6 and len(pkt) >= 40:
+                proto = by_prefix6.get(pkt[24:32])
+            else:
+                proto = None
             if proto is None:
                 self.stats.tun_no_route += 1
                 continue

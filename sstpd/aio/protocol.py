@@ -8,6 +8,10 @@ sans-I/O session (``sstpd.proto.session``), whose output is written after the ba
 DHCP (UDP to port 67 on the server, 68 on the client) passes the source check but is
 the session's (issue 12): it takes the slow path too; the cost for other traffic is
 one byte compare (IP protocol 17).
+IPv6 (``FF 03 00 57``) takes the same shortcut on a server session whose IPv6 is open,
+when ``forwardable6`` says the packet goes to the TUN (source in the session's /64, not
+link-scoped, not Neighbor Discovery: two slices and a few byte compares); everything
+else IPv6 goes through the session, which answers or drops and counts it.
 """
 
 from __future__ import annotations
@@ -87,10 +91,11 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         fd = self.ip_fd
         is_open = session.is_open
         src = self._source_filter() if is_open else None
+        fwd6 = self._ipv6_filter()
         counters = session.counters
         is_dhcp = self.is_dhcp
         slow = False
-        rx_packets = rx_bytes = 0
+        rx_packets = rx_bytes = rx6_packets = rx6_bytes = 0
         while end - start >= 4:
             length = ((buf[start + 2] & 0x0F) << 8) | buf[start + 3]
             if buf[start] != 0x10 or length < 4:
@@ -123,6 +128,23 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                     rx_bytes += start + length - ip
                 else:
                     counters.dropped_spoofed += 1
+            elif (
+                fwd6 is not None
+                and not buf[start + 1] & 1
+                and length >= 48
+                and buf[p] == 0xFF
+                and buf[p + 1] == 0x03
+                and buf[p + 2] == 0x00
+                and buf[p + 3] == 0x57
+                and fd >= 0
+                and fwd6(view[p + 4 : start + length])
+            ):
+                try:
+                    os.write(fd, view[p + 4 : start + length])
+                except OSError:
+                    self.tun_errors += 1
+                rx6_packets += 1
+                rx6_bytes += start + length - p - 4
             else:
                 session.receive_packet(
                     bool(buf[start + 1] & 1), bytes(view[p : start + length]), now
@@ -133,6 +155,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                     break
                 is_open = session.is_open
                 src = self._source_filter() if is_open else None
+                fwd6 = self._ipv6_filter()
             start += length
         if start == end:
             start = end = 0
@@ -140,6 +163,11 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         if rx_packets:
             counters.rx_packets += rx_packets
             counters.rx_bytes += rx_bytes
+        if rx6_packets:
+            counters.rx_packets += rx6_packets
+            counters.rx_bytes += rx6_bytes
+            counters.rx6_packets += rx6_packets
+            counters.rx6_bytes += rx6_bytes
         session.touch(now)
         if slow:
             self._after_input()
@@ -249,6 +277,14 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         if isinstance(session, ServerSession):
             peer = session.peer_address
             return peer.packed if peer is not None else b"\xff" * 5
+        return None
+
+    def _ipv6_filter(self) -> Callable[[memoryview], bool] | None:
+        """The fast path's test for IPv6 packets from the peer, None: all take the slow path
+        (a server session without open IPv6, and the client)."""
+        session = self.session
+        if isinstance(session, ServerSession) and session.prefix6 is not None:
+            return session.forwardable6
         return None
 
     def _arm_timer(self) -> None:

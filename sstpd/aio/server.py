@@ -3,8 +3,9 @@
 One ``Server`` per daemon. It admits connections (the pre-authentication budget, the
 file-descriptor reserve: ``listener.Gate``), builds each connection's sans-I/O
 ``ServerSession`` from the current ``RuntimeSettings``, counts logins against
-``max_sessions`` and the per-user limit, hands out pool addresses, routes by tunnel
-address (``by_ip``, read by the TUN pump) and forgets a session exactly once when it ends.
+``max_sessions`` and the per-user limit, hands out pool addresses and IPv6 /64s, routes by
+tunnel address (``by_ip``) and by /64 (``by_prefix6``, both read by the TUN pump) and
+forgets a session exactly once when it ends.
 The connections themselves are ``aio.connection.ServerProtocol``; listeners, TUN and
 signals belong to ``aio.daemon``, control commands and reload to ``aio.admin``.
 """
@@ -15,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import os
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 from typing import TYPE_CHECKING
 
 from sstpd import users
@@ -27,6 +28,7 @@ from sstpd.aio.stats import Stats
 from sstpd.config import Config
 from sstpd.proto.guard import AuthThrottle, PendingBudget
 from sstpd.proto.pool import AddressPool
+from sstpd.proto.pool6 import PrefixPool
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest, local_verifier
 from sstpd.proto.session import ServerSession
 from sstpd.proto.sstp.constants import HashProtocol
@@ -51,6 +53,10 @@ class Server:
         self.loop = asyncio.get_running_loop()
         tc, lc = config.tunnel, config.limits
         self.pool = AddressPool(tc.pool, exclude=[tc.address])
+        self.pool6: PrefixPool | None = None
+        if tc.ipv6_pool is not None:
+            exclude6 = [tc.ipv6_address] if tc.ipv6_address is not None else []
+            self.pool6 = PrefixPool(tc.ipv6_pool, exclude=exclude6)
         self.budget = PendingBudget(lc.pending_total, lc.pending_per_source)
         self.heap = HeapTrimmer.for_this_process()  # RSS back to baseline after a flood
         self._heap_timer: asyncio.TimerHandle | None = None
@@ -63,6 +69,8 @@ class Server:
         self.aaa = Aaa(config, self.lookup, boot_id)
         self.connections: set[ServerProtocol] = set()
         self.by_ip: dict[bytes, ServerProtocol] = {}
+        self.by_prefix6: dict[bytes, ServerProtocol] = {}  # first 8 bytes of the /64
+        self.peer_iids: set[bytes] = set()  # IPV6CP identifiers of open IPv6 sessions
         self.stopping = False
         self.draining = False
         self.stopped = asyncio.Event()  # set once stopping and the last session is gone
@@ -96,6 +104,8 @@ class Server:
     def set_users(self, user_map: dict[str, users.User]) -> None:
         self.users = user_map
         self.pool.set_reserved(u.address for u in user_map.values() if u.address)
+        if self.pool6 is not None:
+            self.pool6.set_reserved(u.ipv6_prefix for u in user_map.values() if u.ipv6_prefix)
 
     def lookup(self, name: str) -> bytes | None:
         u = self.users.get(name)
@@ -230,6 +240,24 @@ class Server:
             wanted = u.address
         return self.pool.allocate(wanted)
 
+    def assign_prefix(self, name: str) -> IPv6Network | None:
+        """The user's static /64 from the users file, else the next free one of the pool;
+        None (IPv4 only for that session) when the pool is exhausted or the static
+        prefix is taken or outside ``tunnel.ipv6_pool`` (the TUN routes only the pool)."""
+        pool = self.pool6
+        if pool is None:
+            return None
+        u = self.users.get(name)
+        static = u.ipv6_prefix if u is not None else None
+        if static is not None and static not in pool:
+            log.warning("static IPv6 prefix %s of %r is outside tunnel.ipv6_pool", static, name)
+            return None
+        prefix = pool.allocate(static)
+        if prefix is None:
+            why = f"static prefix {static} in use" if static else "IPv6 prefix pool exhausted"
+            log.warning("no IPv6 for %r: %s (%d/%d)", name, why, pool.in_use, pool.size)
+        return prefix
+
     def new_session(
         self,
         hashes: dict[HashProtocol, bytes] | None = None,
@@ -262,11 +290,30 @@ class Server:
             now=self.loop.time(),
             timeouts=settings.timeouts,
             dhcp_settings=settings.dhcp,
+            assign_prefix=self.assign_prefix if self.pool6 is not None else None,
+            iid_in_use=self.peer_iids.__contains__,
+            ipv6=settings.ipv6,
         )
 
     def opened(self, proto: ServerProtocol, address: IPv4Address) -> None:
         """IPCP is up: packets to ``address`` from the TUN go to ``proto``."""
         self.by_ip[address.packed] = proto
+
+    def opened6(self, proto: ServerProtocol, prefix: IPv6Network) -> None:
+        """IPV6CP is up and the binding verified: the /64 from the TUN goes to ``proto``."""
+        self.by_prefix6[prefix.network_address.packed[:8]] = proto
+        proto.iid = proto.session.peer_iid
+        if proto.iid is not None:
+            self.peer_iids.add(proto.iid)
+
+    def closed6(self, proto: ServerProtocol, prefix: IPv6Network) -> None:
+        """IPV6CP went down: stop routing (the /64 stays allocated until the session ends)."""
+        key = prefix.network_address.packed[:8]
+        if self.by_prefix6.get(key) is proto:
+            del self.by_prefix6[key]
+        if proto.iid is not None:
+            self.peer_iids.discard(proto.iid)
+            proto.iid = None
 
     def forget(self, proto: ServerProtocol) -> None:
         # called at SessionClosed and again at connection_lost: the second call only adds
@@ -287,5 +334,10 @@ class Server:
         held = proto.session.allocated_address  # from authentication on, IPCP up or not
         if held is not None:
             self.pool.release(held)
+        prefix = proto.session.allocated_prefix  # from the Network phase on
+        if prefix is not None:
+            self.closed6(proto, prefix)
+            if self.pool6 is not None:
+                self.pool6.release(prefix)
         if self.stopping and not self.connections:
             self.stopped.set()

@@ -17,6 +17,7 @@ from sstpd.config import Config
 from sstpd.proto.dhcp import InformSettings
 from sstpd.proto.guard import ThrottleConfig
 from sstpd.proto.ppp.link import PppServerConfig
+from sstpd.proto.session import Ipv6Settings
 from sstpd.proto.sstp.connection import Timeouts
 from sstpd.proto.sstp.constants import HashProtocol
 
@@ -31,6 +32,7 @@ class RuntimeSettings:
     throttle: ThrottleConfig
     timeouts: Timeouts
     handshake_timeout: float  # TCP accept to tunnel open (``server.handshake_timeout``)
+    ipv6: Ipv6Settings | None  # None: IPv4 only (no ``tunnel.ipv6_pool``)
 
     @classmethod
     def from_config(cls, config: Config) -> RuntimeSettings:
@@ -59,6 +61,9 @@ class RuntimeSettings:
             ),
             timeouts=Timeouts(http=sc.handshake_timeout, hello=sc.hello_interval),
             handshake_timeout=sc.handshake_timeout,
+            ipv6=None
+            if tc.ipv6_pool is None
+            else Ipv6Settings(address=tc.ipv6_address, dns=tuple(tc.ipv6_dns), mtu=tc.mtu),
         )
 
     def mask_for(self, hashes: dict[HashProtocol, bytes]) -> int:

@@ -14,7 +14,7 @@ import os
 import struct
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from pyroute2 import IPRoute
 
@@ -43,33 +43,52 @@ class TunDevice:
         mtu: int,
         routes: Iterable[IPv4Network] = (),
         peer: IPv4Address | None = None,
+        ipv6_address: IPv6Address | None = None,
+        ipv6_routes: Iterable[IPv6Network] = (),
     ) -> None:
         """Give the device ``address``/32 (point-to-point to ``peer`` if given), set MTU, bring
-        it up and route ``routes`` into it.
+        it up and route ``routes`` into it. Without ``ipv6_address`` IPv6 is disabled on the
+        device; with it the device gets that address (/128, no kernel link-local, no
+        router solicitations: the daemon speaks Neighbor Discovery on each PPP link itself)
+        and ``ipv6_routes`` (the prefix pool).
 
         pyroute2 runs its own asyncio loop, which cannot nest in a running one: inside a
         loop the netlink work runs in a short-lived thread (a one-off at start-up)."""
+        args = (address, mtu, list(routes), peer, ipv6_address, list(ipv6_routes))
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            self._configure(address, mtu, routes, peer)
+            self._configure(*args)
             return
         with ThreadPoolExecutor(1) as ex:
-            ex.submit(self._configure, address, mtu, list(routes), peer).result()
+            ex.submit(self._configure, *args).result()
+
+    def _sysctl(self, key: str, value: str) -> None:
+        try:
+            with open(f"/proc/sys/net/ipv6/conf/{self.name}/{key}", "w") as f:
+                f.write(value)
+        except OSError:
+            pass
 
     def _configure(
         self,
         address: IPv4Address,
         mtu: int,
-        routes: Iterable[IPv4Network],
+        routes: list[IPv4Network],
         peer: IPv4Address | None,
+        ipv6_address: IPv6Address | None,
+        ipv6_routes: list[IPv6Network],
     ) -> None:
-        # IPv4 only (IPCP): no link-local address, no router solicitations into the tunnel
-        try:
-            with open(f"/proc/sys/net/ipv6/conf/{self.name}/disable_ipv6", "w") as f:
-                f.write("1")
-        except OSError:
-            pass
+        if ipv6_address is None:
+            # IPv4 only (IPCP): no link-local address, no router solicitations into the tunnel
+            self._sysctl("disable_ipv6", "1")
+        else:
+            # before the link goes up: no fe80:: of the kernel's, no RS, no DAD delay
+            self._sysctl("addr_gen_mode", "1")
+            self._sysctl("accept_ra", "0")
+            self._sysctl("router_solicitations", "0")
+            self._sysctl("accept_dad", "0")
+            self._sysctl("disable_ipv6", "0")
         with IPRoute() as ipr:
             idx = ipr.link_lookup(ifname=self.name)[0]
             ipr.link("set", index=idx, mtu=mtu, txqlen=1000)
@@ -81,6 +100,10 @@ class TunDevice:
             ipr.link("set", index=idx, state="up")
             for net in routes:
                 ipr.route("replace", dst=str(net), oif=idx, scope="link")
+            if ipv6_address is not None:
+                ipr.addr("replace", index=idx, address=str(ipv6_address), prefixlen=128)
+                for net6 in ipv6_routes:
+                    ipr.route("replace", dst=str(net6), oif=idx)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -18,6 +18,15 @@ from the client must carry its assigned source address; others are dropped and c
 The I/O layer has a fast path for IPv4 data packets that uses ``check_ip_source`` and the
 counters below directly; everything else goes through ``receive_packet``/``receive_data``.
 
+IPv6 (server): with ``assign_prefix`` the link runs IPV6CP too (``ppp.link``). Once it
+is open and the binding verified, an ``ipv6.path.Ipv6Path`` sends the Router
+Advertisement with the session's /64 and judges every IPv6 packet from the peer: inside
+the /64 -> ``IpReceived`` (the I/O layer writes it to the same TUN; its fast path asks
+``forwardable6``), link-local and Neighbor Discovery -> answered here, never forwarded,
+anything else dropped and counted (``dropped_spoofed6``, ``dropped_invalid6``,
+``dropped_nd_invalid``). ``Session6Opened``/``Session6Closed`` tell the I/O layer when to
+route the /64 here. ``rx_*``/``tx_*`` count both families, ``rx6_*``/``tx6_*`` IPv6 alone.
+
 DHCP over the tunnel (issue 12): the server answers a client's DHCPINFORM itself with the
 split-tunnel routes, domain and DNS (``dhcp.answer_inform``); anything else sent to UDP
 port 67 is dropped and counted in ``dropped_dhcp``, never handed on. The I/O layer's fast
@@ -35,11 +44,12 @@ import dataclasses
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 from sstpd.errors import ParseError
 from sstpd.proto import dhcp
 from sstpd.proto.ipv6.autoconf import Ipv6Config, RouterSolicitor
+from sstpd.proto.ipv6.path import Ipv6Path
 from sstpd.proto.ppp import link as ppp
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest
 from sstpd.proto.ppp.frame import Protocol, decode_frame
@@ -53,6 +63,7 @@ _DHCP_DROPS_LOGGED = 3  # per session; the counter keeps counting
 _IP_PREFIX = struct.Struct("!BBHI")
 _PPP_IPV4 = 0xFF030021
 _PPP_IPV6 = 0xFF030057
+_PPP_IPV6_HEADER = b"\xff\x03\x00\x57"
 
 
 def ip_prefix(length: int) -> bytes:
@@ -120,9 +131,24 @@ class SessionOpened:
 
 @dataclass(frozen=True, slots=True)
 class IpReceived:
-    """An IPv4 packet that arrived through the slow path (already source-checked)."""
+    """An IPv4 or IPv6 packet that arrived through the slow path (already source-checked)."""
 
     packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Session6Opened:
+    """Binding verified and IPV6CP up: the I/O layer routes ``prefix`` here."""
+
+    prefix: IPv6Network
+    peer_link_local: IPv6Address | None
+
+
+@dataclass(frozen=True, slots=True)
+class Session6Closed:
+    """IPV6CP went down on an open session: stop routing ``prefix`` here."""
+
+    prefix: IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +187,8 @@ Event = (
     | Notice
     | RoutesReceived
     | Ipv6Configured
+    | Session6Opened
+    | Session6Closed
 )
 
 
@@ -175,6 +203,15 @@ class Counters:
     dropped_overflow: int = 0
     dropped_dhcp: int = 0  # to UDP port 67 but not this session's DHCPINFORM (or a bad ACK)
     dhcp_answered: int = 0
+    # IPv6 (also counted in rx_*/tx_* above)
+    rx6_packets: int = 0
+    rx6_bytes: int = 0
+    tx6_packets: int = 0
+    tx6_bytes: int = 0
+    dropped_spoofed6: int = 0  # source outside the session's /64 and link-local address
+    dropped_invalid6: int = 0  # not a whole IPv6 packet
+    dropped_nd_invalid: int = 0  # Neighbor Discovery failing RFC 4861's checks
+    nd_rate_limited: int = 0  # Router Solicitations beyond one answer per 3 s
 
 
 # ---------------------------------------------------------------- common glue
@@ -412,6 +449,17 @@ class _SessionMixin:
 # ---------------------------------------------------------------- server
 
 
+@dataclass(frozen=True)
+class Ipv6Settings:
+    """What the server says on an IPv6 link: ``address`` is its own IPv6 tunnel address
+    (a Neighbor Solicitation for it is answered), ``dns`` go into the RA's RDNSS option,
+    ``mtu`` into its MTU option."""
+
+    address: IPv6Address | None = None
+    dns: tuple[IPv6Address, ...] = ()
+    mtu: int | None = None
+
+
 class ServerSession(_SessionMixin):
     """Server side of one connection, from the first byte of the HTTP request on."""
 
@@ -427,12 +475,20 @@ class ServerSession(_SessionMixin):
         lookup: Callable[[str], bytes | None] | None = None,
         verify: Verify | None = None,
         timeouts: sstp.Timeouts | None = None,
+        assign_prefix: Callable[[str], IPv6Network | None] | None = None,
+        iid_in_use: Callable[[bytes], bool] | None = None,
+        ipv6: Ipv6Settings | None = None,
         dhcp_settings: dhcp.InformSettings | None = None,
     ) -> None:
-        """``dhcp_settings``: what a DHCPINFORM is answered with (routes, domain, DNS;
-        DNS defaults to the IPCP servers)."""
+        """``assign_prefix`` (user -> /64, None when exhausted) turns IPv6 on; without it
+        IPV6CP is Protocol-Rejected as by an IPv4-only server. ``dhcp_settings``: what a
+        DHCPINFORM is answered with (routes, domain, DNS; DNS defaults to the IPCP
+        servers)."""
         self._st = _Base()
         self._dhcp = dhcp_settings or dhcp.InformSettings()
+        self._ipv6 = ipv6 or Ipv6Settings()
+        self._path6: Ipv6Path | None = None
+        self._opened6: IPv6Network | None = None
         self._conn = sstp.SstpServerConnection(
             cert_hashes=cert_hashes,
             hash_protocols=hash_protocols,
@@ -445,6 +501,8 @@ class ServerSession(_SessionMixin):
             lookup=lookup,
             verify=verify,
             assign_address=assign_address,
+            assign_prefix=assign_prefix,
+            iid_in_use=iid_in_use,
             random=random,
             now=now,
         )
@@ -476,6 +534,45 @@ class ServerSession(_SessionMixin):
     @property
     def hash_protocol(self) -> HashProtocol | None:
         return self._st.hash_protocol
+
+    @property
+    def allocated_prefix(self) -> IPv6Network | None:
+        """The /64 this session holds, from the Network phase on (released by the owner)."""
+        assert isinstance(self._ppp, ppp.PppServer)
+        return self._ppp.prefix
+
+    @property
+    def prefix6(self) -> IPv6Network | None:
+        """The /64 routed to this session while IPv6 is open (``Session6Opened``)."""
+        return None if self._st.closed else self._opened6
+
+    @property
+    def peer_iid(self) -> bytes | None:
+        """The peer's IPV6CP interface identifier while IPv6 is open."""
+        h = self._ppp.ipv6cp_handler
+        return h.peer_iid if h is not None and self.prefix6 is not None else None
+
+    def forwardable6(self, packet: bytes | memoryview) -> bool:
+        """True if the IPv6 ``packet`` from the peer goes to the TUN as it is (the fast
+        path's test; False sends it through ``receive_packet``, which counts drops)."""
+        path = self._path6
+        return path is not None and self.prefix6 is not None and path.forwardable(packet)
+
+    def get_timer(self) -> float | None:
+        t = super().get_timer()
+        path = self._path6
+        t6 = path.get_timer() if path is not None and self.prefix6 is not None else None
+        if t6 is None:
+            return t
+        return t6 if t is None else min(t, t6)
+
+    def handle_timer(self, now: float) -> None:
+        super().handle_timer(now)
+        path = self._path6
+        if path is not None and self.prefix6 is not None:
+            deadline = path.get_timer()
+            if deadline is not None and deadline <= now:
+                self._send6(path.handle_timer(now))
 
     def check_ip_source(self, packet: bytes | memoryview) -> bool:
         # the version nibble first: an IPv6 packet (or anything else) in an IPv4 frame
@@ -522,9 +619,64 @@ class ServerSession(_SessionMixin):
 
     def _pump(self, now: float) -> None:
         super()._pump(now)
-        n = self._st.network
+        st = self._st
+        n = st.network
         if n is not None and not self._peer_src:
             self._peer_src = n.peer.packed
+        path = self._path6
+        if path is not None and self._opened6 is None and st.call_connected and not st.closed:
+            # RAs are data (0x0057): they wait for the crypto binding like IPv4 does
+            self._opened6 = path.prefix
+            st.events.append(Session6Opened(path.prefix, path.peer_link_local))
+            self._send6(path.start(now))
+
+    # -- IPv6
+    def _on_ppp_event(self, ev: object, now: float) -> None:
+        if isinstance(ev, ppp.Ip6Packet):
+            self._ip6_from_peer(ev.packet, now)
+        elif isinstance(ev, ppp.Network6Up):
+            if ev.prefix is not None:
+                ip6 = self._ipv6
+                self._path6 = Ipv6Path(
+                    server_iid=ev.local_iid,
+                    peer_iid=ev.peer_iid,
+                    prefix=ev.prefix,
+                    counters=self._st.counters,
+                    server_address=ip6.address,
+                    mtu=ip6.mtu,
+                    dns=ip6.dns,
+                )
+        elif isinstance(ev, ppp.Network6Down):
+            self._stop6()
+        else:
+            super()._on_ppp_event(ev, now)
+
+    def _ip6_from_peer(self, packet: bytes, now: float) -> None:
+        st = self._st
+        path = self._path6
+        if path is None or self._opened6 is None or st.closed:
+            st.counters.dropped_not_open += 1
+            return
+        out, replies = path.receive(packet, now)
+        if out is not None:
+            st.counters.rx_packets += 1
+            st.counters.rx_bytes += len(out)
+            st.events.append(IpReceived(out))
+        self._send6(replies)
+
+    def _send6(self, packets: list[bytes]) -> None:
+        """Link traffic of our own (RA, NA): not counted as tunnel data."""
+        if not self._conn.closed:
+            for p in packets:
+                self._conn.send_ppp(_PPP_IPV6_HEADER + p)
+
+    def _stop6(self) -> None:
+        if self._path6 is not None:
+            self._path6.stop()
+            self._path6 = None
+        if self._opened6 is not None:
+            self._st.events.append(Session6Closed(self._opened6))
+            self._opened6 = None
 
 
 # ---------------------------------------------------------------- client

@@ -125,6 +125,9 @@ def render_metrics(stats: dict[str, Any] | None) -> str:
         w.gauge("sstpd_open_files_limit", "RLIMIT_NOFILE in force.", stats["open_files_limit"])
     w.gauge("sstpd_pool_addresses", "Client addresses in the pool.", stats["pool_size"])
     w.gauge("sstpd_pool_addresses_in_use", "Client addresses handed out.", stats["pool_in_use"])
+    if stats.get("pool6_size"):
+        w.gauge("sstpd_pool6_prefixes", "Client /64s in the IPv6 pool.", stats["pool6_size"])
+        w.gauge("sstpd_pool6_prefixes_in_use", "Client /64s handed out.", stats["pool6_in_use"])
     w.gauge("sstpd_uptime_seconds", "Seconds since the daemon started.", stats["uptime"])
     w.gauge("sstpd_start_time_seconds", "Unix time the daemon started.", stats["started_at"])
     w.family(
@@ -154,17 +157,30 @@ def render_metrics(stats: dict[str, Any] | None) -> str:
         w.family(
             name,
             "counter",
-            f"IPv4 {unit} through the tunnels, closed sessions included.",
+            f"IP {unit} (IPv4 and IPv6) through the tunnels, closed sessions included.",
             [
                 _sample(name, rx, {"direction": "from_clients"}),
                 _sample(name, tx, {"direction": "to_clients"}),
+            ],
+        )
+    for unit in ("bytes", "packets"):
+        name = f"sstpd_ipv6_{unit}_total"
+        w.family(
+            name,
+            "counter",
+            f"The IPv6 part of sstpd_{unit}_total.",
+            [
+                _sample(name, stats.get(f"rx6_{unit}", 0), {"direction": "from_clients"}),
+                _sample(name, stats.get(f"tx6_{unit}", 0), {"direction": "to_clients"}),
             ],
         )
     w.family(
         "sstpd_dropped_packets_total",
         "counter",
         "Packets dropped: spoofed source, client output queue full, no session for the "
-        "destination, DHCP that is not the session's own DHCPINFORM.",
+        "destination, DHCP that is not the session's own DHCPINFORM; IPv6: spoofed source, "
+        "invalid packet, invalid Neighbor Discovery, Router Solicitation beyond the rate "
+        "limit.",
         [
             _sample("sstpd_dropped_packets_total", stats["dropped_spoofed"], {"reason": "spoofed"}),
             _sample(
@@ -172,6 +188,15 @@ def render_metrics(stats: dict[str, Any] | None) -> str:
             ),
             _sample("sstpd_dropped_packets_total", stats["tun_no_route"], {"reason": "no_route"}),
             _sample("sstpd_dropped_packets_total", stats["dropped_dhcp"], {"reason": "dhcp"}),
+            *[
+                _sample("sstpd_dropped_packets_total", stats.get(key, 0), {"reason": reason})
+                for key, reason in (
+                    ("dropped_spoofed6", "spoofed6"),
+                    ("dropped_invalid6", "invalid6"),
+                    ("dropped_nd_invalid", "nd_invalid"),
+                    ("nd_rate_limited", "rs_rate_limited"),
+                )
+            ],
         ],
     )
     lat = stats["handshake_latency"]

@@ -311,9 +311,18 @@ def test_user_list_and_del(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     capsys.readouterr()
     assert cli.main(["user", "list", "--users-file", users]) == 0
     out = capsys.readouterr().out
-    assert out == "a\t-\nb\t10.0.0.2\n"
+    assert out == "a\t-\t-\nb\t10.0.0.2\t-\n"
     assert cli.main(["user", "list", "--show-hash", "--users-file", users]) == 0
-    assert f"a\t-\t{CLIENT_PASS_NT}\n" in capsys.readouterr().out
+    assert f"a\t-\t-\t{CLIENT_PASS_NT}\n" in capsys.readouterr().out
+    argv = ["user", "add", "c", "--password", "x", "--ipv6-prefix", "2001:db8:0:5::/64"]
+    assert cli.main([*argv, "--users-file", users]) == 0
+    assert "with address 2001:db8:0:5::/64" in capsys.readouterr().out
+    assert cli.main(["user", "list", "--users-file", users]) == 0
+    assert "c\t-\t2001:db8:0:5::/64\n" in capsys.readouterr().out
+    argv = ["user", "add", "d", "--password", "x", "--ipv6-prefix", "2001:db8::/48"]
+    assert cli.main([*argv, "--users-file", users]) != 0
+    assert "a static IPv6 prefix is a /64" in capsys.readouterr().err
+    assert cli.main(["user", "del", "c", "--users-file", users]) == 0
     assert cli.main(["user", "del", "a", "--users-file", users]) == 0
     assert cli.main(["user", "del", "a", "--users-file", users]) == 1
     assert "no user 'a'" in capsys.readouterr().err
@@ -328,7 +337,7 @@ def test_user_file_from_config(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert cli.main(["user", "add", "z", "--password", "p"]) == 0
     assert list(load_users(str(tmp_path / "state" / "users"))) == ["z"]
     assert cli.main(["user", "list"]) == 0
-    assert capsys.readouterr().out.endswith("z\t-\n")
+    assert capsys.readouterr().out.endswith("z\t-\t-\n")
 
 
 def test_user_list_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

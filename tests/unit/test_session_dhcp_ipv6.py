@@ -12,14 +12,14 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 import pytest
 
 from sstpd.proto import dhcp
-from sstpd.proto.ipv6 import nd
 from sstpd.proto.ipv6.autoconf import address_in
 from sstpd.proto.mschap import nt_password_hash
-from sstpd.proto.ppp.link import PppClientConfig, PppServer, PppServerConfig
+from sstpd.proto.ppp.link import PppClientConfig, PppServerConfig
 from sstpd.proto.session import (
     ClientSession,
     IpReceived,
     Ipv6Configured,
+    Ipv6Settings,
     Notice,
     RoutesReceived,
     ServerSession,
@@ -212,52 +212,66 @@ def test_client_ipv6cp_is_rejected_by_an_ipv4_only_server_and_ipv4_keeps_working
     assert len(p.server_ip()) == 1
 
 
-def test_client_negotiates_ipv6cp_solicits_and_configures_from_the_ra() -> None:
+PREFIX = IPv6Network("fd00:80:0:5::/64")
+SERVER6 = IPv6Address("fd00:80::1")
+
+
+def ipv6_pair() -> Pair:
+    """Both ends doing IPv6: the server session with a prefix source, as the daemon has."""
     p = Pair(ipv6=True)
-    link = p.server.link
-    assert isinstance(link, PppServer)
-    prefix = IPv6Network("fd00:80:0:5::/64")
-    link._assign_prefix = lambda user: prefix  # the server side's IPv6 wiring, minimal
-    link.ipv6_enabled = True
+    rnd = _random()
+    p.server = ServerSession(
+        ppp_config=PppServerConfig(local_address=SERVER, dns=(SERVER,)),
+        cert_hashes=HASHES,
+        hash_protocols=3,
+        lookup=lambda n: nt_password_hash("pw"),
+        assign_address=lambda n: CLIENT,
+        random=rnd,
+        now=0.0,
+        dhcp_settings=PUSHED,
+        assign_prefix=lambda user: PREFIX,
+        ipv6=Ipv6Settings(address=SERVER6, dns=(IPv6Address("fd00:80::53"),), mtu=1400),
+    )
+    return p
+
+
+def test_client_negotiates_ipv6cp_and_configures_from_the_servers_ra() -> None:
+    p = ipv6_pair()
     p.run()
-    assert p.client.link.is_network6_up and link.is_network6_up
-    # one RS went out (the server's session ignores it here: no responder in this test)
-    assert p.client._solicitor is not None and p.client._solicitor.sent == 1
+    assert p.client.is_open and p.client.link.is_network6_up
     handler = p.client.link.ipv6cp_handler
-    assert handler is not None
-    iid = handler.local_iid
-    server_iid = link.ipv6cp_handler.local_iid  # type: ignore[union-attr]
-    ra = nd.advertise(server_iid, nd.ALL_NODES, nd.session_advertisement(prefix, mtu=1400))
-    p.server.connection.send_ppp(b"\xff\x03\x00\x57" + ra)
-    p.run()
+    server_handler = p.server.link.ipv6cp_handler
+    assert handler is not None and server_handler is not None
+    # the server's unsolicited RA (and the answer to our RS) gave one configuration
     (ev,) = [e for e in p.client_events if isinstance(e, Ipv6Configured)]
-    assert ev.config.address == address_in(prefix, iid)
-    assert ev.config.link_local == IPv6Address(b"\xfe\x80" + bytes(6) + iid)
-    assert ev.config.router == IPv6Address(b"\xfe\x80" + bytes(6) + server_iid)
-    assert p.client.ipv6 == ev.config and p.client_ip() == []  # the RA never reaches the TUN
-    # global IPv6 from the server goes to the I/O layer; IPv6 from the client is framed 0x0057
-    echo = bytes.fromhex("6000000000083a40") + IPv6Address("fd00:80::1").packed
-    echo += ev.config.address.packed + bytes.fromhex("8100000000000000")
-    p.server.connection.send_ppp(b"\xff\x03\x00\x57" + echo)
-    p.run()
-    assert p.client_ip() == [echo]
+    assert ev.config.prefix == PREFIX
+    assert ev.config.address == address_in(PREFIX, handler.local_iid)
+    assert ev.config.link_local == IPv6Address(b"\xfe\x80" + bytes(6) + handler.local_iid)
+    assert ev.config.router == IPv6Address(b"\xfe\x80" + bytes(6) + server_handler.local_iid)
+    assert ev.config.mtu == 1400 and ev.config.dns == (IPv6Address("fd00:80::53"),)
+    assert p.client.ipv6 == ev.config
+    assert p.client_ip() == [] and p.server_ip() == []  # RS/RA never reach a TUN
+    assert p.client._solicitor is not None and p.client._solicitor.sent >= 1
+    # IPv6 from our global address goes to the server's I/O layer, framed 0x0057
+    echo = bytes.fromhex("6000000000083a40") + ev.config.address.packed + SERVER6.packed
+    echo += bytes.fromhex("8000000000000000")
     p.client.send_ip(echo)
-    assert p.client.counters.dropped_not_open == 0
+    p.run()
+    assert p.server_ip() == [echo]
+    # and global IPv6 from the server reaches the client's I/O layer
+    reply = bytes.fromhex("6000000000083a40") + SERVER6.packed + ev.config.address.packed
+    reply += bytes.fromhex("8100000000000000")
+    p.server.send_ip(reply)
+    p.run()
+    assert p.client_ip() == [reply]
 
 
-def test_client_resends_rs_on_its_timer() -> None:
+def test_client_stops_soliciting_once_answered_and_never_starts_without_ipv6cp() -> None:
     p = Pair(ipv6=True)
-    link = p.server.link
-    assert isinstance(link, PppServer)
-    link._assign_prefix = lambda user: IPv6Network("fd00:80:0:5::/64")
-    link.ipv6_enabled = True
+    p.run()  # an IPv4-only server: IPV6CP is rejected, no RS timer left behind
+    assert p.client._solicitor is None and p.client.ipv6 is None
+    p = ipv6_pair()
     p.run()
     solicitor = p.client._solicitor
-    assert solicitor is not None and solicitor.sent == 1 and solicitor.get_timer() == 4.0
-    t = p.client.get_timer()
-    assert t is not None and t <= 4.0
-    before = p.client.counters.tx_packets
-    p.client.handle_timer(4.0)
-    assert solicitor.sent == 2
-    assert b"\xff\x03\x00\x57" in p.client.data_to_send()  # the second RS
-    assert p.client.counters.tx_packets == before  # link control, not tunnel traffic
+    assert solicitor is not None and solicitor.config is not None
+    assert solicitor.get_timer() is None  # the RA answered: no more RS (timing: autoconf tests)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 from pathlib import Path
 
 import pytest
@@ -55,10 +55,24 @@ def test_repr_hides_the_hash() -> None:
     assert CLIENT_PASS_NT not in repr(user) and "hidden" in repr(user)
 
 
+EXPECTED = "expected name:nt:<32 hex digits>[:<IPv4 address>[:<IPv6 /64>]]"
 BAD_LINES = [
-    ("alice", "expected name:nt:<32 hex digits>[:<IPv4 address>]"),
-    ("alice:nt", "expected name:nt:<32 hex digits>[:<IPv4 address>]"),
-    (f"alice:nt:{CLIENT_PASS_NT}:10.0.0.1:x", "expected name:nt:<32 hex digits>[:<IPv4 address>]"),
+    ("alice", EXPECTED),
+    ("alice:nt", EXPECTED),
+    (
+        f"alice:nt:{CLIENT_PASS_NT}:10.0.0.1:x",
+        "'x' is not an IPv6 prefix (a /64 such as 2001:db8:1:2::/64)",
+    ),
+    (
+        f"alice:nt:{CLIENT_PASS_NT}::2001:db8::1/64",
+        "'2001:db8::1/64' is not an IPv6 prefix (a /64 such as 2001:db8:1:2::/64)",
+    ),
+    (f"alice:nt:{CLIENT_PASS_NT}::2001:db8::/56", "2001:db8::/56: a static IPv6 prefix is a /64"),
+    (
+        f"alice:nt:{CLIENT_PASS_NT}:2001:db8:0:1::/64",
+        "'2001:db8:0:1::/64': an IPv6 prefix goes in the fifth field"
+        " (leave the IPv4 one empty: name:nt:<hash>::<prefix>)",
+    ),
     (f":nt:{CLIENT_PASS_NT}", "a user name must be 1-64 characters"),
     ("a" * 65 + f":nt:{CLIENT_PASS_NT}", "a user name must be 1-64 characters"),
     (f"al ice:nt:{CLIENT_PASS_NT}", "a user name must be printable, without ':' or white space"),
@@ -92,6 +106,35 @@ def test_duplicate_static_address(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_users(path)
     assert str(info.value) == f"{path}:2: b: address 10.0.0.5 is already given to 'a'"
+
+
+def test_static_ipv6_prefix_with_and_without_an_address(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"a:nt:{CLIENT_PASS_NT}:10.0.0.5:2001:db8:0:5::/64\nb:nt:{CLIENT_PASS_NT}::2001:db8:0:6::/64\n",
+    )
+    users = load_users(path)
+    assert users["a"].address == IPv4Address("10.0.0.5")
+    assert users["a"].ipv6_prefix == IPv6Network("2001:db8:0:5::/64")
+    assert users["b"].address is None
+    assert users["b"].ipv6_prefix == IPv6Network("2001:db8:0:6::/64")
+    assert users["b"].to_line() == f"b:nt:{CLIENT_PASS_NT}::2001:db8:0:6::/64"
+    save_users(path, users)
+    assert load_users(path) == users
+    add_user(path, "c", nt_hash=CLIENT_PASS_NT, ipv6_prefix="2001:db8:0:7::/64")
+    assert load_users(path)["c"].ipv6_prefix == IPv6Network("2001:db8:0:7::/64")
+    with pytest.raises(ValueError, match="prefix 2001:db8:0:5::/64 is already given to 'a'"):
+        add_user(path, "d", nt_hash=CLIENT_PASS_NT, ipv6_prefix="2001:db8:0:5::/64")
+
+
+def test_duplicate_static_prefix(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"a:nt:{CLIENT_PASS_NT}::2001:db8:0:5::/64\nb:nt:{CLIENT_PASS_NT}::2001:db8:0:5::/64\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_users(path)
+    assert str(info.value) == f"{path}:2: b: prefix 2001:db8:0:5::/64 is already given to 'a'"
 
 
 def test_missing_file_and_bad_utf8(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from sstpd import control
 from tests.integration.netns import USERS, Daemon, RootNamespace
 
 from . import sstpc
@@ -132,6 +133,11 @@ def test_pppd_ipv6_gets_a_slaac_address_and_pings_the_server(
         r = guest.run(f"ping -c 3 -i 0.3 -W 3 {TUNNEL_IP}", timeout=60)
         assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
         daemon.wait_log("user 'alice' (mschapv2) connected")
+        # the daemon routes exactly that /64 to this session
+        listed = control.call(str(daemon.workdir / "control.sock"), "sessions")["sessions"]
+        prefixes = [x["ipv6_prefix"] for x in listed if x["user"] == "alice"]
+        assert prefixes == [str(ipaddress.IPv6Network(f"{glob}/64", strict=False))], listed
+        print(f"guest ppp0: {glob}/64, {ll}; daemon: {prefixes}")
     finally:
         sstpc.disconnect(guest)
     daemon.wait_log("closed: PPP terminated")

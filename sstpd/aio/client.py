@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 
 from sstpd.aio import clientnet
-from sstpd.aio.datapath import count_sent, encode_batch, read_batch
+from sstpd.aio.datapath import read_batch, send_batch
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.tun import TunDevice
 from sstpd.proto.dhcp import AckInfo, is_dhcp_reply
@@ -41,7 +41,7 @@ from sstpd.proto.ipv6.autoconf import Ipv6Config
 from sstpd.proto.ppp.fsm import State
 from sstpd.proto.ppp.link import PppClientConfig
 from sstpd.proto.session import (
-    AuthenticationFailed,
+    AuthFailed,
     ClientSession,
     Event,
     IpReceived,
@@ -50,8 +50,6 @@ from sstpd.proto.session import (
     RoutesReceived,
     SessionClosed,
     SessionOpened,
-    ip6_prefix,
-    ip_prefix,
 )
 from sstpd.proto.sstp.binding import cert_hashes as hashes_of
 from sstpd.proto.sstp.constants import HashProtocol
@@ -103,7 +101,7 @@ class ClientProtocol(SstpStreamProtocol):
         self.opened: asyncio.Future[SessionOpened] = loop.create_future()
         self.closed: asyncio.Future[str] = loop.create_future()
         self.packets: asyncio.Queue[bytes] = asyncio.Queue()
-        self.auth_failure: AuthenticationFailed | None = None
+        self.auth_failure: AuthFailed | None = None
         self.routes: asyncio.Future[AckInfo] = loop.create_future()
         self.ipv6: asyncio.Future[Ipv6Config] = loop.create_future()
         #: called with each later Ipv6Configured (the RA changed), once a TUN is attached
@@ -155,7 +153,7 @@ class ClientProtocol(SstpStreamProtocol):
                 self.ipv6.set_result(ev.config)
             elif self.on_ipv6 is not None:
                 self.on_ipv6(ev.config)
-        elif isinstance(ev, AuthenticationFailed):
+        elif isinstance(ev, AuthFailed):
             self.auth_failure = ev
         elif isinstance(ev, Notice):
             log.debug("%s", ev.message)
@@ -179,20 +177,15 @@ class ClientProtocol(SstpStreamProtocol):
     def send_ip_batch(self, packets: list[bytes]) -> None:
         if self.transport is None or not self.session.is_open:
             return
-        ipv4_only = all(p[0] >> 4 == 4 for p in packets)
-        if not ipv4_only:  # IPv6 among them: it may only go over IPV6CP
+        if not all(p[0] >> 4 == 4 for p in packets):  # IPv6 among them: only over IPV6CP
             ipv6 = self.session.link.is_network6_up
             packets = [p for p in packets if p[0] >> 4 == 4 or (ipv6 and p[0] >> 4 == 6)]
-        if self.opts.record_per_packet:
-            write = self.transport.write
-            for p in packets:
-                write((ip_prefix if p[0] >> 4 == 4 else ip6_prefix)(len(p)) + p)
-        elif ipv4_only:
-            self.transport.write(encode_batch(packets))
-        else:
-            prefixed = ((ip_prefix if p[0] >> 4 == 4 else ip6_prefix)(len(p)) + p for p in packets)
-            self.transport.write(b"".join(prefixed))
-        count_sent(self.session.counters, packets)
+        send_batch(
+            self.transport,
+            self.session.counters,
+            packets,
+            record_per_packet=self.opts.record_per_packet,
+        )
 
 
 def _ssl_context(opts: ClientOptions) -> ssl.SSLContext | None:

@@ -24,8 +24,8 @@ from sstpd.aio.webproxy import WebProxy
 from sstpd.errors import HttpError
 from sstpd.proto import aaa, webfront
 from sstpd.proto.session import (
-    Authenticated,
-    AuthenticationFailed,
+    AuthFailed,
+    AuthSucceeded,
     Counters,
     Event,
     IpReceived,
@@ -243,12 +243,12 @@ class ServerProtocol(SstpStreamProtocol):
                 ev.peer,
                 hp,
             )
-        elif isinstance(ev, Authenticated):
+        elif isinstance(ev, AuthSucceeded):
             log.info(
                 "[%d] %s user %r authenticated (%s)", self.id, self.peer, ev.username, ev.method
             )
             srv.authenticated(self, ev.username)
-        elif isinstance(ev, AuthenticationFailed):
+        elif isinstance(ev, AuthFailed):
             srv.stats.auth_failures += 1
             self.auth_failed = True
             log.warning(

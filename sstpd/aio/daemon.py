@@ -82,7 +82,14 @@ class Daemon:
         nofile = raise_nofile_limit()
         settings = RuntimeSettings.from_config(config)
         self.server = Server(settings, nofile=nofile, boot_id=f"{int(self.started_wall):x}")
-        self.pump = TunPump(self.tun.fd, self.server, self.server.stats)
+        srv = self.server
+        self.pump = TunPump(
+            self.tun.fd,
+            srv.by_ip,
+            srv.stats,
+            lambda: srv.config.limits.session_buffer,
+            routes6=srv.by_prefix6,
+        )
         self.dae: DaeServer | None = None
         self.ssl = make_ssl_context(config) if config.server.tls else None
         # ACME (sstpd.aio.acme): the router answers TLS-ALPN-01 on the listener

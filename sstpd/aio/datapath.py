@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from sstpd.aio.stats import Stats
-from sstpd.proto.session import Counters, ip6_prefix, ip_prefix
-
-if TYPE_CHECKING:
-    from sstpd.aio.connection import ServerProtocol
-    from sstpd.aio.server import Server
+from sstpd.proto.datapath import IPV4_DESTINATION, Counters, Family, data_prefix, ip_prefix
 
 TUN_BATCH = 64  # packets read per wake-up of the TUN fd
 TUN_READ_SIZE = 65536  # larger than any MTU: one read is one whole packet
@@ -41,12 +38,26 @@ def encode_batch(packets: list[bytes]) -> bytes:
     TUN carries both), joined for one write."""
     parts = []
     for p in packets:
-        parts.append(ip6_prefix(len(p)) if p[0] >> 4 == 6 else ip_prefix(len(p)))
+        parts.append(data_prefix(len(p), Family.IPV6) if p[0] >> 4 == 6 else ip_prefix(len(p)))
         parts.append(p)
     return b"".join(parts)
 
 
-def count_sent(counters: Counters, packets: list[bytes]) -> None:
+def send_batch(
+    transport: asyncio.Transport,
+    counters: Counters,
+    packets: list[bytes],
+    *,
+    record_per_packet: bool = False,
+) -> None:
+    """One write for the batch (or one per packet: the shape of clients such as
+    openconnect, for tests and benchmarks); the counters count the IP bytes."""
+    if record_per_packet:
+        write = transport.write
+        for p in packets:
+            write(encode_batch([p]))
+    else:
+        transport.write(encode_batch(packets))
     counters.tx_packets += len(packets)
     counters.tx_bytes += sum(len(p) for p in packets)
     v6 = [len(p) for p in packets if p[0] >> 4 == 6]
@@ -55,22 +66,40 @@ def count_sent(counters: Counters, packets: list[bytes]) -> None:
         counters.tx6_bytes += sum(v6)
 
 
-def send_batch(transport: asyncio.Transport, counters: Counters, packets: list[bytes]) -> None:
-    """One write for the batch; the counters count the IP bytes."""
-    transport.write(encode_batch(packets))
-    count_sent(counters, packets)
+class _Counted(Protocol):
+    @property
+    def counters(self) -> Counters: ...
+
+
+class Peer(Protocol):
+    """What the pump needs of a connection (``aio.connection.ServerProtocol``)."""
+
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+    @property
+    def session(self) -> _Counted: ...
 
 
 class TunPump:
-    """The daemon's TUN device: packets the kernel routes into it go to the session whose
-    tunnel address is their destination (``Server.by_ip``) or whose /64 holds it
-    (``Server.by_prefix6``, keyed by the destination's first 8 bytes); packets from
-    sessions are written to it."""
+    """The daemon's TUN device: packets the kernel routes into it go to the connection
+    whose tunnel address is their destination (``routes``: the registry's ``by_ip``) or
+    whose /64 holds it (``routes6``: ``by_prefix6``, keyed by the destination's first 8
+    bytes); packets from sessions are written to it. ``buffer_limit()``: the send-buffer
+    size above which a connection's batch is dropped (``limits.session_buffer``, live)."""
 
-    def __init__(self, fd: int, server: Server, stats: Stats) -> None:
+    def __init__(
+        self,
+        fd: int,
+        routes: Mapping[bytes, Peer],
+        stats: Stats,
+        buffer_limit: Callable[[], int],
+        routes6: Mapping[bytes, Peer] | None = None,
+    ) -> None:
         self.fd = fd
-        self.server = server
+        self.routes = routes
+        self.routes6: Mapping[bytes, Peer] = routes6 if routes6 is not None else {}
         self.stats = stats
+        self.buffer_limit = buffer_limit
 
     def write(self, packet: bytes) -> None:
         """One packet from a session (the slow path; the fast path writes ``fd`` itself)."""
@@ -80,12 +109,12 @@ class TunPump:
             self.stats.tun_no_route += 1
 
     def readable(self) -> None:
-        by_ip, by_prefix6 = self.server.by_ip, self.server.by_prefix6
-        pending: dict[ServerProtocol, list[bytes]] = {}
+        by_ip, by_prefix6 = self.routes, self.routes6
+        pending: dict[Peer, list[bytes]] = {}
         for pkt in read_batch(self.fd):
             version = pkt[0] >> 4 if pkt else 0
             if version == 4:
-                proto = by_ip.get(pkt[16:20])
+                proto = by_ip.get(pkt[IPV4_DESTINATION : IPV4_DESTINATION + 4])
             elif version == 6 and len(pkt) >= 40:
                 proto = by_prefix6.get(pkt[24:32])
             else:
@@ -97,7 +126,7 @@ class TunPump:
             if lst is None:
                 lst = pending[proto] = []
             lst.append(pkt)
-        limit = self.server.config.limits.session_buffer
+        limit = self.buffer_limit()
         for proto, packets in pending.items():
             tr = proto.transport
             if tr is None or tr.get_write_buffer_size() > limit:

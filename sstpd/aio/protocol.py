@@ -12,6 +12,8 @@ IPv6 (``FF 03 00 57``) takes the same shortcut on a server session whose IPv6 is
 when ``forwardable6`` says the packet goes to the TUN (source in the session's /64, not
 link-scoped, not Neighbor Discovery: two slices and a few byte compares); everything
 else IPv6 goes through the session, which answers or drops and counts it.
+The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; they
+are read in place here (no call per packet), the slow path decodes the same bytes.
 """
 
 from __future__ import annotations
@@ -22,11 +24,26 @@ import logging
 import os
 from collections.abc import Callable
 
+from sstpd.proto.datapath import (
+    HEADER,
+    HEADER_SIZE,
+    IPV4_MIN_FAST,
+    IPV4_SOURCE,
+    LENGTH_MASK,
+    PPP_HEADER,
+    PREFIX_SIZE,
+    SSTP_VERSION,
+    Family,
+)
 from sstpd.proto.dhcp import is_dhcp_request
 from sstpd.proto.session import ClientSession, Event, ServerSession
 from sstpd.proto.sstp.constants import Status
 
 log = logging.getLogger("sstpd.session")
+
+_unpack_header = HEADER.unpack_from
+_PPP_IPV4 = PPP_HEADER[Family.IPV4]
+_PPP_IPV6 = PPP_HEADER[Family.IPV6]
 
 BUFFER_SIZE = 64 * 1024
 HTTP_BUFFER_SIZE = 4 * 1024  # until the HTTP phase is over (most connections never pass it)
@@ -96,9 +113,10 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         is_dhcp = self.is_dhcp
         slow = False
         rx_packets = rx_bytes = rx6_packets = rx6_bytes = 0
-        while end - start >= 4:
-            length = ((buf[start + 2] & 0x0F) << 8) | buf[start + 3]
-            if buf[start] != 0x10 or length < 4:
+        while end - start >= HEADER_SIZE:
+            version, flags, length = _unpack_header(buf, start)
+            length &= LENGTH_MASK
+            if version != SSTP_VERSION or length < HEADER_SIZE:
                 # framing lost: the session closes without sending anything (§3.1.5.1)
                 session.receive_data(bytes(view[start:end]), now)
                 start = end
@@ -106,20 +124,19 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 break
             if end - start < length:
                 break
-            p = start + 4
+            p = start + HEADER_SIZE
             ip = p + 4
             if (
                 is_open
-                and not buf[start + 1] & 1
-                and length >= 24
-                and buf[p] == 0xFF
-                and buf[p + 1] == 0x03
-                and buf[p + 2] == 0x00
-                and buf[p + 3] == 0x21
+                and not flags & 1
+                and length >= IPV4_MIN_FAST
                 and fd >= 0
+                and buf.startswith(_PPP_IPV4, p)
                 and (buf[ip + 9] != 17 or not is_dhcp(view[ip : start + length]))
             ):
-                if buf[ip] >> 4 == 4 and (src is None or view[ip + 12 : ip + 16] == src):
+                if buf[ip] >> 4 == 4 and (
+                    src is None or view[ip + IPV4_SOURCE : ip + IPV4_SOURCE + 4] == src
+                ):
                     try:
                         os.write(fd, view[ip : start + length])
                     except OSError:
@@ -130,13 +147,10 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                     counters.dropped_spoofed += 1
             elif (
                 fwd6 is not None
-                and not buf[start + 1] & 1
-                and length >= 48
-                and buf[p] == 0xFF
-                and buf[p + 1] == 0x03
-                and buf[p + 2] == 0x00
-                and buf[p + 3] == 0x57
+                and not flags & 1
+                and length >= PREFIX_SIZE + 40
                 and fd >= 0
+                and buf.startswith(_PPP_IPV6, p)
                 and fwd6(view[p + 4 : start + length])
             ):
                 try:
@@ -146,9 +160,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 rx6_packets += 1
                 rx6_bytes += start + length - p - 4
             else:
-                session.receive_packet(
-                    bool(buf[start + 1] & 1), bytes(view[p : start + length]), now
-                )
+                session.receive_packet(bool(flags & 1), bytes(view[p : start + length]), now)
                 slow = True
                 if session.closed:
                     start = end

@@ -15,8 +15,14 @@ enforces the two cross-layer rules of MS-SSTP:
 
 IPv4 traffic flows once both the binding is verified and IPCP is up (``is_open``). Packets
 from the client must carry its assigned source address; others are dropped and counted.
-The I/O layer has a fast path for IPv4 data packets that uses ``check_ip_source`` and the
-counters below directly; everything else goes through ``receive_packet``/``receive_data``.
+Each PPP frame from the peer is decoded once, here: an IP frame (any ACFC/PFC encoding,
+``proto.datapath``) is the data path's and never reaches the PPP link; every other frame
+goes to the link already decoded. The I/O layer has a fast path for full-form IPv4 data
+packets that uses the same ``proto.datapath`` constants and the ``counters`` directly;
+everything else goes through ``receive_packet``/``receive_data``.
+
+Events for the I/O layer: the link's ``AuthSucceeded``, ``AuthFailed`` and ``Notice`` as
+the link made them, and this module's ``SessionOpened``, ``IpReceived``, ``SessionClosed``.
 
 IPv6 (server): with ``assign_prefix`` the link runs IPV6CP too (``ppp.link``). Once it
 is open and the binding verified, an ``ipv6.path.Ipv6Path`` sends the Router
@@ -41,82 +47,45 @@ Both sides of a tunnel use this module: ``ServerSession`` and ``ClientSession``.
 from __future__ import annotations
 
 import dataclasses
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 from sstpd.errors import ParseError
 from sstpd.proto import dhcp
+from sstpd.proto.datapath import FAMILY_OF, PPP_HEADER, Counters, Family
 from sstpd.proto.ipv6.autoconf import Ipv6Config, RouterSolicitor
 from sstpd.proto.ipv6.path import Ipv6Path
 from sstpd.proto.ppp import link as ppp
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest
-from sstpd.proto.ppp.frame import Protocol, decode_frame
+from sstpd.proto.ppp.frame import decode_frame
+from sstpd.proto.ppp.link import AuthFailed, AuthSucceeded, Notice
 from sstpd.proto.sstp import connection as sstp
 from sstpd.proto.sstp.constants import HashProtocol
 
+__all__ = [
+    "AuthFailed",
+    "AuthSucceeded",
+    "ClientSession",
+    "Counters",
+    "Event",
+    "IpReceived",
+    "Notice",
+    "ServerSession",
+    "Session",
+    "SessionClosed",
+    "SessionOpened",
+    "SessionState",
+]
+
 ZERO_HLAK = bytes(32)
 _DHCP_DROPS_LOGGED = 3  # per session; the counter keeps counting
-
-# SSTP data header (version 1.0, C=0, length) + PPP FF 03 00 21 (IPv4), for the data path.
-_IP_PREFIX = struct.Struct("!BBHI")
-_PPP_IPV4 = 0xFF030021
-_PPP_IPV6 = 0xFF030057
-_PPP_IPV6_HEADER = b"\xff\x03\x00\x57"
-
-
-def ip_prefix(length: int) -> bytes:
-    """The 8 bytes before an IPv4 packet of ``length`` bytes in an SSTP data packet.
-
-    Kept apart from the packet so the data path can join many of them in one copy."""
-    return _IP_PREFIX.pack(0x10, 0, length + 8, _PPP_IPV4)
-
-
-def ip6_prefix(length: int) -> bytes:
-    """The 8 bytes before an IPv6 packet of ``length`` bytes (PPP protocol 0x0057)."""
-    return _IP_PREFIX.pack(0x10, 0, length + 8, _PPP_IPV6)
-
-
-def encode_ip_packet(packet: bytes) -> bytes:
-    """One SSTP data packet carrying ``packet`` as a PPP IPv4 frame (without ACFC/PFC)."""
-    return ip_prefix(len(packet)) + packet
-
-
-def ip_payload_offset(frame: bytes | memoryview) -> int:
-    """Offset of the IPv4 packet in a PPP frame, or -1 if the frame is not IPv4.
-
-    Accepts all four encodings a peer may use after ACFC/PFC negotiation.
-    """
-    n = len(frame)
-    if n >= 4 and frame[0] == 0xFF and frame[1] == 0x03:
-        if frame[2] == 0x00 and frame[3] == 0x21:
-            return 4
-        if frame[2] == 0x21:
-            return 3
-        return -1
-    if n >= 2 and frame[0] == 0x00 and frame[1] == 0x21:
-        return 2
-    if n >= 1 and frame[0] == 0x21:
-        return 1
-    return -1
+_PPP_IPV4 = PPP_HEADER[Family.IPV4]
+_PPP_IPV6 = PPP_HEADER[Family.IPV6]
+_PPP_IPV6_HEADER = _PPP_IPV6
 
 
 # ---------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticated:
-    username: str
-    method: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuthenticationFailed:
-    username: str
-    method: str
-    code: int
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,14 +126,6 @@ class SessionClosed:
 
 
 @dataclass(frozen=True, slots=True)
-class Notice:
-    """A log line from the protocol core (``level``: "debug", "info" or "warning")."""
-
-    level: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
 class RoutesReceived:
     """Client: the DHCPACK answering ``ClientSession.send_inform``."""
 
@@ -179,8 +140,8 @@ class Ipv6Configured:
 
 
 Event = (
-    Authenticated
-    | AuthenticationFailed
+    AuthSucceeded
+    | AuthFailed
     | SessionOpened
     | IpReceived
     | SessionClosed
@@ -192,34 +153,12 @@ Event = (
 )
 
 
-@dataclass
-class Counters:
-    rx_packets: int = 0
-    rx_bytes: int = 0
-    tx_packets: int = 0
-    tx_bytes: int = 0
-    dropped_spoofed: int = 0
-    dropped_not_open: int = 0
-    dropped_overflow: int = 0
-    dropped_dhcp: int = 0  # to UDP port 67 but not this session's DHCPINFORM (or a bad ACK)
-    dhcp_answered: int = 0
-    # IPv6 (also counted in rx_*/tx_* above)
-    rx6_packets: int = 0
-    rx6_bytes: int = 0
-    tx6_packets: int = 0
-    tx6_bytes: int = 0
-    dropped_spoofed6: int = 0  # source outside the session's /64 and link-local address
-    dropped_invalid6: int = 0  # not a whole IPv6 packet
-    dropped_nd_invalid: int = 0  # Neighbor Discovery failing RFC 4861's checks
-    nd_rate_limited: int = 0  # Router Solicitations beyond one answer per 3 s
-
-
 # ---------------------------------------------------------------- common glue
 
 
 @dataclass
-class _Base:
-    """State and pumping shared by both roles; ``_conn`` and ``_ppp`` set by subclasses."""
+class SessionState:
+    """What a session knows beyond its two layers (``Session._st``)."""
 
     events: list[Event] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
@@ -233,8 +172,12 @@ class _Base:
     _opened_sent: bool = False
 
 
-class _SessionMixin:
-    _st: _Base
+class Session:
+    """What server and client sessions share: the pump between the SSTP connection and
+    the PPP link, the data path's slow half, the driver API. Subclasses set ``_st``,
+    ``_conn`` and ``_ppp``."""
+
+    _st: SessionState
     _conn: sstp.SstpServerConnection | sstp.SstpClientConnection
     _ppp: ppp.PppServer | ppp.PppClient
 
@@ -277,13 +220,13 @@ class _SessionMixin:
         self._conn.touch(now)
 
     def send_ip(self, packet: bytes) -> None:
-        """Queue one IP packet (slow path; the I/O layer batches with encode_ip_packet).
+        """Queue one IP packet (slow path; the I/O layer batches: ``aio.datapath``).
         IPv6 (version nibble 6) goes as PPP protocol 0x0057 and needs IPV6CP open."""
         ipv6 = len(packet) > 0 and packet[0] >> 4 == 6
         if not self.is_open or (ipv6 and not self._ppp.is_network6_up):
             self._st.counters.dropped_not_open += 1
             return
-        self._conn.send_ppp((b"\xff\x03\x00\x57" if ipv6 else b"\xff\x03\x00\x21") + packet)
+        self._conn.send_ppp((_PPP_IPV6 if ipv6 else _PPP_IPV4) + packet)
         self._st.counters.tx_packets += 1
         self._st.counters.tx_bytes += len(packet)
 
@@ -354,8 +297,12 @@ class _SessionMixin:
 
     def _frame_from_peer(self, frame: bytes, now: float) -> None:
         st = self._st
-        off = ip_payload_offset(frame)
-        if off >= 0:
+        try:
+            protocol, off = decode_frame(frame)
+        except ParseError:
+            self._ppp.receive_malformed(now)  # counted where malformed control frames are
+            return
+        if FAMILY_OF.get(protocol) is Family.IPV4:
             pkt = frame[off:]
             if not self.is_open:
                 st.counters.dropped_not_open += 1
@@ -368,15 +315,11 @@ class _SessionMixin:
                 st.counters.rx_bytes += len(pkt)
                 st.events.append(IpReceived(bytes(pkt)))
             return
-        try:
-            protocol, _ = decode_frame(frame)
-        except ParseError:  # malformed: let PPP count it
-            protocol = Protocol.LCP
         if protocol < 0x4000 and not st.call_connected:
             # MS-SSTP §3.3.1.1.1: only control frames before the crypto binding
             st.counters.dropped_not_open += 1
             return
-        self._ppp.receive_frame(frame, now)
+        self._ppp.receive_payload(protocol, frame[off:], now)
 
     def _pump(self, now: float) -> None:
         """Move frames and events between the layers until nothing changes."""
@@ -417,19 +360,17 @@ class _SessionMixin:
 
     def _on_ppp_event(self, ev: object, now: float) -> None:
         st = self._st
-        if isinstance(ev, ppp.AuthSucceeded):
+        if isinstance(ev, AuthSucceeded):
             st.username, st.auth_method = ev.username, ev.method
-            st.events.append(Authenticated(ev.username, ev.method))
+            st.events.append(ev)
             self._on_authenticated(ev, now)
-        elif isinstance(ev, ppp.AuthFailed):
+        elif isinstance(ev, AuthFailed):
             st.username, st.auth_method = ev.username, ev.method
-            st.events.append(AuthenticationFailed(ev.username, ev.method, ev.code, ev.reason))
+            st.events.append(ev)
         elif isinstance(ev, ppp.NetworkUp):
             st.network = ev
-        elif isinstance(ev, ppp.Notice):
-            st.events.append(Notice(ev.level, ev.message))
-        elif isinstance(ev, ppp.IpPacket):
-            self._frame_from_peer(b"\x00\x21" + ev.packet, now)
+        elif isinstance(ev, Notice):
+            st.events.append(ev)
         elif isinstance(ev, ppp.LinkDown):
             st.close_reason = st.close_reason or ev.reason
             if not self._conn.closed:
@@ -442,7 +383,7 @@ class _SessionMixin:
         """A source-checked IPv4 UDP packet from the peer: True if consumed here."""
         return False
 
-    def _on_authenticated(self, ev: ppp.AuthSucceeded, now: float) -> None:
+    def _on_authenticated(self, ev: AuthSucceeded, now: float) -> None:
         pass
 
 
@@ -460,7 +401,7 @@ class Ipv6Settings:
     mtu: int | None = None
 
 
-class ServerSession(_SessionMixin):
+class ServerSession(Session):
     """Server side of one connection, from the first byte of the HTTP request on."""
 
     def __init__(
@@ -484,7 +425,7 @@ class ServerSession(_SessionMixin):
         IPV6CP is Protocol-Rejected as by an IPv4-only server. ``dhcp_settings``: what a
         DHCPINFORM is answered with (routes, domain, DNS; DNS defaults to the IPCP
         servers)."""
-        self._st = _Base()
+        self._st = SessionState()
         self._dhcp = dhcp_settings or dhcp.InformSettings()
         self._ipv6 = ipv6 or Ipv6Settings()
         self._path6: Ipv6Path | None = None
@@ -613,7 +554,7 @@ class ServerSession(_SessionMixin):
         elif isinstance(ev, sstp.CallConnectRequested):
             self._ppp.lower_up(now)
 
-    def _on_authenticated(self, ev: ppp.AuthSucceeded, now: float) -> None:
+    def _on_authenticated(self, ev: AuthSucceeded, now: float) -> None:
         assert isinstance(self._conn, sstp.SstpServerConnection)
         self._conn.set_hlak(ev.hlak, now)
 
@@ -682,7 +623,7 @@ class ServerSession(_SessionMixin):
 # ---------------------------------------------------------------- client
 
 
-class ClientSession(_SessionMixin):
+class ClientSession(Session):
     """Client side: sends the HTTP request, runs PPP as the peer, sends Call Connected.
 
     ``cert_hashes`` are the hashes of the certificate the server presented (the I/O layer
@@ -701,7 +642,7 @@ class ClientSession(_SessionMixin):
         hlak_override: bytes | None = None,
         timeouts: sstp.Timeouts | None = None,
     ) -> None:
-        self._st = _Base()
+        self._st = SessionState()
         self._conn = sstp.SstpClientConnection(
             host=host, random=random, now=now, timeouts=timeouts or sstp.Timeouts()
         )
@@ -787,7 +728,7 @@ class ClientSession(_SessionMixin):
         if not self._st.call_connected or self._conn.closed:
             return  # the next RS (or the server's unsolicited RA) will do
         for p in packets:
-            self._conn.send_ppp(b"\xff\x03\x00\x57" + p)
+            self._conn.send_ppp(_PPP_IPV6 + p)
 
     def _on_ppp_event(self, ev: object, now: float) -> None:
         st = self._st
@@ -822,7 +763,7 @@ class ClientSession(_SessionMixin):
             self._ppp.lower_up(now)
             self._maybe_send_call_connected(now)
 
-    def _on_authenticated(self, ev: ppp.AuthSucceeded, now: float) -> None:
+    def _on_authenticated(self, ev: AuthSucceeded, now: float) -> None:
         self._hlak = ev.hlak if self._hlak_override is None else self._hlak_override
         self._maybe_send_call_connected(now)
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from sstpd.proto.ppp.link import PppClientConfig
 from sstpd.proto.session import (
-    Authenticated,
-    AuthenticationFailed,
+    AuthFailed,
+    AuthSucceeded,
     ClientSession,
     Event,
     IpReceived,
@@ -151,7 +151,7 @@ def opened(ev: Event) -> bool:
 
 
 def authed(ev: Event) -> bool:
-    return isinstance(ev, Authenticated | AuthenticationFailed)
+    return isinstance(ev, AuthSucceeded | AuthFailed)
 
 
 def sstp_data(frame: bytes) -> bytes:
@@ -164,7 +164,7 @@ def scenario_auth_drop(a: argparse.Namespace) -> dict[str, Any]:
     for _ in range(a.count):
         r = Raw(a)
         ev = r.until(authed)
-        done += isinstance(ev, Authenticated)
+        done += isinstance(ev, AuthSucceeded)
         r.cut()
     return {"authenticated": done}
 
@@ -187,7 +187,7 @@ def scenario_auth_stall(a: argparse.Namespace) -> dict[str, Any]:
     except (ssl.SSLError, OSError):
         closed_by_server = True
     return {
-        "authenticated": isinstance(ev, Authenticated),
+        "authenticated": isinstance(ev, AuthSucceeded),
         "closed_by_server": closed_by_server,
         "after": round(time.monotonic() - t0, 2),
     }
@@ -417,10 +417,10 @@ def scenario_guess(a: argparse.Namespace) -> dict[str, Any]:
                 r.cut()
             except OSError:
                 ev = None
-            if isinstance(ev, AuthenticationFailed):
+            if isinstance(ev, AuthFailed):
                 res: Any = round(time.monotonic() - t0, 3)
                 kind = "failed"
-            elif isinstance(ev, Authenticated):
+            elif isinstance(ev, AuthSucceeded):
                 res = kind = "accepted"
             else:
                 res = kind = "refused"

@@ -9,7 +9,7 @@ from typing import Any
 
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.proto.ppp.link import MAX_CARRIED_PACKET
-from sstpd.proto.session import Authenticated, IpReceived
+from sstpd.proto.session import AuthSucceeded, IpReceived
 from tests.integration.client_tool import udp
 from tests.unit.test_session import SERVER_IP, Pair
 
@@ -20,11 +20,11 @@ def test_address_is_held_from_authentication_on() -> None:
     for _ in range(30):
         p.server.receive_data(p.client.data_to_send(), 0.0)
         p.server_events += p.server.pop_events()
-        if any(isinstance(e, Authenticated) for e in p.server_events):
+        if any(isinstance(e, AuthSucceeded) for e in p.server_events):
             break
         p.client.receive_data(p.server.data_to_send(), 0.0)
         p.client_events += p.client.pop_events()
-    assert any(isinstance(e, Authenticated) for e in p.server_events)
+    assert any(isinstance(e, AuthSucceeded) for e in p.server_events)
     assert p.server.peer_address is None  # IPCP is not up ...
     assert p.server.allocated_address is not None  # ... but the address is taken
     assert p.pool.in_use == 1
@@ -43,7 +43,7 @@ def test_lcp_renegotiation_reauthenticates_with_the_same_address() -> None:
         p.run(60)
         assert p.client.link.is_network_up
         assert p.server.allocated_address == first == p.client.local_address
-    assert sum(isinstance(e, Authenticated) for e in p.server_events) == 6
+    assert sum(isinstance(e, AuthSucceeded) for e in p.server_events) == 6
     assert p.pool.in_use == 1
 
 

@@ -13,7 +13,6 @@ from sstpd.proto.ppp.frame import Code
 from sstpd.proto.ppp.link import (
     AuthFailed,
     AuthSucceeded,
-    IpPacket,
     LinkDown,
     NetworkUp,
     Phase,
@@ -269,13 +268,21 @@ def test_lcp_echo_answered() -> None:
     assert reply[12:] == b"ping"
 
 
-def test_ip_packets_flow_as_events() -> None:
+def test_ip_frames_are_not_the_links() -> None:
+    """IPv4 is the session's data path (proto.datapath): the link counts a stray frame and
+    neither answers it nor turns it into an event."""
     pair = Pair()
     pair.start()
+    assert pair.server.is_network_up and pair.client.is_network_up
+    pair.client.pop_events(), pair.server.pop_events()
+    sent = len(pair.wire)
+    dropped = pair.client.dropped, pair.server.dropped
     pair.client.receive_frame(b"\xff\x03\x00\x21" + b"E-from-server", pair.now)
     pair.server.receive_frame(b"\x21" + b"E-from-client", pair.now)
-    assert pair.client.pop_events() == [IpPacket(b"E-from-server")]
-    assert pair.server.pop_events() == [IpPacket(b"E-from-client")]
+    assert pair.client.pop_events() == [] and pair.server.pop_events() == []
+    assert (pair.client.dropped, pair.server.dropped) == (dropped[0] + 1, dropped[1] + 1)
+    pair.roundtrip()
+    assert len(pair.wire) == sent  # no Protocol-Reject
 
 
 def test_server_terminates() -> None:

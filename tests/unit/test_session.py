@@ -7,19 +7,19 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from sstpd.proto.datapath import FAMILY_OF, Family, data_prefix, encode_ip_packet
 from sstpd.proto.mschap import nt_password_hash
 from sstpd.proto.pool import AddressPool
+from sstpd.proto.ppp.frame import decode_frame
 from sstpd.proto.ppp.link import PppClientConfig, PppServerConfig
 from sstpd.proto.session import (
-    Authenticated,
-    AuthenticationFailed,
+    AuthFailed,
+    AuthSucceeded,
     ClientSession,
     IpReceived,
     ServerSession,
     SessionClosed,
     SessionOpened,
-    encode_ip_packet,
-    ip_payload_offset,
 )
 from sstpd.proto.sstp.constants import HashProtocol
 from sstpd.proto.sstp.packets import parse_header
@@ -91,7 +91,7 @@ def test_both_sides_open_with_sha256_binding(method: str) -> None:
     p = Pair(method)
     p.run()
     assert p.server.is_open and p.client.is_open
-    assert _types(p.server_events) == [Authenticated, SessionOpened]
+    assert _types(p.server_events) == [AuthSucceeded, SessionOpened]
     opened = p.server_events[1]
     assert isinstance(opened, SessionOpened)
     assert opened.peer == p.client.local_address == IPv4Address("10.77.0.2")
@@ -103,7 +103,7 @@ def test_both_sides_open_with_sha256_binding(method: str) -> None:
 def test_wrong_password_closes_with_691() -> None:
     p = Pair(password="nope")
     p.run()
-    failed = [e for e in p.server_events if isinstance(e, AuthenticationFailed)]
+    failed = [e for e in p.server_events if isinstance(e, AuthFailed)]
     assert failed and failed[0].code == 691
     assert isinstance(p.server_events[-1], SessionClosed)
     assert not p.server.is_open and not p.client.is_open
@@ -160,23 +160,44 @@ def test_peer_terminating_ppp_then_closing_is_reported_as_such() -> None:
 
 
 @pytest.mark.parametrize(
-    "prefix,offset",
+    "prefix,family,offset",
     [
-        (b"\xff\x03\x00\x21", 4),
-        (b"\xff\x03\x21", 3),
-        (b"\x00\x21", 2),
-        (b"\x21", 1),
-        (b"\xff\x03\xc0\x21", -1),
-        (b"\xc0\x21", -1),
-        (b"", -1),
+        (b"\xff\x03\x00\x21", Family.IPV4, 4),
+        (b"\xff\x03\x21", Family.IPV4, 3),
+        (b"\x00\x21", Family.IPV4, 2),
+        (b"\x21", Family.IPV4, 1),
+        (b"\xff\x03\x00\x57", Family.IPV6, 4),
+        (b"\x57", Family.IPV6, 1),
+        (b"\xff\x03\xc0\x21", None, 4),
+        (b"\xc0\x21", None, 2),
     ],
 )
-def test_ip_payload_offset(prefix: bytes, offset: int) -> None:
-    assert ip_payload_offset(prefix + b"E" * 20) == offset
+def test_ip_frames_in_every_encoding(prefix: bytes, family: Family | None, offset: int) -> None:
+    protocol, off = decode_frame(prefix + b"E" * 20)
+    assert (FAMILY_OF.get(protocol), off) == (family, offset)
+
+
+@pytest.mark.parametrize("prefix", [b"\xff\x03\x00\x21", b"\xff\x03\x21", b"\x00\x21", b"\x21"])
+def test_slow_path_takes_ipv4_in_every_encoding_without_the_link(prefix: bytes) -> None:
+    p = Pair()
+    p.run()
+    me = p.client.local_address
+    assert me is not None and p.server.is_open
+    dropped = p.server.link.dropped
+    pkt = udp(me, SERVER_IP, 1, 2, b"acfc/pfc")
+    p.server.receive_packet(False, prefix + pkt, p.now)
+    assert [e.packet for e in p.server.pop_events() if isinstance(e, IpReceived)] == [pkt]
+    assert p.server.counters.rx_packets == 1 and p.server.counters.rx_bytes == len(pkt)
+    assert p.server.link.dropped == dropped  # decoded once, in the session: never the link's
+
+
+def test_data_prefix_per_family() -> None:
+    assert data_prefix(20) == bytes.fromhex("1000001c ff030021")
+    assert data_prefix(40, Family.IPV6) == bytes.fromhex("10000030 ff030057")
 
 
 def test_encode_ip_packet_is_one_sstp_data_packet() -> None:
     pkt = udp(IPv4Address("10.77.0.1"), IPv4Address("10.77.0.2"), 1, 2, b"x" * 100)
     wire = encode_ip_packet(pkt)
     assert parse_header(wire) == (False, len(wire))
-    assert ip_payload_offset(wire[4:]) == 4 and wire[8:] == pkt
+    assert decode_frame(wire[4:]) == (0x0021, 4) and wire[8:] == pkt

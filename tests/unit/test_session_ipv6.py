@@ -9,6 +9,7 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sstpd.proto.datapath import Family, data_prefix
 from sstpd.proto.ipv6 import nd
 from sstpd.proto.ipv6.packet import NEXT_HEADER_UDP, Ipv6Header, encode_ipv6
 from sstpd.proto.mschap import nt_password_hash
@@ -23,7 +24,6 @@ from sstpd.proto.session import (
     Session6Closed,
     Session6Opened,
     SessionOpened,
-    ip6_prefix,
 )
 from tests.unit.test_session import HASHES, SERVER_IP, Pair, _random
 
@@ -198,7 +198,7 @@ def test_unsolicited_ras_follow_the_timer() -> None:
 
 
 def test_tun_to_session_prefix_frames_ipv6() -> None:
-    raw = ip6_prefix(60)
+    raw = data_prefix(60, Family.IPV6)
     assert raw == bytes.fromhex("1000 0044 ff030057")
 
 

@@ -10,13 +10,12 @@ back, drops what the server rejects, and acknowledges the server's own address.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from sstpd.proto.ppp.frame import Option, Packet
 from sstpd.proto.ppp.fsm import Event, State, Verdict
 
-__all__ = ["IpcpClientHandler", "IpcpServerHandler"]
+__all__ = ["IpcpClientHandler", "IpcpListener", "IpcpServerHandler"]
 
 OPT_ADDRESSES = 1  # deprecated (RFC 1172)
 OPT_COMPRESSION = 2
@@ -24,12 +23,20 @@ OPT_ADDRESS = 3
 OPT_DNS1, OPT_NBNS1, OPT_DNS2, OPT_NBNS2 = 129, 130, 131, 132
 
 ANY = IPv4Address(0)
-_Callback = Callable[[], None]
+
+
+class IpcpListener:
+    """What the link wants to hear from IPCP (as ``lcp.LcpListener`` for LCP). Methods
+    default to doing nothing."""
+
+    def ipcp_up(self) -> None: ...
+    def ipcp_down(self) -> None: ...
+    def ipcp_finished(self) -> None: ...
 
 
 class _IpcpBase:
-    def __init__(self, on_up: _Callback, on_down: _Callback, on_finished: _Callback) -> None:
-        self._on_up, self._on_down, self._on_finished = on_up, on_down, on_finished
+    def __init__(self, listener: IpcpListener) -> None:
+        self.listener = listener
 
     def extension_event(self, packet: Packet, state: State) -> Event | None:
         return None  # IPCP has no codes beyond 7: Code-Reject
@@ -41,16 +48,16 @@ class _IpcpBase:
         pass
 
     def this_layer_up(self) -> None:
-        self._on_up()
+        self.listener.ipcp_up()
 
     def this_layer_down(self) -> None:
-        self._on_down()
+        self.listener.ipcp_down()
 
     def this_layer_started(self) -> None:
         pass
 
     def this_layer_finished(self) -> None:
-        self._on_finished()
+        self.listener.ipcp_finished()
 
 
 class IpcpServerHandler(_IpcpBase):
@@ -61,11 +68,9 @@ class IpcpServerHandler(_IpcpBase):
         peer: IPv4Address,
         dns: tuple[IPv4Address, ...],
         nbns: tuple[IPv4Address, ...],
-        on_up: _Callback,
-        on_down: _Callback,
-        on_finished: _Callback,
+        listener: IpcpListener,
     ) -> None:
-        super().__init__(on_up, on_down, on_finished)
+        super().__init__(listener)
         self.local = local
         self.peer = peer
         self._servers = {
@@ -114,10 +119,8 @@ class IpcpServerHandler(_IpcpBase):
 
 
 class IpcpClientHandler(_IpcpBase):
-    def __init__(
-        self, *, request_dns: bool, on_up: _Callback, on_down: _Callback, on_finished: _Callback
-    ) -> None:
-        super().__init__(on_up, on_down, on_finished)
+    def __init__(self, *, request_dns: bool, listener: IpcpListener) -> None:
+        super().__init__(listener)
         self.request_dns = request_dns
         self.address: IPv4Address | None = ANY
         self.dns: dict[int, IPv4Address] = {}

@@ -5,8 +5,9 @@ IPV6CP when the link does IPv6) ... ->
 Terminate -> Dead. :class:`PppServer` is the authenticator and address giver,
 :class:`PppClient` the peer; both are sans-I/O objects with the project's driver shape:
 
-* inputs: ``lower_up(now)``, ``lower_down(now)``, ``receive_frame(frame, now)``,
-  ``close(reason, now)``, ``handle_timer(now)``;
+* inputs: ``lower_up(now)``, ``lower_down(now)``, ``receive_frame(frame, now)`` (or
+  ``receive_payload(protocol, payload, now)`` when the caller has decoded the frame, as
+  the session does), ``close(reason, now)``, ``handle_timer(now)``;
 * outputs: ``frames_to_send()`` (``FF 03`` + protocol + packet), ``pop_events()``,
   ``get_timer()`` (absolute deadline or None). :class:`Notice` events are log lines for
   the I/O layer (this package does no logging): ignored peer input and why.
@@ -25,6 +26,10 @@ handler on both ends); :class:`Network6Up` reports the agreed interface identifi
 IPv6 frames become :class:`Ip6Packet` events. The server takes the session's /64 when the
 Network phase starts; an exhausted prefix pool makes it Protocol-Reject IPV6CP (IPv4 only
 for that link) rather than open an NCP it cannot serve.
+
+IP data frames are not the link's: the session's data path (``proto.datapath``) takes
+IPv4 before it gets here (an IPv4 frame given to the link anyway is counted in
+``dropped``); IPv6 frames still reach the link, which hands them on as ``Ip6Packet``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Network
 from typing import Protocol as TypingProtocol
 
@@ -54,7 +59,7 @@ from sstpd.proto.ppp.auth import (
 from sstpd.proto.ppp.eap import EAP_MSCHAPV2, EapPeer, EapServer
 from sstpd.proto.ppp.frame import Code, Packet, Protocol, decode_frame, encode_frame
 from sstpd.proto.ppp.fsm import Fsm, FsmHandler, State
-from sstpd.proto.ppp.ipcp import IpcpClientHandler, IpcpServerHandler
+from sstpd.proto.ppp.ipcp import IpcpClientHandler, IpcpListener, IpcpServerHandler
 from sstpd.proto.ppp.ipv6cp import Ipv6cpHandler
 from sstpd.proto.ppp.lcp import LcpHandler, LcpListener
 
@@ -62,7 +67,6 @@ __all__ = [
     "AuthFailed",
     "AuthSucceeded",
     "Ip6Packet",
-    "IpPacket",
     "LinkDown",
     "Network6Down",
     "Network6Up",
@@ -90,7 +94,7 @@ class Phase(enum.Enum):
 class AuthSucceeded:
     username: str
     method: str
-    hlak: bytes
+    hlak: bytes = field(repr=False)  # key material: never in a log line
 
 
 @dataclass(frozen=True)
@@ -106,11 +110,6 @@ class NetworkUp:
     local: IPv4Address
     peer: IPv4Address
     dns: tuple[IPv4Address, ...]
-
-
-@dataclass(frozen=True)
-class IpPacket:
-    packet: bytes
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,6 @@ PppEvent = (
     AuthSucceeded
     | AuthFailed
     | NetworkUp
-    | IpPacket
     | Network6Up
     | Network6Down
     | Ip6Packet
@@ -216,7 +214,7 @@ _AUTH_PROTOCOL = {MSCHAPV2: Protocol.CHAP, PAP: Protocol.PAP, EAP_MSCHAPV2: Prot
 MAX_CARRIED_PACKET = 4095 - 4 - 4
 
 
-class _Link(LcpListener):
+class _Link(LcpListener, IpcpListener):
     """What server and client share: LCP, phases, dispatch, timers, output queues."""
 
     _is_server = False
@@ -355,15 +353,25 @@ class _Link(LcpListener):
             self.close("authentication timeout", now)
 
     def receive_frame(self, frame: bytes, now: float) -> None:
-        self._now = now
-        if self._finished or self.phase is Phase.DEAD:
-            return
+        """One PPP frame as it arrived (``FF 03`` and the protocol field in any form)."""
         try:
             protocol, offset = decode_frame(frame)
         except ParseError:
-            self.dropped += 1
+            self.receive_malformed(now)
             return
-        payload = bytes(frame[offset:])
+        self.receive_payload(protocol, bytes(frame[offset:]), now)
+
+    def receive_malformed(self, now: float) -> None:
+        """A frame whose protocol field could not be decoded: counted, nothing else."""
+        self._now = now
+        if not self._finished and self.phase is not Phase.DEAD:
+            self.dropped += 1
+
+    def receive_payload(self, protocol: int, payload: bytes, now: float) -> None:
+        """One decoded frame: its ``protocol`` and what follows the protocol field."""
+        self._now = now
+        if self._finished or self.phase is Phase.DEAD:
+            return
         if protocol == Protocol.LCP:
             self.lcp.receive(payload, now)
         elif protocol in (Protocol.PAP, Protocol.CHAP, Protocol.EAP):
@@ -374,10 +382,7 @@ class _Link(LcpListener):
             else:
                 self.dropped += 1
         elif protocol == Protocol.IPV4:
-            if self.is_network_up:
-                self._events.append(IpPacket(payload))
-            else:
-                self.dropped += 1
+            self.dropped += 1  # the data path's (see the module docstring), never the link's
         elif protocol == Protocol.IPV6CP and self.ipv6_enabled:
             if self.ipv6cp is not None and self.phase is Phase.NETWORK:
                 self.ipv6cp.receive(payload, now)
@@ -515,10 +520,12 @@ class _Link(LcpListener):
         self.ipcp.open(now)
         self.ipcp.up(now)
 
-    def _ipcp_down(self) -> None:
+    # ------------------------------------------------------------------ IPCP callbacks
+
+    def ipcp_down(self) -> None:
         self.is_network_up = False
 
-    def _ipcp_finished(self) -> None:
+    def ipcp_finished(self) -> None:
         self._ncp_finished()
 
     def _ncp_finished(self) -> None:
@@ -673,9 +680,7 @@ class PppServer(_Link):
             peer=address,
             dns=self.config.dns,
             nbns=self.config.nbns,
-            on_up=self._ipcp_up,
-            on_down=self._ipcp_down,
-            on_finished=self._ipcp_finished,
+            listener=self,
         )
         self._open_ipcp(handler, now)
         self._start_ipv6(now)
@@ -694,7 +699,7 @@ class PppServer(_Link):
     def _network6_prefix(self) -> IPv6Network | None:
         return self.prefix
 
-    def _ipcp_up(self) -> None:
+    def ipcp_up(self) -> None:
         assert self.peer_address is not None
         self.is_network_up = True
         self._events.append(
@@ -775,18 +780,13 @@ class PppClient(_Link):
         return False
 
     def _start_network(self, now: float) -> None:
-        handler = IpcpClientHandler(
-            request_dns=self.config.request_dns,
-            on_up=self._ipcp_up,
-            on_down=self._ipcp_down,
-            on_finished=self._ipcp_finished,
-        )
+        handler = IpcpClientHandler(request_dns=self.config.request_dns, listener=self)
         self._ipcp_handler = handler
         self._open_ipcp(handler, now)
         if self.ipv6_enabled:  # the same handler as the server's, without in_use
             self._open_ipv6cp(now)
 
-    def _ipcp_up(self) -> None:
+    def ipcp_up(self) -> None:
         handler = self._ipcp_handler
         assert handler is not None
         self.is_network_up = True

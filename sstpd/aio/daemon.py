@@ -151,7 +151,7 @@ class Daemon:
         tc = self.config.tunnel
         if tc.ipv6_pool is not None:
             log.info(
-                "IPv6: %s on %s, one /64 per session from %s (%d)",
+                "IPv6: %s on %s, one /64 per session from %s (%d available)",
                 tc.ipv6_address,
                 self.tun.name,
                 tc.ipv6_pool,

@@ -16,7 +16,15 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from sstpd.aio.stats import Stats
-from sstpd.proto.datapath import IPV4_DESTINATION, Counters, Family, data_prefix, ip_prefix
+from sstpd.proto.datapath import (
+    IPV4_DESTINATION,
+    IPV6_DESTINATION,
+    Counters,
+    Family,
+    data_prefix,
+    encode_ip_packet,
+    ip_prefix,
+)
 
 TUN_BATCH = 64  # packets read per wake-up of the TUN fd
 TUN_READ_SIZE = 65536  # larger than any MTU: one read is one whole packet
@@ -55,7 +63,7 @@ def send_batch(
     if record_per_packet:
         write = transport.write
         for p in packets:
-            write(encode_batch([p]))
+            write(encode_ip_packet(p, Family.IPV6 if p[0] >> 4 == 6 else Family.IPV4))
     else:
         transport.write(encode_batch(packets))
     counters.tx_packets += len(packets)
@@ -82,9 +90,9 @@ class Peer(Protocol):
 
 class TunPump:
     """The daemon's TUN device: packets the kernel routes into it go to the connection
-    whose tunnel address is their destination (``routes``: the registry's ``by_ip``) or
-    whose /64 holds it (``routes6``: ``by_prefix6``, keyed by the destination's first 8
-    bytes); packets from sessions are written to it. ``buffer_limit()``: the send-buffer
+    whose tunnel address is their destination (``routes``: the registry's ``by_ip``) or,
+    IPv6, whose /64 holds it (``routes6``: ``by_prefix6``, keyed by the destination's first
+    8 bytes); packets from sessions are written to it. ``buffer_limit()``: the send-buffer
     size above which a connection's batch is dropped (``limits.session_buffer``, live)."""
 
     def __init__(
@@ -115,8 +123,8 @@ class TunPump:
             version = pkt[0] >> 4 if pkt else 0
             if version == 4:
                 proto = by_ip.get(pkt[IPV4_DESTINATION : IPV4_DESTINATION + 4])
-            elif version == 6 and len(pkt) >= 40:
-                proto = by_prefix6.get(pkt[24:32])
+            elif version == 6 and len(pkt) >= IPV6_DESTINATION + 16:
+                proto = by_prefix6.get(pkt[IPV6_DESTINATION : IPV6_DESTINATION + 8])
             else:
                 proto = None
             if proto is None:

@@ -5,6 +5,8 @@ buffer, SSTP packets are framed in place, and IPv4 data packets of an open sessi
 the TUN fd with a single ``os.write`` of a memoryview slice, without creating any Python
 object per packet beyond the slice. Every other packet is copied out and handed to the
 sans-I/O session (``sstpd.proto.session``), whose output is written after the batch.
+The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; they
+are read in place here (no call per packet), the slow path decodes the same bytes.
 DHCP (UDP to port 67 on the server, 68 on the client) passes the source check but is
 the session's (issue 12): it takes the slow path too; the cost for other traffic is
 one byte compare (IP protocol 17).
@@ -12,8 +14,6 @@ IPv6 (``FF 03 00 57``) takes the same shortcut on a server session whose IPv6 is
 when ``forwardable6`` says the packet goes to the TUN (source in the session's /64, not
 link-scoped, not Neighbor Discovery: two slices and a few byte compares); everything
 else IPv6 goes through the session, which answers or drops and counts it.
-The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; they
-are read in place here (no call per packet), the slow path decodes the same bytes.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from sstpd.proto.datapath import (
     HEADER_SIZE,
     IPV4_MIN_FAST,
     IPV4_SOURCE,
+    IPV6_MIN_FAST,
     LENGTH_MASK,
     PPP_HEADER,
-    PREFIX_SIZE,
     SSTP_VERSION,
     Family,
 )
@@ -148,7 +148,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             elif (
                 fwd6 is not None
                 and not flags & 1
-                and length >= PREFIX_SIZE + 40
+                and length >= IPV6_MIN_FAST
                 and fd >= 0
                 and buf.startswith(_PPP_IPV6, p)
                 and fwd6(view[p + 4 : start + length])

@@ -10,7 +10,8 @@ and its protocol looked up in ``FAMILY_OF``.
 Users: the receive fast path in ``aio.protocol`` (matches ``HEADER`` and the full-form
 ``PPP_HEADER`` in place), the session's slow path in ``session`` (every encoding), the
 send side in ``aio.datapath`` (``data_prefix`` before each packet of a batch). Each family
-has a row in the tables below; IPv4 is the one wired today, IPv6 (IPV6CP) is next.
+has a row in the tables below; both are wired (IPv6 on a server whose IPV6CP is open:
+``session.ServerSession.forwardable6`` is the fast path's source check).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ __all__ = [
     "IPV4_DESTINATION",
     "IPV4_MIN_FAST",
     "IPV4_SOURCE",
+    "IPV6_DESTINATION",
+    "IPV6_MIN_FAST",
+    "IPV6_SOURCE",
     "LENGTH_MASK",
     "PPP_HEADER",
     "PREFIX_SIZE",
@@ -61,6 +65,10 @@ LENGTH_MASK = 0x0FFF  # the SSTP length field is the low 12 bits of the second w
 PREFIX_SIZE = HEADER_SIZE + 4  # SSTP header + full-form PPP header: where the packet starts
 IPV4_SOURCE = 12  # offset of the source address in an IPv4 header (4 bytes)
 IPV4_DESTINATION = 16  # offset of the destination address (4 bytes): the TUN pump's key
+IPV6_SOURCE = 8  # offset of the source address in an IPv6 header (16 bytes)
+IPV6_DESTINATION = 24  # offset of the destination (16 bytes; its first 8: the pump's key)
+#: Shortest SSTP data packet the IPv6 fast path takes: a whole fixed IPv6 header.
+IPV6_MIN_FAST = PREFIX_SIZE + 40
 #: Shortest SSTP data packet the fast path takes: through the IPv4 source address (the
 #: address check needs it); shorter ones go the slow path, which drops them.
 IPV4_MIN_FAST = PREFIX_SIZE + IPV4_SOURCE + 4

@@ -22,7 +22,8 @@ packets that uses the same ``proto.datapath`` constants and the ``counters`` dir
 everything else goes through ``receive_packet``/``receive_data``.
 
 Events for the I/O layer: the link's ``AuthSucceeded``, ``AuthFailed`` and ``Notice`` as
-the link made them, and this module's ``SessionOpened``, ``IpReceived``, ``SessionClosed``.
+the link made them, and this module's ``SessionOpened``, ``IpReceived``, ``SessionClosed``,
+``Session6Opened`` and ``Session6Closed``.
 
 IPv6 (server): with ``assign_prefix`` the link runs IPV6CP too (``ppp.link``). Once it
 is open and the binding verified, an ``ipv6.path.Ipv6Path`` sends the Router
@@ -70,9 +71,12 @@ __all__ = [
     "Counters",
     "Event",
     "IpReceived",
+    "Ipv6Settings",
     "Notice",
     "ServerSession",
     "Session",
+    "Session6Closed",
+    "Session6Opened",
     "SessionClosed",
     "SessionOpened",
     "SessionState",
@@ -82,7 +86,6 @@ ZERO_HLAK = bytes(32)
 _DHCP_DROPS_LOGGED = 3  # per session; the counter keeps counting
 _PPP_IPV4 = PPP_HEADER[Family.IPV4]
 _PPP_IPV6 = PPP_HEADER[Family.IPV6]
-_PPP_IPV6_HEADER = _PPP_IPV6
 
 
 # ---------------------------------------------------------------- events
@@ -315,6 +318,8 @@ class Session:
                 st.counters.rx_bytes += len(pkt)
                 st.events.append(IpReceived(bytes(pkt)))
             return
+        if FAMILY_OF.get(protocol) is Family.IPV6 and self._ip6_from_peer(bytes(frame[off:]), now):
+            return
         if protocol < 0x4000 and not st.call_connected:
             # MS-SSTP §3.3.1.1.1: only control frames before the crypto binding
             st.counters.dropped_not_open += 1
@@ -378,6 +383,12 @@ class Session:
 
     def _on_other_sstp_event(self, ev: object, now: float) -> None:
         pass
+
+    def _ip6_from_peer(self, packet: bytes, now: float) -> bool:
+        """An IPv6 packet from the peer: True if the session's IPv6 data path took it;
+        False hands the frame to the link (dropped there, or Protocol-Rejected when the
+        link has no IPv6)."""
+        return False
 
     def _intercept_udp(self, packet: bytes, now: float) -> bool:
         """A source-checked IPv4 UDP packet from the peer: True if consumed here."""
@@ -573,9 +584,7 @@ class ServerSession(Session):
 
     # -- IPv6
     def _on_ppp_event(self, ev: object, now: float) -> None:
-        if isinstance(ev, ppp.Ip6Packet):
-            self._ip6_from_peer(ev.packet, now)
-        elif isinstance(ev, ppp.Network6Up):
+        if isinstance(ev, ppp.Network6Up):
             if ev.prefix is not None:
                 ip6 = self._ipv6
                 self._path6 = Ipv6Path(
@@ -592,24 +601,24 @@ class ServerSession(Session):
         else:
             super()._on_ppp_event(ev, now)
 
-    def _ip6_from_peer(self, packet: bytes, now: float) -> None:
+    def _ip6_from_peer(self, packet: bytes, now: float) -> bool:
         st = self._st
         path = self._path6
         if path is None or self._opened6 is None or st.closed:
-            st.counters.dropped_not_open += 1
-            return
+            return False
         out, replies = path.receive(packet, now)
         if out is not None:
             st.counters.rx_packets += 1
             st.counters.rx_bytes += len(out)
             st.events.append(IpReceived(out))
         self._send6(replies)
+        return True
 
     def _send6(self, packets: list[bytes]) -> None:
         """Link traffic of our own (RA, NA): not counted as tunnel data."""
         if not self._conn.closed:
             for p in packets:
-                self._conn.send_ppp(_PPP_IPV6_HEADER + p)
+                self._conn.send_ppp(_PPP_IPV6 + p)
 
     def _stop6(self) -> None:
         if self._path6 is not None:
@@ -730,30 +739,46 @@ class ClientSession(Session):
         for p in packets:
             self._conn.send_ppp(_PPP_IPV6 + p)
 
-    def _on_ppp_event(self, ev: object, now: float) -> None:
+    def _ensure_solicitor(self) -> RouterSolicitor | None:
+        """The link's IPV6CP is open: the solicitor for its identifier. Made here when the
+        server's first RA arrives in the same read as the Configure-Ack that opened
+        IPV6CP, before the link's ``Network6Up`` event is seen."""
+        handler = self._ppp.ipv6cp_handler
+        if self._solicitor is None and self._ppp.is_network6_up and handler is not None:
+            self._solicitor = RouterSolicitor(handler.local_iid)
+        return self._solicitor
+
+    def _ip6_from_peer(self, packet: bytes, now: float) -> bool:
+        solicitor = self._ensure_solicitor()
+        if solicitor is None:
+            return False  # no IPV6CP: the link drops it (or Protocol-Rejects IPv6)
         st = self._st
+        if len(packet) < 40 or packet[0] >> 4 != 6:
+            st.counters.dropped_invalid6 += 1
+        elif _link_scoped(packet[8:24]) or _link_scoped(packet[24:40]):
+            # RA, NS, MLD...: for us, never for the TUN
+            config = solicitor.receive(packet)
+            if config is not None:
+                st.events.append(Ipv6Configured(config))
+        elif not self.is_open:
+            st.counters.dropped_not_open += 1
+        else:
+            st.counters.rx_packets += 1
+            st.counters.rx_bytes += len(packet)
+            st.counters.rx6_packets += 1
+            st.counters.rx6_bytes += len(packet)
+            st.events.append(IpReceived(packet))
+        return True
+
+    def _on_ppp_event(self, ev: object, now: float) -> None:
         if isinstance(ev, ppp.Network6Up):
-            self._solicitor = RouterSolicitor(ev.local_iid)
-            self._send_link_ipv6(self._solicitor.start(now))
+            solicitor = self._ensure_solicitor()
+            if solicitor is not None and solicitor.config is None:  # no RA yet: ask for one
+                self._send_link_ipv6(solicitor.start(now))
         elif isinstance(ev, ppp.Network6Down):
             if self._solicitor is not None:
                 self._solicitor.stop()
             self._solicitor = None
-        elif isinstance(ev, ppp.Ip6Packet):
-            pkt = ev.packet
-            if len(pkt) < 40 or pkt[0] >> 4 != 6:
-                st.counters.dropped_spoofed += 1
-            elif _link_scoped(pkt[8:24]) or _link_scoped(pkt[24:40]):
-                # RA, NS, MLD...: for us, never for the TUN
-                config = self._solicitor.receive(pkt) if self._solicitor is not None else None
-                if config is not None:
-                    st.events.append(Ipv6Configured(config))
-            elif not self.is_open:
-                st.counters.dropped_not_open += 1
-            else:
-                st.counters.rx_packets += 1
-                st.counters.rx_bytes += len(pkt)
-                st.events.append(IpReceived(pkt))
         else:
             super()._on_ppp_event(ev, now)
 

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from sstpd.proto.ppp.frame import Code, Option, Packet, Protocol, decode_options, encode_options
 from sstpd.proto.ppp.fsm import State
 from sstpd.proto.ppp.link import (
-    Ip6Packet,
     LinkDown,
     Network6Down,
     Network6Up,
@@ -115,10 +114,12 @@ def test_windows_option_set_acked_and_network6_up_carries_the_prefix() -> None:
     assert up.peer_iid == WINDOWS_IID and up.prefix == PREFIX
     assert up.local_iid == decode_options(n.requests[Protocol.IPV6CP].data)[0].data
     assert n.srv.is_network6_up and n.srv.prefix == PREFIX
-    # IPv6 data is handed out as an event; IPv4 is the session's data path, not the link's
-    n.wire.feed("ff030057" + "60000000")
-    n.wire.feed("ff030021" + "45000000")
-    assert n.srv.pop_events() == [Ip6Packet(b"\x60\x00\x00\x00")]
+    # IP data is the session's data path's: a frame that reaches the link anyway is
+    # counted, never Protocol-Rejected once IPv6 is on
+    dropped = n.srv.dropped
+    assert n.wire.feed("ff030057" + "60000000") == []
+    assert n.wire.feed("ff030021" + "45000000") == []
+    assert n.srv.pop_events() == [] and n.srv.dropped == dropped + 2
 
 
 def test_pppd_ipv6cp_before_ipcp_opens_ipv6_first() -> None:

@@ -19,17 +19,17 @@ runs has finished (as pppd does; RRAS: "if both NCPs fail the link is dropped"),
 failed IPV6CP leaves IPv4 running and the other way round. :class:`LinkDown` is the one
 terminal event; after it every input is ignored.
 
+IP data frames are not the link's: the session's data path (``proto.datapath``) takes them
+before they get here. An IPv4 frame given to the link anyway is counted in ``dropped``.
+
 IPv6 (RFC 5072): a link without IPv6 (a server given no ``assign_prefix``) answers
 IPV6CP and IPv6 frames with Protocol-Reject, exactly as before IPv6 existed. With it,
 IPV6CP runs next to IPCP in the Network phase with :class:`Ipv6cpHandler` (the same
-handler on both ends); :class:`Network6Up` reports the agreed interface identifiers and
-IPv6 frames become :class:`Ip6Packet` events. The server takes the session's /64 when the
-Network phase starts; an exhausted prefix pool makes it Protocol-Reject IPV6CP (IPv4 only
-for that link) rather than open an NCP it cannot serve.
-
-IP data frames are not the link's: the session's data path (``proto.datapath``) takes
-IPv4 before it gets here (an IPv4 frame given to the link anyway is counted in
-``dropped``); IPv6 frames still reach the link, which hands them on as ``Ip6Packet``.
+handler on both ends) and :class:`Network6Up` reports the agreed interface identifiers;
+an IPv6 frame that reaches the link (the data path is not open for it) is counted in
+``dropped``. The server takes the session's /64 when the Network phase starts; an
+exhausted prefix pool makes it Protocol-Reject IPV6CP (IPv4 only for that link) rather
+than open an NCP it cannot serve.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ from sstpd.proto.ppp.lcp import LcpHandler, LcpListener
 __all__ = [
     "AuthFailed",
     "AuthSucceeded",
-    "Ip6Packet",
     "LinkDown",
     "Network6Down",
     "Network6Up",
@@ -129,11 +128,6 @@ class Network6Down:
 
 
 @dataclass(frozen=True)
-class Ip6Packet:
-    packet: bytes
-
-
-@dataclass(frozen=True)
 class LinkDown:
     reason: str
 
@@ -146,16 +140,7 @@ class Notice:
     message: str
 
 
-PppEvent = (
-    AuthSucceeded
-    | AuthFailed
-    | NetworkUp
-    | Network6Up
-    | Network6Down
-    | Ip6Packet
-    | LinkDown
-    | Notice
-)
+PppEvent = AuthSucceeded | AuthFailed | NetworkUp | Network6Up | Network6Down | LinkDown | Notice
 
 #: Identification packets logged one by one; beyond this, one line and then silence.
 IDENTIFICATION_LOGGED = 8
@@ -389,10 +374,7 @@ class _Link(LcpListener, IpcpListener):
             else:
                 self.dropped += 1
         elif protocol == Protocol.IPV6 and self.ipv6_enabled:
-            if self.is_network6_up:
-                self._events.append(Ip6Packet(payload))
-            else:
-                self.dropped += 1
+            self.dropped += 1  # IPv6 on, but the session's data path is not open yet
         elif self.lcp.state == State.OPENED:
             # RFC 1661 §5.7: Rejected-Information is truncated to fit the peer's MRU.
             rejected = struct.pack("!H", protocol) + payload

@@ -1,0 +1,245 @@
+"""Dual-stack daemon with a real TUN: a /64 per session, routed to a host behind the server.
+
+Topology: the usual client and server namespaces (``netns.Netns``) plus a third one, the
+host behind the server, on its own veth pair with IPv6 only::
+
+    cli --(veth, IPv4: SSTP over TLS)-- srv [sstp0: 2001:db8:77::1, pool ...77::/56]
+                                            --(veth 2001:db8:ff::/64)-- host ::2
+
+The client is ``tests/integration/ipv6_tool.py`` (the package's Tunnel with IPV6CP on its
+link, ICMPv6 built by hand), so the assertions are about the server: the RA it sends,
+what it forwards, what it drops and counts, and that the prefix pool returns to baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any
+
+import pytest
+
+from sstpd import control
+from tests.integration.netns import ROOT, Daemon, Netns, kill_namespace, sh
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
+]
+
+POOL6 = IPv6Network("2001:db8:77::/56")
+SERVER6 = "2001:db8:77::1"
+LAN_SERVER6, LAN_HOST6 = "2001:db8:ff::1", "2001:db8:ff::2"
+STATIC6 = "2001:db8:77:42::/64"
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Netns]:
+    n = Netns("sstp6")
+    host = f"{n.prefix}-host"
+    try:
+        n.up()
+        sh("ip", "netns", "add", host)
+        sh("ip", "-n", host, "link", "set", "lo", "up")
+        sh(
+            "ip",
+            "link",
+            "add",
+            "lan-s",
+            "netns",
+            n.srv,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lan-h",
+            "netns",
+            host,
+        )
+        sh("ip", "-n", n.srv, "addr", "add", f"{LAN_SERVER6}/64", "dev", "lan-s", "nodad")
+        sh("ip", "-n", host, "addr", "add", f"{LAN_HOST6}/64", "dev", "lan-h", "nodad")
+        sh("ip", "-n", n.srv, "link", "set", "lan-s", "up")
+        sh("ip", "-n", host, "link", "set", "lan-h", "up")
+        sh("ip", "-n", host, "-6", "route", "add", "default", "via", LAN_SERVER6)
+        n.run(n.srv, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        n.host = host  # type: ignore[attr-defined]
+        yield n
+    finally:
+        n.down()
+        kill_namespace(host)
+
+
+@pytest.fixture(scope="module")
+def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    d = Daemon(net, tmp_path_factory.mktemp("ipv6-daemon"))
+    d.prepare()
+    text = d.config.read_text().replace(
+        "[tunnel]\n",
+        f'[tunnel]\nipv6_pool = "{POOL6}"\nipv6_dns = ["2001:db8::53"]\n',
+    )
+    d.config.write_text(text)
+    sh(
+        sys.executable,
+        "-m",
+        "sstpd",
+        "user",
+        "add",
+        "carol",
+        "--password-stdin",
+        "--ipv6-prefix",
+        STATIC6,
+        "--users-file",
+        str(d.workdir / "users"),
+        input="carol-secret\n",
+    )
+    d.start()
+    yield d
+    d.stop()
+
+
+def tool(
+    net: Netns, daemon: Daemon, scenario: str, *args: str, timeout: float = 300
+) -> dict[str, Any]:
+    r = net.run(
+        net.cli,
+        sys.executable,
+        "-m",
+        "tests.integration.ipv6_tool",
+        scenario,
+        *daemon.client_args(),
+        *args,
+        check=False,
+        timeout=timeout,
+    )
+    if r.returncode != 0:
+        raise AssertionError(
+            f"ipv6_tool {scenario} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        )
+    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def stats(daemon: Daemon) -> dict[str, Any]:
+    return daemon.stats()
+
+
+def icmp6_in_echos(net: Netns) -> int:
+    snmp = net.run(net.host, "cat", "/proc/net/snmp6").stdout  # type: ignore[attr-defined]
+    return int(re.search(r"^Icmp6InEchos\s+(\d+)", snmp, re.M).group(1))  # type: ignore[union-attr]
+
+
+def test_tun_has_the_server_address_and_the_pool_route(daemon: Daemon, net: Netns) -> None:
+    addrs = net.run(net.srv, "ip", "-6", "-j", "addr", "show", "dev", "sstp0").stdout
+    local = [a["local"] for i in json.loads(addrs) for a in i["addr_info"]]
+    assert local == [SERVER6]  # no kernel link-local: ND on the links is the daemon's
+    routes = net.run(net.srv, "ip", "-6", "-j", "route", "show", "dev", "sstp0").stdout
+    assert str(POOL6) in [r["dst"] for r in json.loads(routes)]
+    daemon.wait_log(f"IPv6: {SERVER6} on sstp0, one /64 per session from {POOL6} (255 available)")
+
+
+def test_a_session_gets_a_64_reaches_server_and_host_spoof_dropped(
+    daemon: Daemon, net: Netns
+) -> None:
+    before = stats(daemon)
+    echos_before = icmp6_in_echos(net)
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            net.cli,
+            sys.executable,
+            "-m",
+            "tests.integration.ipv6_tool",
+            "ping6",
+            *daemon.client_args(),
+            "--hold",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(ROOT),
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        res = json.loads(proc.stdout.readline())
+        prefix = IPv6Network(res["prefix"])
+        assert prefix.prefixlen == 64 and prefix.subnet_of(POOL6)
+        assert IPv6Address(SERVER6) not in prefix  # the server's /64 is never handed out
+        assert res["server6_replies"] == 3 and res["host6_replies"] == 3
+        assert res["spoofed_replies"] == 0 and res["v4_replies"] == 1
+        assert 1 <= res["ras_after_rs_flood"] <= 1  # 50 RS in a second: one answer
+        # while the session is open: sessions and stats show it
+        [row] = control.call(str(daemon.workdir / "control.sock"), "sessions")["sessions"]
+        assert row["ipv6_prefix"] == str(prefix)
+        assert row["rx6_packets"] >= 6 and row["tx6_packets"] >= 6 and row["dropped"] >= 3
+        ctl = sh(
+            sys.executable,
+            "-m",
+            "sstpd.ctl",
+            "--socket",
+            str(daemon.workdir / "control.sock"),
+            "sessions",
+            check=False,
+        )
+        assert str(prefix) in ctl.stdout, ctl.stdout + ctl.stderr
+        mid = stats(daemon)
+        assert mid["pool6_in_use"] == before["pool6_in_use"] + 1
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # the host saw exactly the legitimate echo requests: the spoofed ones never left
+    assert icmp6_in_echos(net) - echos_before == 3
+    after = stats(daemon)
+    assert after["dropped_spoofed6"] - before["dropped_spoofed6"] == 3
+    assert after["nd_rate_limited"] - before["nd_rate_limited"] >= 49
+    assert after["rx6_packets"] - before["rx6_packets"] >= 6
+    assert after["tx6_packets"] - before["tx6_packets"] >= 6
+    log = daemon.wait_log(f"IPv6: prefix {prefix}")
+    assert "IPv6 rx" in log
+    deadline = time.monotonic() + 10
+    while stats(daemon)["pool6_in_use"] != before["pool6_in_use"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stats(daemon)["pool6_in_use"] == before["pool6_in_use"]
+
+
+def test_static_prefix_from_the_users_file(daemon: Daemon, net: Netns) -> None:
+    res = tool(
+        net,
+        daemon,
+        "ping6",
+        "--user",
+        "carol",
+        "--password",
+        "carol-secret",
+        "--count",
+        "1",
+        "--rs-flood",
+        "1",
+    )
+    assert res["prefix"] == STATIC6 and res["server6_replies"] == 1
+
+
+def test_fifty_dual_stack_sessions_and_pool_back_to_baseline(daemon: Daemon, net: Netns) -> None:
+    before = stats(daemon)
+    res = tool(net, daemon, "many6", "--sessions", "50", timeout=600)
+    assert res["errors"] == [] and res["opened"] == res["configured"] == 50
+    prefixes = [IPv6Network(p) for p in res["prefixes"]]
+    assert len(prefixes) == 50 and all(p.subnet_of(POOL6) for p in prefixes)
+    assert res["v6_replies"] == 50 and res["v4_replies"] == 50
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = stats(daemon)
+        if now["pool6_in_use"] == before["pool6_in_use"] and now["sessions"] == 0:
+            break
+        time.sleep(0.3)
+    assert now["pool6_in_use"] == before["pool6_in_use"] == 0
+    assert now["pool_in_use"] == before["pool_in_use"] == 0

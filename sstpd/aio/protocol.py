@@ -5,8 +5,9 @@ buffer, SSTP packets are framed in place, and IPv4 data packets of an open sessi
 the TUN fd with a single ``os.write`` of a memoryview slice, without creating any Python
 object per packet beyond the slice. Every other packet is copied out and handed to the
 sans-I/O session (``sstpd.proto.session``), whose output is written after the batch.
-The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; they
-are read in place here (no call per packet), the slow path decodes the same bytes.
+The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; the
+loop binds them to locals and compares bytes by index (a struct or ``startswith`` call
+per packet costs 40-100 ns here, measured), the slow path decodes the same bytes.
 DHCP (UDP to port 67 on the server, 68 on the client) passes the source check but is
 the session's (issue 12): it takes the slow path too; the cost for other traffic is
 one byte compare (IP protocol 17).
@@ -25,7 +26,6 @@ import os
 from collections.abc import Callable
 
 from sstpd.proto.datapath import (
-    HEADER,
     HEADER_SIZE,
     IPV4_MIN_FAST,
     IPV4_SOURCE,
@@ -41,7 +41,6 @@ from sstpd.proto.sstp.constants import Status
 
 log = logging.getLogger("sstpd.session")
 
-_unpack_header = HEADER.unpack_from
 _PPP_IPV4 = PPP_HEADER[Family.IPV4]
 _PPP_IPV6 = PPP_HEADER[Family.IPV6]
 
@@ -113,10 +112,13 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         is_dhcp = self.is_dhcp
         slow = False
         rx_packets = rx_bytes = rx6_packets = rx6_bytes = 0
-        while end - start >= HEADER_SIZE:
-            version, flags, length = _unpack_header(buf, start)
-            length &= LENGTH_MASK
-            if version != SSTP_VERSION or length < HEADER_SIZE:
+        # proto.datapath's layout as locals: no call and no global lookup per packet
+        version, hsize, mask, min_fast = SSTP_VERSION, HEADER_SIZE, LENGTH_MASK, IPV4_MIN_FAST
+        ppp0, ppp1, ppp2, ppp3 = _PPP_IPV4
+        src_at, src_end = IPV4_SOURCE, IPV4_SOURCE + 4
+        while end - start >= hsize:
+            length = ((buf[start + 2] << 8) | buf[start + 3]) & mask
+            if buf[start] != version or length < hsize:
                 # framing lost: the session closes without sending anything (§3.1.5.1)
                 session.receive_data(bytes(view[start:end]), now)
                 start = end
@@ -124,19 +126,20 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 break
             if end - start < length:
                 break
-            p = start + HEADER_SIZE
+            p = start + hsize
             ip = p + 4
             if (
                 is_open
-                and not flags & 1
-                and length >= IPV4_MIN_FAST
+                and not buf[start + 1] & 1
+                and length >= min_fast
                 and fd >= 0
-                and buf.startswith(_PPP_IPV4, p)
+                and buf[p] == ppp0
+                and buf[p + 1] == ppp1
+                and buf[p + 2] == ppp2
+                and buf[p + 3] == ppp3
                 and (buf[ip + 9] != 17 or not is_dhcp(view[ip : start + length]))
             ):
-                if buf[ip] >> 4 == 4 and (
-                    src is None or view[ip + IPV4_SOURCE : ip + IPV4_SOURCE + 4] == src
-                ):
+                if buf[ip] >> 4 == 4 and (src is None or view[ip + src_at : ip + src_end] == src):
                     try:
                         os.write(fd, view[ip : start + length])
                     except OSError:
@@ -147,7 +150,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                     counters.dropped_spoofed += 1
             elif (
                 fwd6 is not None
-                and not flags & 1
+                and not buf[start + 1] & 1
                 and length >= IPV6_MIN_FAST
                 and fd >= 0
                 and buf.startswith(_PPP_IPV6, p)
@@ -160,7 +163,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 rx6_packets += 1
                 rx6_bytes += start + length - p - 4
             else:
-                session.receive_packet(bool(flags & 1), bytes(view[p : start + length]), now)
+                session.receive_packet(
+                    bool(buf[start + 1] & 1), bytes(view[p : start + length]), now
+                )
                 slow = True
                 if session.closed:
                     start = end

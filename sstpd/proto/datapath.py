@@ -7,11 +7,14 @@ that negotiated ACFC and/or PFC (RFC 1661 §6.5, §6.6) may leave out ``FF 03`` 
 protocol's leading ``00``, so a received frame is decoded with ``ppp.frame.decode_frame``
 and its protocol looked up in ``FAMILY_OF``.
 
-Users: the receive fast path in ``aio.protocol`` (matches ``HEADER`` and the full-form
-``PPP_HEADER`` in place), the session's slow path in ``session`` (every encoding), the
-send side in ``aio.datapath`` (``data_prefix`` before each packet of a batch). Each family
-has a row in the tables below; both are wired (IPv6 on a server whose IPV6CP is open:
-``session.ServerSession.forwardable6`` is the fast path's source check).
+The SSTP header: version byte (``SSTP_VERSION``), C bit (bit 0 of byte 1), length (low 12
+bits of bytes 2-3, ``LENGTH_MASK``); ``sstp.packets.parse_header`` is its checked decoder.
+
+Users: the receive fast path in ``aio.protocol`` (reads the header and the full-form
+``PPP_HEADER`` in place, by index), the session's slow path in ``session`` (every
+encoding), the send side in ``aio.datapath`` (``data_prefix`` before each packet of a
+batch). Each family has a row in the tables below; both are wired (IPv6 on a server whose
+IPV6CP is open: ``session.ServerSession.forwardable6`` is the fast path's source check).
 """
 
 from __future__ import annotations
@@ -21,12 +24,10 @@ import struct
 from dataclasses import dataclass
 
 from sstpd.proto.ppp.frame import Protocol
-from sstpd.proto.sstp.constants import HEADER_SIZE, SSTP_VERSION
-from sstpd.proto.sstp.packets import HEADER
+from sstpd.proto.sstp.constants import HEADER_SIZE, MAX_PACKET_SIZE, SSTP_VERSION
 
 __all__ = [
     "FAMILY_OF",
-    "HEADER",
     "HEADER_SIZE",
     "IPV4_DESTINATION",
     "IPV4_MIN_FAST",
@@ -61,7 +62,7 @@ PPP_HEADER: dict[Family, bytes] = {
     f: b"\xff\x03" + struct.pack("!H", p) for p, f in FAMILY_OF.items()
 }
 
-LENGTH_MASK = 0x0FFF  # the SSTP length field is the low 12 bits of the second word
+LENGTH_MASK = MAX_PACKET_SIZE  # 0x0FFF: the length is the low 12 bits of bytes 2-3
 PREFIX_SIZE = HEADER_SIZE + 4  # SSTP header + full-form PPP header: where the packet starts
 IPV4_SOURCE = 12  # offset of the source address in an IPv4 header (4 bytes)
 IPV4_DESTINATION = 16  # offset of the destination address (4 bytes): the TUN pump's key

@@ -101,6 +101,7 @@ _DNS_NAME_RE = re.compile(
 
 # Limits of the values (inclusive).
 MTU_MIN, MTU_MAX = 576, 4087  # 4087: largest PPP payload fitting a 4095-byte SSTP packet
+IPV6_MIN_MTU = 1280  # RFC 8200 §5
 MAX_RETRIES = 5
 MAX_DNS_SERVERS = 2  # IPCP carries a primary and a secondary server only (RFC 1877)
 MAX_IPV6_DNS_SERVERS = 3  # RDNSS: RFC 8106 §5.3.1 asks hosts to keep at least three
@@ -868,13 +869,17 @@ def _tunnel(s: _Section) -> TunnelConfig:
         if len(servers) > MAX_DNS_SERVERS:
             raise s.error(key, f"at most {MAX_DNS_SERVERS} servers can be pushed over IPCP")
     ipv6_pool, ipv6_address, ipv6_dns = _tunnel_ipv6(s)
+    mtu = s.integer("mtu", d.mtu, MTU_MIN, MTU_MAX)
+    if ipv6_pool is not None and mtu < IPV6_MIN_MTU:
+        # the kernel turns IPv6 off on a device with a smaller MTU
+        raise s.error("mtu", f"{mtu} is below {IPV6_MIN_MTU}, the IPv6 minimum (ipv6_pool is set)")
     return TunnelConfig(
         interface=interface,
         address=address,
         pool=pool,
         dns=dns,
         nbns=nbns,
-        mtu=s.integer("mtu", d.mtu, MTU_MIN, MTU_MAX),
+        mtu=mtu,
         ipv6_pool=ipv6_pool,
         ipv6_address=ipv6_address,
         ipv6_dns=ipv6_dns,
@@ -1113,9 +1118,7 @@ def _limits(s: _Section) -> LimitsConfig:
         auth_fail_block_after=s.integer(
             "auth_fail_block_after", d.auth_fail_block_after, 0, 1_000_000
         ),
-        auth_fail_block_time=s.number(
-            "auth_fail_block_time", d.auth_fail_block_time, TIMEOUT_MAX
-        ),
+        auth_fail_block_time=s.number("auth_fail_block_time", d.auth_fail_block_time, TIMEOUT_MAX),
     )
     if limits.pending_per_source > limits.pending_total:
         raise s.error(

@@ -13,8 +13,8 @@ the session's (issue 12): it takes the slow path too; the cost for other traffic
 one byte compare (IP protocol 17).
 IPv6 (``FF 03 00 57``) takes the same shortcut on a server session whose IPv6 is open,
 when ``forwardable6`` says the packet goes to the TUN (source in the session's /64, not
-link-scoped, not Neighbor Discovery: two slices and a few byte compares); everything
-else IPv6 goes through the session, which answers or drops and counts it.
+link-scoped, not Neighbor Discovery: the classifier's slice compare and byte checks);
+everything else IPv6 goes through the session, which answers or drops and counts it.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         # proto.datapath's layout as locals: no call and no global lookup per packet
         version, hsize, mask, min_fast = SSTP_VERSION, HEADER_SIZE, LENGTH_MASK, IPV4_MIN_FAST
         ppp0, ppp1, ppp2, ppp3 = _PPP_IPV4
+        v6_2, v6_3 = _PPP_IPV6[2], _PPP_IPV6[3]
         src_at, src_end = IPV4_SOURCE, IPV4_SOURCE + 4
         while end - start >= hsize:
             length = ((buf[start + 2] << 8) | buf[start + 3]) & mask
@@ -153,7 +154,10 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 and not buf[start + 1] & 1
                 and length >= IPV6_MIN_FAST
                 and fd >= 0
-                and buf.startswith(_PPP_IPV6, p)
+                and buf[p] == ppp0
+                and buf[p + 1] == ppp1
+                and buf[p + 2] == v6_2
+                and buf[p + 3] == v6_3
                 and fwd6(view[p + 4 : start + length])
             ):
                 try:

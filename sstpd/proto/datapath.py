@@ -13,8 +13,8 @@ bits of bytes 2-3, ``LENGTH_MASK``); ``sstp.packets.parse_header`` is its checke
 Users: the receive fast path in ``aio.protocol`` (reads the header and the full-form
 ``PPP_HEADER`` in place, by index), the session's slow path in ``session`` (every
 encoding), the send side in ``aio.datapath`` (``data_prefix`` before each packet of a
-batch). Each family has a row in the tables below; both are wired (IPv6 on a server whose
-IPV6CP is open: ``session.ServerSession.forwardable6`` is the fast path's source check).
+batch). Each family has a row in the tables below; both are wired (IPv6 on a server
+whose IPV6CP is open: ``session.ServerSession.forwardable6`` is the fast path's check).
 """
 
 from __future__ import annotations

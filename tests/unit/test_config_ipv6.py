@@ -209,3 +209,11 @@ def test_pool_and_server_address_need_a_restart() -> None:
         new.tunnel, ipv6_pool=running.tunnel.ipv6_pool, ipv6_address=running.tunnel.ipv6_address
     )
     assert live_config(Config(), Config()) == (Config(), [], [])
+
+
+def test_ipv6_needs_an_mtu_of_at_least_1280() -> None:
+    assert tunnel('ipv6_pool = "2001:db8:100::/56"\nmtu = 1280\n').mtu == 1280
+    assert tunnel("mtu = 1000\n").mtu == 1000  # IPv4 only: as before
+    assert "1000 is below 1280, the IPv6 minimum" in error(
+        '[tunnel]\nipv6_pool = "2001:db8:100::/56"\nmtu = 1000\n'
+    )

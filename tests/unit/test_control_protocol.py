@@ -298,3 +298,30 @@ def test_histogram_and_closed_totals() -> None:
     assert (st.closed.rx_packets, st.closed.rx_bytes) == (3, 300)
     st.outcome("binding_failed")
     assert st.handshakes["binding_failed"] == 1 and st.crypto_binding_failures == 1
+
+
+def test_sessions_table_shows_the_ipv6_prefix_only_when_a_session_has_one() -> None:
+    base = {
+        "id": 3,
+        "user": "alice",
+        "peer": "192.0.2.1:4000",
+        "address": "10.77.0.2",
+        "ipv6_prefix": "",
+        "connected_since": 0.0,
+        "duration": 5.0,
+        "rx_packets": 1,
+        "rx_bytes": 1,
+        "tx_packets": 1,
+        "tx_bytes": 1,
+        "auth_method": "pap",
+        "tls_version": "TLSv1.2",
+        "tls_cipher": "X",
+        "binding_hash": "SHA256",
+        "cert_hash": "",
+    }
+    assert "IPV6" not in ctl.sessions_table([base])
+    dual = base | {"id": 4, "ipv6_prefix": "2001:db8:77:5::/64"}
+    lines = ctl.sessions_table([base, dual]).splitlines()
+    assert lines[0].split()[:6] == ["ID", "USER", "PEER", "ADDRESS", "IPV6", "PREFIX"]
+    assert lines[1].split()[3:5] == ["10.77.0.2", "-"]
+    assert lines[2].split()[3:5] == ["10.77.0.2", "2001:db8:77:5::/64"]

@@ -254,3 +254,37 @@ def test_metrics_and_stats_text_show_the_abuse_counters() -> None:
     assert "warning: address pool full (253/253)" in out
     assert "7 not authenticated from 2 sources (limits 1000 total, 64 per source)" in out
     assert "5 failures delayed, 1 blocks; blocked now: 1 sources, 0 users" in out
+
+
+def test_metrics_and_stats_text_count_ipv6() -> None:
+    from sstpd.ctl import stats_text
+
+    st = stats(
+        rx6_bytes=4000,
+        rx6_packets=40,
+        tx6_bytes=5000,
+        tx6_packets=50,
+        dropped_spoofed6=3,
+        dropped_invalid6=4,
+        dropped_nd_invalid=5,
+        nd_rate_limited=6,
+        pool6_size=255,
+        pool6_in_use=2,
+    )
+    fam = {f.name: f for f in text_string_to_metric_families(render_metrics(st))}
+    v6 = {s.labels["direction"]: s.value for s in fam["sstpd_ipv6_packets"].samples}
+    assert v6 == {"from_clients": 40, "to_clients": 50}
+    v6 = {s.labels["direction"]: s.value for s in fam["sstpd_ipv6_bytes"].samples}
+    assert v6 == {"from_clients": 4000, "to_clients": 5000}
+    drops = {s.labels["reason"]: s.value for s in fam["sstpd_dropped_packets"].samples}
+    assert drops["spoofed6"] == 3 and drops["invalid6"] == 4
+    assert drops["nd_invalid"] == 5 and drops["rs_rate_limited"] == 6
+    assert fam["sstpd_pool6_prefixes"].samples[0].value == 255
+    assert fam["sstpd_pool6_prefixes_in_use"].samples[0].value == 2
+    text = stats_text(st)
+    assert "prefixes 2/255" in text and "spoofed 3, invalid 4, invalid ND 5" in text
+    # an IPv4-only daemon: no pool gauges, IPv6 counters at zero
+    fam = {f.name: f for f in text_string_to_metric_families(render_metrics(stats()))}
+    assert "sstpd_pool6_prefixes" not in fam
+    assert {s.value for s in fam["sstpd_ipv6_packets"].samples} == {0}
+    assert "ipv6" not in stats_text(stats())

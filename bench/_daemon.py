@@ -60,7 +60,12 @@ def bench_daemon(
         sans=[SERVER_IP],
         key_type=key_type,  # type: ignore[arg-type]
     )
-    d.config.write_text(d.config.read_text().replace('level = "debug"', 'level = "info"'))
+    text = d.config.read_text().replace('level = "debug"', 'level = "info"')
+    # the pre-authentication budget is per source address, and every benchmark session
+    # comes from the one client address: room for its concurrency (up to 1000 handshakes
+    # in flight), else sessions would be refused by the flood protection
+    text += "\n[limits]\npending_total = 2000\npending_per_source = 1000\n"
+    d.config.write_text(text)
     return d
 
 

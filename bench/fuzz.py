@@ -16,6 +16,8 @@ between the package's client and server sessions. Targets:
   in random pieces (nothing may raise);
 * ``server_open``: a copy of an open ServerSession (tunnel up) fed mutated SSTP packets
   (LCP, IPCP, CHAP, IPv4, SSTP control; nothing may raise);
+* ``server_open6``: a copy of an open dual-stack ServerSession (IPV6CP up) fed mutated
+  SSTP packets carrying IPv6 (RS, NS, UDP in and outside its /64) and IPV6CP;
 * ``ppp_server``: a fresh PPP authenticator fed a mutated sequence of the client's frames.
 
 Any other exception is an unexpected one: the script prints the first few with the input
@@ -40,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sstpd.errors import HttpError, ParseError
 from sstpd.proto import aaa, clienthello, dhcp, mschap, proxy, radius, webfront
+from sstpd.proto.datapath import Family, data_prefix
 from sstpd.proto.inet import checksum
 from sstpd.proto.ipv6 import nd
 from sstpd.proto.ipv6.packet import (
@@ -61,6 +64,7 @@ from sstpd.proto.ppp.frame import (
 from sstpd.proto.ppp.fsm import Fsm
 from sstpd.proto.ppp.ipv6cp import Ipv6cpHandler
 from sstpd.proto.ppp.link import PppServer, PppServerConfig
+from sstpd.proto.session import ServerSession
 from sstpd.proto.sstp.http import RequestParser
 from sstpd.proto.sstp.packets import PacketReader, decode_control
 from tests.unit import test_clienthello as T_hello
@@ -69,11 +73,20 @@ from tests.unit import test_ipv6_responder as T_nd
 from tests.unit import test_ppp_eap as T_eap
 from tests.unit import test_ppp_ipv6cp as T_v6cp
 from tests.unit import test_radius as T_rad
+from tests.unit import test_session_ipv6 as T_s6
 from tests.unit.test_session import Pair
 
 EXPECTED = (ParseError, HttpError)
 # targets that must not raise at all, not even ParseError (state machines fed from the wire)
-_RAISE_NOTHING = ("server_stream", "server_open", "ppp_server", "eap_server", "ipv6_nd", "ipv6cp")
+_RAISE_NOTHING = (
+    "server_stream",
+    "server_open",
+    "server_open6",
+    "ppp_server",
+    "eap_server",
+    "ipv6_nd",
+    "ipv6cp",
+)
 
 
 def record_handshake() -> tuple[list[bytes], Pair]:
@@ -94,6 +107,27 @@ def record_handshake() -> tuple[list[bytes], Pair]:
             break
     assert p.server.is_open, "the seed handshake did not open"
     return chunks, p
+
+
+def open_dual_stack() -> tuple[ServerSession, list[bytes]]:
+    """An open dual-stack ServerSession (IPV6CP up, RA sent) and SSTP data packets for it:
+    a Router and a Neighbor Solicitation, UDP from inside its /64 and from outside, an
+    IPV6CP Configure-Request."""
+    p = T_s6.Pair6()
+    p.run()
+    prefix = p.server.prefix6
+    assert prefix is not None, "the dual-stack seed session did not open IPv6"
+    ll = p.client_ll
+    packets = [
+        nd.wrap(ll, nd.ALL_ROUTERS, nd.encode_rs(nd.RouterSolicitation())),
+        nd.wrap(ll, T_s6.SERVER6, nd.encode_ns(nd.NeighborSolicitation(T_s6.SERVER6))),
+        T_s6.udp6(prefix[0x1234]),
+        T_s6.udp6("2001:db8:ffff::1"),
+    ]
+    seeds = [data_prefix(len(x), Family.IPV6) + x for x in packets]
+    ipv6cp = b"\xff\x03\x80\x57" + bytes.fromhex("0101000e010a5c4a1ef0937b22d1")
+    seeds.append(b"\x10\x00" + (4 + len(ipv6cp)).to_bytes(2, "big") + ipv6cp)
+    return p.server, seeds
 
 
 def split_packets(stream: bytes) -> list[bytes]:
@@ -481,6 +515,16 @@ def main() -> int:
         s.handle_timer(100.0)
         s.abort_connection("fuzz", 101.0)
 
+    base6, open6_seeds = open_dual_stack()
+
+    def server_open6(data: bytes) -> None:
+        s = copy.deepcopy(base6)
+        s.receive_data(data, 10.0)
+        s.data_to_send()
+        s.pop_events()
+        s.handle_timer(100.0)
+        s.abort_connection("fuzz", 101.0)
+
     def ppp_server(data: bytes) -> None:
         srv = PppServer(
             PppServerConfig(local_address=IPv4Address("10.77.0.1")),
@@ -504,6 +548,7 @@ def main() -> int:
         ("webfront", web, web_seeds, 0.07),
         ("server_stream", server_stream, [sstp_stream], 0.07),
         ("server_open", server_open, open_seeds, 0.07),
+        ("server_open6", server_open6, open6_seeds, 0.05),
         ("ppp_server", ppp_server, [b"\x7e".join(frames)], 0.07),
     ]
     extra = Extra(rnd)

@@ -13,8 +13,9 @@ requests; each gets exactly one response, in order::
 Commands (arguments besides ``cmd`` in brackets):
 
 ``health``             ``status``: "ok" (accepting sessions), "draining" or "stopping"
-``sessions``           the open sessions (see ``SESSION_FIELDS``)
-``stats``              counters since start, closed sessions included (see the README)
+                       (``sstpd.records.HealthRecord``)
+``sessions``           the open sessions (``SessionRecord``, fields in ``SESSION_FIELDS``)
+``stats``              counters since start, closed sessions included (``StatsRecord``)
 ``kick`` [id | user]   graceful Call Disconnect of that session / all sessions of that user
 ``reload``             re-read config, certificate, key, users file; ``changed``,
                        ``needs_restart`` on success, the reason in ``error`` on failure
@@ -33,10 +34,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+from dataclasses import fields
 from typing import Any
 
 from sstpd.config import DEFAULT_CONFIG_PATH, ServerConfig, load_config
 from sstpd.errors import SstpdError
+from sstpd.records import SessionRecord
 
 __all__ = [
     "COMMANDS",
@@ -74,33 +77,8 @@ COMMANDS = (
     "renew",
 )
 
-# The fields of one entry of the ``sessions`` response, in table order.
-SESSION_FIELDS = (
-    "id",  # int, unique for the daemon's lifetime
-    "user",  # str, as authenticated (without a DOMAIN\ prefix)
-    "peer",  # "host:port" ("[v6]:port") of the client's TCP connection
-    "peer_host",
-    "peer_port",
-    "address",  # the tunnel address assigned
-    "ipv6_prefix",  # the /64 routed to the session while IPV6CP is open ("" = none)
-    "connected_since",  # float, Unix time the tunnel opened
-    "duration",  # float, seconds since then
-    "rx_bytes",  # IP bytes from the client, both families (without SSTP/PPP framing)
-    "rx_packets",
-    "tx_bytes",  # IP bytes to the client, both families
-    "tx_packets",
-    "rx6_bytes",  # the IPv6 part of rx_bytes
-    "rx6_packets",
-    "tx6_bytes",  # the IPv6 part of tx_bytes
-    "tx6_packets",
-    "dropped",  # packets dropped: spoofed source (either family), output queue overflow,
-    # invalid IPv6 or Neighbor Discovery
-    "auth_method",  # "eap-mschapv2" | "mschapv2" | "pap"
-    "tls_version",  # "TLSv1.3", ... ("" without TLS)
-    "tls_cipher",
-    "binding_hash",  # crypto-binding hash protocol: "SHA256" | "SHA1"
-    "cert_hash",  # hex of the certificate hash this session's binding was checked against
-)
+# The fields of one entry of the ``sessions`` response, in table order (the record's).
+SESSION_FIELDS = tuple(f.name for f in fields(SessionRecord))
 
 
 class ControlError(SstpdError):

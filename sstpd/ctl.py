@@ -22,8 +22,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from sstpd import control
+from sstpd.display import format_bytes, format_duration
+from sstpd.records import (
+    HealthRecord,
+    RecordError,
+    SessionRecord,
+    StatsRecord,
+    sessions_from_json,
+)
 
-__all__ = ["cert_text", "format_bytes", "format_duration", "main", "sessions_table", "stats_text"]
+__all__ = ["cert_text", "main", "sessions_table", "stats_text"]
 
 ENV_SOCKET = "SSTPD_CONTROL_SOCKET"
 
@@ -51,11 +59,18 @@ def main(argv: Sequence[str] | None = None, prog: str = "sstpctl") -> int:
         what = {"reload": "reload rejected", "cert": "cert renew"}.get(args.command, args.command)
         print(f"{prog}: {what}: {answer.get('error', 'failed')}", file=sys.stderr)
     else:
-        print(_render(args.command, answer))
+        try:
+            print(_render(args.command, answer))
+        except RecordError as exc:  # a daemon of another version, or not sstpd
+            print(f"{prog}: {args.command}: unexpected answer: {exc}", file=sys.stderr)
+            return 1
     if not answer["ok"]:
         return 1
     if args.command == "health":
-        return 0 if answer.get("accepting") else 1
+        try:
+            return 0 if HealthRecord.from_json(answer).accepting else 1
+        except RecordError:
+            return 1
     return 0
 
 
@@ -130,9 +145,9 @@ def _kick_target(target: str, as_user: bool) -> dict[str, Any]:
 
 def _render(command: str, answer: dict[str, Any]) -> str:
     if command == "sessions":
-        return sessions_table(answer["sessions"])
+        return sessions_table(sessions_from_json(answer))
     if command == "stats":
-        return stats_text(answer)
+        return stats_text(StatsRecord.from_json(answer))
     if command == "cert":
         return cert_text(answer)
     if command == "kick":
@@ -146,10 +161,10 @@ def _render(command: str, answer: dict[str, Any]) -> str:
         ]
         lines += [f"needs restart (not applied): {item}" for item in answer["needs_restart"]]
         return "\n".join(lines)
-    return _health_text(answer)
+    return _health_text(HealthRecord.from_json(answer))
 
 
-def _health_text(answer: dict[str, Any]) -> str:
+def _health_text(health: HealthRecord) -> str:
     words = {
         "ok": "accepting new sessions",
         "draining": "draining: refusing new sessions",
@@ -157,29 +172,11 @@ def _health_text(answer: dict[str, Any]) -> str:
         "pool_full": "address pool full: new logins fail",
         "stopping": "shutting down",
     }
-    status = str(answer.get("status", "?"))
+    status = health.status
     text = f"{status} ({words.get(status, status)})"
-    for warning in answer.get("warnings", []):
+    for warning in health.warnings:
         text += f"\nwarning: {warning}"
     return text
-
-
-def format_bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
-
-
-def format_duration(seconds: float) -> str:
-    s = int(seconds)
-    days, s = divmod(s, 86400)
-    text = f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
-    return f"{days}d {text}" if days else text
 
 
 def _when(epoch: float) -> str:
@@ -198,33 +195,33 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
     return "\n".join(out)
 
 
-def sessions_table(sessions: list[dict[str, Any]]) -> str:
+def sessions_table(sessions: list[SessionRecord]) -> str:
     if not sessions:
         return "no sessions"
-    ipv6 = any(s.get("ipv6_prefix") for s in sessions)
+    ipv6 = any(s.ipv6_prefix for s in sessions)
     header = ["ID", "USER", "PEER", "ADDRESS", *(["IPV6 PREFIX"] if ipv6 else []), "CONNECTED"]
     header += ["UP", "RX PKTS", "RX", "TX PKTS", "TX", "AUTH", "TLS", "CIPHER", "BINDING"]
     rows = []
     for s in sessions:
-        binding = s["binding_hash"]
-        if s.get("cert_hash"):
-            binding += f" {s['cert_hash'][:12]}…"
+        binding = s.binding_hash
+        if s.cert_hash:
+            binding += f" {s.cert_hash[:12]}…"
         rows.append(
             [
-                str(s["id"]),
-                s["user"],
-                s["peer"],
-                s["address"],
-                *([s.get("ipv6_prefix") or "-"] if ipv6 else []),
-                _when(s["connected_since"]),
-                format_duration(s["duration"]),
-                str(s["rx_packets"]),
-                format_bytes(s["rx_bytes"]),
-                str(s["tx_packets"]),
-                format_bytes(s["tx_bytes"]),
-                s["auth_method"],
-                s["tls_version"] or "-",
-                s["tls_cipher"] or "-",
+                str(s.id),
+                s.user,
+                s.peer,
+                s.address,
+                *([s.ipv6_prefix or "-"] if ipv6 else []),
+                _when(s.connected_since),
+                format_duration(s.duration),
+                str(s.rx_packets),
+                format_bytes(s.rx_bytes),
+                str(s.tx_packets),
+                format_bytes(s.tx_bytes),
+                s.auth_method,
+                s.tls_version or "-",
+                s.tls_cipher or "-",
                 binding or "-",
             ]
         )
@@ -274,69 +271,68 @@ def cert_text(answer: dict[str, Any]) -> str:
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
 
 
-def stats_text(st: dict[str, Any]) -> str:
-    hs = st["handshakes"]
-    lat = st["handshake_latency"]
-    mean = f", mean {lat['sum'] / lat['count']:.3f} s" if lat["count"] else ""
+def stats_text(st: StatsRecord) -> str:
+    lat = st.handshake_latency
+    mean = f", mean {lat.sum / lat.count:.3f} s" if lat.count else ""
     lines = [
-        ("status", _health_text(st)),
-        ("uptime", f"{format_duration(st['uptime'])} (since {_when(st['started_at'])})"),
+        ("status", _health_text(st.health)),
+        ("uptime", f"{format_duration(st.uptime)} (since {_when(st.started_at)})"),
         (
             "sessions",
-            f"{st['sessions']} open, {st['handshakes_in_progress']} in handshake "
-            f"(max {st['max_sessions']}; pool {st['pool_in_use']}/{st['pool_size']})",
+            f"{st.sessions} open, {st.handshakes_in_progress} in handshake "
+            f"(max {st.max_sessions}; pool {st.pool_in_use}/{st.pool_size})",
         ),
-        ("handshakes", ", ".join(f"{k} {v}" for k, v in hs.items())),
-        ("auth failures", str(st["auth_failures"])),
+        ("handshakes", ", ".join(f"{k} {v}" for k, v in st.handshakes.items())),
+        ("auth failures", str(st.auth_failures)),
     ]
-    if "pending" in st:
-        blocked = st["auth_blocked"]
+    ad = st.admission
+    if ad is not None:
+        blocked = ad.auth_blocked
         lines += [
             (
                 "pending",
-                f"{st['pending']} not authenticated from {st['pending_sources']} sources "
-                f"(limits {st['pending_total_limit']} total, "
-                f"{st['pending_per_source_limit']} per source)",
+                f"{ad.pending} not authenticated from {ad.pending_sources} sources "
+                f"(limits {ad.pending_total_limit} total, "
+                f"{ad.pending_per_source_limit} per source)",
             ),
             (
                 "throttle",
-                f"{st['auth_delayed']} failures delayed, {st['auth_blocks']} blocks; blocked "
-                f"now: {blocked['sources']} sources, {blocked['users']} users",
+                f"{ad.auth_delayed} failures delayed, {ad.auth_blocks} blocks; blocked "
+                f"now: {blocked.get('sources', 0)} sources, {blocked.get('users', 0)} users",
             ),
             (
                 "errors",
-                f"accept {st['accept_errors']}, internal {st['internal_errors']} "
-                f"(open files limit {st['open_files_limit']})",
+                f"accept {ad.accept_errors}, internal {ad.internal_errors} "
+                f"(open files limit {ad.open_files_limit})",
             ),
         ]
     lines += [
-        ("binding failures", str(st["crypto_binding_failures"])),
-        ("from clients", f"{st['rx_packets']} packets, {format_bytes(st['rx_bytes'])}"),
-        ("to clients", f"{st['tx_packets']} packets, {format_bytes(st['tx_bytes'])}"),
+        ("binding failures", str(st.crypto_binding_failures)),
+        ("from clients", f"{st.rx_packets} packets, {format_bytes(st.rx_bytes)}"),
+        ("to clients", f"{st.tx_packets} packets, {format_bytes(st.tx_bytes)}"),
     ]
-    if st.get("pool6_size"):
+    if st.pool6_size:
         lines += [
             (
                 "ipv6",
-                f"from clients {st['rx6_packets']} packets, {format_bytes(st['rx6_bytes'])}; "
-                f"to clients {st['tx6_packets']} packets, {format_bytes(st['tx6_bytes'])}; "
-                f"prefixes {st['pool6_in_use']}/{st['pool6_size']}",
+                f"from clients {st.rx6_packets} packets, {format_bytes(st.rx6_bytes)}; "
+                f"to clients {st.tx6_packets} packets, {format_bytes(st.tx6_bytes)}; "
+                f"prefixes {st.pool6_in_use}/{st.pool6_size}",
             ),
             (
                 "ipv6 dropped",
-                f"spoofed {st['dropped_spoofed6']}, invalid {st['dropped_invalid6']}, "
-                f"invalid ND {st['dropped_nd_invalid']}, "
-                f"RS rate-limited {st['nd_rate_limited']}",
+                f"spoofed {st.dropped_spoofed6}, invalid {st.dropped_invalid6}, "
+                f"invalid ND {st.dropped_nd_invalid}, RS rate-limited {st.nd_rate_limited}",
             ),
         ]
     lines += [
         (
             "dropped",
-            f"spoofed {st['dropped_spoofed']}, queue full {st['dropped_overflow']}, "
-            f"no route {st['tun_no_route']}, DHCP {st['dropped_dhcp']}",
+            f"spoofed {st.dropped_spoofed}, queue full {st.dropped_overflow}, "
+            f"no route {st.tun_no_route}, DHCP {st.dropped_dhcp}",
         ),
-        ("handshake time", f"{lat['count']} handshakes{mean}"),
-        ("reloads", f"{st['reloads']} ({st['reload_failures']} rejected)"),
+        ("handshake time", f"{lat.count} handshakes{mean}"),
+        ("reloads", f"{st.reloads} ({st.reload_failures} rejected)"),
     ]
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)

@@ -26,6 +26,7 @@ from sstpd.config import Config, load_config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
 from sstpd.proto.sstp.constants import HashProtocol
+from sstpd.records import AdmissionRecord, HealthRecord, StatsRecord, sessions_to_json
 
 if TYPE_CHECKING:
     from sstpd.aio.acme import AcmeManager
@@ -88,13 +89,13 @@ class Admin:
         """One control request (already checked to be a known command) -> its answer."""
         cmd = req["cmd"]
         if cmd == "health":
-            return {"ok": True, **self.health()}
+            return {"ok": True, **self.health().to_json()}
         if cmd == "sessions":
             now = self.loop.time()
             rows = [p.describe(now) for p in self.connections if p.is_open]
-            return {"ok": True, "sessions": sorted(rows, key=lambda r: int(r["id"]))}
+            return {"ok": True, **sessions_to_json(sorted(rows, key=lambda r: r.id))}
         if cmd == "stats":
-            return {"ok": True, **self.snapshot()}
+            return {"ok": True, **self.snapshot().to_json()}
         if cmd == "kick":
             return self.kick(req.get("id"), req.get("user"))
         if cmd == "reload":
@@ -117,7 +118,7 @@ class Admin:
             "acme": self.acme.status() if self.acme is not None else None,
         }
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> HealthRecord:
         why = self.refusal()
         status = {"": "ok", "draining": "draining", "shutting down": "stopping"}.get(why, "full")
         pool = self.pool
@@ -129,15 +130,15 @@ class Admin:
                 status = "pool_full"
         elif pool.in_use >= POOL_LOW * pool.size:
             warnings.append(f"address pool nearly full ({pool.in_use}/{pool.size})")
-        return {
-            "status": status,
-            "accepting": status == "ok",
-            "draining": self.draining,
-            "pool_free": free,
-            "warnings": warnings,
-        }
+        return HealthRecord(
+            status=status,
+            accepting=status == "ok",
+            draining=self.draining,
+            pool_free=free,
+            warnings=tuple(warnings),
+        )
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> StatsRecord:
         """The ``stats`` answer: counters since start, closed sessions included."""
         st = self.stats
         live = [p.session.counters for p in self.connections]
@@ -146,57 +147,60 @@ class Admin:
             return int(getattr(st.closed, name)) + sum(int(getattr(c, name)) for c in live)
 
         sessions = sum(1 for p in self.connections if p.is_open)
-        return {
-            "version": __version__,
-            **self.health(),
-            "started_at": round(self.started_wall, 3),
-            "uptime": round(self.loop.time() - self.started_at, 3),
-            "sessions": sessions,
-            "handshakes_in_progress": len(self.connections) - sessions,
-            "max_sessions": self.config.server.max_sessions,
-            "handshakes": dict(st.handshakes),
-            "auth_failures": st.auth_failures,
-            "crypto_binding_failures": st.crypto_binding_failures,
-            "rx_bytes": total("rx_bytes"),
-            "rx_packets": total("rx_packets"),
-            "tx_bytes": total("tx_bytes"),
-            "tx_packets": total("tx_packets"),
-            "dropped_spoofed": total("dropped_spoofed"),
-            "dropped_overflow": total("dropped_overflow"),
-            "dropped_dhcp": total("dropped_dhcp"),
-            "dhcp_answered": total("dhcp_answered"),
-            "rx6_bytes": total("rx6_bytes"),
-            "rx6_packets": total("rx6_packets"),
-            "tx6_bytes": total("tx6_bytes"),
-            "tx6_packets": total("tx6_packets"),
-            "dropped_spoofed6": total("dropped_spoofed6"),
-            "dropped_invalid6": total("dropped_invalid6"),
-            "dropped_nd_invalid": total("dropped_nd_invalid"),
-            "nd_rate_limited": total("nd_rate_limited"),
-            "tun_no_route": st.tun_no_route,
-            "internal_errors": st.internal_errors,
-            "authenticated": self.authenticated_count,  # what max_sessions counts
-            "pending": self.budget.count,
-            "pending_sources": len(self.budget.by_source),
-            "pending_total_limit": self.budget.total,
-            "pending_per_source_limit": self.budget.per_source,
-            "auth_delayed": st.auth_delayed,
-            "auth_blocks": self.throttle.blocks,
-            "auth_blocked": self.throttle.blocked_count(self.loop.time()),
-            "accept_errors": sum(getattr(x, "accept_errors", 0) for x in self.listeners),
-            "open_files_limit": self.nofile,
-            "handshake_latency": st.latency.snapshot(),
-            "pool_size": self.pool.size,
-            "pool_in_use": self.pool.in_use,
-            # IPv6 /64s (0 and 0 without tunnel.ipv6_pool)
-            "pool6_size": self.server.pool6.size if self.server.pool6 is not None else 0,
-            "pool6_in_use": self.server.pool6.in_use if self.server.pool6 is not None else 0,
-            "reloads": st.reloads,
-            "reload_failures": st.reload_failures,
-            "certificate_not_after": (self.cert_summary or {}).get("not_after"),
-            "acme_renewals": self.acme.renewals if self.acme else 0,
-            "acme_renewal_failures": self.acme.renewal_failures if self.acme else 0,
-        }
+        not_after = (self.cert_summary or {}).get("not_after")
+        pool6 = self.server.pool6
+        return StatsRecord(
+            version=__version__,
+            health=self.health(),
+            started_at=round(self.started_wall, 3),
+            uptime=round(self.loop.time() - self.started_at, 3),
+            sessions=sessions,
+            handshakes_in_progress=len(self.connections) - sessions,
+            max_sessions=self.config.server.max_sessions,
+            handshakes={o.value: n for o, n in st.handshakes.items()},
+            auth_failures=st.auth_failures,
+            crypto_binding_failures=st.crypto_binding_failures,
+            rx_bytes=total("rx_bytes"),
+            rx_packets=total("rx_packets"),
+            tx_bytes=total("tx_bytes"),
+            tx_packets=total("tx_packets"),
+            dropped_spoofed=total("dropped_spoofed"),
+            dropped_overflow=total("dropped_overflow"),
+            tun_no_route=st.tun_no_route,
+            rx6_bytes=total("rx6_bytes"),
+            rx6_packets=total("rx6_packets"),
+            tx6_bytes=total("tx6_bytes"),
+            tx6_packets=total("tx6_packets"),
+            dropped_spoofed6=total("dropped_spoofed6"),
+            dropped_invalid6=total("dropped_invalid6"),
+            dropped_nd_invalid=total("dropped_nd_invalid"),
+            nd_rate_limited=total("nd_rate_limited"),
+            dropped_dhcp=total("dropped_dhcp"),
+            dhcp_answered=total("dhcp_answered"),
+            admission=AdmissionRecord(
+                internal_errors=st.internal_errors,
+                authenticated=self.authenticated_count,  # what max_sessions counts
+                pending=self.budget.count,
+                pending_sources=len(self.budget.by_source),
+                pending_total_limit=self.budget.total,
+                pending_per_source_limit=self.budget.per_source,
+                auth_delayed=st.auth_delayed,
+                auth_blocks=self.throttle.blocks,
+                auth_blocked=self.throttle.blocked_count(self.loop.time()),
+                accept_errors=sum(getattr(x, "accept_errors", 0) for x in self.listeners),
+                open_files_limit=self.nofile,
+            ),
+            handshake_latency=st.latency.record(),
+            pool_size=self.pool.size,
+            pool_in_use=self.pool.in_use,
+            pool6_size=pool6.size if pool6 is not None else 0,  # 0: IPv4 only
+            pool6_in_use=pool6.in_use if pool6 is not None else 0,
+            reloads=st.reloads,
+            reload_failures=st.reload_failures,
+            certificate_not_after=float(not_after) if not_after is not None else None,
+            acme_renewals=self.acme.renewals if self.acme else 0,
+            acme_renewal_failures=self.acme.renewal_failures if self.acme else 0,
+        )
 
     def kick(self, sid: object, user: object) -> dict[str, Any]:
         """Graceful Call Disconnect of session ``sid`` or of every session of ``user``."""
@@ -246,7 +250,7 @@ class Admin:
             else:
                 log.info("accepting new sessions again")
                 sd_notify("STATUS=accepting sessions")
-        return {"ok": True, **self.health()}
+        return {"ok": True, **self.health().to_json()}
 
     def reload(self) -> dict[str, Any]:
         """SIGHUP and ``reload``: re-read the configuration file, the users file, the

@@ -14,15 +14,15 @@ import asyncio
 import logging
 import time
 from ipaddress import IPv4Address, IPv6Network
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sstpd.aio.datapath import TunPump
 from sstpd.aio.listener import Pending
 from sstpd.aio.protocol import SstpStreamProtocol
-from sstpd.aio.stats import classify_close
 from sstpd.aio.webproxy import WebProxy
 from sstpd.errors import HttpError
 from sstpd.proto import aaa, webfront
+from sstpd.proto.outcome import Outcome
 from sstpd.proto.session import (
     AuthFailed,
     AuthSucceeded,
@@ -37,6 +37,7 @@ from sstpd.proto.session import (
     SessionOpened,
 )
 from sstpd.proto.sstp.constants import HashProtocol
+from sstpd.records import SessionRecord
 
 if TYPE_CHECKING:
     from sstpd.aio.server import Server
@@ -78,8 +79,7 @@ class ServerProtocol(SstpStreamProtocol):
         # fixes the certificate of a connection then, so a reload (an ACME renewal) during
         # the handshake must not change what this session's binding is checked against
         self.cert_hashes: dict[HashProtocol, bytes] = server.cert_hashes
-        self.outcome: str | None = None
-        self.auth_failed = False
+        self.outcome: Outcome | None = None
         self.authenticated = False  # counts against max_sessions from now on
         self.refused = False
         self.forgotten = False
@@ -107,7 +107,7 @@ class ServerProtocol(SstpStreamProtocol):
             log.warning("[%d] %s refused: %s", self.id, self.peer, why)
             self.refused = True
             srv.release(self.pending)
-            srv.stats.outcome("blocked" if why == "blocked" else "refused")
+            srv.stats.outcome(Outcome.BLOCKED if why == "blocked" else Outcome.REFUSED)
             tr.abort()
             return
         sslobj = transport.get_extra_info("ssl_object")
@@ -131,7 +131,7 @@ class ServerProtocol(SstpStreamProtocol):
         s = self.session
         if not s.http_done and not s.closed and self.web is None:
             log.info("[%d] %s no SSTP request in time, closing", self.id, self.peer)
-            self._set_outcome("timeout_http")
+            self._set_outcome(Outcome.TIMEOUT_HTTP)
             if self.transport is not None:
                 self.transport.abort()
 
@@ -142,7 +142,7 @@ class ServerProtocol(SstpStreamProtocol):
         self.server.stats.internal_errors += 1
         super().internal_error(exc)
 
-    def _set_outcome(self, outcome: str) -> None:
+    def _set_outcome(self, outcome: Outcome) -> None:
         if self.outcome is None:
             self.outcome = outcome
             self.server.stats.outcome(outcome)
@@ -151,7 +151,7 @@ class ServerProtocol(SstpStreamProtocol):
         self._deadline = None
         if not self.session.is_open and not self.session.closed:
             log.info("[%d] %s handshake not finished in time, aborting", self.id, self.peer)
-            self._set_outcome("timeout")
+            self._set_outcome(Outcome.TIMEOUT)
             if self.transport is not None:
                 self.transport.abort()
 
@@ -187,7 +187,7 @@ class ServerProtocol(SstpStreamProtocol):
             self._deadline = None
         self.server.release(self.pending)
         self.server.connections.discard(self)
-        self._set_outcome("web")
+        self._set_outcome(Outcome.WEB)
         proto = "https" if self.server.config.server.tls else "http"
         first = webfront.rewrite_head(head[:length], self.peer_host, proto) + head[length:]
         log.debug("[%d] %s web request passed to %s:%d", self.id, self.peer, *backend)
@@ -230,7 +230,7 @@ class ServerProtocol(SstpStreamProtocol):
             self.opened_at = self.loop.time()
             self.opened_wall = time.time()
             srv.opened(self, ev.peer)
-            self._set_outcome("opened")
+            self._set_outcome(Outcome.OPENED)
             srv.stats.latency.observe(self.opened_at - self.started)
             hp = ev.hash_protocol.name if ev.hash_protocol is not None else "none"
             srv.aaa.session_opened(self)
@@ -250,7 +250,6 @@ class ServerProtocol(SstpStreamProtocol):
             srv.authenticated(self, ev.username)
         elif isinstance(ev, AuthFailed):
             srv.stats.auth_failures += 1
-            self.auth_failed = True
             log.warning(
                 "[%d] %s user %r authentication failed (%s, %s%s)",
                 self.id,
@@ -284,7 +283,7 @@ class ServerProtocol(SstpStreamProtocol):
             log.log(level, "[%d] %s %s", self.id, self.peer, ev.message)
         elif isinstance(ev, SessionClosed):
             if self.opened_at is None:
-                self._set_outcome(classify_close(ev.reason, self.auth_failed))
+                self._set_outcome(ev.outcome)
             c = self.session.counters
             log.info(
                 "[%d] %s closed: %s (rx %d pkts/%d B, tx %d pkts/%d B, spoofed %d%s)",
@@ -303,41 +302,41 @@ class ServerProtocol(SstpStreamProtocol):
             srv.aaa.session_closed(self, ev.reason)
             srv.forget(self)
 
-    def describe(self, now: float) -> dict[str, Any]:
-        """This session as one entry of the ``sessions`` answer (``control.SESSION_FIELDS``)."""
+    def describe(self, now: float) -> SessionRecord:
+        """This session as one entry of the ``sessions`` answer."""
         s = self.session
         c = s.counters
         hp = s.hash_protocol
-        return {
-            "id": self.id,
-            "user": s.username,
-            "peer": self.peer,
-            "peer_host": self.peer_host,
-            "peer_port": self.peer_port,
-            "address": str(self.address) if self.address else "",
-            "ipv6_prefix": str(s.prefix6) if s.prefix6 is not None else "",
-            "connected_since": round(self.opened_wall or 0.0, 3),
-            "duration": round(now - (self.opened_at or now), 3),
-            "rx_bytes": c.rx_bytes,
-            "rx_packets": c.rx_packets,
-            "tx_bytes": c.tx_bytes,
-            "tx_packets": c.tx_packets,
-            "rx6_bytes": c.rx6_bytes,
-            "rx6_packets": c.rx6_packets,
-            "tx6_bytes": c.tx6_bytes,
-            "tx6_packets": c.tx6_packets,
-            "dropped": c.dropped_spoofed
+        return SessionRecord(
+            id=self.id,
+            user=s.username,
+            peer=self.peer,
+            peer_host=self.peer_host,
+            peer_port=self.peer_port,
+            address=str(self.address) if self.address else "",
+            ipv6_prefix=str(s.prefix6) if s.prefix6 is not None else "",
+            connected_since=round(self.opened_wall or 0.0, 3),
+            duration=round(now - (self.opened_at or now), 3),
+            rx_bytes=c.rx_bytes,
+            rx_packets=c.rx_packets,
+            tx_bytes=c.tx_bytes,
+            tx_packets=c.tx_packets,
+            rx6_bytes=c.rx6_bytes,
+            rx6_packets=c.rx6_packets,
+            tx6_bytes=c.tx6_bytes,
+            tx6_packets=c.tx6_packets,
+            dropped=c.dropped_spoofed
             + c.dropped_overflow
             + c.dropped_spoofed6
             + c.dropped_invalid6
             + c.dropped_nd_invalid
             + c.dropped_dhcp,
-            "auth_method": s.auth_method,
-            "tls_version": self.tls_version,
-            "tls_cipher": self.tls_cipher,
-            "binding_hash": hp.name if hp is not None else "",
-            "cert_hash": self.cert_hashes[hp].hex() if hp in self.cert_hashes else "",
-        }
+            auth_method=s.auth_method,
+            tls_version=self.tls_version,
+            tls_cipher=self.tls_cipher,
+            binding_hash=(hp.name or "") if hp is not None else "",
+            cert_hash=self.cert_hashes[hp].hex() if hp in self.cert_hashes else "",
+        )
 
     @property
     def is_open(self) -> bool:

@@ -34,6 +34,7 @@ from typing import Protocol
 from sstpd.aio.tlsroute import ChallengeProtocol, TlsRouter
 from sstpd.errors import ParseError
 from sstpd.proto import proxy
+from sstpd.proto.outcome import Outcome
 
 log = logging.getLogger("sstpd")
 
@@ -57,14 +58,14 @@ class Gate(Protocol):
     @property
     def setup_timeout(self) -> float: ...
 
-    def admit(self, source: str) -> str | None:
+    def admit(self, source: str) -> Outcome | None:
         """None: take it (the caller then calls ``hold``); else the refusal outcome."""
 
     def hold(self, source: str, deadline: float) -> Pending: ...
 
     def release(self, pending: Pending) -> None: ...
 
-    def count_outcome(self, outcome: str, source: str) -> None: ...
+    def count_outcome(self, outcome: Outcome, source: str) -> None: ...
 
 
 ProtocolFactory = Callable[[tuple[str, int] | None, Pending], asyncio.BaseProtocol]
@@ -181,7 +182,7 @@ class Listener:
             except (ParseError, ConnectionError, TimeoutError, OSError) as exc:
                 log.warning("%s:%d: no valid PROXY header, closing: %s", addr[0], addr[1], exc)
                 gate.release(pending)
-                gate.count_outcome("proxy_header", pending.source)
+                gate.count_outcome(Outcome.PROXY_HEADER, pending.source)
                 conn.close()
                 return
             real = info.source
@@ -204,7 +205,7 @@ class Listener:
                 self.loop, conn, f"{host}:{port}", round(remaining, 1)
             )
             if route is None:
-                self._tls_failed(conn, pending, "tls_failed")
+                self._tls_failed(conn, pending, Outcome.TLS_FAILED)
                 return
             if route.challenge:
                 context, factory, challenge = route.context, ChallengeProtocol, True
@@ -220,14 +221,15 @@ class Listener:
             if challenge:  # an ACME validator: no session, its slot ends with the handshake
                 gate.release(pending)
         except TimeoutError:
-            self._tls_failed(conn, pending, "timeout_tls")
+            self._tls_failed(conn, pending, Outcome.TIMEOUT_TLS)
         except (OSError, ssl.SSLError, EOFError) as exc:
             # asyncio/uvloop: "SSL handshake is taking longer than N seconds: aborting"
             timeout = isinstance(exc, ConnectionAbortedError) and "longer than" in str(exc)
-            self._tls_failed(conn, pending, "timeout_tls" if timeout else "tls_failed")
+            outcome = Outcome.TIMEOUT_TLS if timeout else Outcome.TLS_FAILED
+            self._tls_failed(conn, pending, outcome)
             log.debug("%s: TLS handshake failed: %s", real or addr, exc)
 
-    def _tls_failed(self, conn: socket.socket, pending: Pending, outcome: str) -> None:
+    def _tls_failed(self, conn: socket.socket, pending: Pending, outcome: Outcome) -> None:
         if pending.released:  # the protocol took over (plain HTTP) and did the accounting
             return
         self.gate.release(pending)

@@ -15,6 +15,14 @@ IPv6 (``FF 03 00 57``) takes the same shortcut on a server session whose IPv6 is
 when ``forwardable6`` says the packet goes to the TUN (source in the session's /64, not
 link-scoped, not Neighbor Discovery: the classifier's slice compare and byte checks);
 everything else IPv6 goes through the session, which answers or drops and counts it.
+
+The receive buffer is shared: one per thread (so one per event loop), lent to whichever
+connection is reading. asyncio and uvloop call ``get_buffer`` and then ``buffer_updated``
+of the same protocol synchronously, one read at a time, and ``buffer_updated`` consumes
+every complete SSTP packet before it returns; only a trailing partial packet (< 4 KiB) is
+copied out into the connection's ``_rest`` and copied back in front of its next read. An
+idle session therefore holds no receive buffer at all (it held 64 KiB of resident memory
+before: docs/PERFORMANCE-NOTES.md, "Memory per idle session").
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 
 from sstpd.proto.datapath import (
@@ -44,9 +53,31 @@ log = logging.getLogger("sstpd.session")
 _PPP_IPV4 = PPP_HEADER[Family.IPV4]
 _PPP_IPV6 = PPP_HEADER[Family.IPV6]
 
-BUFFER_SIZE = 64 * 1024
-HTTP_BUFFER_SIZE = 4 * 1024  # until the HTTP phase is over (most connections never pass it)
-MIN_FREE = 16 * 1024  # compact the buffer when less than this is free at its end
+BUFFER_SIZE = 64 * 1024  # the shared receive buffer (one per thread)
+
+
+class RxBuffer:
+    """A receive buffer and to whom it is lent (``owner``: between ``get_buffer`` and
+    ``buffer_updated``; ``busy``: while ``buffer_updated`` consumes it)."""
+
+    __slots__ = ("buf", "busy", "owner", "view")
+
+    def __init__(self, size: int) -> None:
+        self.buf = bytearray(size)
+        self.view = memoryview(self.buf)
+        self.owner: object = None
+        self.busy = False
+
+
+_local = threading.local()
+
+
+def shared_buffer() -> RxBuffer:
+    """This thread's receive buffer, made on first use (``BUFFER_SIZE`` bytes)."""
+    rx: RxBuffer | None = getattr(_local, "rx", None)
+    if rx is None or len(rx.buf) != BUFFER_SIZE:
+        rx = _local.rx = RxBuffer(BUFFER_SIZE)
+    return rx
 
 
 class SstpStreamProtocol(asyncio.BufferedProtocol):
@@ -64,12 +95,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         self.loop = loop
         self.ip_fd = ip_fd
         self.transport: asyncio.Transport | None = None
-        # the 64 KiB buffer only once the tunnel needs it: a connection that is still in
-        # TLS or HTTP (or never gets further) costs a small one
-        self._buf = bytearray(HTTP_BUFFER_SIZE)
-        self._view = memoryview(self._buf)
-        self._start = 0
-        self._end = 0
+        self._rx = shared_buffer()
+        self._lent: RxBuffer | None = None  # from get_buffer to buffer_updated
+        self._rest = b""  # a partial SSTP packet at the end of the last read
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.tun_errors = 0
@@ -78,11 +106,17 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------ asyncio callbacks
     def get_buffer(self, sizehint: int) -> memoryview:
-        if len(self._buf) - self._end < MIN_FREE:
-            n = self._end - self._start
-            self._buf[:n] = self._buf[self._start : self._end]
-            self._start, self._end = 0, n
-        return self._view[self._end :]
+        rx = self._rx
+        if rx.busy:
+            # a read started from inside another connection's buffer_updated (neither
+            # asyncio nor uvloop does that today): a buffer of its own for this one read
+            rx = RxBuffer(BUFFER_SIZE)
+        n = len(self._rest)
+        if n:
+            rx.buf[:n] = self._rest  # nothing is committed until buffer_updated
+        rx.owner = self
+        self._lent = rx
+        return rx.view[n:]
 
     def buffer_updated(self, nbytes: int) -> None:
         try:
@@ -91,19 +125,26 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             self.internal_error(exc)
 
     def _buffer_updated(self, nbytes: int) -> None:
-        self._end += nbytes
+        rx, self._lent = self._lent, None
+        if rx is None or rx.owner is not self:
+            raise RuntimeError("buffer_updated without get_buffer for this connection")
+        rx.owner = None
+        rx.busy = True
+        try:
+            self._consume(rx.buf, rx.view, len(self._rest) + nbytes)
+        finally:
+            rx.busy = False
+
+    def _consume(self, buf: bytearray, view: memoryview, end: int) -> None:
+        """Handle ``buf[:end]``: the last read after the previous partial packet."""
         session = self.session
         now = self.loop.time()
         if not session.http_done:
-            data = bytes(self._view[self._start : self._end])
-            self._start = self._end = 0
+            data = bytes(view[:end])
+            self._rest = b""
             self.http_phase_data(data, now)
-            if len(self._buf) < BUFFER_SIZE and self.session.http_done:
-                self._buf = bytearray(BUFFER_SIZE)
-                self._view = memoryview(self._buf)
             return
-        buf, view = self._buf, self._view
-        start, end = self._start, self._end
+        start = 0
         fd = self.ip_fd
         is_open = session.is_open
         src = self._source_filter() if is_open else None
@@ -178,9 +219,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 src = self._source_filter() if is_open else None
                 fwd6 = self._ipv6_filter()
             start += length
-        if start == end:
-            start = end = 0
-        self._start, self._end = start, end
+        self._rest = bytes(view[start:end]) if start < end else b""
         if rx_packets:
             counters.rx_packets += rx_packets
             counters.rx_bytes += rx_bytes
@@ -202,6 +241,13 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # a last get_buffer without buffer_updated (EOF, a reset) left the shared buffer
+        # lent to us: it must not keep this closed connection alive
+        if self._lent is not None:
+            if self._lent.owner is self:
+                self._lent.owner = None
+            self._lent = None
+        self._rest = b""
         self._cancel_timer()
         try:
             self.session.abort_connection(

@@ -2,61 +2,28 @@
 
 Per-session traffic lives in each session's ``Counters``; when a session ends, its numbers
 are added to ``Stats.closed`` so the totals never go backwards. Every handshake (one TCP
-connection from the TLS handshake on) ends with exactly one outcome, see ``OUTCOMES``.
+connection from the TLS handshake on) ends with exactly one ``Outcome``.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import math
 from dataclasses import dataclass, field, fields
-from typing import Any
 
+from sstpd.proto.outcome import REFUSALS, Outcome
 from sstpd.proto.session import Counters
+from sstpd.records import HistogramRecord
 
 log = logging.getLogger("sstpd")
 
-# How a connection ended before (or by) opening a tunnel.
-OUTCOMES = (
-    "opened",  # binding verified and IPCP up
-    "auth_failed",  # PAP/MS-CHAPv2 rejected the credentials
-    "binding_failed",  # Call Connected did not verify (certificate hash, MAC, nonce)
-    "timeout",  # handshake_timeout or an SSTP negotiation timer expired
-    "http_rejected",  # not an SSTP_DUPLEX_POST to the SSTP URI
-    "refused",  # draining, shutting down or max_sessions reached
-    "aborted",  # the client went away or broke the protocol before the tunnel opened
-    "web",  # not SSTP: passed to the configured web backend
-    # closed before authentication by the pre-authentication budgets (limits.*):
-    "timeout_tls",  # TLS handshake not finished within limits.setup_timeout
-    "timeout_http",  # no complete SSTP request within limits.setup_timeout
-    "tls_failed",  # the TLS handshake failed (bad ClientHello, reset, ...)
-    "proxy_header",  # no valid PROXY header (server.proxy_protocol)
-    "limit_per_source",  # limits.pending_per_source connections of that address pending
-    "limit_total",  # limits.pending_total connections pending
-    "limit_fds",  # too few file descriptors left (RLIMIT_NOFILE)
-    "blocked",  # the source address is blocked for failed logins
-    "limit_user",  # auth.max_sessions_per_user reached with session_limit_action = deny
-)
-
-REFUSALS = ("limit_per_source", "limit_total", "limit_fds")
+#: Every outcome, in the order ``stats`` lists them (see ``sstpd.proto.outcome``).
+OUTCOMES = tuple(Outcome)
 REFUSAL_LOG_INTERVAL = 10.0  # one summary line per interval, not one per connection
 
 # Upper bounds (seconds) of the handshake latency histogram: TCP accept -> tunnel open.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-
-def classify_close(reason: str, auth_failed: bool) -> str:
-    """The outcome of a connection that closed before its tunnel opened."""
-    text = reason.lower()
-    if auth_failed:
-        return "auth_failed"
-    if "timed out" in text:  # "HTTP phase timed out", "negotiation timed out in ..."
-        return "timeout"
-    if "crypto binding" in text:
-        return "binding_failed"
-    if text.startswith("http"):  # "HTTP 404 ..." from the request parser
-        return "http_rejected"
-    return "aborted"
 
 
 @dataclass
@@ -72,19 +39,19 @@ class Histogram:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
 
-    def snapshot(self) -> dict[str, Any]:
-        """Cumulative buckets as Prometheus wants them: [[le, count], ...], +Inf as "+Inf"."""
-        out: list[list[Any]] = []
+    def record(self) -> HistogramRecord:
+        """Cumulative buckets, +Inf last, as the ``stats`` answer and Prometheus want them."""
+        out: list[tuple[float, int]] = []
         running = 0
-        for bound, n in zip((*self.bounds, "+Inf"), self.counts, strict=True):
+        for bound, n in zip((*self.bounds, math.inf), self.counts, strict=True):
             running += n
-            out.append([bound, running])
-        return {"buckets": out, "sum": round(self.total, 6), "count": running}
+            out.append((bound, running))
+        return HistogramRecord(buckets=tuple(out), sum=round(self.total, 6), count=running)
 
 
 @dataclass
 class Stats:
-    handshakes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    handshakes: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     auth_failures: int = 0  # every rejected attempt (a connection may retry)
     crypto_binding_failures: int = 0
     closed: Counters = field(default_factory=Counters)  # traffic of sessions that ended
@@ -92,17 +59,17 @@ class Stats:
     tun_no_route: int = 0
     internal_errors: int = 0  # sessions ended by an unexpected exception (a bug)
     auth_delayed: int = 0  # failure answers held back by the brute-force throttle
-    _refused_since: dict[str, int] = field(default_factory=dict)
+    _refused_since: dict[Outcome, int] = field(default_factory=dict)
     _refusal_logged: float = -REFUSAL_LOG_INTERVAL
     reloads: int = 0
     reload_failures: int = 0
 
-    def outcome(self, name: str) -> None:
-        self.handshakes[name] += 1
-        if name == "binding_failed":
+    def outcome(self, outcome: Outcome) -> None:
+        self.handshakes[outcome] += 1
+        if outcome is Outcome.BINDING_FAILED:
             self.crypto_binding_failures += 1
 
-    def note_refusal(self, outcome: str, source: str, now: float) -> None:
+    def note_refusal(self, outcome: Outcome, source: str, now: float) -> None:
         """Connections refused at accept are logged as one line per interval."""
         if outcome not in REFUSALS:
             return

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from sstpd.proto.outcome import Outcome
+
 __all__ = ["AuthThrottle", "Failure", "PendingBudget", "ThrottleConfig"]
 
 
@@ -32,12 +34,12 @@ class PendingBudget:
         self.count = 0
         self.by_source: dict[str, int] = {}
 
-    def refusal(self, source: str) -> str | None:
-        """None if a new connection from ``source`` may start, else the outcome name."""
+    def refusal(self, source: str) -> Outcome | None:
+        """None if a new connection from ``source`` may start, else why it may not."""
         if self.by_source.get(source, 0) >= self.per_source:
-            return "limit_per_source"
+            return Outcome.LIMIT_PER_SOURCE
         if self.count >= self.total:
-            return "limit_total"
+            return Outcome.LIMIT_TOTAL
         return None
 
     def add(self, source: str) -> None:

@@ -57,6 +57,7 @@ from sstpd.proto import dhcp
 from sstpd.proto.datapath import FAMILY_OF, PPP_HEADER, Counters, Family
 from sstpd.proto.ipv6.autoconf import Ipv6Config, RouterSolicitor
 from sstpd.proto.ipv6.path import Ipv6Path
+from sstpd.proto.outcome import Outcome
 from sstpd.proto.ppp import link as ppp
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest
 from sstpd.proto.ppp.frame import decode_frame
@@ -125,7 +126,11 @@ class Session6Closed:
 
 @dataclass(frozen=True, slots=True)
 class SessionClosed:
+    """Terminal. ``outcome`` is what the close means for a session that never opened (the
+    I/O layer counts it): AUTH_FAILED once any login failed, else the winning reason's."""
+
     reason: str
+    outcome: Outcome = Outcome.ABORTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +175,8 @@ class SessionState:
     hash_protocol: HashProtocol | None = None
     closed: bool = False
     close_reason: str = ""
+    close_outcome: Outcome = Outcome.ABORTED  # goes with close_reason
+    auth_failed: bool = False  # a login failed (the peer may have retried)
     username: str = ""
     auth_method: str = ""
     _opened_sent: bool = False
@@ -290,13 +297,15 @@ class Session:
         raise NotImplementedError
 
     # -- internals
-    def _finish(self, reason: str) -> None:
+    def _finish(self, reason: str, outcome: Outcome = Outcome.ABORTED) -> None:
         st = self._st
         if st.closed:
             return
         st.closed = True
-        st.close_reason = st.close_reason or reason
-        st.events.append(SessionClosed(st.close_reason))
+        if not st.close_reason:  # a reason set before (disconnect, PPP) wins, with its outcome
+            st.close_reason, st.close_outcome = reason, outcome
+        final = Outcome.AUTH_FAILED if st.auth_failed else st.close_outcome
+        st.events.append(SessionClosed(st.close_reason, final))
 
     def _frame_from_peer(self, frame: bytes, now: float) -> None:
         st = self._st
@@ -359,7 +368,7 @@ class Session:
             st.hash_protocol = ev.hash_protocol
         elif isinstance(ev, sstp.ConnectionClosed):
             self._ppp.lower_down(now)
-            self._finish(ev.reason)
+            self._finish(ev.reason, ev.outcome)
         else:
             self._on_other_sstp_event(ev, now)
 
@@ -371,6 +380,7 @@ class Session:
             self._on_authenticated(ev, now)
         elif isinstance(ev, AuthFailed):
             st.username, st.auth_method = ev.username, ev.method
+            st.auth_failed = True
             st.events.append(ev)
         elif isinstance(ev, ppp.NetworkUp):
             st.network = ev
@@ -561,7 +571,7 @@ class ServerSession(Session):
         if isinstance(ev, sstp.RequestAccepted):
             self.correlation_id = ev.correlation_id
         elif isinstance(ev, sstp.RequestRejected):
-            self._finish(f"HTTP {ev.status} {ev.reason}")
+            self._finish(f"HTTP {ev.status} {ev.reason}", Outcome.HTTP_REJECTED)
         elif isinstance(ev, sstp.CallConnectRequested):
             self._ppp.lower_up(now)
 

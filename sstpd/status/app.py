@@ -1,8 +1,9 @@
 """The WSGI application: a thin factory around the pure :func:`render`.
 
 ``render(environ, query, now)`` maps one request to ``(status, headers, body)``; ``query``
-asks the daemon (``query("stats")`` -> the answer dict, raising ``ControlError`` when the
-daemon cannot be reached), so tests give it a fake and the app gives it the control socket.
+asks the daemon (``query("stats")`` -> the answer's JSON object, raising ``ControlError``
+when the daemon cannot be reached), so tests give it a fake and the app gives it the
+control socket. The answers are read into ``sstpd.records`` before anything uses them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from sstpd import control
+from sstpd.records import HealthRecord, RecordError, StatsRecord, sessions_from_json
 from sstpd.status.metrics import CONTENT_TYPE as METRICS_TYPE
 from sstpd.status.metrics import render_metrics
 from sstpd.status.page import render_page
@@ -97,8 +99,8 @@ def _route(path: str, query: Query, now: float, title: str) -> Response:
         return _healthz(query)
     if path == "/metrics":
         try:
-            stats: dict[str, Any] | None = query("stats")
-        except control.ControlError:
+            stats: StatsRecord | None = StatsRecord.from_json(query("stats"))
+        except (control.ControlError, RecordError):  # down, or not an answer we can read
             stats = None
         return _response(200, METRICS_TYPE, render_metrics(stats).encode())
     if path in ("/api/sessions", "/api/stats"):
@@ -151,19 +153,19 @@ def _profile(path: str, query_string: str, profiles: Profiles) -> Response:
 
 def _healthz(query: Query) -> Response:
     try:
-        health = query("health")
-    except control.ControlError as exc:
+        health = HealthRecord.from_json(query("health"))
+    except (control.ControlError, RecordError) as exc:
         return _response(503, _TEXT, f"down: {exc}\n".encode())
-    if health.get("accepting"):
+    if health.accepting:
         return _response(200, _TEXT, b"ok\n")
-    return _response(503, _TEXT, f"{health.get('status', 'not accepting')}\n".encode())
+    return _response(503, _TEXT, f"{health.status or 'not accepting'}\n".encode())
 
 
 def _page(query: Query, now: float, title: str) -> Response:
     try:
-        stats = query("stats")
-        sessions = query("sessions")["sessions"]
-    except control.ControlError as exc:
+        stats = StatsRecord.from_json(query("stats"))
+        sessions = sessions_from_json(query("sessions"))
+    except (control.ControlError, RecordError) as exc:
         html = render_page(None, [], now=now, title=title, error=str(exc))
         code = 503
     else:

@@ -1,242 +1,233 @@
-"""The ``stats`` answer of the daemon in the Prometheus text exposition format 0.0.4."""
+"""/metrics: the daemon's ``stats`` answer in the Prometheus text format 0.0.4.
+
+``prometheus-client`` writes the exposition (escaping, number formatting, the ``_total``,
+``_bucket``, ``_sum`` and ``_count`` samples); this module only says which families a
+``StatsRecord`` makes. Every scrape asks the daemon once and builds a fresh registry with
+one collector over that record, so the numbers are the daemon's, never cached here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import math
+from collections.abc import Iterator
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
 
+from sstpd.records import StatsRecord
 
-def _value(v: float | int | bool) -> str:
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, int):
-        return str(v)
-    if v != v:
-        return "NaN"
-    if v in (float("inf"), float("-inf")):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(float(v))
+__all__ = ["CONTENT_TYPE", "StatsCollector", "render_metrics"]
 
-
-def _label(value: object) -> str:
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what generate_latest writes
 
 
-def _sample(name: str, value: float | int | bool, labels: dict[str, object] | None = None) -> str:
-    if labels:
-        inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-        return f"{name}{{{inner}}} {_value(value)}"
-    return f"{name} {_value(value)}"
+def _le(bound: float) -> str:
+    """A bucket's ``le`` label: ``0.025``, ``1.0``, ``+Inf`` (the label is compared as text)."""
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
 
 
-class _Writer:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str, samples: Iterable[str]) -> None:
-        self.lines.append(f"# HELP {name} {help_text}")
-        self.lines.append(f"# TYPE {name} {kind}")
-        self.lines.extend(samples)
-
-    def gauge(self, name: str, help_text: str, value: float | int | bool) -> None:
-        self.family(name, "gauge", help_text, [_sample(name, value)])
-
-    def counter(self, name: str, help_text: str, value: int) -> None:
-        self.family(name, "counter", help_text, [_sample(name, value)])
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=value)
 
 
-def render_metrics(stats: dict[str, Any] | None) -> str:
-    """All metrics; with ``stats`` None (daemon unreachable) only ``sstpd_up 0``."""
-    w = _Writer()
-    w.gauge("sstpd_up", "1 if the daemon answered on its control socket.", stats is not None)
-    if stats is None:
-        return w.text()
-    w.family(
-        "sstpd_info",
-        "gauge",
-        "Version of the running daemon.",
-        [_sample("sstpd_info", 1, {"version": stats.get("version", "")})],
-    )
-    w.gauge("sstpd_accepting", "1 while new sessions are accepted.", bool(stats["accepting"]))
-    w.gauge("sstpd_draining", "1 while the daemon is draining.", bool(stats["draining"]))
-    w.gauge("sstpd_sessions", "Open sessions (tunnel up).", stats["sessions"])
-    w.gauge(
-        "sstpd_handshakes_in_progress",
-        "Connections still in TLS/SSTP/PPP negotiation.",
-        stats["handshakes_in_progress"],
-    )
-    w.gauge("sstpd_max_sessions", "Configured server.max_sessions.", stats["max_sessions"])
-    if "pending" in stats:  # daemons before the pre-authentication budgets lack these
-        w.gauge(
+def _counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, help_text, value=value)
+
+
+def _labelled(
+    family: type[GaugeMetricFamily | CounterMetricFamily],
+    name: str,
+    help_text: str,
+    label: str,
+    values: dict[str, float],
+) -> GaugeMetricFamily | CounterMetricFamily:
+    metric = family(name, help_text, labels=[label])
+    for key, value in values.items():
+        metric.add_metric([key], value)
+    return metric
+
+
+class StatsCollector:
+    """The families of one ``stats`` answer; ``None`` (daemon unreachable): ``sstpd_up 0``."""
+
+    def __init__(self, stats: StatsRecord | None) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.stats
+        yield _gauge("sstpd_up", "1 if the daemon answered on its control socket.", st is not None)
+        if st is None:
+            return
+        yield _labelled(
+            GaugeMetricFamily,
+            "sstpd_info",
+            "Version of the running daemon.",
+            "version",
+            {st.version: 1},
+        )
+        yield _gauge("sstpd_accepting", "1 while new sessions are accepted.", st.health.accepting)
+        yield _gauge("sstpd_draining", "1 while the daemon is draining.", st.health.draining)
+        yield _gauge("sstpd_sessions", "Open sessions (tunnel up).", st.sessions)
+        yield _gauge(
+            "sstpd_handshakes_in_progress",
+            "Connections still in TLS/SSTP/PPP negotiation.",
+            st.handshakes_in_progress,
+        )
+        yield _gauge("sstpd_max_sessions", "Configured server.max_sessions.", st.max_sessions)
+        yield from self._admission(st)
+        yield _gauge("sstpd_pool_addresses", "Client addresses in the pool.", st.pool_size)
+        yield _gauge("sstpd_pool_addresses_in_use", "Client addresses handed out.", st.pool_in_use)
+        if st.pool6_size:  # tunnel.ipv6_pool set
+            yield _gauge("sstpd_pool6_prefixes", "Client /64s in the IPv6 pool.", st.pool6_size)
+            yield _gauge("sstpd_pool6_prefixes_in_use", "Client /64s handed out.", st.pool6_in_use)
+        yield _gauge("sstpd_uptime_seconds", "Seconds since the daemon started.", st.uptime)
+        yield _gauge("sstpd_start_time_seconds", "Unix time the daemon started.", st.started_at)
+        yield _labelled(
+            CounterMetricFamily,
+            "sstpd_handshakes_total",
+            "Finished handshakes (connections) by outcome.",
+            "outcome",
+            dict(st.handshakes),
+        )
+        yield _counter(
+            "sstpd_auth_failures_total", "Rejected PAP/MS-CHAPv2 attempts.", st.auth_failures
+        )
+        yield _counter(
+            "sstpd_crypto_binding_failures_total",
+            "Call Connected messages whose crypto binding did not verify.",
+            st.crypto_binding_failures,
+        )
+        for unit, rx, tx in (
+            ("bytes", st.rx_bytes, st.tx_bytes),
+            ("packets", st.rx_packets, st.tx_packets),
+        ):
+            yield _labelled(
+                CounterMetricFamily,
+                f"sstpd_{unit}_total",
+                f"IP {unit} (IPv4 and IPv6) through the tunnels, closed sessions included.",
+                "direction",
+                {"from_clients": rx, "to_clients": tx},
+            )
+        for unit, rx, tx in (
+            ("bytes", st.rx6_bytes, st.tx6_bytes),
+            ("packets", st.rx6_packets, st.tx6_packets),
+        ):
+            yield _labelled(
+                CounterMetricFamily,
+                f"sstpd_ipv6_{unit}_total",
+                f"The IPv6 part of sstpd_{unit}_total.",
+                "direction",
+                {"from_clients": rx, "to_clients": tx},
+            )
+        yield _labelled(
+            CounterMetricFamily,
+            "sstpd_dropped_packets_total",
+            "Packets dropped: spoofed source, client output queue full, no session for the "
+            "destination, DHCP that is not the session's own DHCPINFORM; IPv6: spoofed source, "
+            "invalid packet, invalid Neighbor Discovery, Router Solicitation beyond the rate "
+            "limit.",
+            "reason",
+            {
+                "spoofed": st.dropped_spoofed,
+                "queue_full": st.dropped_overflow,
+                "no_route": st.tun_no_route,
+                "dhcp": st.dropped_dhcp,
+                "spoofed6": st.dropped_spoofed6,
+                "invalid6": st.dropped_invalid6,
+                "nd_invalid": st.dropped_nd_invalid,
+                "rs_rate_limited": st.nd_rate_limited,
+            },
+        )
+        lat = st.handshake_latency
+        buckets = [(_le(bound), float(n)) for bound, n in lat.buckets]
+        yield HistogramMetricFamily(
+            "sstpd_handshake_duration_seconds",
+            "Time from TCP accept to the tunnel being open.",
+            buckets=buckets or [("+Inf", float(lat.count))],
+            sum_value=lat.sum,
+        )
+        yield _labelled(
+            CounterMetricFamily,
+            "sstpd_reloads_total",
+            "Configuration reloads by result.",
+            "result",
+            {"applied": st.reloads, "rejected": st.reload_failures},
+        )
+        if st.certificate_not_after is not None:
+            yield _gauge(
+                "sstpd_certificate_expiry_timestamp_seconds",
+                "Unix time the served TLS certificate expires (notAfter).",
+                st.certificate_not_after,
+            )
+        yield _labelled(
+            CounterMetricFamily,
+            "sstpd_certificate_renewals_total",
+            "ACME certificate orders by result.",
+            "result",
+            {"ok": st.acme_renewals, "failed": st.acme_renewal_failures},
+        )
+
+    @staticmethod
+    def _admission(st: StatsRecord) -> Iterator[Metric]:
+        ad = st.admission
+        if ad is None:  # daemons before the pre-authentication budgets lack these
+            return
+        yield _gauge(
             "sstpd_pending_connections",
             "Connections not authenticated yet (TCP, TLS, HTTP, PPP before login).",
-            stats["pending"],
+            ad.pending,
         )
-        w.gauge(
+        yield _gauge(
             "sstpd_pending_sources",
             "Source addresses with connections not authenticated yet.",
-            stats["pending_sources"],
+            ad.pending_sources,
         )
-        w.gauge(
-            "sstpd_pending_limit",
-            "Configured limits.pending_total.",
-            stats["pending_total_limit"],
+        yield _gauge(
+            "sstpd_pending_limit", "Configured limits.pending_total.", ad.pending_total_limit
         )
-        w.gauge(
+        yield _gauge(
             "sstpd_pending_per_source_limit",
             "Configured limits.pending_per_source.",
-            stats["pending_per_source_limit"],
+            ad.pending_per_source_limit,
         )
-        w.counter(
+        yield _counter(
             "sstpd_auth_delayed_total",
             "Failed logins whose answer was held back (brute-force throttle).",
-            stats["auth_delayed"],
+            ad.auth_delayed,
         )
-        w.counter(
+        yield _counter(
             "sstpd_auth_blocks_total",
             "Blocks started for too many failed logins (source or user).",
-            stats["auth_blocks"],
+            ad.auth_blocks,
         )
-        w.family(
+        yield _labelled(
+            GaugeMetricFamily,
             "sstpd_auth_blocked",
-            "gauge",
             "Source addresses and user names blocked now for failed logins.",
-            [
-                _sample("sstpd_auth_blocked", n, {"kind": kind})
-                for kind, n in stats["auth_blocked"].items()
-            ],
+            "kind",
+            dict(ad.auth_blocked),
         )
-        w.counter(
+        yield _counter(
             "sstpd_accept_errors_total",
             "accept() failures (EMFILE: no file descriptor left).",
-            stats["accept_errors"],
+            ad.accept_errors,
         )
-        w.counter(
+        yield _counter(
             "sstpd_internal_errors_total",
             "Sessions ended by an unexpected exception (a bug; see the log).",
-            stats["internal_errors"],
+            ad.internal_errors,
         )
-        w.gauge("sstpd_open_files_limit", "RLIMIT_NOFILE in force.", stats["open_files_limit"])
-    w.gauge("sstpd_pool_addresses", "Client addresses in the pool.", stats["pool_size"])
-    w.gauge("sstpd_pool_addresses_in_use", "Client addresses handed out.", stats["pool_in_use"])
-    if stats.get("pool6_size"):
-        w.gauge("sstpd_pool6_prefixes", "Client /64s in the IPv6 pool.", stats["pool6_size"])
-        w.gauge("sstpd_pool6_prefixes_in_use", "Client /64s handed out.", stats["pool6_in_use"])
-    w.gauge("sstpd_uptime_seconds", "Seconds since the daemon started.", stats["uptime"])
-    w.gauge("sstpd_start_time_seconds", "Unix time the daemon started.", stats["started_at"])
-    w.family(
-        "sstpd_handshakes_total",
-        "counter",
-        "Finished handshakes (connections) by outcome.",
-        [
-            _sample("sstpd_handshakes_total", n, {"outcome": outcome})
-            for outcome, n in stats["handshakes"].items()
-        ],
-    )
-    w.counter(
-        "sstpd_auth_failures_total",
-        "Rejected PAP/MS-CHAPv2 attempts.",
-        stats["auth_failures"],
-    )
-    w.counter(
-        "sstpd_crypto_binding_failures_total",
-        "Call Connected messages whose crypto binding did not verify.",
-        stats["crypto_binding_failures"],
-    )
-    for unit, rx, tx in (
-        ("bytes", stats["rx_bytes"], stats["tx_bytes"]),
-        ("packets", stats["rx_packets"], stats["tx_packets"]),
-    ):
-        name = f"sstpd_{unit}_total"
-        w.family(
-            name,
-            "counter",
-            f"IP {unit} (IPv4 and IPv6) through the tunnels, closed sessions included.",
-            [
-                _sample(name, rx, {"direction": "from_clients"}),
-                _sample(name, tx, {"direction": "to_clients"}),
-            ],
-        )
-    for unit in ("bytes", "packets"):
-        name = f"sstpd_ipv6_{unit}_total"
-        w.family(
-            name,
-            "counter",
-            f"The IPv6 part of sstpd_{unit}_total.",
-            [
-                _sample(name, stats.get(f"rx6_{unit}", 0), {"direction": "from_clients"}),
-                _sample(name, stats.get(f"tx6_{unit}", 0), {"direction": "to_clients"}),
-            ],
-        )
-    w.family(
-        "sstpd_dropped_packets_total",
-        "counter",
-        "Packets dropped: spoofed source, client output queue full, no session for the "
-        "destination, DHCP that is not the session's own DHCPINFORM; IPv6: spoofed source, "
-        "invalid packet, invalid Neighbor Discovery, Router Solicitation beyond the rate "
-        "limit.",
-        [
-            _sample("sstpd_dropped_packets_total", stats["dropped_spoofed"], {"reason": "spoofed"}),
-            _sample(
-                "sstpd_dropped_packets_total", stats["dropped_overflow"], {"reason": "queue_full"}
-            ),
-            _sample("sstpd_dropped_packets_total", stats["tun_no_route"], {"reason": "no_route"}),
-            _sample("sstpd_dropped_packets_total", stats["dropped_dhcp"], {"reason": "dhcp"}),
-            *[
-                _sample("sstpd_dropped_packets_total", stats.get(key, 0), {"reason": reason})
-                for key, reason in (
-                    ("dropped_spoofed6", "spoofed6"),
-                    ("dropped_invalid6", "invalid6"),
-                    ("dropped_nd_invalid", "nd_invalid"),
-                    ("nd_rate_limited", "rs_rate_limited"),
-                )
-            ],
-        ],
-    )
-    lat = stats["handshake_latency"]
-    name = "sstpd_handshake_duration_seconds"
-    samples = [
-        _sample(f"{name}_bucket", count, {"le": bound if bound == "+Inf" else _value(bound)})
-        for bound, count in lat["buckets"]
-    ]
-    samples += [_sample(f"{name}_sum", float(lat["sum"])), _sample(f"{name}_count", lat["count"])]
-    w.family(name, "histogram", "Time from TCP accept to the tunnel being open.", samples)
-    w.family(
-        "sstpd_reloads_total",
-        "counter",
-        "Configuration reloads by result.",
-        [
-            _sample("sstpd_reloads_total", stats["reloads"], {"result": "applied"}),
-            _sample("sstpd_reloads_total", stats["reload_failures"], {"result": "rejected"}),
-        ],
-    )
-    if stats.get("certificate_not_after") is not None:
-        w.gauge(
-            "sstpd_certificate_expiry_timestamp_seconds",
-            "Unix time the served TLS certificate expires (notAfter).",
-            float(stats["certificate_not_after"]),
-        )
-    w.family(
-        "sstpd_certificate_renewals_total",
-        "counter",
-        "ACME certificate orders by result.",
-        [
-            _sample(
-                "sstpd_certificate_renewals_total",
-                int(stats.get("acme_renewals", 0)),
-                {"result": "ok"},
-            ),
-            _sample(
-                "sstpd_certificate_renewals_total",
-                int(stats.get("acme_renewal_failures", 0)),
-                {"result": "failed"},
-            ),
-        ],
-    )
-    return w.text()
+        yield _gauge("sstpd_open_files_limit", "RLIMIT_NOFILE in force.", ad.open_files_limit)
+
+
+def render_metrics(stats: StatsRecord | None) -> str:
+    """All metrics; with ``stats`` None (daemon unreachable) only ``sstpd_up 0``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(stats))
+    return generate_latest(registry).decode()

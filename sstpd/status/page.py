@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from html import escape
-from typing import Any
 
-from sstpd.ctl import format_bytes, format_duration
+from sstpd.display import format_bytes, format_duration
+from sstpd.records import SessionRecord, StatsRecord
 
 REFRESH_SECONDS = 15
 
@@ -77,31 +77,31 @@ def _card(key: str, value: str, sub: str = "") -> str:
     )
 
 
-def _session_row(s: dict[str, Any]) -> str:
+def _session_row(s: SessionRecord) -> str:
     cells = [
-        f'<td class="n">{escape(str(s["id"]))}</td>',
-        f"<td><b>{escape(str(s['user']))}</b></td>",
-        f'<td class="mono">{escape(str(s["peer"]))}</td>',
-        f'<td class="mono">{escape(str(s["address"]))}</td>',
-        f"<td>{escape(_utc(float(s['connected_since'])))}"
-        f'<div class="sub">up {escape(format_duration(float(s["duration"])))}</div></td>',
-        f'<td class="n">{escape(format_bytes(int(s["rx_bytes"])))}'
-        f'<div class="sub">{escape(str(s["rx_packets"]))} pkts</div></td>',
-        f'<td class="n">{escape(format_bytes(int(s["tx_bytes"])))}'
-        f'<div class="sub">{escape(str(s["tx_packets"]))} pkts</div></td>',
-        f"<td>{escape(str(s['auth_method']))}</td>",
-        f"<td>{escape(str(s['tls_version'] or '-'))}"
-        f'<div class="sub">{escape(str(s["tls_cipher"]))}</div></td>',
-        f"<td>{escape(str(s['binding_hash'] or '-'))}"
-        f'<div class="sub mono" title="{escape(str(s["cert_hash"]))}">'
-        f"{escape(_short(str(s['cert_hash'])))}</div></td>",
+        f'<td class="n">{s.id}</td>',
+        f"<td><b>{escape(s.user)}</b></td>",
+        f'<td class="mono">{escape(s.peer)}</td>',
+        f'<td class="mono">{escape(s.address)}</td>',
+        f"<td>{escape(_utc(s.connected_since))}"
+        f'<div class="sub">up {escape(format_duration(s.duration))}</div></td>',
+        f'<td class="n">{escape(format_bytes(s.rx_bytes))}'
+        f'<div class="sub">{s.rx_packets} pkts</div></td>',
+        f'<td class="n">{escape(format_bytes(s.tx_bytes))}'
+        f'<div class="sub">{s.tx_packets} pkts</div></td>',
+        f"<td>{escape(s.auth_method)}</td>",
+        f"<td>{escape(s.tls_version or '-')}"
+        f'<div class="sub">{escape(s.tls_cipher)}</div></td>',
+        f"<td>{escape(s.binding_hash or '-')}"
+        f'<div class="sub mono" title="{escape(s.cert_hash)}">'
+        f"{escape(_short(s.cert_hash))}</div></td>",
     ]
-    return f'<tr data-session="{escape(str(s["id"]))}">{"".join(cells)}</tr>'
+    return f'<tr data-session="{s.id}">{"".join(cells)}</tr>'
 
 
 def render_page(
-    stats: dict[str, Any] | None,
-    sessions: list[dict[str, Any]],
+    stats: StatsRecord | None,
+    sessions: list[SessionRecord],
     *,
     now: float,
     title: str = "sstpd",
@@ -112,7 +112,8 @@ def render_page(
         pill = '<span class="pill bad">daemon unreachable</span>'
         body = f'<div class="error">{escape(error or "no answer")}</div>'
     else:
-        kind, word = _STATUS.get(str(stats.get("status")), ("warn", str(stats.get("status"))))
+        status = stats.health.status
+        kind, word = _STATUS.get(status, ("warn", status))
         pill = f'<span class="pill {kind}">{escape(word)}</span>'
         body = _summary(stats) + _sessions(sessions)
     return f"""<!DOCTYPE html>
@@ -140,33 +141,31 @@ def render_page(
 """
 
 
-def _summary(st: dict[str, Any]) -> str:
-    hs = st["handshakes"]
-    failed = sum(int(n) for k, n in hs.items() if k != "opened")
+def _summary(st: StatsRecord) -> str:
     cards = [
-        _card("Sessions", str(st["sessions"]), f"of {st['max_sessions']} max"),
+        _card("Sessions", str(st.sessions), f"of {st.max_sessions} max"),
         _card(
             "Uptime",
-            format_duration(float(st["uptime"])),
-            "since " + time.strftime("%Y-%m-%d %H:%M", time.gmtime(st["started_at"])),
+            format_duration(st.uptime),
+            "since " + time.strftime("%Y-%m-%d %H:%M", time.gmtime(st.started_at)),
         ),
-        _card("Handshakes", str(hs.get("opened", 0)), f"opened · {failed} failed"),
         _card(
-            "From clients",
-            format_bytes(int(st["rx_bytes"])),
-            f"{st['rx_packets']} packets",
+            "Handshakes",
+            str(st.handshakes.get("opened", 0)),
+            f"opened · {st.failed_handshakes} failed",
         ),
-        _card("To clients", format_bytes(int(st["tx_bytes"])), f"{st['tx_packets']} packets"),
+        _card("From clients", format_bytes(st.rx_bytes), f"{st.rx_packets} packets"),
+        _card("To clients", format_bytes(st.tx_bytes), f"{st.tx_packets} packets"),
         _card(
             "Auth failures",
-            str(st["auth_failures"]),
-            f"{st['crypto_binding_failures']} binding failures",
+            str(st.auth_failures),
+            f"{st.crypto_binding_failures} binding failures",
         ),
     ]
     return f'<section class="cards">{"".join(cards)}</section>'
 
 
-def _sessions(sessions: list[dict[str, Any]]) -> str:
+def _sessions(sessions: list[SessionRecord]) -> str:
     head = (
         '<th class="n">ID</th><th>User</th><th>Client</th><th>Address</th><th>Connected</th>'
         '<th class="n">From client</th><th class="n">To client</th><th>Auth</th><th>TLS</th>'

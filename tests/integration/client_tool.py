@@ -185,6 +185,56 @@ async def scenario_many(a: argparse.Namespace) -> dict[str, object]:
     }
 
 
+async def scenario_echo_burst(a: argparse.Namespace) -> dict[str, object]:
+    """Open ``--sessions`` tunnels at once (every other one sending one TLS record per
+    packet), send ``--count`` echo requests of sizes up to ``--max-size`` through each in
+    one batch, and check that every reply carries its request's exact payload. Closes
+    them all."""
+    results = await asyncio.gather(
+        *(Tunnel.open(options(a, record_per_packet=bool(i % 2))) for i in range(a.sessions)),
+        return_exceptions=True,
+    )
+    tunnels = [r for r in results if isinstance(r, Tunnel)]
+    errors = [repr(r) for r in results if not isinstance(r, Tunnel)]
+
+    async def burst(i: int, t: Tunnel) -> tuple[int, int]:
+        sent: dict[int, bytes] = {}
+        packets = []
+        for seq in range(a.count):
+            size = 28 + (seq * 197 + i * 31) % (a.max_size - 28 + 1)  # IP bytes in all
+            data = bytes((i + seq + k) & 0xFF for k in range(size - 28))
+            sent[seq] = data
+            packets.append(icmp_echo(t.local_address, t.peer_address, i, seq, data))
+        t.proto.send_ip_batch(packets)
+        good = bad = 0
+        deadline = time.monotonic() + 30
+        while sent and time.monotonic() < deadline:
+            try:
+                pkt = await t.recv_ip(deadline - time.monotonic())
+            except TimeoutError:
+                break
+            ihl = (pkt[0] & 0x0F) * 4
+            if pkt[9] != 1 or pkt[ihl] != 0:  # not an echo reply
+                continue
+            ident, seq = struct.unpack("!HH", pkt[ihl + 4 : ihl + 8])
+            if ident == i and pkt[ihl + 8 :] == sent.pop(seq, None):
+                good += 1
+            else:
+                bad += 1
+        return good, bad
+
+    counts = await asyncio.gather(*(burst(i, t) for i, t in enumerate(tunnels)))
+    await asyncio.gather(*(t.close() for t in tunnels))
+    return {
+        "opened": len(tunnels),
+        "errors": errors[:5],
+        "sent": len(tunnels) * a.count,
+        "good": sum(g for g, _ in counts),
+        "bad": sum(b for _, b in counts),
+        "tunnels_complete": sum(1 for g, _ in counts if g == a.count),
+    }
+
+
 async def scenario_hold(a: argparse.Namespace) -> dict[str, object]:
     """Connect, print the addresses at once, then wait until the server ends the session."""
     t = await Tunnel.open(options(a))
@@ -266,6 +316,7 @@ SCENARIOS = {
     "bad-binding": scenario_bad_binding,
     "spoof": scenario_spoof,
     "many": scenario_many,
+    "echo-burst": scenario_echo_burst,
     "hold": scenario_hold,
     "pool": scenario_pool,
 }
@@ -287,6 +338,7 @@ def main() -> int:
     p.add_argument("--forged", default="10.77.0.250")
     p.add_argument("--udp-port", type=int, default=5002)
     p.add_argument("--sessions", type=int, default=50)
+    p.add_argument("--max-size", type=int, default=1400, help="echo-burst: IP bytes")
     p.add_argument("--hold", type=float, default=0.0, help="many: seconds to keep them open")
     a = p.parse_args()
     res = asyncio.run(SCENARIOS[a.scenario](a))

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from prometheus_client.parser import text_string_to_metric_families
 
 from sstpd import acmeclient, certs
 from sstpd.config import AcmeConfig, parse_config
 from sstpd.ctl import cert_text
 from sstpd.errors import ConfigError
+from sstpd.records import StatsRecord
 from sstpd.status.metrics import render_metrics
 
 NAME = "sstp.example.test"
@@ -174,6 +176,7 @@ def test_metrics_without_acme_fields_still_render() -> None:
     # an older daemon's stats answer has no certificate fields
     stats = {
         "version": "x",
+        "status": "ok",
         "accepting": True,
         "draining": False,
         "sessions": 0,
@@ -199,12 +202,19 @@ def test_metrics_without_acme_fields_still_render() -> None:
         "reloads": 0,
         "reload_failures": 0,
     }
-    text = render_metrics(stats)
-    assert "sstpd_certificate_expiry_timestamp_seconds" not in text
-    assert 'sstpd_certificate_renewals_total{result="failed"} 0' in text
-    text = render_metrics({**stats, "certificate_not_after": 1.9e9, "acme_renewal_failures": 3})
-    assert "sstpd_certificate_expiry_timestamp_seconds 1900000000.0" in text
-    assert 'sstpd_certificate_renewals_total{result="failed"} 3' in text
+    def families(answer: dict[str, Any]) -> dict[str, Any]:
+        text = render_metrics(StatsRecord.from_json(answer))
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    def renewals(fam: dict[str, Any]) -> dict[str, float]:
+        return {s.labels["result"]: s.value for s in fam["sstpd_certificate_renewals"].samples}
+
+    fam = families(stats)
+    assert "sstpd_certificate_expiry_timestamp_seconds" not in fam
+    assert renewals(fam) == {"ok": 0, "failed": 0}
+    fam = families({**stats, "certificate_not_after": 1.9e9, "acme_renewal_failures": 3})
+    assert fam["sstpd_certificate_expiry_timestamp_seconds"].samples[0].value == 1.9e9
+    assert renewals(fam) == {"ok": 0, "failed": 3}
 
 
 def test_openssl_fixes_the_certificate_when_the_tls_object_is_made(tmp_path: Path) -> None:

@@ -16,12 +16,14 @@ from typing import Any
 
 import pytest
 
-from sstpd import control, ctl
+from sstpd import control, ctl, display
 from sstpd.aio.control import ControlServer
 from sstpd.aio.reload import live_config
-from sstpd.aio.stats import Histogram, Stats, classify_close
+from sstpd.aio.stats import Histogram, Stats
 from sstpd.config import Config, parse_config
+from sstpd.proto.outcome import Outcome
 from sstpd.proto.session import Counters
+from sstpd.records import SessionRecord
 
 
 class Running:
@@ -208,6 +210,8 @@ def test_sessions_table() -> None:
         "id": 3,
         "user": "alice",
         "peer": "192.0.2.1:4000",
+        "peer_host": "192.0.2.1",
+        "peer_port": 4000,
         "address": "10.77.0.2",
         "connected_since": 0.0,
         "duration": 3725.0,
@@ -215,13 +219,14 @@ def test_sessions_table() -> None:
         "rx_bytes": 1536,
         "tx_packets": 11,
         "tx_bytes": 5 * 1024 * 1024,
+        "dropped": 0,
         "auth_method": "pap",
         "tls_version": "TLSv1.2",
         "tls_cipher": "ECDHE-RSA-AES256-GCM-SHA384",
         "binding_hash": "SHA256",
         "cert_hash": "0123456789abcdef" * 4,
     }
-    lines = ctl.sessions_table([row]).splitlines()
+    lines = ctl.sessions_table([SessionRecord.from_json(row)]).splitlines()
     assert lines[0].split() == [
         "ID", "USER", "PEER", "ADDRESS", "CONNECTED", "UP", "RX", "PKTS", "RX", "TX",
         "PKTS", "TX", "AUTH", "TLS", "CIPHER", "BINDING",
@@ -234,12 +239,12 @@ def test_sessions_table() -> None:
 
 
 def test_format_helpers() -> None:
-    assert ctl.format_bytes(0) == "0 B"
-    assert ctl.format_bytes(1023) == "1023 B"
-    assert ctl.format_bytes(1024) == "1.0 KiB"
-    assert ctl.format_bytes(3 * 1024**4 * 2000) == "6000.0 TiB"
-    assert ctl.format_duration(59) == "0:00:59"
-    assert ctl.format_duration(86400 + 3661) == "1d 1:01:01"
+    assert display.format_bytes(0) == "0 B"
+    assert display.format_bytes(1023) == "1023 B"
+    assert display.format_bytes(1024) == "1.0 KiB"
+    assert display.format_bytes(3 * 1024**4 * 2000) == "6000.0 TiB"
+    assert display.format_duration(59) == "0:00:59"
+    assert display.format_duration(86400 + 3661) == "1d 1:01:01"
 
 
 # ---------------------------------------------------------------------------------------
@@ -266,25 +271,11 @@ def test_live_config_keeps_restart_only_settings() -> None:
     assert live_config(Config(), Config()) == (Config(), [], [])
 
 
-def test_classify_close() -> None:
-    assert classify_close("authentication failed", True) == "auth_failed"
-    assert classify_close("crypto binding failed: cert hash (SHA256) mismatch", False) == (
-        "binding_failed"
-    )
-    assert classify_close("Call Connected without a single valid Crypto Binding attribute", False)
-    assert classify_close("HTTP 404 not found", False) == "http_rejected"
-    assert classify_close("HTTP phase timed out", False) == "timeout"
-    assert classify_close("negotiation timed out in SERVER_CALL_CONNECTED_PENDING", False) == (
-        "timeout"
-    )
-    assert classify_close("connection lost", False) == "aborted"
-
-
 def test_histogram_and_closed_totals() -> None:
     h = Histogram(bounds=(0.1, 1.0))
     for v in (0.05, 0.1, 0.5, 3.0):
         h.observe(v)
-    assert h.snapshot() == {
+    assert h.record().to_json() == {
         "buckets": [[0.1, 2], [1.0, 3], ["+Inf", 4]],
         "sum": 3.65,
         "count": 4,
@@ -296,7 +287,7 @@ def test_histogram_and_closed_totals() -> None:
     c.rx_bytes += 100
     st.add_closed(c, Counters(rx_packets=2, rx_bytes=200))
     assert (st.closed.rx_packets, st.closed.rx_bytes) == (3, 300)
-    st.outcome("binding_failed")
+    st.outcome(Outcome.BINDING_FAILED)
     assert st.handshakes["binding_failed"] == 1 and st.crypto_binding_failures == 1
 
 
@@ -305,6 +296,8 @@ def test_sessions_table_shows_the_ipv6_prefix_only_when_a_session_has_one() -> N
         "id": 3,
         "user": "alice",
         "peer": "192.0.2.1:4000",
+        "peer_host": "192.0.2.1",
+        "peer_port": 4000,
         "address": "10.77.0.2",
         "ipv6_prefix": "",
         "connected_since": 0.0,
@@ -313,15 +306,18 @@ def test_sessions_table_shows_the_ipv6_prefix_only_when_a_session_has_one() -> N
         "rx_bytes": 1,
         "tx_packets": 1,
         "tx_bytes": 1,
+        "dropped": 0,
         "auth_method": "pap",
         "tls_version": "TLSv1.2",
         "tls_cipher": "X",
         "binding_hash": "SHA256",
         "cert_hash": "",
     }
-    assert "IPV6" not in ctl.sessions_table([base])
-    dual = base | {"id": 4, "ipv6_prefix": "2001:db8:77:5::/64"}
-    lines = ctl.sessions_table([base, dual]).splitlines()
+    v4 = SessionRecord.from_json(base)
+    assert "IPV6" not in ctl.sessions_table([v4])
+    dual = SessionRecord.from_json(base | {"id": 4, "ipv6_prefix": "2001:db8:77:5::/64"})
+    assert dual.to_json()["ipv6_prefix"] == "2001:db8:77:5::/64"
+    lines = ctl.sessions_table([v4, dual]).splitlines()
     assert lines[0].split()[:6] == ["ID", "USER", "PEER", "ADDRESS", "IPV6", "PREFIX"]
     assert lines[1].split()[3:5] == ["10.77.0.2", "-"]
     assert lines[2].split()[3:5] == ["10.77.0.2", "2001:db8:77:5::/64"]

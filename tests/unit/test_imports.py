@@ -42,6 +42,12 @@ DISTRIBUTION = {
 OPTIONAL = {
     "sstpd.acmeclient": "acme",
     "sstpd.aio.acme": "acme",  # imported by the server only when [acme] is enabled
+    # the status web app (run under gunicorn from the same extra): /metrics is written by
+    # prometheus-client; nothing outside sstpd.status imports it
+    "sstpd.status": "status",
+    "sstpd.status.app": "status",
+    "sstpd.status.metrics": "status",
+    "sstpd.status.page": "status",
 }
 
 

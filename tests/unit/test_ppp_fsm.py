@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sstpd.proto.ppp.frame import Code, Option, Packet, encode_options
-from sstpd.proto.ppp.fsm import TRANSITIONS, Action, Event, Fsm, State, Verdict
+from sstpd.proto.ppp.fsm import TRANSITIONS, Action, Fsm, FsmEvent, State, Verdict
 
 OUR_OPTS = [Option(5, b"\x01\x02\x03\x04")]
 PEER_OPTS = encode_options([Option(1, b"\x05\xdc")])
@@ -40,8 +40,8 @@ class RecordingHandler:
         self.rejects.append(options)
         return True
 
-    def extension_event(self, packet: Packet, state: State) -> Event | None:
-        return Event.RXR if packet.code == Code.ECHO_REQUEST else None
+    def extension_event(self, packet: Packet, state: State) -> FsmEvent | None:
+        return FsmEvent.RXR if packet.code == Code.ECHO_REQUEST else None
 
     def extension_reply(self, packet: Packet) -> Packet | None:
         return Packet(Code.ECHO_REPLY, packet.identifier, packet.data)
@@ -95,41 +95,41 @@ class Harness:
         return req
 
 
-def _stimulate(h: Harness, event: Event, req: Packet) -> None:
+def _stimulate(h: Harness, event: FsmEvent, req: Packet) -> None:
     f = h.fsm
-    if event is Event.UP:
+    if event is FsmEvent.UP:
         f.up(h.now)
-    elif event is Event.DOWN:
+    elif event is FsmEvent.DOWN:
         f.down(h.now)
-    elif event is Event.OPEN:
+    elif event is FsmEvent.OPEN:
         f.open(h.now)
-    elif event is Event.CLOSE:
+    elif event is FsmEvent.CLOSE:
         f.close(h.now, "bye")
-    elif event in (Event.TO_PLUS, Event.TO_MINUS):
-        f.restart_count = 1 if event is Event.TO_PLUS else 0
+    elif event in (FsmEvent.TO_PLUS, FsmEvent.TO_MINUS):
+        f.restart_count = 1 if event is FsmEvent.TO_PLUS else 0
         f.deadline = h.now
         f.handle_timer(h.now)
-    elif event is Event.RCR_PLUS:
+    elif event is FsmEvent.RCR_PLUS:
         h.handler.verdict = Verdict()
         h.incoming(Code.CONFIGURE_REQUEST, 50, PEER_OPTS)
-    elif event is Event.RCR_MINUS:
+    elif event is FsmEvent.RCR_MINUS:
         h.handler.verdict = Verdict(nak=(Option(1, b"\x05\xdc"),))
         h.incoming(Code.CONFIGURE_REQUEST, 50, PEER_OPTS)
-    elif event is Event.RCA:
+    elif event is FsmEvent.RCA:
         h.incoming(Code.CONFIGURE_ACK, req.identifier, req.data)
-    elif event is Event.RCN:
+    elif event is FsmEvent.RCN:
         h.incoming(Code.CONFIGURE_NAK, req.identifier, encode_options(OUR_OPTS))
-    elif event is Event.RTR:
+    elif event is FsmEvent.RTR:
         h.incoming(Code.TERMINATE_REQUEST, 60)
-    elif event is Event.RTA:
+    elif event is FsmEvent.RTA:
         h.incoming(Code.TERMINATE_ACK, 61)
-    elif event is Event.RUC:
+    elif event is FsmEvent.RUC:
         h.incoming(99, 62, b"xyz")
-    elif event is Event.RXJ_PLUS:
+    elif event is FsmEvent.RXJ_PLUS:
         h.incoming(Code.CODE_REJECT, 63, Packet(99, 1, b"").encode())
-    elif event is Event.RXJ_MINUS:
+    elif event is FsmEvent.RXJ_MINUS:
         h.incoming(Code.CODE_REJECT, 64, Packet(Code.CONFIGURE_REQUEST, 1, b"").encode())
-    elif event is Event.RXR:
+    elif event is FsmEvent.RXR:
         h.incoming(Code.ECHO_REQUEST, 65, b"\0\0\0\0")
 
 
@@ -148,7 +148,7 @@ _LAYER_CALLS = {Action.TLU: "tlu", Action.TLD: "tld", Action.TLS: "tls", Action.
 @pytest.mark.parametrize(
     ("state", "event"), sorted(TRANSITIONS, key=lambda k: (k[0], k[1].value)), ids=str
 )
-def test_every_table_entry_through_public_inputs(state: State, event: Event) -> None:
+def test_every_table_entry_through_public_inputs(state: State, event: FsmEvent) -> None:
     actions, new_state = TRANSITIONS[(state, event)]
     h = Harness()
     req = h.open_to_req_sent()  # gives an outstanding request to Ack/Nak
@@ -173,8 +173,8 @@ def test_table_covers_every_rfc_event_for_every_state() -> None:
     # Up/Open/Close/Down and received events are defined wherever RFC 1661 defines them;
     # only Initial/Starting lack packet events and non-timed states lack TO+/TO-.
     for state in State:
-        assert (state, Event.OPEN) in TRANSITIONS
-        assert (state, Event.CLOSE) in TRANSITIONS
+        assert (state, FsmEvent.OPEN) in TRANSITIONS
+        assert (state, FsmEvent.CLOSE) in TRANSITIONS
 
     def count(state: State) -> int:
         return sum(1 for s, _ in TRANSITIONS if s is state)

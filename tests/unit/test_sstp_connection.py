@@ -9,6 +9,10 @@ import pytest
 
 from sstpd.proto.sstp.binding import build_call_connected, cert_hashes
 from sstpd.proto.sstp.connection import (
+    CLIENT_TRANSITIONS,
+    SERVER_TRANSITIONS,
+    TEARDOWN_STATES,
+    TIMER_ACTIONS,
     CallConnectAcked,
     CallConnected,
     CallConnectRequested,
@@ -21,6 +25,7 @@ from sstpd.proto.sstp.connection import (
     SstpServerConnection,
     State,
     Timeouts,
+    Transitions,
 )
 from sstpd.proto.sstp.constants import AttributeId, HashProtocol, MessageType, Status
 from sstpd.proto.sstp.http import build_request
@@ -766,3 +771,24 @@ def test_client_data_before_ack_is_a_violation() -> None:
 def test_decode_round_trip_of_sent_call_connected() -> None:
     msg = decode_control(call_connected(bytes(32))[4:])
     assert isinstance(msg.attributes[0], CryptoBinding)
+
+
+@pytest.mark.parametrize(
+    ("cls", "table"),
+    [(SstpServerConnection, SERVER_TRANSITIONS), (SstpClientConnection, CLIENT_TRANSITIONS)],
+    ids=["server", "client"],
+)
+def test_tables_hold_the_methods_the_class_dispatches_to(cls: type, table: Transitions) -> None:
+    """The tables hold functions, not names: each is the method of that name on the role's
+    class (a subclass overriding a handler would otherwise be bypassed silently), and every
+    state with a timer deadline has a timer action."""
+    assert cls.TRANSITIONS is table
+    for (state, msg_type), handler in table.items():
+        assert isinstance(state, State) and isinstance(msg_type, MessageType)
+        assert handler.__name__.startswith("_on_"), handler
+        assert getattr(cls, handler.__name__) is handler, (state, msg_type, handler)
+    for state, action in TIMER_ACTIONS.items():
+        assert getattr(cls, action.__name__) is action, (state, action)
+    timed = set(TIMER_ACTIONS)
+    assert timed >= TEARDOWN_STATES and State.HTTP_PENDING in timed
+    assert cls.CONNECTED_STATE in timed and timed >= set(cls.ACTIVE_STATES)

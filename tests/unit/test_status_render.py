@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sstpd.aio.stats import OUTCOMES, Histogram
 from sstpd.control import DaemonUnreachable
+from sstpd.records import StatsRecord
 from sstpd.status import create_app, render
 from sstpd.status.metrics import render_metrics
 
@@ -42,10 +43,10 @@ def stats(**over: Any) -> dict[str, Any]:
         "tx_packets": 200,
         "dropped_spoofed": 1,
         "dropped_overflow": 0,
-        "dropped_dhcp": 0,
+        "dropped_dhcp": 4,
         "dhcp_answered": 0,
         "tun_no_route": 3,
-        "handshake_latency": h.snapshot(),
+        "handshake_latency": h.record().to_json(),
         "pool_size": 253,
         "pool_in_use": 1,
         "reloads": 1,
@@ -143,7 +144,7 @@ def test_metrics_when_the_daemon_is_down() -> None:
 
 
 def test_label_values_are_escaped() -> None:
-    text = render_metrics(stats(version='1"\\\n'))
+    text = render_metrics(StatsRecord.from_json(stats(version='1"\\\n')))
     assert 'sstpd_info{version="1\\"\\\\\\n"} 1' in text
     fam = {f.name: f for f in text_string_to_metric_families(text)}
     assert fam["sstpd_info"].samples[0].labels["version"] == '1"\\\n'
@@ -237,7 +238,7 @@ def test_metrics_and_stats_text_show_the_abuse_counters() -> None:
         accept_errors=3,
         open_files_limit=65536,
     )
-    text = render_metrics(st)
+    text = render_metrics(StatsRecord.from_json(st))
     for line in (
         "sstpd_pending_connections 7",
         "sstpd_pending_sources 2",
@@ -249,17 +250,114 @@ def test_metrics_and_stats_text_show_the_abuse_counters() -> None:
         'sstpd_handshakes_total{outcome="timeout_tls"}',
     ):
         assert line in text, line
-    out = stats_text(st)
+    out = stats_text(StatsRecord.from_json(st))
     assert "pool_full (address pool full: new logins fail)" in out
     assert "warning: address pool full (253/253)" in out
     assert "7 not authenticated from 2 sources (limits 1000 total, 64 per source)" in out
     assert "5 failures delayed, 1 blocks; blocked now: 1 sources, 0 users" in out
 
 
+# name as the parser reports it (counters without _total) -> (type, label names)
+FAMILIES = {
+    "sstpd_up": ("gauge", set()),
+    "sstpd_info": ("gauge", {"version"}),
+    "sstpd_accepting": ("gauge", set()),
+    "sstpd_draining": ("gauge", set()),
+    "sstpd_sessions": ("gauge", set()),
+    "sstpd_handshakes_in_progress": ("gauge", set()),
+    "sstpd_max_sessions": ("gauge", set()),
+    "sstpd_pending_connections": ("gauge", set()),
+    "sstpd_pending_sources": ("gauge", set()),
+    "sstpd_pending_limit": ("gauge", set()),
+    "sstpd_pending_per_source_limit": ("gauge", set()),
+    "sstpd_auth_delayed": ("counter", set()),
+    "sstpd_auth_blocks": ("counter", set()),
+    "sstpd_auth_blocked": ("gauge", {"kind"}),
+    "sstpd_accept_errors": ("counter", set()),
+    "sstpd_internal_errors": ("counter", set()),
+    "sstpd_open_files_limit": ("gauge", set()),
+    "sstpd_pool_addresses": ("gauge", set()),
+    "sstpd_pool_addresses_in_use": ("gauge", set()),
+    "sstpd_uptime_seconds": ("gauge", set()),
+    "sstpd_start_time_seconds": ("gauge", set()),
+    "sstpd_handshakes": ("counter", {"outcome"}),
+    "sstpd_auth_failures": ("counter", set()),
+    "sstpd_crypto_binding_failures": ("counter", set()),
+    "sstpd_bytes": ("counter", {"direction"}),
+    "sstpd_packets": ("counter", {"direction"}),
+    "sstpd_ipv6_bytes": ("counter", {"direction"}),
+    "sstpd_ipv6_packets": ("counter", {"direction"}),
+    "sstpd_dropped_packets": ("counter", {"reason"}),
+    "sstpd_handshake_duration_seconds": ("histogram", {"le"}),
+    "sstpd_reloads": ("counter", {"result"}),
+    "sstpd_certificate_expiry_timestamp_seconds": ("gauge", set()),
+    "sstpd_certificate_renewals": ("counter", {"result"}),
+}
+
+ABUSE = {
+    "authenticated": 1,
+    "pending": 7,
+    "pending_sources": 2,
+    "pending_total_limit": 1000,
+    "pending_per_source_limit": 64,
+    "auth_delayed": 5,
+    "auth_blocks": 1,
+    "auth_blocked": {"sources": 1, "users": 0},
+    "accept_errors": 3,
+    "internal_errors": 2,
+    "open_files_limit": 65536,
+}
+
+
+def test_every_documented_family_with_its_type_labels_and_values() -> None:
+    """The README's /metrics list, as prometheus_client's parser reads the exposition."""
+    answer = stats(**ABUSE, certificate_not_after=1.9e9, acme_renewals=2)
+    text = render_metrics(StatsRecord.from_json(answer))
+    fam = {f.name: f for f in text_string_to_metric_families(text)}
+    assert set(fam) == set(FAMILIES)
+    for name, (kind, labels) in FAMILIES.items():
+        f = fam[name]
+        assert f.type == kind, name
+        assert f.samples, name
+        for s in f.samples:
+            bucket = s.name.endswith("_bucket")  # _sum and _count carry no le
+            assert set(s.labels) == (labels if kind != "histogram" or bucket else set()), s
+            if kind == "counter":
+                assert s.name == f"{name}_total", s
+    value = {n: [s.value for s in f.samples] for n, f in fam.items()}
+    assert value["sstpd_pending_connections"] == [7]
+    assert value["sstpd_internal_errors"] == [2]
+    assert value["sstpd_open_files_limit"] == [65536]
+    assert value["sstpd_start_time_seconds"] == [NOW - 3700]  # exact, not rounded
+    assert value["sstpd_certificate_expiry_timestamp_seconds"] == [1.9e9]
+    blocked = {s.labels["kind"]: s.value for s in fam["sstpd_auth_blocked"].samples}
+    assert blocked == {"sources": 1, "users": 0}
+    dropped = {s.labels["reason"]: s.value for s in fam["sstpd_dropped_packets"].samples}
+    assert dropped == {"spoofed": 1, "queue_full": 0, "no_route": 3, "dhcp": 4} | {
+        r: 0 for r in ("spoofed6", "invalid6", "nd_invalid", "rs_rate_limited")
+    }
+    reloads = {s.labels["result"]: s.value for s in fam["sstpd_reloads"].samples}
+    assert reloads == {"applied": 1, "rejected": 0}
+    renewals = {s.labels["result"]: s.value for s in fam["sstpd_certificate_renewals"].samples}
+    assert renewals == {"ok": 2, "failed": 0}
+    assert {s.labels["version"] for s in fam["sstpd_info"].samples} == {"0.1.0"}
+
+
+def test_an_older_daemon_without_the_abuse_counters() -> None:
+    """``stats`` from before the pre-authentication budgets: those families are left out."""
+    fam = {
+        f.name
+        for f in text_string_to_metric_families(render_metrics(StatsRecord.from_json(stats())))
+    }
+    absent = {"sstpd_pending_connections", "sstpd_auth_blocked", "sstpd_internal_errors"}
+    assert not fam & absent and "sstpd_sessions" in fam
+    assert "sstpd_certificate_expiry_timestamp_seconds" not in fam
+
+
 def test_metrics_and_stats_text_count_ipv6() -> None:
     from sstpd.ctl import stats_text
 
-    st = stats(
+    answer = stats(
         rx6_bytes=4000,
         rx6_packets=40,
         tx6_bytes=5000,
@@ -271,6 +369,7 @@ def test_metrics_and_stats_text_count_ipv6() -> None:
         pool6_size=255,
         pool6_in_use=2,
     )
+    st = StatsRecord.from_json(answer)
     fam = {f.name: f for f in text_string_to_metric_families(render_metrics(st))}
     v6 = {s.labels["direction"]: s.value for s in fam["sstpd_ipv6_packets"].samples}
     assert v6 == {"from_clients": 40, "to_clients": 50}
@@ -283,8 +382,9 @@ def test_metrics_and_stats_text_count_ipv6() -> None:
     assert fam["sstpd_pool6_prefixes_in_use"].samples[0].value == 2
     text = stats_text(st)
     assert "prefixes 2/255" in text and "spoofed 3, invalid 4, invalid ND 5" in text
-    # an IPv4-only daemon: no pool gauges, IPv6 counters at zero
-    fam = {f.name: f for f in text_string_to_metric_families(render_metrics(stats()))}
+    # an IPv4-only daemon (or an older one without the keys): no pool gauges, zeros
+    v4 = StatsRecord.from_json(stats())
+    fam = {f.name: f for f in text_string_to_metric_families(render_metrics(v4))}
     assert "sstpd_pool6_prefixes" not in fam
     assert {s.value for s in fam["sstpd_ipv6_packets"].samples} == {0}
-    assert "ipv6" not in stats_text(stats())
+    assert "ipv6" not in stats_text(v4)

@@ -10,7 +10,7 @@ an :class:`FsmHandler` for everything protocol specific: which options to reques
 judge the peer's request, what to make of a Nak or Reject, and what to do when the layer
 goes up, down, starts or finishes.
 
-* The transitions are data: :data:`TRANSITIONS` maps ``(State, Event)`` to
+* The transitions are data: :data:`TRANSITIONS` maps ``(State, FsmEvent)`` to
   ``(actions, next State)``, transcribed from the table in RFC 1661 §4.1 with the RFC's
   names. A pair missing from the table is an event the RFC calls impossible in that state
   ("-"); it is counted in ``ignored`` and changes nothing. The passive/restart options
@@ -43,7 +43,7 @@ from typing import Protocol
 from sstpd.errors import ParseError
 from sstpd.proto.ppp.frame import Code, Option, Packet, decode_options, encode_options
 
-__all__ = ["TRANSITIONS", "Action", "Event", "Fsm", "FsmHandler", "State", "Verdict"]
+__all__ = ["TRANSITIONS", "Action", "Fsm", "FsmEvent", "FsmHandler", "State", "Verdict"]
 
 
 @enum.unique
@@ -61,7 +61,9 @@ class State(enum.IntEnum):
 
 
 @enum.unique
-class Event(enum.Enum):
+class FsmEvent(enum.Enum):
+    """The RFC 1661 §4.1 events (named ``FsmEvent``: the session's events are other things)."""
+
     UP = "Up"
     DOWN = "Down"
     OPEN = "Open"
@@ -97,8 +99,8 @@ class Action(enum.Enum):
     SER = "ser"  # Send-Echo-Reply
 
 
-S, E, A = State, Event, Action
-_T = dict[tuple[State, Event], tuple[tuple[Action, ...], State]]
+S, E, A = State, FsmEvent, Action
+_T = dict[tuple[State, FsmEvent], tuple[tuple[Action, ...], State]]
 
 #: RFC 1661 §4.1 state transition table.
 TRANSITIONS: _T = {
@@ -271,7 +273,7 @@ class FsmHandler(Protocol):
         """Stop asking for the rejected options; False = malformed, drop it."""
         ...
 
-    def extension_event(self, packet: Packet, state: State) -> Event | None:
+    def extension_event(self, packet: Packet, state: State) -> FsmEvent | None:
         """Classify a code beyond Code-Reject: RXR, RXJ+, RXJ-, or None = unknown (RUC)."""
         ...
 
@@ -325,26 +327,26 @@ class Fsm:
         self.terminate_reason = b""
         self._prev_state = State.INITIAL
         self._seen_reply = False
-        self._event = Event.UP
+        self._event = FsmEvent.UP
 
     # ------------------------------------------------------------------ administrative
 
     def up(self, now: float) -> None:
-        self._fire(Event.UP, now)
+        self._fire(FsmEvent.UP, now)
 
     def down(self, now: float) -> None:
-        self._fire(Event.DOWN, now)
+        self._fire(FsmEvent.DOWN, now)
 
     def open(self, now: float) -> None:
-        self._fire(Event.OPEN, now)
+        self._fire(FsmEvent.OPEN, now)
 
     def close(self, now: float, reason: str = "") -> None:
         self.terminate_reason = reason.encode("utf-8", "replace")
-        self._fire(Event.CLOSE, now)
+        self._fire(FsmEvent.CLOSE, now)
 
     def protocol_rejected(self, now: float) -> None:
         """The peer Protocol-Rejected this protocol (RXJ-, RFC 1661 §5.7)."""
-        self._fire(Event.RXJ_MINUS, now)
+        self._fire(FsmEvent.RXJ_MINUS, now)
 
     def send_packet(self, code: int, data: bytes) -> None:
         """Send a packet outside the automaton (LCP Protocol-Reject, Echo-Request)."""
@@ -358,7 +360,7 @@ class Fsm:
         if self.deadline is None or now < self.deadline:
             return
         self.deadline = None
-        self._fire(Event.TO_PLUS if self.restart_count > 0 else Event.TO_MINUS, now)
+        self._fire(FsmEvent.TO_PLUS if self.restart_count > 0 else FsmEvent.TO_MINUS, now)
 
     # ------------------------------------------------------------------ packets
 
@@ -375,7 +377,7 @@ class Fsm:
             return
         self._fire(event, now, packet)
 
-    def _classify(self, packet: Packet) -> Event | None:
+    def _classify(self, packet: Packet) -> FsmEvent | None:
         code = packet.code
         if code == Code.CONFIGURE_REQUEST:
             return self._judge(packet)
@@ -388,7 +390,7 @@ class Fsm:
                 if self.state in (State.REQ_SENT, State.ACK_SENT):
                     self.handler.request_acked(decode_options(packet.data))
                 self._seen_reply = True
-                return Event.RCA
+                return FsmEvent.RCA
             try:
                 options = decode_options(packet.data)
             except ParseError:
@@ -401,19 +403,19 @@ class Fsm:
                 if not ok:
                     return None
             self._seen_reply = True
-            return Event.RCN
+            return FsmEvent.RCN
         if code == Code.TERMINATE_REQUEST:
-            return Event.RTR
+            return FsmEvent.RTR
         if code == Code.TERMINATE_ACK:
-            return Event.RTA
+            return FsmEvent.RTA
         if code == Code.CODE_REJECT:
             if not packet.data:
                 return None
             # Rejecting one of the basic codes 1-7 means the peer cannot run this protocol.
-            return Event.RXJ_MINUS if 1 <= packet.data[0] <= 7 else Event.RXJ_PLUS
-        return self.handler.extension_event(packet, self.state) or Event.RUC
+            return FsmEvent.RXJ_MINUS if 1 <= packet.data[0] <= 7 else FsmEvent.RXJ_PLUS
+        return self.handler.extension_event(packet, self.state) or FsmEvent.RUC
 
-    def _judge(self, packet: Packet) -> Event | None:
+    def _judge(self, packet: Packet) -> FsmEvent | None:
         try:
             options = decode_options(packet.data)
         except ParseError:
@@ -425,7 +427,7 @@ class Fsm:
             State.ACK_SENT,
             State.OPENED,
         ):
-            return Event.RCR_PLUS  # only answered with Terminate-Ack, or ignored
+            return FsmEvent.RCR_PLUS  # only answered with Terminate-Ack, or ignored
         verdict = self.handler.judge_request(options)
         if verdict.reject:
             self._reply = Packet(
@@ -440,12 +442,12 @@ class Fsm:
         else:
             self._nak_count = 0
             self._reply = Packet(Code.CONFIGURE_ACK, packet.identifier, packet.data)
-            return Event.RCR_PLUS
-        return Event.RCR_MINUS
+            return FsmEvent.RCR_PLUS
+        return FsmEvent.RCR_MINUS
 
     # ------------------------------------------------------------------ the automaton
 
-    def _fire(self, event: Event, now: float, packet: Packet | None = None) -> None:
+    def _fire(self, event: FsmEvent, now: float, packet: Packet | None = None) -> None:
         self._now = now
         entry = TRANSITIONS.get((self.state, event))
         if entry is None:
@@ -503,7 +505,7 @@ class Fsm:
 
     def _send_configure_request(self) -> None:
         if (
-            self._event is Event.TO_PLUS
+            self._event is FsmEvent.TO_PLUS
             and self._prev_state in (State.REQ_SENT, State.ACK_SENT)
             and self._req_data is not None
         ):

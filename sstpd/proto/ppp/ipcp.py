@@ -13,7 +13,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from sstpd.proto.ppp.frame import Option, Packet
-from sstpd.proto.ppp.fsm import Event, State, Verdict
+from sstpd.proto.ppp.fsm import FsmEvent, State, Verdict
 
 __all__ = ["IpcpClientHandler", "IpcpListener", "IpcpServerHandler"]
 
@@ -38,7 +38,7 @@ class _IpcpBase:
     def __init__(self, listener: IpcpListener) -> None:
         self.listener = listener
 
-    def extension_event(self, packet: Packet, state: State) -> Event | None:
+    def extension_event(self, packet: Packet, state: State) -> FsmEvent | None:
         return None  # IPCP has no codes beyond 7: Code-Reject
 
     def extension_reply(self, packet: Packet) -> Packet | None:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from ipaddress import IPv6Address
 
 from sstpd.proto.ppp.frame import Option, Packet
-from sstpd.proto.ppp.fsm import Event, State, Verdict
+from sstpd.proto.ppp.fsm import FsmEvent, State, Verdict
 
 __all__ = [
     "IID_SIZE",
@@ -165,7 +165,7 @@ class Ipv6cpHandler:
 
     # ------------------------------------------------------------------ no extension codes
 
-    def extension_event(self, packet: Packet, state: State) -> Event | None:
+    def extension_event(self, packet: Packet, state: State) -> FsmEvent | None:
         return None  # codes beyond 7 are answered with Code-Reject
 
     def extension_reply(self, packet: Packet) -> Packet | None:

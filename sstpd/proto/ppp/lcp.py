@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable
 
 from sstpd.proto.ppp.frame import Code, Option, Packet, Protocol
-from sstpd.proto.ppp.fsm import Event, State, Verdict
+from sstpd.proto.ppp.fsm import FsmEvent, State, Verdict
 
 __all__ = ["AUTH_OPTION_DATA", "LcpHandler", "LcpListener", "auth_method_of", "auth_name"]
 
@@ -226,25 +226,25 @@ class LcpHandler:
 
     # ------------------------------------------------------------------ extension codes
 
-    def extension_event(self, packet: Packet, state: State) -> Event | None:
+    def extension_event(self, packet: Packet, state: State) -> FsmEvent | None:
         code = packet.code
         if code == Code.PROTOCOL_REJECT:
             if len(packet.data) < 2:
-                return Event.RXR  # malformed: nothing to act on
+                return FsmEvent.RXR  # malformed: nothing to act on
             protocol = struct.unpack_from("!H", packet.data)[0]
             if protocol == Protocol.LCP:
-                return Event.RXJ_MINUS
+                return FsmEvent.RXJ_MINUS
             if state == State.OPENED:
                 self.listener.lcp_protocol_rejected(protocol)
-            return Event.RXJ_PLUS
+            return FsmEvent.RXJ_PLUS
         if code == Code.ECHO_REPLY:
             self.echo_replies += 1
-            return Event.RXR
+            return FsmEvent.RXR
         if code == IDENTIFICATION:
             self.listener.lcp_identification(packet)
-            return Event.RXR  # RFC 1570 §2.1: never answered; in Opened, ser sends nothing
+            return FsmEvent.RXR  # RFC 1570 §2.1: never answered; in Opened, ser sends nothing
         if code in (Code.ECHO_REQUEST, Code.DISCARD_REQUEST, TIME_REMAINING):
-            return Event.RXR
+            return FsmEvent.RXR
         return None
 
     def extension_reply(self, packet: Packet) -> Packet | None:

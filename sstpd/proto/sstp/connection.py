@@ -68,9 +68,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sstpd.errors import CryptoBindingError, HttpError, ParseError
+from sstpd.proto.outcome import Outcome
 from sstpd.proto.sstp.binding import build_call_connected, normalize_hlak, verify_call_connected
 from sstpd.proto.sstp.constants import (
     ENCAPSULATED_PROTOCOL_PPP,
@@ -111,6 +112,7 @@ from sstpd.proto.sstp.packets import (
 #: also the client's resend limit after NAKs (note <10>).
 MAX_RETRIES = 3
 _BOTH = HashProtocol.SHA1 | HashProtocol.SHA256
+_ABORTED, _BINDING_FAILED = Outcome.ABORTED, Outcome.BINDING_FAILED
 # A NAK must fit one packet: 8 bytes of headers + at most 76 bytes per Status Info.
 _MAX_NAK_STATUS = (MAX_PACKET_SIZE - 8) // (12 + MAX_STATUS_VALUE)
 
@@ -171,11 +173,13 @@ class CallConnectAcked:
 
 @dataclass(frozen=True)
 class ConnectionClosed:
-    """Terminal. ``status`` is the SSTP Status that ended the call, when there was one."""
+    """Terminal. ``status`` is the SSTP Status that ended the call, when there was one;
+    ``outcome`` what it means for a call that never opened (a timer, the binding, ...)."""
 
     reason: str
     status: int | None
     graceful: bool
+    outcome: Outcome = Outcome.ABORTED
 
 
 Event = (
@@ -217,55 +221,24 @@ TEARDOWN_STATES = frozenset(
     }
 )
 
-Transitions = dict[tuple[State, MessageType], str]
-
-
-def _teardown_rows(active: tuple[State, ...], connected: State) -> Transitions:
-    """Rows shared by both roles: Abort/Disconnect handling (§3.3.5.2.4-6) and echo."""
-    rows: Transitions = {
-        (connected, MessageType.ECHO_REQUEST): "_on_echo_request",
-        (connected, MessageType.ECHO_RESPONSE): "_on_echo_response",
-        (State.CALL_ABORT_PENDING, MessageType.CALL_ABORT): "_on_abort_confirmed",
-        (State.CALL_DISCONNECT_ACK_PENDING, MessageType.CALL_DISCONNECT_ACK): "_on_disconnect_ack",
-    }
-    for state in (*active, State.CALL_DISCONNECT_ACK_PENDING):
-        rows[state, MessageType.CALL_ABORT] = "_on_peer_abort"
-        rows[state, MessageType.CALL_DISCONNECT] = "_on_peer_disconnect"
-    return rows
-
+#: A handler of a received control message: ``handler(connection, msg, payload, now)``.
+Handler = Callable[[Any, ControlMessage, bytes, float], None]
+#: What an expired timer does: ``action(connection, now)``.
+TimerAction = Callable[[Any, float], None]
+Transitions = dict[tuple[State, MessageType], Handler]
 
 _SERVER_ACTIVE = (
     State.SERVER_CONNECT_REQUEST_PENDING,
     State.SERVER_CALL_CONNECTED_PENDING,
     State.SERVER_CALL_CONNECTED,
 )
-SERVER_TRANSITIONS: Transitions = {
-    (State.SERVER_CONNECT_REQUEST_PENDING, MessageType.CALL_CONNECT_REQUEST): "_on_connect_request",
-    (State.SERVER_CALL_CONNECTED_PENDING, MessageType.CALL_CONNECTED): "_on_call_connected",
-    **_teardown_rows(_SERVER_ACTIVE, State.SERVER_CALL_CONNECTED),
-}
 _CLIENT_ACTIVE = (
     State.CLIENT_CONNECT_REQUEST_SENT,
     State.CLIENT_CONNECT_ACK_RECEIVED,
     State.CLIENT_CALL_CONNECTED,
 )
-CLIENT_TRANSITIONS: Transitions = {
-    (State.CLIENT_CONNECT_REQUEST_SENT, MessageType.CALL_CONNECT_ACK): "_on_connect_ack",
-    (State.CLIENT_CONNECT_REQUEST_SENT, MessageType.CALL_CONNECT_NAK): "_on_connect_nak",
-    **_teardown_rows(_CLIENT_ACTIVE, State.CLIENT_CALL_CONNECTED),
-}
-
-#: What an expired timer does, per state (the connected states run the hello timer).
-TIMER_ACTIONS: dict[State, str] = {
-    State.HTTP_PENDING: "_on_http_timeout",
-    State.SERVER_CONNECT_REQUEST_PENDING: "_on_negotiation_timeout",
-    State.SERVER_CALL_CONNECTED_PENDING: "_on_negotiation_timeout",
-    State.CLIENT_CONNECT_REQUEST_SENT: "_on_negotiation_timeout",
-    State.CLIENT_CONNECT_ACK_RECEIVED: "_on_negotiation_timeout",
-    State.SERVER_CALL_CONNECTED: "_on_hello_timeout",
-    State.CLIENT_CALL_CONNECTED: "_on_hello_timeout",
-    **dict.fromkeys(TEARDOWN_STATES, "_on_teardown_timeout"),
-}
+# The tables (SERVER_TRANSITIONS, CLIENT_TRANSITIONS, TIMER_ACTIONS) are at the end of this
+# module: they hold the handler functions themselves, so they follow the classes.
 
 
 def _status_of(msg: ControlMessage) -> int | None:
@@ -278,7 +251,7 @@ def _status_of(msg: ControlMessage) -> int | None:
 class _SstpConnection:
     """Everything both roles share: output, events, framing, timers, teardown."""
 
-    TRANSITIONS: ClassVar[Transitions]
+    TRANSITIONS: ClassVar[Transitions]  # set below the class bodies, with the tables
     DATA_STATES: ClassVar[frozenset[State]]
     ACTIVE_STATES: ClassVar[frozenset[State]]
     CONNECTED_STATE: ClassVar[State]
@@ -296,7 +269,8 @@ class _SstpConnection:
         self._last_rx = now
         self._rx_seen = False  # a packet arrived since the last Echo Request we sent
         self._echo_sent_at: float | None = None
-        self._end: tuple[str, int | None, bool] = ("closed", None, False)
+        # what ends the call when the teardown finishes: ConnectionClosed's fields
+        self._end: tuple[str, int | None, bool, Outcome] = ("closed", None, False, _ABORTED)
         self._hash_protocol: HashProtocol | None = None
 
     # -- properties and outputs --------------------------------------------------------
@@ -344,7 +318,7 @@ class _SstpConnection:
         deadline = self.get_timer()
         if deadline is None or now < deadline:
             return
-        getattr(self, TIMER_ACTIONS[self._state])(now)
+        TIMER_ACTIONS[self._state](self, now)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -374,7 +348,7 @@ class _SstpConnection:
             self._close("disconnected locally", None, True)
             return
         self._send(MessageType.CALL_DISCONNECT, StatusInfo(AttributeId.NO_ERROR, Status.NO_ERROR))
-        self._end = ("disconnected locally", None, True)
+        self._end = ("disconnected locally", None, True, _ABORTED)
         self._enter(State.CALL_DISCONNECT_ACK_PENDING, now + self._timeouts.disconnect1)
 
     def abort(
@@ -409,16 +383,20 @@ class _SstpConnection:
         self._last_rx = now
         self._echo_sent_at = None
 
-    def _close(self, reason: str, status: int | None, graceful: bool) -> None:
+    def _close(
+        self, reason: str, status: int | None, graceful: bool, outcome: Outcome = _ABORTED
+    ) -> None:
         if self._closed:
             return
         self._closed = True
         self._enter(State.CALL_DISCONNECTED, None)
-        self._events.append(ConnectionClosed(reason, status, graceful))
+        self._events.append(ConnectionClosed(reason, status, graceful, outcome))
 
-    def _start_abort(self, status: Status, attrib_id: int, reason: str, now: float) -> None:
+    def _start_abort(
+        self, status: Status, attrib_id: int, reason: str, now: float, outcome: Outcome = _ABORTED
+    ) -> None:
         self._send(MessageType.CALL_ABORT, StatusInfo(attrib_id, status))
-        self._end = (reason, int(status), False)
+        self._end = (reason, int(status), False, outcome)
         self._enter(State.CALL_ABORT_PENDING, now + self._timeouts.abort1)
 
     def _receive_stream(self, data: bytes, now: float) -> None:
@@ -462,7 +440,7 @@ class _SstpConnection:
             return
         handler = self.TRANSITIONS.get((state, msg.type))
         if handler is not None:
-            getattr(self, handler)(msg, payload, now)
+            handler(self, msg, payload, now)
         elif state not in TEARDOWN_STATES:
             reason = f"unexpected {msg.type.name} in {state.name}"
             self._start_abort(Status.UNACCEPTED_FRAME_RECEIVED, AttributeId.NO_ERROR, reason, now)
@@ -479,7 +457,7 @@ class _SstpConnection:
         status = _status_of(msg)
         what = "" if status is None else f": {status_name(status)}"
         self._send(MessageType.CALL_ABORT)
-        self._end = (f"peer aborted the call{what}", status, False)
+        self._end = (f"peer aborted the call{what}", status, False, _ABORTED)
         self._enter(State.CALL_ABORT_TIMEOUT_PENDING, now + self._timeouts.abort2)
 
     def _on_abort_confirmed(self, msg: ControlMessage, payload: bytes, now: float) -> None:
@@ -488,18 +466,19 @@ class _SstpConnection:
     def _on_peer_disconnect(self, msg: ControlMessage, payload: bytes, now: float) -> None:
         self._send(MessageType.CALL_DISCONNECT_ACK)
         if self._state is not State.CALL_DISCONNECT_ACK_PENDING:
-            self._end = ("peer disconnected", _status_of(msg), True)
+            self._end = ("peer disconnected", _status_of(msg), True, _ABORTED)
         self._enter(State.CALL_DISCONNECT_TIMEOUT_PENDING, now + self._timeouts.disconnect2)
 
     def _on_disconnect_ack(self, msg: ControlMessage, payload: bytes, now: float) -> None:
         self._close(*self._end)
 
     def _on_http_timeout(self, now: float) -> None:
-        self._close("HTTP phase timed out", None, False)
+        self._close("HTTP phase timed out", None, False, Outcome.TIMEOUT)
 
     def _on_negotiation_timeout(self, now: float) -> None:
         reason = f"negotiation timed out in {self._state.name}"
-        self._start_abort(Status.NEGOTIATION_TIMEOUT, AttributeId.NO_ERROR, reason, now)
+        status = Status.NEGOTIATION_TIMEOUT
+        self._start_abort(status, AttributeId.NO_ERROR, reason, now, Outcome.TIMEOUT)
 
     def _on_hello_timeout(self, now: float) -> None:
         if self._echo_sent_at is not None and not self._rx_seen:
@@ -550,7 +529,6 @@ def connect_request_problems(msg: ControlMessage) -> list[StatusInfo]:
 class SstpServerConnection(_SstpConnection):
     """Server side of one SSTP connection (see the module docstring)."""
 
-    TRANSITIONS = SERVER_TRANSITIONS
     DATA_STATES = frozenset({State.SERVER_CALL_CONNECTED_PENDING, State.SERVER_CALL_CONNECTED})
     ACTIVE_STATES = frozenset(_SERVER_ACTIVE)
     CONNECTED_STATE = State.SERVER_CALL_CONNECTED
@@ -599,7 +577,8 @@ class SstpServerConnection(_SstpConnection):
             except HttpError as exc:
                 self._out += build_error_response(exc.status, exc.reason)
                 self._events.append(RequestRejected(exc.status, exc.reason))
-                self._close(f"HTTP request refused: {exc.status} {exc.reason}", None, False)
+                reason = f"HTTP request refused: {exc.status} {exc.reason}"
+                self._close(reason, None, False, Outcome.HTTP_REJECTED)
                 return
             if request is None:
                 return
@@ -646,9 +625,8 @@ class SstpServerConnection(_SstpConnection):
             return
         if len(msg.attributes) != 1 or not isinstance(msg.attributes[0], CryptoBinding):
             reason = "Call Connected without a single valid Crypto Binding attribute"
-            self._start_abort(
-                Status.ATTRIB_NOT_SUPPORTED_IN_MSG, AttributeId.STATUS_INFO, reason, now
-            )
+            status = Status.ATTRIB_NOT_SUPPORTED_IN_MSG
+            self._start_abort(status, AttributeId.STATUS_INFO, reason, now, _BINDING_FAILED)
             return
         self._call_connected = HEADER.pack(SSTP_VERSION, 1, HEADER_SIZE + len(payload)) + payload
         if self._hlak is not None:
@@ -666,7 +644,8 @@ class SstpServerConnection(_SstpConnection):
             )
         except CryptoBindingError as exc:
             reason = f"crypto binding failed: {exc}"
-            self._start_abort(Status.VALUE_NOT_SUPPORTED, AttributeId.CRYPTO_BINDING, reason, now)
+            attrib = AttributeId.CRYPTO_BINDING
+            self._start_abort(Status.VALUE_NOT_SUPPORTED, attrib, reason, now, _BINDING_FAILED)
             return
         self._hash_protocol = proto
         self._enter_connected(now)
@@ -685,7 +664,6 @@ def _guid(raw: bytes) -> str:
 class SstpClientConnection(_SstpConnection):
     """Client side of one SSTP connection (see the module docstring)."""
 
-    TRANSITIONS = CLIENT_TRANSITIONS
     DATA_STATES = frozenset({State.CLIENT_CONNECT_ACK_RECEIVED, State.CLIENT_CALL_CONNECTED})
     ACTIVE_STATES = frozenset(_CLIENT_ACTIVE)
     CONNECTED_STATE = State.CLIENT_CALL_CONNECTED
@@ -775,7 +753,7 @@ class SstpClientConnection(_SstpConnection):
         if not isinstance(request, CryptoBindingRequest) or not request.hash_protocols & _BOTH:
             reason = "Call Connect Ack without a usable Crypto Binding Request"
             attrib = AttributeId.CRYPTO_BINDING_REQ
-            self._start_abort(Status.VALUE_NOT_SUPPORTED, attrib, reason, now)
+            self._start_abort(Status.VALUE_NOT_SUPPORTED, attrib, reason, now, _BINDING_FAILED)
             return
         self._nonce, self._offered = request.nonce, request.hash_protocols
         self._events.append(CallConnectAcked(request.hash_protocols, request.nonce))
@@ -788,3 +766,50 @@ class SstpClientConnection(_SstpConnection):
             self._start_abort(Status.RETRY_COUNT_EXCEEDED, AttributeId.STATUS_INFO, reason, now)
             return
         self._send_connect_request(now)
+
+
+# ---------------------------------------------------------------------------------------
+# The tables: the whole state machine as data, naming the handlers above.
+
+
+def _teardown_rows(active: tuple[State, ...], connected: State) -> Transitions:
+    """Rows shared by both roles: Abort/Disconnect handling (§3.3.5.2.4-6) and echo."""
+    c = _SstpConnection
+    rows: Transitions = {
+        (connected, MessageType.ECHO_REQUEST): c._on_echo_request,
+        (connected, MessageType.ECHO_RESPONSE): c._on_echo_response,
+        (State.CALL_ABORT_PENDING, MessageType.CALL_ABORT): c._on_abort_confirmed,
+        (State.CALL_DISCONNECT_ACK_PENDING, MessageType.CALL_DISCONNECT_ACK): c._on_disconnect_ack,
+    }
+    for state in (*active, State.CALL_DISCONNECT_ACK_PENDING):
+        rows[state, MessageType.CALL_ABORT] = c._on_peer_abort
+        rows[state, MessageType.CALL_DISCONNECT] = c._on_peer_disconnect
+    return rows
+
+
+_S, _C, _M = SstpServerConnection, SstpClientConnection, MessageType
+SERVER_TRANSITIONS: Transitions = {
+    (State.SERVER_CONNECT_REQUEST_PENDING, _M.CALL_CONNECT_REQUEST): _S._on_connect_request,
+    (State.SERVER_CALL_CONNECTED_PENDING, _M.CALL_CONNECTED): _S._on_call_connected,
+    **_teardown_rows(_SERVER_ACTIVE, State.SERVER_CALL_CONNECTED),
+}
+CLIENT_TRANSITIONS: Transitions = {
+    (State.CLIENT_CONNECT_REQUEST_SENT, _M.CALL_CONNECT_ACK): _C._on_connect_ack,
+    (State.CLIENT_CONNECT_REQUEST_SENT, _M.CALL_CONNECT_NAK): _C._on_connect_nak,
+    **_teardown_rows(_CLIENT_ACTIVE, State.CLIENT_CALL_CONNECTED),
+}
+SstpServerConnection.TRANSITIONS = SERVER_TRANSITIONS
+SstpClientConnection.TRANSITIONS = CLIENT_TRANSITIONS
+
+#: What an expired timer does, per state (the connected states run the hello timer).
+TIMER_ACTIONS: dict[State, TimerAction] = {
+    State.HTTP_PENDING: _SstpConnection._on_http_timeout,
+    State.SERVER_CONNECT_REQUEST_PENDING: _SstpConnection._on_negotiation_timeout,
+    State.SERVER_CALL_CONNECTED_PENDING: _SstpConnection._on_negotiation_timeout,
+    State.CLIENT_CONNECT_REQUEST_SENT: _SstpConnection._on_negotiation_timeout,
+    State.CLIENT_CONNECT_ACK_RECEIVED: _SstpConnection._on_negotiation_timeout,
+    State.SERVER_CALL_CONNECTED: _SstpConnection._on_hello_timeout,
+    State.CLIENT_CALL_CONNECTED: _SstpConnection._on_hello_timeout,
+    **dict.fromkeys(TEARDOWN_STATES, _SstpConnection._on_teardown_timeout),
+}
+del _S, _C, _M

@@ -1,0 +1,286 @@
+"""What the control socket answers to ``health``, ``sessions`` and ``stats``: one definition.
+
+The daemon builds these records and sends ``to_json()`` (``sstpd.control`` frames it);
+``sstpctl``, the status page and ``/metrics`` read the answer back with ``from_json()``
+and use attributes, never the answer's keys. A record's fields are its JSON keys (the
+``stats`` answer is flat: the ``health`` fields and the pre-authentication counters sit
+beside the others, as the README documents).
+
+Reading is tolerant in one direction only: keys the record does not know are ignored (a
+newer daemon), keys with a default may be missing (an older daemon: ``stats`` without
+the pre-authentication counters has ``admission`` None). A missing key without a default,
+or a value of the wrong JSON type, raises ``RecordError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, ClassVar, Self
+
+from sstpd.errors import SstpdError
+
+__all__ = [
+    "AdmissionRecord",
+    "HealthRecord",
+    "HistogramRecord",
+    "RecordError",
+    "SessionRecord",
+    "StatsRecord",
+    "sessions_from_json",
+    "sessions_to_json",
+]
+
+Json = dict[str, Any]
+
+
+class RecordError(SstpdError):
+    """A control answer that does not have the shape of its record."""
+
+
+def _value(where: str, hint: object, value: object) -> object:
+    """``value`` checked against the field's type (the few JSON shapes records use)."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) and len(args) == 2 and type(None) in args:
+        if value is None:
+            return None
+        hint = args[0] if args[1] is type(None) else args[1]
+    ok: bool
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value  # type: ignore[arg-type]
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif hint == tuple[str, ...]:
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value  # type: ignore[arg-type]
+    elif hint == dict[str, int]:
+        ok = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in value.items()
+        )
+        value = dict(value) if ok else value  # type: ignore[call-overload]
+    else:  # a field type this reader does not know: a bug in this module
+        raise TypeError(f"{where}: no reader for {hint!r}")
+    if not ok:
+        what = getattr(hint, "__name__", str(hint))
+        raise RecordError(f"{where}: {type(value).__name__} {value!r:.40} is not {what}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Record:
+    """Fields of scalar JSON types; subclasses list nested records in ``NESTED``."""
+
+    NESTED: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def _read(cls, obj: object, **nested: Any) -> Self:
+        if not isinstance(obj, Mapping):
+            raise RecordError(f"{cls.__name__}: not a JSON object")
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = dict(nested)
+        for f in fields(cls):
+            if f.name in cls.NESTED:
+                continue
+            if f.name not in obj:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    raise RecordError(f"{cls.__name__}: no {f.name!r}")
+                continue
+            kwargs[f.name] = _value(f"{cls.__name__}.{f.name}", hints[f.name], obj[f.name])
+        return cls(**kwargs)
+
+    def _write(self) -> Json:
+        out: Json = {}
+        for f in fields(self):
+            if f.name in self.NESTED:
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, dict) else v
+        return out
+
+    @classmethod
+    def from_json(cls, obj: object) -> Self:
+        return cls._read(obj)
+
+    def to_json(self) -> Json:
+        return self._write()
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthRecord(_Record):
+    """The ``health`` answer (also part of ``stats`` and of the drain/undrain answers)."""
+
+    status: str  # "ok" | "draining" | "full" | "pool_full" | "stopping"
+    accepting: bool  # new sessions are accepted (status "ok")
+    draining: bool = False
+    pool_free: int | None = None  # addresses left in the pool (None: an older daemon)
+    warnings: tuple[str, ...] = ()  # "address pool nearly full (230/253)", ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionRecord(_Record):
+    """One entry of the ``sessions`` answer, in table order."""
+
+    id: int  # unique for the daemon's lifetime
+    user: str  # as authenticated (without a DOMAIN\ prefix)
+    peer: str  # "host:port" ("[v6]:port") of the client's TCP connection
+    peer_host: str
+    peer_port: int
+    address: str  # the tunnel address assigned
+    ipv6_prefix: str = ""  # the /64 routed to the session while IPV6CP is open
+    connected_since: float  # Unix time the tunnel opened
+    duration: float  # seconds since then
+    rx_bytes: int  # IP bytes from the client, both families (without SSTP/PPP framing)
+    rx_packets: int
+    tx_bytes: int  # IP bytes to the client, both families
+    tx_packets: int
+    rx6_bytes: int = 0  # the IPv6 part of rx_bytes
+    rx6_packets: int = 0
+    tx6_bytes: int = 0  # the IPv6 part of tx_bytes
+    tx6_packets: int = 0
+    dropped: int  # spoofed source (either family), output queue overflow, invalid IPv6/ND,
+    #   DHCP that is not the session's own DHCPINFORM
+    auth_method: str  # "eap-mschapv2" | "mschapv2" | "pap"
+    tls_version: str  # "TLSv1.3", ... ("" without TLS)
+    tls_cipher: str
+    binding_hash: str  # crypto-binding hash protocol: "SHA256" | "SHA1"
+    cert_hash: str = ""  # hex of the certificate hash the binding was checked against
+
+
+def sessions_to_json(sessions: list[SessionRecord]) -> Json:
+    """The ``sessions`` answer without ``ok``."""
+    return {"sessions": [s.to_json() for s in sessions]}
+
+
+def sessions_from_json(answer: object) -> list[SessionRecord]:
+    rows = answer.get("sessions") if isinstance(answer, Mapping) else None
+    if not isinstance(rows, list):
+        raise RecordError('sessions: no "sessions" list')
+    return [SessionRecord.from_json(r) for r in rows]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistogramRecord(_Record):
+    """Cumulative buckets as Prometheus wants them; the last bound is +Inf."""
+
+    buckets: tuple[tuple[float, int], ...]  # (upper bound, count of values <= bound)
+    sum: float
+    count: int
+    NESTED: ClassVar[tuple[str, ...]] = ("buckets",)
+
+    def to_json(self) -> Json:
+        # JSON has no infinity: the last bound is the string "+Inf" (as in the exposition)
+        buckets = [[b if math.isfinite(b) else "+Inf", n] for b, n in self.buckets]
+        return {"buckets": buckets, **self._write()}
+
+    @classmethod
+    def from_json(cls, obj: object) -> Self:
+        raw = obj.get("buckets") if isinstance(obj, Mapping) else None
+        if not isinstance(raw, list):
+            raise RecordError('handshake_latency: no "buckets" list')
+        buckets = []
+        for item in raw:
+            if not (isinstance(item, list | tuple) and len(item) == 2):
+                raise RecordError(f"handshake_latency: bucket {item!r:.40} is not [le, count]")
+            bound = math.inf if item[0] == "+Inf" else item[0]
+            le = _value("handshake_latency.le", float, bound)
+            n = _value("handshake_latency.count", int, item[1])
+            buckets.append((le, n))
+        return cls._read(obj, buckets=tuple(buckets))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdmissionRecord(_Record):
+    """The pre-authentication budgets and the brute-force throttle (in ``stats`` since
+    those limits exist; an older daemon's ``stats`` has none of them)."""
+
+    authenticated: int  # connections past a login: what max_sessions counts
+    pending: int  # connections not authenticated yet
+    pending_sources: int
+    pending_total_limit: int  # limits.pending_total
+    pending_per_source_limit: int  # limits.pending_per_source
+    auth_delayed: int  # failure answers held back by the throttle
+    auth_blocks: int  # blocks started
+    auth_blocked: dict[str, int]  # blocked now: {"sources": n, "users": n}
+    accept_errors: int  # accept() failures (EMFILE)
+    internal_errors: int  # sessions ended by an unexpected exception (a bug)
+    open_files_limit: int  # RLIMIT_NOFILE in force
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsRecord(_Record):
+    """The ``stats`` answer: counters since start, closed sessions included."""
+
+    health: HealthRecord  # flat in the JSON
+    started_at: float  # Unix time
+    uptime: float  # seconds
+    sessions: int  # open (tunnel up)
+    handshakes_in_progress: int
+    max_sessions: int
+    handshakes: dict[str, int]  # sstpd.proto.outcome.Outcome value -> finished handshakes
+    auth_failures: int
+    crypto_binding_failures: int
+    rx_bytes: int  # IP (both families) through the tunnels, closed sessions included
+    rx_packets: int
+    tx_bytes: int
+    tx_packets: int
+    dropped_spoofed: int
+    dropped_overflow: int
+    tun_no_route: int
+    rx6_bytes: int = 0  # the IPv6 part of rx_bytes, tx_bytes, ...
+    rx6_packets: int = 0
+    tx6_bytes: int = 0
+    tx6_packets: int = 0
+    dropped_spoofed6: int = 0  # IPv6 source outside the session's /64 and link-local
+    dropped_invalid6: int = 0  # not a whole IPv6 packet
+    dropped_nd_invalid: int = 0  # Neighbor Discovery failing RFC 4861's checks
+    nd_rate_limited: int = 0  # Router Solicitations beyond one answer per 3 s
+    dropped_dhcp: int = 0  # to UDP port 67 but not the session's DHCPINFORM
+    dhcp_answered: int = 0  # DHCPINFORMs answered with a DHCPACK
+    pool6_size: int = 0  # /64s in tunnel.ipv6_pool (0: IPv4 only)
+    pool6_in_use: int = 0
+    handshake_latency: HistogramRecord  # TCP accept -> tunnel open, seconds
+    pool_size: int
+    pool_in_use: int
+    reloads: int
+    reload_failures: int
+    version: str = ""
+    admission: AdmissionRecord | None = None  # flat in the JSON; None: an older daemon
+    certificate_not_after: float | None = None  # Unix time; None: no certificate read
+    acme_renewals: int = 0
+    acme_renewal_failures: int = 0
+    NESTED: ClassVar[tuple[str, ...]] = ("health", "handshake_latency", "admission")
+
+    def to_json(self) -> Json:
+        # "version" first, then the health fields, as the daemon has always sent them
+        out: Json = {"version": self.version, **self.health.to_json(), **self._write()}
+        out["handshake_latency"] = self.handshake_latency.to_json()
+        if self.admission is not None:
+            out.update(self.admission.to_json())
+        return out
+
+    @classmethod
+    def from_json(cls, obj: object) -> Self:
+        if not isinstance(obj, Mapping):
+            raise RecordError("stats: not a JSON object")
+        if "handshake_latency" not in obj:
+            raise RecordError("StatsRecord: no 'handshake_latency'")
+        return cls._read(
+            obj,
+            health=HealthRecord.from_json(obj),
+            handshake_latency=HistogramRecord.from_json(obj["handshake_latency"]),
+            admission=AdmissionRecord.from_json(obj) if "pending" in obj else None,
+        )
+
+    @property
+    def failed_handshakes(self) -> int:
+        """Every finished handshake that did not open a tunnel."""
+        return sum(n for k, n in self.handshakes.items() if k != "opened")

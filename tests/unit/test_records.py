@@ -1,0 +1,206 @@
+"""sstpd.records: the control socket's answers, one definition written by the daemon and
+read by sstpctl and the status app. Round trips through real JSON text, the keys the
+README and older clients rely on, and what a malformed answer does."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import fields
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sstpd.aio.stats import Histogram
+from sstpd.control import SESSION_FIELDS
+from sstpd.proto.outcome import Outcome
+from sstpd.records import (
+    AdmissionRecord,
+    HealthRecord,
+    HistogramRecord,
+    RecordError,
+    SessionRecord,
+    StatsRecord,
+    sessions_from_json,
+    sessions_to_json,
+)
+
+
+def wire(obj: dict[str, Any]) -> Any:
+    """What the other end of the socket gets: the JSON text parsed again."""
+    return json.loads(json.dumps(obj))
+
+
+ints = st.integers(min_value=0, max_value=2**62)
+floats = st.floats(min_value=0, max_value=2e9, allow_nan=False)
+text = st.text(max_size=20)
+
+healths = st.builds(
+    HealthRecord,
+    status=st.sampled_from(["ok", "draining", "full", "pool_full", "stopping"]),
+    accepting=st.booleans(),
+    draining=st.booleans(),
+    pool_free=st.none() | ints,
+    warnings=st.lists(text, max_size=3).map(tuple),
+)
+sessions = st.builds(
+    SessionRecord,
+    id=ints,
+    user=text,
+    peer=text,
+    peer_host=text,
+    peer_port=st.integers(0, 65535),
+    address=text,
+    connected_since=floats,
+    duration=floats,
+    rx_bytes=ints,
+    rx_packets=ints,
+    tx_bytes=ints,
+    tx_packets=ints,
+    dropped=ints,
+    auth_method=st.sampled_from(["pap", "mschapv2", "eap-mschapv2"]),
+    tls_version=text,
+    tls_cipher=text,
+    binding_hash=st.sampled_from(["", "SHA1", "SHA256"]),
+    cert_hash=text,
+)
+
+
+@st.composite
+def histograms(draw: st.DrawFn) -> HistogramRecord:
+    h = Histogram()
+    for v in draw(st.lists(st.floats(0, 100, allow_nan=False), max_size=20)):
+        h.observe(v)
+    return h.record()
+
+
+admissions = st.builds(
+    AdmissionRecord,
+    authenticated=ints,
+    pending=ints,
+    pending_sources=ints,
+    pending_total_limit=ints,
+    pending_per_source_limit=ints,
+    auth_delayed=ints,
+    auth_blocks=ints,
+    auth_blocked=st.fixed_dictionaries({"sources": ints, "users": ints}),
+    accept_errors=ints,
+    internal_errors=ints,
+    open_files_limit=ints,
+)
+stats_records = st.builds(
+    StatsRecord,
+    health=healths,
+    started_at=floats,
+    uptime=floats,
+    sessions=ints,
+    handshakes_in_progress=ints,
+    max_sessions=ints,
+    handshakes=st.fixed_dictionaries({o.value: ints for o in Outcome}),
+    auth_failures=ints,
+    crypto_binding_failures=ints,
+    rx_bytes=ints,
+    rx_packets=ints,
+    tx_bytes=ints,
+    tx_packets=ints,
+    dropped_spoofed=ints,
+    dropped_overflow=ints,
+    tun_no_route=ints,
+    handshake_latency=histograms(),
+    pool_size=ints,
+    pool_in_use=ints,
+    reloads=ints,
+    reload_failures=ints,
+    version=text,
+    admission=st.none() | admissions,
+    certificate_not_after=st.none() | floats,
+    acme_renewals=ints,
+    acme_renewal_failures=ints,
+)
+
+
+@given(healths)
+def test_health_round_trip(rec: HealthRecord) -> None:
+    assert HealthRecord.from_json(wire(rec.to_json())) == rec
+
+
+@given(st.lists(sessions, max_size=4))
+def test_sessions_round_trip(recs: list[SessionRecord]) -> None:
+    answer = wire({"ok": True, **sessions_to_json(recs)})
+    assert sessions_from_json(answer) == recs
+
+
+@given(stats_records)
+def test_stats_round_trip(rec: StatsRecord) -> None:
+    assert StatsRecord.from_json(wire(rec.to_json())) == rec
+
+
+@given(stats_records)
+def test_stats_answer_is_flat_with_the_documented_keys(rec: StatsRecord) -> None:
+    """Health fields and the pre-authentication counters sit beside the others (README,
+    `sstpctl --json stats`, `/api/stats`); ``health``/``admission`` are not keys."""
+    out = rec.to_json()
+    assert "health" not in out and "admission" not in out
+    assert list(out)[:4] == ["version", "status", "accepting", "draining"]
+    assert ("pending" in out) == (rec.admission is not None)
+    assert out["handshake_latency"]["buckets"][-1][0] == "+Inf"
+    assert set(out["handshakes"]) == {o.value for o in Outcome}
+
+
+def test_session_fields_are_the_record_fields() -> None:
+    assert tuple(f.name for f in fields(SessionRecord)) == SESSION_FIELDS
+    assert SESSION_FIELDS[:3] == ("id", "user", "peer")
+
+
+def test_histogram_record_from_the_counter() -> None:
+    h = Histogram(bounds=(0.1, 1.0))
+    for v in (0.05, 0.1, 0.5, 3.0):
+        h.observe(v)
+    rec = h.record()
+    assert rec.buckets == ((0.1, 2), (1.0, 3), (math.inf, 4)) and rec.count == 4
+    assert rec.to_json() == {"buckets": [[0.1, 2], [1.0, 3], ["+Inf", 4]], "sum": 3.65, "count": 4}
+
+
+GOOD_SESSION = {f: 0 for f in SESSION_FIELDS} | {
+    f: "" for f in ("user", "peer", "peer_host", "address", "ipv6_prefix", "auth_method")
+} | {f: "" for f in ("tls_version", "tls_cipher", "binding_hash", "cert_hash")}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"id": "7"}, "SessionRecord.id: str '7' is not int"),
+        ({"id": True}, "SessionRecord.id: bool True is not int"),
+        ({"user": None}, "SessionRecord.user: NoneType None is not str"),
+        ({"duration": "1.5"}, "SessionRecord.duration: str '1.5' is not float"),
+    ],
+)
+def test_wrong_types_name_the_key(change: dict[str, Any], message: str) -> None:
+    SessionRecord.from_json(GOOD_SESSION)  # the base is fine
+    with pytest.raises(RecordError) as exc:
+        SessionRecord.from_json(GOOD_SESSION | change)
+    assert str(exc.value) == message
+
+
+def test_missing_keys_and_shapes() -> None:
+    with pytest.raises(RecordError, match="no 'user'"):
+        SessionRecord.from_json({k: v for k, v in GOOD_SESSION.items() if k != "user"})
+    with pytest.raises(RecordError, match="not a JSON object"):
+        SessionRecord.from_json([1, 2])
+    with pytest.raises(RecordError, match='no "sessions" list'):
+        sessions_from_json({"ok": True})
+    with pytest.raises(RecordError, match="not \\[le, count\\]"):
+        HistogramRecord.from_json({"buckets": [[1.0]], "sum": 0, "count": 0})
+
+
+def test_unknown_keys_are_ignored_and_defaults_fill_in() -> None:
+    """A newer daemon may add keys; an older one lacks the ones with defaults."""
+    rec = SessionRecord.from_json(GOOD_SESSION | {"ipv6_address": "2001:db8::2"})
+    assert rec.id == 0
+    no_hash = {k: v for k, v in GOOD_SESSION.items() if k != "cert_hash"}
+    assert SessionRecord.from_json(no_hash).cert_hash == ""
+    health = HealthRecord.from_json({"status": "ok", "accepting": True, "future": 1})
+    assert health == HealthRecord(status="ok", accepting=True)
+    assert health.draining is False and health.pool_free is None and health.warnings == ()

@@ -1,23 +1,27 @@
 """sstpd against the C peer ocserv, side by side in one run: prints figures, asserts nothing.
 
-    sudo python3 bench/peers.py [--runs 3] [--seconds 8]
+    sudo python3 bench/peers.py [--runs 3] [--seconds 8] [--offload both|on|off]
 
 Two network namespaces (``bp-srv``, ``bp-cli``, joined by a veth). In ``bp-srv``: the
 sstpd daemon (TLS 1.3 only, tunnel MTU 1400) and ocserv (TCP only: no UDP port, so no
 DTLS; TLS 1.3 AES-256-GCM; MTU 1400; a plain password file), plus one iperf3 server. In
 ``bp-cli``: ``sstpd connect`` (default batching, then ``--record-per-packet``) or
 openconnect, each with a TUN device. A single iperf3 TCP stream runs through the tunnel.
+With ``--offload both`` (the default) two sstpd daemons run side by side, one with
+``[tunnel] offload = true`` (port 443, ``sstp0``) and one with ``offload = false`` (port
+444, ``sstp1``), so the figures with and without the TUN offload come from the same run.
 
 Per measurement: server CPU = utime + stime of the server's whole process tree (ocserv
 forks a security module and one worker per client; all are summed, reaped children
 included) read from /proc before and after; bytes = iperf3's receiver count; packets =
-the server TUN device's counter. Printed: CPU-seconds per GB, µs of server CPU per
-packet, Mbit/s, and the ratio sstpd / ocserv; medians of ``--runs`` rounds. Each client
-gets a warm-up transfer before it is measured; the order of the three clients alternates
-between rounds; each measurement first waits (up to ``--quiet-timeout`` s) until the
-machine uses less than ``--max-busy`` cores with our processes idle, and prints the load
-it ran at. openconnect always sends one TLS record per packet, so ocserv's upload figure
-serves both upload rows.
+the client TUN device's counter (the client's TUN has no offload, so it counts real
+packets; the server's counts a coalesced super-packet once). Printed: CPU-seconds per
+GB, µs of server CPU per packet, Mbit/s, and the ratio sstpd / ocserv; medians of
+``--runs`` rounds. Each client gets a warm-up transfer before it is measured; the order
+of the clients alternates between rounds; each measurement first waits (up to
+``--quiet-timeout`` s) until the machine uses less than ``--max-busy`` cores with our
+processes idle, and prints the load it ran at. openconnect always sends one TLS record
+per packet, so ocserv's upload figure serves both upload rows.
 """
 
 from __future__ import annotations
@@ -41,7 +45,11 @@ sys.path.insert(0, str(ROOT))
 from bench._common import BusyMeter, loadavg, median, tree_cpu, wait_quiet  # noqa: E402
 from tests.integration.netns import SERVER_IP, Daemon, Netns  # noqa: E402
 
-SSTP_NET, SSTP_SERVER_TUN = "10.77.0.0/24", "10.77.0.1"
+# offload mode -> (port, server TUN, tunnel network, server tunnel address)
+SSTPD = {
+    "on": (443, "sstp0", "10.77.0.0/24", "10.77.0.1"),
+    "off": (444, "sstp1", "10.79.0.0/24", "10.79.0.1"),
+}
 OC_NET, OC_PORT = "10.78.0.0/24", 4443
 IPERF_PORT = 5201
 PASSWORD = "alice-secret"
@@ -60,6 +68,12 @@ connect)
 esac
 exit 0
 """
+
+
+def split_kind(kind: str) -> tuple[str, str]:
+    """``sstpd-rpp/off`` -> ("sstpd-rpp", "off"); no suffix: offload on."""
+    base, _, mode = kind.partition("/")
+    return base, mode or "on"
 
 
 @dataclass
@@ -112,22 +126,34 @@ class Bench:
         os.chmod(self.work, 0o755)  # ocserv's workers run as nobody
         self.results = Results()
         self.procs: list[subprocess.Popen[str]] = []
+        self.modes = ["on", "off"] if a.offload == "both" else [a.offload]
 
     # ------------------------------------------------------------ servers
     def start_sstpd(self) -> None:
-        self.daemon = Daemon(self.net, self.work / "sstpd", extra_config='tls_min_version = "1.3"')
-        self.daemon.prepare()
-        # the daemon logs every session at debug; packets are not logged
-        self.daemon.start()
+        self.daemons: dict[str, Daemon] = {}
+        for mode in self.modes:
+            port, tun, net, addr = SSTPD[mode]
+            d = Daemon(
+                self.net,
+                self.work / f"sstpd-{mode}",
+                extra_config='tls_min_version = "1.3"',
+                tunnel_config=f"offload = {'true' if mode == 'on' else 'false'}",
+                port=port,
+                interface=tun,
+                tunnel_ip=addr,
+                pool=net,
+            )
+            d.prepare()
+            # the daemon logs every session at debug; packets are not logged
+            d.start()
+            self.daemons[mode] = d
+        self.daemon = self.daemons[self.modes[0]]  # its certificate serves ocserv too
 
     def start_ocserv(self) -> None:
         d = self.work / "ocserv"
         d.mkdir()
         os.chmod(d, 0o755)
-        cert, key = (
-            self.work / "sstpd" / "tls" / "server.crt",
-            self.work / "sstpd" / "tls" / "server.key",
-        )
+        cert, key = (self.daemon.cert, self.daemon.workdir / "tls" / "server.key")
         hashed = subprocess.run(
             ["openssl", "passwd", "-6", PASSWORD], capture_output=True, text=True, check=True
         ).stdout.strip()
@@ -227,29 +253,32 @@ cisco-client-compat = true
         else:
             pw = self.work / "pw"
             pw.write_text(PASSWORD + "\n")
-            extra = ["--record-per-packet"] if kind == "sstpd-rpp" else []
+            base, mode = split_kind(kind)
+            port, srv_tun, net, server_ip = SSTPD[mode]
+            daemon = self.daemons[mode]
+            extra = ["--record-per-packet"] if base == "sstpd-rpp" else []
             p = self.net.popen(
                 self.net.cli,
                 sys.executable,
                 "-m",
                 "sstpd",
                 "connect",
-                f"{SERVER_IP}:443",
+                f"{SERVER_IP}:{port}",
                 "--user",
                 "alice",
                 "--password-file",
                 str(pw),
                 "--ca-file",
-                str(self.daemon.cert),
+                str(daemon.cert),
                 "--tun",
                 "sstpc0",
                 "--route",
-                SSTP_NET,
+                net,
                 *extra,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
             )
-            server_ip, tun = SSTP_SERVER_TUN, "sstpc0"
+            tun = "sstpc0"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             r = self.net.run(self.net.cli, "ip", "-j", "route", "get", server_ip, check=False)
@@ -260,7 +289,8 @@ cisco-client-compat = true
             time.sleep(0.2)
         else:
             raise RuntimeError(f"{kind} tunnel did not come up")
-        srv_tun = "sstp0" if kind != "ocserv" else self._ocserv_tun()
+        if kind == "ocserv":
+            srv_tun = self._ocserv_tun()
         print(f"  {kind} up: {self._describe(kind, srv_tun, tun)}", flush=True)
         return p, server_ip, srv_tun, tun
 
@@ -277,7 +307,8 @@ cisco-client-compat = true
             return f"{what}, {suites[-1].split('ciphersuite ')[-1] if suites else '?'}"
         from sstpd import control
 
-        rows = control.call(str(self.work / "sstpd" / "control.sock"), "sessions")["sessions"]
+        sock = self.daemons[split_kind(kind)[1]].workdir / "control.sock"
+        rows = control.call(str(sock), "sessions")["sessions"]
         return f"{what}, " + ", ".join(f"{r['tls_version']} {r['tls_cipher']}" for r in rows)
 
     def _ocserv_tun(self) -> str:
@@ -300,11 +331,12 @@ cisco-client-compat = true
     def server_pid(self, kind: str) -> int:
         if kind == "ocserv":
             return self.ocserv.pid
-        assert self.daemon.proc is not None
-        return self.daemon.proc.pid
+        proc = self.daemons[split_kind(kind)[1]].proc
+        assert proc is not None
+        return proc.pid
 
-    def tun_counter(self, dev: str, rx: bool) -> int:
-        out = self.net.run(self.net.srv, "ip", "-s", "-j", "link", "show", "dev", dev).stdout
+    def tun_counter(self, ns: str, dev: str, rx: bool) -> int:
+        out = self.net.run(ns, "ip", "-s", "-j", "link", "show", "dev", dev).stdout
         st = json.loads(out)[0]["stats64"]
         return int(st["rx" if rx else "tx"]["packets"])
 
@@ -320,21 +352,24 @@ cisco-client-compat = true
         return {"bytes": end["bytes"], "seconds": end["seconds"]}
 
     def measure(
-        self, kind: str, server_ip: str, srv_tun: str, direction: str, client: int
+        self, kind: str, server_ip: str, cli_tun: str, direction: str, client: int
     ) -> Sample:
         busy, quiet = wait_quiet(self.a.max_busy, self.a.quiet_timeout)
         load = loadavg()
         pid = self.server_pid(kind)
         upload = direction == "upload"
-        c0, p0, k0 = tree_cpu(pid), self.tun_counter(srv_tun, rx=upload), tree_cpu(client)
+        # the client's TUN: it sends (tx) the upload's packets and receives (rx) the
+        # download's, one by one whatever the server does with them
+        cli = self.net.cli
+        c0, p0, k0 = tree_cpu(pid), self.tun_counter(cli, cli_tun, rx=not upload), tree_cpu(client)
         meter = BusyMeter()
         meter.start()
         res = self.iperf(server_ip, self.a.seconds, reverse=not upload)
         run_busy = meter.stop()
-        c1, p1, k1 = tree_cpu(pid), self.tun_counter(srv_tun, rx=upload), tree_cpu(client)
+        c1, p1, k1 = tree_cpu(pid), self.tun_counter(cli, cli_tun, rx=not upload), tree_cpu(client)
         s = Sample(c1 - c0, res["bytes"] / 1e9, p1 - p0, res["seconds"], run_busy, load, k1 - k0)
         print(
-            f"  {kind:<10} {direction:<9} {s.mbps:7.0f} Mbit/s  server {s.cpu_per_gb:5.2f} "
+            f"  {kind:<13} {direction:<9} {s.mbps:7.0f} Mbit/s  server {s.cpu_per_gb:5.2f} "
             f"CPU-s/GB {s.us_per_packet:5.2f} µs/pkt ({s.packet_bytes:.0f} B/pkt), "
             f"client {s.client_cpu / s.gbytes:5.2f} CPU-s/GB "
             f"({s.client_cpu / s.seconds:.0%} of a core) | before: {busy:.2f} cores busy"
@@ -346,31 +381,28 @@ cisco-client-compat = true
 
     def round(self, order: list[str]) -> None:
         for kind in order:
-            p, server_ip, srv_tun, _ = self.start_client(kind)
+            p, server_ip, _, cli_tun = self.start_client(kind)
             try:
                 self.iperf(server_ip, self.a.warmup, reverse=False)  # warm-up, not measured
-                directions = ["upload"] if kind == "sstpd-rpp" else ["download", "upload"]
+                rpp = split_kind(kind)[0] == "sstpd-rpp"
+                directions = ["upload"] if rpp else ["download", "upload"]
                 for direction in directions:
                     self.results.add(
-                        f"{kind}/{direction}",
-                        self.measure(kind, server_ip, srv_tun, direction, p.pid),
+                        f"{kind}:{direction}",
+                        self.measure(kind, server_ip, cli_tun, direction, p.pid),
                     )
             finally:
                 self.stop_client(p)
 
     def report(self) -> None:
         r = self.results
-        rows = [
-            ("download (server → client)", "sstpd/download", "ocserv/download"),
-            (
-                "upload, our client (batched, ≈ many packets per TLS record)",
-                "sstpd/upload",
-                "ocserv/upload",
-            ),
+        paths = [
+            ("download (server → client)", "sstpd", "download"),
+            ("upload, our client (batched, ≈ many packets per TLS record)", "sstpd", "upload"),
             (
                 "upload, --record-per-packet (one TLS record per packet, as openconnect)",
-                "sstpd-rpp/upload",
-                "ocserv/upload",
+                "sstpd-rpp",
+                "upload",
             ),
         ]
         print(
@@ -378,18 +410,23 @@ cisco-client-compat = true
             f"MTU {self.a.mtu}, one iperf3 stream; loadavg at the end: {loadavg()}\n"
         )
         print(
-            "| path | sstpd server CPU-s/GB | ocserv | ratio | sstpd µs/pkt | ocserv µs/pkt "
-            "| sstpd Mbit/s | ocserv Mbit/s | client CPU-s/GB: ours | openconnect |"
+            "| path | sstpd offload | sstpd server CPU-s/GB | ocserv | ratio | sstpd µs/pkt "
+            "| ocserv µs/pkt | sstpd Mbit/s | ocserv Mbit/s | client CPU-s/GB: ours "
+            "| openconnect |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for label, ours, theirs in rows:
-            a, b = r.med(ours, "cpu_per_gb"), r.med(theirs, "cpu_per_gb")
-            print(
-                f"| {label} | {a:.2f} | {b:.2f} | {a / b:.2f} | {r.med(ours, 'us_per_packet'):.2f} "
-                f"| {r.med(theirs, 'us_per_packet'):.2f} | {r.med(ours, 'mbps'):.0f} "
-                f"| {r.med(theirs, 'mbps'):.0f} | {r.med(ours, 'client_per_gb'):.2f} "
-                f"| {r.med(theirs, 'client_per_gb'):.2f} |"
-            )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for label, base, direction in paths:
+            theirs = f"ocserv:{direction}"
+            for mode in self.modes:
+                ours = f"{base}{'' if mode == 'on' else '/off'}:{direction}"
+                a, b = r.med(ours, "cpu_per_gb"), r.med(theirs, "cpu_per_gb")
+                print(
+                    f"| {label} | {mode} | {a:.2f} | {b:.2f} | {a / b:.2f} "
+                    f"| {r.med(ours, 'us_per_packet'):.2f} "
+                    f"| {r.med(theirs, 'us_per_packet'):.2f} | {r.med(ours, 'mbps'):.0f} "
+                    f"| {r.med(theirs, 'mbps'):.0f} | {r.med(ours, 'client_per_gb'):.2f} "
+                    f"| {r.med(theirs, 'client_per_gb'):.2f} |"
+                )
         busy = [s.busy for v in r.samples.values() for s in v]
         print(
             f"\nmachine busy cores during the runs: median {median(busy):.2f}, "
@@ -412,7 +449,11 @@ cisco-client-compat = true
             )
             self.procs.append(iperf)
             time.sleep(0.5)
-            kinds = ["ocserv", "sstpd", "sstpd-rpp"]
+            kinds = ["ocserv"] + [
+                k + ("" if mode == "on" else "/off")
+                for mode in self.modes
+                for k in ("sstpd", "sstpd-rpp")
+            ]
             for i in range(self.a.runs):
                 order = kinds if i % 2 == 0 else kinds[::-1]
                 print(f"run {i + 1}/{self.a.runs}: {', '.join(order)}", flush=True)
@@ -425,8 +466,8 @@ cisco-client-compat = true
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
-            if hasattr(self, "daemon"):
-                self.daemon.stop()
+            for d in getattr(self, "daemons", {}).values():
+                d.stop()
             self.net.down()
 
 
@@ -443,6 +484,12 @@ def main() -> int:
         help="cores the idle machine may use before a measurement starts",
     )
     ap.add_argument("--quiet-timeout", type=float, default=20.0)
+    ap.add_argument(
+        "--offload",
+        choices=["both", "on", "off"],
+        default="both",
+        help="sstpd's [tunnel] offload: both = two daemons side by side in one run",
+    )
     Bench(ap.parse_args()).run()
     return 0
 

@@ -175,6 +175,10 @@ class TunnelConfig:
     address of the pool, whose /64 is then never handed out); ``ipv6_dns`` go into the
     Router Advertisement (RDNSS). ``routes`` (IPv4 prefixes reached through the tunnel)
     and ``domain`` (the connection-specific DNS suffix) answer a client's DHCPINFORM.
+    ``offload``: open the TUN device with IFF_VNET_HDR and hand the kernel runs of TCP
+    segments from one client as one GSO super-packet (``sstpd.proto.gro``). Off by
+    default: it pays only when clients send many packets per TLS record (measured in
+    docs/PERFORMANCE-NOTES.md, "The TUN offload").
     """
 
     interface: str = "sstp0"
@@ -188,6 +192,7 @@ class TunnelConfig:
     ipv6_dns: tuple[IPv6Address, ...] = ()
     routes: tuple[IPv4Network, ...] = ()
     domain: str = ""
+    offload: bool = False
 
 
 @dataclass(frozen=True)
@@ -361,6 +366,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "ipv6_dns",
         "routes",
         "domain",
+        "offload",
     ),
     "auth": (
         "methods",
@@ -885,6 +891,7 @@ def _tunnel(s: _Section) -> TunnelConfig:
         ipv6_dns=ipv6_dns,
         routes=_routes(s),
         domain=_domain(s),
+        offload=s.boolean("offload", d.offload),
     )
 
 

@@ -257,6 +257,10 @@ class StatsRecord(_Record):
     certificate_not_after: float | None = None  # Unix time; None: no certificate read
     acme_renewals: int = 0
     acme_renewal_failures: int = 0
+    dropped_not_open: int = 0  # data before the binding is verified or the NCP is up
+    tun_offload: bool = False  # [tunnel] offload: the TUN has IFF_VNET_HDR
+    rx_gso_writes: int = 0  # TUN writes that carried coalesced TCP segments
+    rx_gso_packets: int = 0  # of rx_packets, those that went in such writes
     NESTED: ClassVar[tuple[str, ...]] = ("health", "handshake_latency", "admission")
 
     def to_json(self) -> Json:

@@ -56,7 +56,7 @@ class ServerProtocol(SstpStreamProtocol):
         real_peer: tuple[str, int] | None,
         pending: Pending,
     ) -> None:
-        super().__init__(server.loop, tun.fd)
+        super().__init__(server.loop, tun.fd, tun.vnet_hdr)
         self.server = server
         self.tun = tun
         self.real_peer = real_peer  # from a PROXY header: the client behind the balancer

@@ -71,7 +71,7 @@ class Daemon:
         self.started_at = self.loop.time()
         self.started_wall = time.time()
         tc = config.tunnel
-        self.tun = TunDevice(tc.interface)
+        self.tun = TunDevice(tc.interface, offload=tc.offload)
         self.tun.configure(
             address=tc.address,
             mtu=tc.mtu,
@@ -89,6 +89,7 @@ class Daemon:
             srv.stats,
             lambda: srv.config.limits.session_buffer,
             routes6=srv.by_prefix6,
+            vnet_hdr=self.tun.vnet_hdr,
         )
         self.dae: DaeServer | None = None
         self.ssl = make_ssl_context(config) if config.server.tls else None

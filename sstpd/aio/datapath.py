@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from sstpd.aio.stats import Stats
@@ -22,9 +22,9 @@ from sstpd.proto.datapath import (
     Counters,
     Family,
     data_prefix,
-    encode_ip_packet,
     ip_prefix,
 )
+from sstpd.proto.gro import F_NEEDS_CSUM, PLAIN, VNET_HDR_LEN
 
 TUN_BATCH = 64  # packets read per wake-up of the TUN fd
 TUN_READ_SIZE = 65536  # larger than any MTU: one read is one whole packet
@@ -41,12 +41,17 @@ def read_batch(fd: int) -> list[bytes]:
     return out
 
 
-def encode_batch(packets: list[bytes]) -> bytes:
+def _prefix(p: bytes | memoryview) -> bytes:
+    """The SSTP + PPP prefix of one packet: IPv6 by its version nibble, else IPv4."""
+    return data_prefix(len(p), Family.IPV6) if p[0] >> 4 == 6 else ip_prefix(len(p))
+
+
+def encode_batch(packets: Sequence[bytes | memoryview]) -> bytes:
     """SSTP data packets carrying ``packets`` (IPv4 or IPv6 by the version nibble; the
     TUN carries both), joined for one write."""
-    parts = []
+    parts: list[bytes | memoryview] = []
     for p in packets:
-        parts.append(data_prefix(len(p), Family.IPV6) if p[0] >> 4 == 6 else ip_prefix(len(p)))
+        parts.append(_prefix(p))
         parts.append(p)
     return b"".join(parts)
 
@@ -54,7 +59,7 @@ def encode_batch(packets: list[bytes]) -> bytes:
 def send_batch(
     transport: asyncio.Transport,
     counters: Counters,
-    packets: list[bytes],
+    packets: Sequence[bytes | memoryview],
     *,
     record_per_packet: bool = False,
 ) -> None:
@@ -63,7 +68,7 @@ def send_batch(
     if record_per_packet:
         write = transport.write
         for p in packets:
-            write(encode_ip_packet(p, Family.IPV6 if p[0] >> 4 == 6 else Family.IPV4))
+            write(_prefix(p) + p)
     else:
         transport.write(encode_batch(packets))
     counters.tx_packets += len(packets)
@@ -93,7 +98,10 @@ class TunPump:
     whose tunnel address is their destination (``routes``: the registry's ``by_ip``) or,
     IPv6, whose /64 holds it (``routes6``: ``by_prefix6``, keyed by the destination's first
     8 bytes); packets from sessions are written to it. ``buffer_limit()``: the send-buffer
-    size above which a connection's batch is dropped (``limits.session_buffer``, live)."""
+    size above which a connection's batch is dropped (``limits.session_buffer``, live).
+    ``vnet_hdr``: the device was opened with offload (``aio.tun``), so every packet read
+    or written starts with a virtio_net_hdr; no offload is enabled for reads, so it never
+    announces GSO or a checksum left to do (one that did is dropped, never forwarded)."""
 
     def __init__(
         self,
@@ -101,39 +109,47 @@ class TunPump:
         routes: Mapping[bytes, Peer],
         stats: Stats,
         buffer_limit: Callable[[], int],
+        *,
         routes6: Mapping[bytes, Peer] | None = None,
+        vnet_hdr: bool = False,
     ) -> None:
         self.fd = fd
         self.routes = routes
         self.routes6: Mapping[bytes, Peer] = routes6 if routes6 is not None else {}
         self.stats = stats
         self.buffer_limit = buffer_limit
+        self.vnet_hdr = vnet_hdr
 
     def write(self, packet: bytes) -> None:
         """One packet from a session (the slow path; the fast path writes ``fd`` itself)."""
         try:
-            os.write(self.fd, packet)
+            if self.vnet_hdr:
+                os.writev(self.fd, (PLAIN, packet))
+            else:
+                os.write(self.fd, packet)
         except OSError:
             self.stats.tun_no_route += 1
 
     def readable(self) -> None:
         by_ip, by_prefix6 = self.routes, self.routes6
-        pending: dict[Peer, list[bytes]] = {}
+        pending: dict[Peer, list[bytes | memoryview]] = {}
+        skip = VNET_HDR_LEN if self.vnet_hdr else 0
+        dst, dst6 = IPV4_DESTINATION + skip, IPV6_DESTINATION + skip
         for pkt in read_batch(self.fd):
-            version = pkt[0] >> 4 if pkt else 0
+            version = pkt[skip] >> 4 if len(pkt) > skip else 0
             if version == 4:
-                proto = by_ip.get(pkt[IPV4_DESTINATION : IPV4_DESTINATION + 4])
-            elif version == 6 and len(pkt) >= IPV6_DESTINATION + 16:
-                proto = by_prefix6.get(pkt[IPV6_DESTINATION : IPV6_DESTINATION + 8])
+                proto = by_ip.get(pkt[dst : dst + 4])
+            elif version == 6 and len(pkt) >= dst6 + 16:
+                proto = by_prefix6.get(pkt[dst6 : dst6 + 8])
             else:
                 proto = None
-            if proto is None:
+            if proto is None or (skip and (pkt[0] & F_NEEDS_CSUM or pkt[1])):
                 self.stats.tun_no_route += 1
                 continue
             lst = pending.get(proto)
             if lst is None:
                 lst = pending[proto] = []
-            lst.append(pkt)
+            lst.append(memoryview(pkt)[skip:] if skip else pkt)
         limit = self.buffer_limit()
         for proto, packets in pending.items():
             tr = proto.transport

@@ -34,6 +34,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from sstpd.aio.tun import write_batch
 from sstpd.proto.datapath import (
     HEADER_SIZE,
     IPV4_MIN_FAST,
@@ -45,6 +46,7 @@ from sstpd.proto.datapath import (
     Family,
 )
 from sstpd.proto.dhcp import is_dhcp_request
+from sstpd.proto.gro import PLAIN
 from sstpd.proto.session import ClientSession, Event, ServerSession
 from sstpd.proto.sstp.constants import Status
 
@@ -84,16 +86,20 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
     """Frames SSTP in place and feeds a ServerSession/ClientSession.
 
     ``ip_fd`` is the TUN fd IPv4 packets from the peer are written to (-1: hand them to
-    ``on_event`` as IpReceived instead). Subclasses react to session events.
+    ``on_event`` as IpReceived instead). With ``vnet_hdr`` (the TUN device was opened with
+    offload) the packets of one read are collected and written by ``tun.write_batch``,
+    which coalesces TCP segments; every check before a packet is accepted is the same.
+    Subclasses react to session events.
     """
 
     session: ServerSession | ClientSession
     #: which UDP packets from the peer are the session's own DHCP (the server's view)
     is_dhcp: Callable[[bytes | memoryview], bool] = staticmethod(is_dhcp_request)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ip_fd: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, ip_fd: int, vnet_hdr: bool = False) -> None:
         self.loop = loop
         self.ip_fd = ip_fd
+        self.vnet_hdr = vnet_hdr
         self.transport: asyncio.Transport | None = None
         self._rx = shared_buffer()
         self._lent: RxBuffer | None = None  # from get_buffer to buffer_updated
@@ -153,6 +159,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         is_dhcp = self.is_dhcp
         slow = False
         rx_packets = rx_bytes = rx6_packets = rx6_bytes = 0
+        batch: list[tuple[int, int]] | None = [] if self.vnet_hdr else None
         # proto.datapath's layout as locals: no call and no global lookup per packet
         version, hsize, mask, min_fast = SSTP_VERSION, HEADER_SIZE, LENGTH_MASK, IPV4_MIN_FAST
         ppp0, ppp1, ppp2, ppp3 = _PPP_IPV4
@@ -182,10 +189,13 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 and (buf[ip + 9] != 17 or not is_dhcp(view[ip : start + length]))
             ):
                 if buf[ip] >> 4 == 4 and (src is None or view[ip + src_at : ip + src_end] == src):
-                    try:
-                        os.write(fd, view[ip : start + length])
-                    except OSError:
-                        self.tun_errors += 1
+                    if batch is not None:
+                        batch.append((ip, start + length))
+                    else:
+                        try:
+                            os.write(fd, view[ip : start + length])
+                        except OSError:
+                            self.tun_errors += 1
                     rx_packets += 1
                     rx_bytes += start + length - ip
                 else:
@@ -202,7 +212,10 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 and fwd6(view[p + 4 : start + length])
             ):
                 try:
-                    os.write(fd, view[p + 4 : start + length])
+                    if batch is not None:  # offload: each write starts with a virtio_net_hdr
+                        os.writev(fd, (PLAIN, view[p + 4 : start + length]))
+                    else:
+                        os.write(fd, view[p + 4 : start + length])
                 except OSError:
                     self.tun_errors += 1
                 rx6_packets += 1
@@ -219,6 +232,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 src = self._source_filter() if is_open else None
                 fwd6 = self._ipv6_filter()
             start += length
+        if batch:
+            # written while the shared buffer is still ours (the spans point into it)
+            self.tun_errors += write_batch(fd, buf, batch, counters)
         self._rest = bytes(view[start:end]) if start < end else b""
         if rx_packets:
             counters.rx_packets += rx_packets

@@ -34,6 +34,7 @@ RESTART_ONLY = frozenset(
         "tunnel.address",
         "tunnel.pool",
         "tunnel.mtu",
+        "tunnel.offload",  # the TUN device's flags are set when it is opened
         # the IPv6 pool and the server's IPv6 address are set up on the TUN at start, like
         # their IPv4 counterparts; ipv6_dns, routes and domain only shape what new Router
         # Advertisements and DHCPACKs say, so a reload applies them.

@@ -1,9 +1,15 @@
 """The TUN device: one for the whole daemon (or one per client tunnel).
 
 The file descriptor comes from ``/dev/net/tun`` with TUNSETIFF (IFF_TUN | IFF_NO_PI: each
-read/write is one bare IP packet). Address, MTU, link state and routes are set over
-netlink with pyroute2. The device is not persistent: it disappears when the fd closes,
-so a crashed daemon leaves nothing behind.
+read/write is one bare IP packet). With ``offload=True`` (the server's ``[tunnel]
+offload``) the device also gets IFF_VNET_HDR: every read and write then starts with a
+10-byte ``virtio_net_hdr`` (``sstpd.proto.gro``), which lets ``write_batch`` hand the
+kernel a run of TCP segments as one GSO super-packet. No offloads are enabled for reads
+(TUNSETOFFLOAD 0): the kernel still segments and checksums what it sends us, because
+doing either in Python costs more than the kernel's read saves (docs/PERFORMANCE-NOTES.md).
+
+Address, MTU, link state and routes are set over netlink with pyroute2. The device is
+not persistent: it disappears when the fd closes, so a crashed daemon leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -12,27 +18,48 @@ import asyncio
 import fcntl
 import os
 import struct
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from pyroute2 import IPRoute
 
+from sstpd.proto.datapath import Counters
+from sstpd.proto.gro import PLAIN, VNET_HDR_LEN, coalesce
+
 TUNSETIFF = 0x400454CA
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+TUNSETVNETLE = 0x400454DC
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+_SMALL = 128  # IP + TCP headers with options and hardly any data: not worth coalescing
 
 
 class TunDevice:
-    def __init__(self, name: str) -> None:
+    """``vnet_hdr``: reads and writes carry a virtio_net_hdr (``offload`` was asked for)."""
+
+    def __init__(self, name: str, *, offload: bool = False) -> None:
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
         try:
-            ifr = struct.pack("16sH22x", name.encode(), IFF_TUN | IFF_NO_PI)
+            ifr = struct.pack("16sH22x", name.encode(), flags)
             res = fcntl.ioctl(fd, TUNSETIFF, ifr)
+            if offload:
+                fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+                try:
+                    fcntl.ioctl(fd, TUNSETVNETLE, struct.pack("i", 1))
+                except OSError:
+                    if sys.byteorder != "little":  # the kernel's default is native order
+                        raise
+                fcntl.ioctl(fd, TUNSETOFFLOAD, 0)  # reads: whole, checksummed packets
         except OSError:
             os.close(fd)
             raise
         self.fd = fd
+        self.vnet_hdr = offload
         self.name = res[:16].rstrip(b"\0").decode()
         os.set_blocking(fd, False)
 
@@ -109,3 +136,39 @@ class TunDevice:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def write_batch(
+    fd: int, buf: bytearray, spans: list[tuple[int, int]], counters: Counters
+) -> int:
+    """Write the IP packets ``buf[s:e]`` to a TUN device opened with ``offload``,
+    coalescing runs of TCP segments (``sstpd.proto.gro``); count the super-packets in
+    ``counters``. Returns how many of the packets failed to be written (a failed
+    super-packet counts all of its segments)."""
+    failed = 0
+    # only packets with data can merge: a batch of ACKs (the other direction's traffic)
+    # or a single packet is written as it is, without the coalescer's per-packet work
+    big = 0
+    for s, e in spans:
+        if e - s > _SMALL:
+            big += 1
+            if big == 2:
+                break
+    if big < 2:
+        view = memoryview(buf)
+        for s, e in spans:
+            try:
+                os.writev(fd, (PLAIN, view[s:e]))
+            except OSError:
+                failed += 1
+        return failed
+    for parts in coalesce(buf, spans):
+        try:
+            os.writev(fd, parts)
+        except OSError:
+            failed += len(parts) - 1
+            continue
+        if parts[0] is not PLAIN:
+            counters.rx_gso_writes += 1
+            counters.rx_gso_packets += len(parts) - 1
+    return failed

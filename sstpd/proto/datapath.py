@@ -109,6 +109,8 @@ class Counters:
     dropped_overflow: int = 0  # to the peer while its connection's send buffer was full
     dropped_dhcp: int = 0  # to UDP port 67 but not this session's DHCPINFORM (or a bad ACK)
     dhcp_answered: int = 0
+    rx_gso_writes: int = 0  # TUN writes that carried coalesced TCP segments (offload)
+    rx_gso_packets: int = 0  # of rx_packets, those that went in such writes
     # IPv6 (also counted in rx_*/tx_* above)
     rx6_packets: int = 0
     rx6_bytes: int = 0

@@ -19,6 +19,7 @@ import ssl
 import struct
 import time
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from typing import Any
 
 from sstpd.proto.ppp.link import PppClientConfig
@@ -32,7 +33,7 @@ from sstpd.proto.session import (
     SessionOpened,
 )
 from sstpd.proto.sstp.binding import cert_hashes as hashes_of
-from tests.integration.client_tool import icmp_echo, is_echo_reply
+from tests.integration.client_tool import checksum, icmp_echo, ipv4, is_echo_reply, udp
 
 
 class Raw:
@@ -262,6 +263,78 @@ def scenario_v6_in_v4(a: argparse.Namespace) -> dict[str, Any]:
     return {"opened": True, "local": str(local), "sent": 2 * a.count, "replies": replies}
 
 
+def tcp_segment(src: IPv4Address, dst: IPv4Address, seq: int, payload: bytes, ident: int) -> bytes:
+    """A TCP ACK segment with data (to the discard port, nobody listens): the kind the
+    server's offload path coalesces when several follow each other."""
+    th = struct.pack("!HHIIBBHHH", 40000, 9, seq, 1, 5 << 4, 0x10, 1000, 0, 0) + payload
+    pseudo = src.packed + dst.packed + struct.pack("!BBH", 0, 6, len(th))
+    th = th[:16] + struct.pack("!H", checksum(pseudo + th)) + th[18:]
+    return ipv4(src, dst, 6, th, ident)
+
+
+def fastpath_frames(local: IPv4Address, peer: IPv4Address, port: int, rnd: int) -> list[bytes]:
+    """One burst through the server's data path: coalescable TCP segments with hostile
+    frames between them, on the fast path (full PPP header) and the slow one (compressed).
+
+    Delivered to the UDP sink: ``ok-R``, ``slow-R``, ``over-R`` (a frame longer than its
+    IP length: the kernel trims it). Dropped by sstpd as spoofed: 5 (two foreign sources,
+    two IP versions that are not 4, one on each path, and a spoofed TCP segment in the
+    middle of the run). Accepted by sstpd but dropped by the kernel: ``trunc`` (IP length
+    beyond the frame)."""
+    fast = b"\xff\x03\x00\x21"
+    slow = b"\x00\x21"
+    foreign = IPv4Address("192.0.2.7")
+    seq = 1_000_000 * (rnd + 1)
+    segs = [
+        tcp_segment(local, peer, seq + 700 * i, bytes([65 + i]) * 700, 300 + i) for i in range(4)
+    ]
+    spoof_seg = tcp_segment(foreign, peer, seq + 700, b"X" * 700, 301)
+    bad_version = bytes([0x55]) + udp(local, peer, 5, port, b"v5")[1:]
+    trunc = bytearray(udp(local, peer, 5, port, f"trunc-{rnd}".encode()))
+    struct.pack_into("!H", trunc, 2, len(trunc) + 100)  # says 100 bytes more than it has
+    over = udp(local, peer, 5, port, f"over-{rnd}".encode()) + b"\xee" * 40
+    out = [
+        fast + segs[0],
+        fast + udp(foreign, peer, 5, port, b"spoofed"),
+        fast + segs[1],
+        fast + spoof_seg,
+        fast + bad_version,
+        fast + segs[2],
+        fast + bytes(trunc),
+        fast + segs[3],
+        fast + over,
+        fast + udp(local, peer, 5, port, f"ok-{rnd}".encode()),
+        slow + udp(local, peer, 5, port, f"slow-{rnd}".encode()),
+        slow + udp(foreign, peer, 5, port, b"spoofed-slow"),
+        slow + bytes([0x65]) + udp(local, peer, 5, port, b"v6")[1:],
+    ]
+    return [sstp_data(f) for f in out]
+
+
+def scenario_fastpath(a: argparse.Namespace) -> dict[str, Any]:
+    """Hostile frames before the session is open, then bursts mixing them with TCP
+    segments the server coalesces; the session must survive (ping after)."""
+    r = Raw(a)
+    if r.until(authed) is None:
+        return {"opened": False}
+    early = IPv4Address("10.255.0.9")  # before IPCP there is no address: any source
+    for i in range(3):  # authenticated, not open yet: all dropped (dropped_not_open)
+        r.send_raw(sstp_data(b"\xff\x03\x00\x21" + udp(early, early, 5, a.sink_port, b"e%d" % i)))
+    if r.until(opened) is None:
+        return {"opened": False}
+    local, peer = r.session.local_address, r.session.peer_address
+    assert local is not None and peer is not None
+    for rnd in range(a.count):
+        r.send_raw(b"".join(fastpath_frames(local, peer, a.sink_port, rnd)))  # one TLS write
+        r.run_for(0.2)
+    replies = r.ping()
+    r.session.disconnect(time.monotonic())
+    r.flush()
+    r.until(lambda e: isinstance(e, SessionClosed), 5)
+    r.sock.close()
+    return {"opened": True, "local": str(local), "replies": replies}
+
+
 def scenario_big_reject(a: argparse.Namespace) -> dict[str, Any]:
     """MRU 65535, then an unknown LCP code and an unknown protocol of maximal size."""
     r = Raw(a, mru=65535)
@@ -442,6 +515,7 @@ SCENARIOS = {
     "reneg": scenario_reneg,
     "v6-in-v4": scenario_v6_in_v4,
     "big-reject": scenario_big_reject,
+    "fastpath": scenario_fastpath,
     "flood": scenario_flood,
     "guess": scenario_guess,
 }
@@ -463,6 +537,7 @@ def main() -> None:
     p.add_argument("--slow", type=int, default=0)
     p.add_argument("--source", default="")
     p.add_argument("--parallel", type=int, default=1)
+    p.add_argument("--sink-port", type=int, default=9999)
     a = p.parse_args()
     print(json.dumps(SCENARIOS[a.scenario](a)), flush=True)
 

@@ -168,7 +168,8 @@ class Netns:
 class Daemon:
     net: Netns | RootNamespace
     workdir: Path
-    extra_config: str = ""
+    extra_config: str = ""  # lines for [server]
+    tunnel_config: str = ""  # lines for [tunnel]
     listen: str = SERVER_IP
     port: int = 443
     cert_names: list[str] = field(default_factory=list)
@@ -239,6 +240,7 @@ interface = "{self.interface}"
 address = "{self.tunnel_ip}"
 pool = "{self.pool}"
 dns = {json.dumps(self.dns)}
+{self.tunnel_config}
 
 [auth]
 users_file = "users"

@@ -75,13 +75,18 @@ def net() -> Iterator[Netns]:
         kill_namespace(host)
 
 
-@pytest.fixture(scope="module")
-def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "offload"])
+def daemon(
+    net: Netns, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Daemon]:
+    """Twice: the plain TUN, and with ``offload`` (IFF_VNET_HDR: every TUN read and write
+    carries a virtio_net_hdr, so the IPv6 offsets and writes differ)."""
     d = Daemon(net, tmp_path_factory.mktemp("ipv6-daemon"))
     d.prepare()
+    offload = "true" if request.param else "false"
     text = d.config.read_text().replace(
         "[tunnel]\n",
-        f'[tunnel]\nipv6_pool = "{POOL6}"\nipv6_dns = ["2001:db8::53"]\n',
+        f'[tunnel]\nipv6_pool = "{POOL6}"\nipv6_dns = ["2001:db8::53"]\noffload = {offload}\n',
     )
     d.config.write_text(text)
     sh(
@@ -243,3 +248,33 @@ def test_fifty_dual_stack_sessions_and_pool_back_to_baseline(daemon: Daemon, net
         time.sleep(0.3)
     assert now["pool6_in_use"] == before["pool6_in_use"] == 0
     assert now["pool_in_use"] == before["pool_in_use"] == 0
+
+
+def test_windows_shaped_client_gets_ipv6_and_ipv4(daemon: Daemon, net: Netns) -> None:
+    """The scripted Windows client (``windows_client.py``): its IPV6CP request acked, the
+    RA read, an IPv6 ping to the server from prefix::IID, IPv4 still working."""
+    r = net.run(
+        net.cli,
+        sys.executable,
+        "-m",
+        "tests.integration.windows_client",
+        "settings-eap-ipv6",
+        "--host",
+        daemon.listen,
+        "--ca-file",
+        str(daemon.cert),
+        check=False,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "error" not in res, res
+    assert res["iid"] == "1c2d3e4f50617283"  # Windows' own identifier, acked unchanged
+    prefix = IPv6Network(res["prefix"])
+    assert prefix.subnet_of(POOL6) and prefix.prefixlen == 64
+    server_ll = IPv6Address(b"\xfe\x80" + bytes(6) + bytes.fromhex(res["server_iid"]))
+    assert res["ra_from"] == str(server_ll)  # from the identifier of the server's IPV6CP
+    assert res["ra_mtu"] == 1400 and res["ra_dns"] == ["2001:db8::53"]
+    assert res["protocol_rejects"] == ["80FD"]  # CCP only: IPV6CP is negotiated
+    assert res["ping6"] is True and res["pings"] == ["FF 03 00 21"]
+    assert res["disconnected"] is True

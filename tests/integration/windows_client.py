@@ -29,12 +29,13 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from sstpd.proto import mschap
 from tests.integration.client_tool import icmp_echo, is_echo_reply
 
 LCP, IPCP, CCP, IPV6CP, EAP, CHAP, IPV4 = 0xC021, 0x8021, 0x80FD, 0x8057, 0xC227, 0xC223, 0x0021
+IPV6 = 0x0057
 
 # [MS-SSTP] §3.2.4.1 / docs/protocol/sstp.md §2: the request line and the three headers; no body.
 HTTP_REQUEST = (
@@ -97,6 +98,21 @@ def _tunnel_steps() -> list[Step]:
     ]
 
 
+def _dual_stack_steps() -> list[Step]:
+    """Windows against a server with IPv6: IPV6CP with its random identifier, the RA,
+    then IPv6 and IPv4 both through the tunnel."""
+    return [
+        ("call_connected", "SHA256"),
+        ("ipcp_negotiate", WINDOWS_IPCP),
+        ("expect_protocol_reject", "80FD", WINDOWS_CCP),
+        ("ipv6cp_negotiate", WINDOWS_IPV6CP),
+        ("expect_ra",),
+        ("ping6",),
+        ("ping", "FF 03 00 21"),
+        ("disconnect",),
+    ]
+
+
 @dataclass
 class Profile:
     description: str
@@ -119,6 +135,11 @@ PROFILES: dict[str, Profile] = {
         "Add-VpnConnection -AuthenticationMethod Eap: EAP-MSCHAPv2",
         EAP_ONLY,
         [*_connect_steps("bob", "bob-secret", "eap_mschapv2"), *_tunnel_steps()],
+    ),
+    "settings-eap-ipv6": Profile(
+        "Settings app profile against a dual-stack server: IPV6CP, RA, IPv6 and IPv4",
+        EAP_ONLY,
+        [*_connect_steps("CORP\\alice", "alice-secret", "eap_mschapv2"), *_dual_stack_steps()],
     ),
     "chap-md5-only": Profile(
         "a client that can do nothing sstpd offers (CHAP-MD5): clean LCP Terminate",
@@ -184,6 +205,8 @@ class Windows:
     acked_server_lcp: bool = False
     local: IPv4Address | None = None
     peer: IPv4Address | None = None
+    iid: bytes = b""
+    address6: IPv6Address | None = None
     result: dict[str, object] = field(default_factory=dict)
 
     # -- transport
@@ -238,6 +261,9 @@ class Windows:
             self.send_ppp(LCP, 10, payload[1], b"\x5a\x1b\x3c\x4d" + payload[8:])
         elif protocol == IPCP and payload[0] == 1:
             self.send_ppp(IPCP, 2, payload[1], payload[4:])  # Windows takes the server's address
+        elif protocol == IPV6CP and payload[0] == 1:
+            self.send_ppp(IPV6CP, 2, payload[1], payload[4:])  # and the server's identifier
+            self.result["server_iid"] = payload[6:14].hex() if len(payload) >= 14 else ""
         else:
             self.queues.setdefault(protocol, []).append(payload)
 
@@ -456,6 +482,50 @@ class Windows:
             raise ScriptError(f"Protocol-Reject of {rej[4:6].hex()}, not {protocol}")
         self.result.setdefault("protocol_rejects", []).append(protocol)  # type: ignore[union-attr]
 
+    def do_ipv6cp_negotiate(self, hexoptions: str) -> None:
+        options = _options(_hex(hexoptions))
+        for _ in range(6):
+            ident = self._next_id()
+            self.send_ppp(IPV6CP, 1, ident, _encode_options(options))
+            reply = self.expect(IPV6CP)
+            while reply[1] != ident or reply[0] not in (2, 3, 4):
+                reply = self.expect(IPV6CP)
+            if reply[0] == 2:
+                break
+            changed = dict(_options(reply[4:]))
+            options = [
+                (t, changed.get(t, v)) for t, v in options if reply[0] == 3 or t not in changed
+            ]
+        self.iid = dict(options)[1]
+        self.result["iid"] = self.iid.hex()
+
+    def do_expect_ra(self) -> None:
+        from sstpd.proto.ipv6 import nd
+
+        for _ in range(20):
+            pkt = self.expect(IPV6)
+            if len(pkt) > 40 and pkt[40] == nd.TYPE_RA:
+                header, _, message = nd.unwrap(pkt)
+                ra = nd.decode_ra(header, message)
+                prefix = ra.prefixes[0].prefix
+                self.address6 = IPv6Address(prefix.network_address.packed[:8] + self.iid)
+                self.result["prefix"] = str(prefix)
+                self.result["ra_from"] = str(header.src)
+                self.result["ra_mtu"] = ra.mtu
+                self.result["ra_dns"] = [str(a) for a in ra.dns]
+                return
+        raise ScriptError("no Router Advertisement")
+
+    def do_ping6(self) -> None:
+        from tests.integration.ipv6_tool import echo6, is_echo6_reply
+
+        peer6 = IPv6Address(str(self.result.get("peer6", "2001:db8:77::1")))
+        self._send_sstp(b"\xff\x03\x00\x57" + echo6(self.address6, peer6, 0x5157, 0), False)
+        reply = self.expect(IPV6)
+        while not is_echo6_reply(reply, peer6, 0x5157, 0):
+            reply = self.expect(IPV6)
+        self.result["ping6"] = True
+
     def do_ping(self, ppp_header: str) -> None:
         assert self.local is not None
         peer = IPv4Address(self.result.get("peer", "10.77.0.1"))
@@ -492,9 +562,11 @@ def main() -> int:
     p.add_argument("--port", type=int, default=443)
     p.add_argument("--ca-file", required=True)
     p.add_argument("--peer", default="10.77.0.1", help="the server's tunnel address")
+    p.add_argument("--peer6", default="2001:db8:77::1", help="the server's IPv6 address")
     a = p.parse_args()
     client = Windows(a.host, a.port, a.ca_file, PROFILES[a.profile])
     client.result["peer"] = a.peer
+    client.result["peer6"] = a.peer6
     try:
         res = client.run()
     except (ScriptError, OSError) as exc:

@@ -54,6 +54,7 @@ def test_defaults() -> None:
     assert t.address == IPv4Address("10.77.0.1")
     assert t.pool == IPv4Network("10.77.0.0/24")
     assert t.dns == () and t.nbns == () and t.mtu == 1400
+    assert t.offload is False
     assert c.auth.methods == ("eap-mschapv2", "mschapv2", "pap")
     assert c.auth.users_file == "/etc/sstpd/users"
     assert c.auth.retries == 0
@@ -104,6 +105,7 @@ pool = "192.168.60.0/28"
 dns = ["1.1.1.1", "8.8.8.8"]
 nbns = ["192.168.50.2"]
 mtu = 4087
+offload = true
 
 [auth]
 methods = ["pap"]
@@ -136,6 +138,7 @@ level = "debug"
     assert c.tunnel.dns == (IPv4Address("1.1.1.1"), IPv4Address("8.8.8.8"))
     assert c.tunnel.nbns == (IPv4Address("192.168.50.2"),)
     assert c.tunnel.mtu == 4087
+    assert c.tunnel.offload is True
     assert c.auth.methods == ("pap",)
     assert c.auth.users_file == "/etc/sstpd/users"
     assert c.auth.retries == 5
@@ -327,6 +330,11 @@ ERRORS = [
     ),
     ("[tunnel]\nmtu = 575\n", f"{FILE}:2: tunnel.mtu: 575 is out of range 576-4087"),
     ("[tunnel]\nmtu = 4088\n", f"{FILE}:2: tunnel.mtu: 4088 is out of range 576-4087"),
+    (
+        '[tunnel]\noffload = "yes"\n',
+        f"{FILE}:2: tunnel.offload: expected true or false, got a string",
+    ),
+    ("[tunnel]\noffload = 1\n", f"{FILE}:2: tunnel.offload: expected true or false, got an integer"),
     (
         '[auth]\nmethods = ["chap"]\n',
         f"{FILE}:2: auth.methods: 'chap' is not one of eap-mschapv2, mschapv2, pap (did you mean 'mschapv2'?)",

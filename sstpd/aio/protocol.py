@@ -96,7 +96,9 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
     #: which UDP packets from the peer are the session's own DHCP (the server's view)
     is_dhcp: Callable[[bytes | memoryview], bool] = staticmethod(is_dhcp_request)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ip_fd: int, vnet_hdr: bool = False) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, ip_fd: int, vnet_hdr: bool = False
+    ) -> None:
         self.loop = loop
         self.ip_fd = ip_fd
         self.vnet_hdr = vnet_hdr

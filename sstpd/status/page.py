@@ -82,7 +82,9 @@ def _session_row(s: SessionRecord) -> str:
         f'<td class="n">{s.id}</td>',
         f"<td><b>{escape(s.user)}</b></td>",
         f'<td class="mono">{escape(s.peer)}</td>',
-        f'<td class="mono">{escape(s.address)}</td>',
+        f'<td class="mono">{escape(s.address)}'
+        + (f'<div class="sub">{escape(s.ipv6_prefix)}</div>' if s.ipv6_prefix else "")
+        + "</td>",
         f"<td>{escape(_utc(s.connected_since))}"
         f'<div class="sub">up {escape(format_duration(s.duration))}</div></td>',
         f'<td class="n">{escape(format_bytes(s.rx_bytes))}'

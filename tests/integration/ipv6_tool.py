@@ -242,7 +242,27 @@ async def scenario_many6(a: argparse.Namespace) -> dict[str, object]:
     }
 
 
-SCENARIOS = {"ping6": scenario_ping6, "many6": scenario_many6}
+async def scenario_exhaust6(a: argparse.Namespace) -> dict[str, object]:
+    """``--sessions`` tunnels one after the other: which got IPv6 (RA within 5 s), and
+    whether each still reaches the server over IPv4."""
+    clients = []
+    with_ipv6 = v4 = 0
+    for i in range(a.sessions):
+        c = await Ipv6Client.open(options(a))
+        clients.append(c)
+        try:
+            await c.configure(5.0)
+            with_ipv6 += 1
+        except TimeoutError:
+            pass
+        v4 += await c.ping4(500 + i)
+    rejected = [c.tunnel.proto.session.link.ipv6cp for c in clients]
+    states = sorted({f.state.name if f is not None else "-" for f in rejected})
+    await asyncio.gather(*(c.tunnel.close() for c in clients))
+    return {"opened": len(clients), "ipv6": with_ipv6, "v4_replies": v4, "ipv6cp": states}
+
+
+SCENARIOS = {"ping6": scenario_ping6, "many6": scenario_many6, "exhaust6": scenario_exhaust6}
 
 
 def main() -> int:

@@ -278,3 +278,42 @@ def test_windows_shaped_client_gets_ipv6_and_ipv4(daemon: Daemon, net: Netns) ->
     assert res["protocol_rejects"] == ["80FD"]  # CCP only: IPV6CP is negotiated
     assert res["ping6"] is True and res["pings"] == ["FF 03 00 21"]
     assert res["disconnected"] is True
+
+
+@pytest.fixture(scope="module")
+def small(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A second daemon beside the first (port 444, sstp1) whose IPv6 pool holds one /64:
+    a /63 with the server's address in the other half."""
+    d = Daemon(
+        net,
+        tmp_path_factory.mktemp("ipv6-small"),
+        port=444,
+        interface="sstp1",
+        tunnel_ip="10.78.0.1",
+        pool="10.78.0.0/24",
+    )
+    d.prepare()
+    d.config.write_text(
+        d.config.read_text().replace("[tunnel]\n", '[tunnel]\nipv6_pool = "2001:db8:78::/63"\n')
+    )
+    d.start()
+    yield d
+    d.stop()
+
+
+def test_exhausted_prefix_pool_leaves_later_sessions_ipv4_only(small: Daemon, net: Netns) -> None:
+    """The limit past its bound: the second and third session get no IPv6 (IPV6CP
+    Protocol-Rejected, the client's automaton stopped) and keep IPv4; afterwards the
+    pool is whole again and the next session gets the /64."""
+    before = stats(small)
+    assert before["pool6_size"] == 1 and before["pool6_in_use"] == 0
+    res = tool(net, small, "exhaust6", "--sessions", "3", "--server6", "2001:db8:78::1")
+    assert res == {"opened": 3, "ipv6": 1, "v4_replies": 3, "ipv6cp": ["OPENED", "STOPPED"]}
+    small.wait_log("IPv6 prefix pool exhausted")
+    deadline = time.monotonic() + 10
+    while stats(small)["pool6_in_use"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = stats(small)
+    assert after["pool6_in_use"] == 0 and after["pool_in_use"] == 0
+    again = tool(net, small, "exhaust6", "--sessions", "1", "--server6", "2001:db8:78::1")
+    assert again["ipv6"] == 1

@@ -173,6 +173,14 @@ def test_page() -> None:
     assert "accepting sessions" in html and "Sessions (1)" in html
 
 
+def test_page_shows_the_ipv6_prefix_under_the_address() -> None:
+    row = SESSION | {"ipv6_prefix": "2001:db8:77:5::/64"}
+    _, _, body = req("/", query=fake({"sessions": {"ok": True, "sessions": [row]}}))
+    assert '10.77.0.2<div class="sub">2001:db8:77:5::/64</div>' in body.decode()
+    _, _, body = req("/")
+    assert "2001:db8" not in body.decode()
+
+
 def test_page_escapes_everything() -> None:
     evil = dict(SESSION, user='<script>alert("x")</script>', tls_cipher="a&b", peer="<i>")
     query = fake({"sessions": {"ok": True, "sessions": [evil]}})

@@ -44,6 +44,7 @@ def bench_daemon(
     max_sessions: int,
     key_type: str = "rsa",
     traced: bool = False,
+    workers: int = 1,
 ) -> Daemon:
     d = Daemon(
         _TracedNet(net) if traced else net,  # type: ignore[arg-type]
@@ -51,6 +52,7 @@ def bench_daemon(
         extra_config=f"max_sessions = {max_sessions}",
         tunnel_ip=TUNNEL_IP,
         pool=POOL,
+        workers=workers,
     )
     d.prepare()
     certs.generate_self_signed(

@@ -10,7 +10,11 @@ Each stdin line is a command, each answered by one JSON line on stdout:
   answers ``{"opened": n, "errors": k, "first_errors": [...], "seconds": s, "total": t}``;
 * ``close``: graceful disconnect of every open session (Call Disconnect), at most 200 at
   a time; answers ``{"closed": n, "seconds": s}``;
-* ``rss``: answers ``{"rss_kib": ...}`` (this process).
+* ``rss``: answers ``{"rss_kib": ...}`` (this process);
+* ``echo K W``: every open session sends K ICMP echo requests of 100 bytes to the server's
+  tunnel address, at most W outstanding per session, and counts the replies (the kernel
+  answers them: one packet in, one packet out through the server per echo); answers
+  ``{"sent": n, "replies": r, "seconds": s}``;
 * ``burst N SIZE``: every open session sends N ICMP echo requests of SIZE bytes (IP) to the
   server's tunnel address in one batch (one write, so one TLS record up to 16 KiB each)
   and waits for the replies, at most 200 sessions at a time; answers
@@ -33,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sstpd.aio.client import ClientOptions, Tunnel  # noqa: E402
+from tests.integration.client_tool import icmp_echo  # noqa: E402
 
 
 def rss_kib() -> int:
@@ -89,9 +94,33 @@ async def main_async(a: argparse.Namespace) -> None:
         tunnels.clear()
         return {"closed": n, "seconds": round(time.monotonic() - t0, 3)}
 
-    async def burst_all(n: int, size: int) -> dict[str, object]:
-        from tests.integration.client_tool import icmp_echo
+    async def echo(count: int, window: int) -> dict[str, object]:
+        payload = b"e" * 72
 
+        async def one(i: int, t: Tunnel) -> int:
+            ident = 0x4000 + (i & 0x3FFF)
+            got = sent = 0
+            while got < count:
+                while sent < count and sent - got < window:
+                    t.send_ip(icmp_echo(t.local_address, t.peer_address, ident, sent, payload))
+                    sent += 1
+                try:
+                    pkt = await t.recv_ip(5.0)
+                except TimeoutError:
+                    break  # lost: stop this session here, count what came back
+                if len(pkt) >= 28 and pkt[9] == 1 and pkt[20] == 0:  # ICMP echo reply
+                    got += 1
+            return got
+
+        t0 = time.monotonic()
+        replies = await asyncio.gather(*(one(i, t) for i, t in enumerate(tunnels)))
+        return {
+            "sent": count * len(tunnels),
+            "replies": sum(replies),
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+
+    async def burst_all(n: int, size: int) -> dict[str, object]:
         sem = asyncio.Semaphore(200)
 
         async def one(i: int, t: Tunnel) -> int:
@@ -125,6 +154,8 @@ async def main_async(a: argparse.Namespace) -> None:
             out = await open_many(int(cmd[1]), int(cmd[2]))
         elif cmd[0] == "close":
             out = await close_all()
+        elif cmd[0] == "echo":
+            out = await echo(int(cmd[1]), int(cmd[2]))
         elif cmd[0] == "burst":
             out = await burst_all(int(cmd[1]), int(cmd[2]))
         elif cmd[0] == "rss":

@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
         "built-in defaults with the state directory $STATE_DIRECTORY or "
         f"{DEFAULT_STATE_DIRECTORY})",
     )
+    # one of server.workers processes, started by the supervisor (sstpd.aio.workers)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("check-config", help="validate a configuration file and what it names")
@@ -222,6 +224,11 @@ def _certificate_names(config: Config) -> tuple[str, list[str]]:
 
 def _serve(args: argparse.Namespace) -> int:
     config, config_path = _effective_config(args.config)
+    if args.worker:
+        from sstpd.aio.daemon import run as run_worker  # type: ignore[import-not-found]
+        from sstpd.aio.workers import WorkerRole
+
+        return int(run_worker(config, config_path, WorkerRole.from_env(config)))
     sc = config.server
     created = False
     names = list(config.acme.names)

@@ -109,6 +109,7 @@ MAX_OPTION_BYTES = 255  # one DHCP option (121/249) holds the encoded routes
 MAX_DOMAIN = 253
 SESSION_BUFFER_MIN, SESSION_BUFFER_MAX = 65536, 1 << 30
 MAX_SESSIONS_MAX = 1_000_000
+MAX_WORKERS = 64
 TIMEOUT_MAX = 86400.0
 _IFNAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,15}")
 _HEX_RE = re.compile(r"[0-9A-Fa-f]*")
@@ -136,6 +137,8 @@ class ServerConfig:
     ``public_name``/``public_port`` ("" / 0 = derived: the certificate's name, ``port``):
     what clients dial, for the generated client profiles (``sstpd profile``).
     ``ca_certificate`` (None = found automatically): the certificate clients must trust.
+    ``workers``: processes sharing the port (0 = one per CPU; 1 = a single process);
+    see ``sstpd.aio.workers``.
     """
 
     listen: tuple[IPv4Address | IPv6Address, ...] = _DEFAULT_LISTEN
@@ -160,6 +163,7 @@ class ServerConfig:
     public_name: str = ""
     public_port: int = 0
     ca_certificate: str | None = None
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -353,6 +357,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "public_name",
         "public_port",
         "ca_certificate",
+        "workers",
     ),
     "tunnel": (
         "interface",
@@ -732,10 +737,20 @@ def _check_names(data: Mapping[str, Any], src: _Source) -> None:
 def _build(data: Mapping[str, Any], src: _Source) -> Config:
     _check_names(data, src)
     server = _server(_Section(src, "server", data.get("server", {})))
+    tunnel_section = _Section(src, "tunnel", data.get("tunnel", {}))
+    tunnel = _tunnel(tunnel_section)
+    room = 15 - len(f"w{MAX_WORKERS - 1}")
+    if server.workers != 1 and len(tunnel.interface) > room:
+        # worker N > 0 owns the TUN device "<interface>wN"
+        raise tunnel_section.error(
+            "interface",
+            f"{tunnel.interface!r} is longer than {room} characters, which leaves no room "
+            "for the worker suffix of the other workers' devices (or set server.workers = 1)",
+        )
     return Config(
         server=server,
         acme=_acme(_Section(src, "acme", data.get("acme", {})), server),
-        tunnel=_tunnel(_Section(src, "tunnel", data.get("tunnel", {}))),
+        tunnel=tunnel,
         auth=(auth := _auth(_Section(src, "auth", data.get("auth", {})))),
         radius=_radius(_Section(src, "radius", data.get("radius", {})), auth),
         limits=_limits(_Section(src, "limits", data.get("limits", {}))),
@@ -803,6 +818,7 @@ def _server(s: _Section) -> ServerConfig:
         public_name=_host_name(s, "public_name"),
         public_port=s.integer("public_port", d.public_port, 0, 65535),
         ca_certificate=s.path("ca_certificate", "", empty_ok=True) or None,
+        workers=s.integer("workers", d.workers, 0, MAX_WORKERS),
     )
 
 

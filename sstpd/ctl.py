@@ -225,6 +225,10 @@ def sessions_table(sessions: list[SessionRecord]) -> str:
                 binding or "-",
             ]
         )
+    if any(s.worker for s in sessions):  # server.workers > 1: who holds each session
+        header.append("WORKER")
+        for row, s in zip(rows, sessions, strict=True):
+            row.append(str(s.worker))
     shift = 1 if ipv6 else 0
     return _table(header, rows, right={0, *(n + shift for n in (5, 6, 7, 8, 9))})
 
@@ -285,6 +289,15 @@ def stats_text(st: StatsRecord) -> str:
         ("handshakes", ", ".join(f"{k} {v}" for k, v in st.handshakes.items())),
         ("auth failures", str(st.auth_failures)),
     ]
+    if st.workers > 1:
+        per = ", ".join(f"w{k} {v}" for k, v in sorted(st.worker_sessions.items()))
+        lines.append(
+            (
+                "workers",
+                f"{st.workers_running} of {st.workers} running, {st.worker_restarts} restarts; "
+                f"sessions {per}",
+            )
+        )
     ad = st.admission
     if ad is not None:
         blocked = ad.auth_blocked

@@ -18,7 +18,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Self
 
 from sstpd.errors import SstpdError
@@ -153,6 +153,7 @@ class SessionRecord(_Record):
     tls_cipher: str
     binding_hash: str  # crypto-binding hash protocol: "SHA256" | "SHA1"
     cert_hash: str = ""  # hex of the certificate hash the binding was checked against
+    worker: int = 0  # the worker process that holds it (server.workers; 0: one process)
 
 
 def sessions_to_json(sessions: list[SessionRecord]) -> Json:
@@ -261,6 +262,11 @@ class StatsRecord(_Record):
     tun_offload: bool = False  # [tunnel] offload: the TUN has IFF_VNET_HDR
     rx_gso_writes: int = 0  # TUN writes that carried coalesced TCP segments
     rx_gso_packets: int = 0  # of rx_packets, those that went in such writes
+    # server.workers (the supervisor's merged answer; one process: 1, 1, 0, {})
+    workers: int = 1  # worker processes configured
+    workers_running: int = 1  # ... that answered
+    worker_restarts: int = 0  # workers restarted after they died
+    worker_sessions: dict[str, int] = field(default_factory=dict)  # "0" -> open sessions
     NESTED: ClassVar[tuple[str, ...]] = ("health", "handshake_latency", "admission")
 
     def to_json(self) -> Json:

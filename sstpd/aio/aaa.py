@@ -82,6 +82,7 @@ class Aaa:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.live: dict[SessionHost, _Live] = {}
         self.loop = asyncio.get_running_loop()
+        self.announce = True  # send Accounting-On/-Off (one worker of several does)
 
     async def open(self) -> None:
         """Open the clients the configuration needs and that are not open yet."""
@@ -99,7 +100,7 @@ class Aaa:
     def nas_status(self, status: int) -> asyncio.Task[None] | None:
         """Accounting-On at start, Accounting-Off at shutdown (RFC 2866): the accounting
         server may close every session it still holds open for this NAS."""
-        if self.acct_client is None:
+        if self.acct_client is None or not self.announce:
             return None
         boot = f"{self.boot_id}-nas"
         what = "Accounting-On" if status == aaa.ACCT_ON else "Accounting-Off"

@@ -264,7 +264,7 @@ class Admin:
         d, srv = self.daemon, self.server
         old = srv.config
         try:
-            new = load_config(d.config_path) if d.config_path else old
+            new = d.localize(load_config(d.config_path)) if d.config_path else old
             config, changed, needs_restart = live_config(old, new)
             user_map = read_users(config.auth.users_file)
             if config.server.tls:

@@ -336,6 +336,7 @@ class ServerProtocol(SstpStreamProtocol):
             tls_cipher=self.tls_cipher,
             binding_hash=(hp.name or "") if hp is not None else "",
             cert_hash=self.cert_hashes[hp].hex() if hp in self.cert_hashes else "",
+            worker=self.server.role.index if self.server.role is not None else 0,
         )
 
     @property

@@ -1,7 +1,8 @@
 """The daemon's end of the control socket (protocol: ``sstpd.control``).
 
-Requests are handled synchronously on the event loop by ``handler``; a handler exception
-becomes ``{"ok": false, "error": "internal error: ..."}`` and is logged, the daemon goes on.
+Requests are handled on the event loop by ``handler`` (a coroutine function for the
+supervisor of several workers, which asks each of them); a handler exception becomes
+``{"ok": false, "error": "internal error: ..."}`` and is logged, the daemon goes on.
 """
 
 from __future__ import annotations
@@ -9,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import grp
+import inspect
 import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sstpd.control import IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_REQUEST, decode_request, encode
 
 log = logging.getLogger("sstpd.control")
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+Handler = Callable[[dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
 
 
 def error(message: str) -> dict[str, Any]:
@@ -84,7 +86,14 @@ class ControlServer:
                     if not line:
                         return  # EOF
                     continue
-                writer.write(encode(self.handle(line)))
+                answer = self.handle(line)
+                if inspect.isawaitable(answer):
+                    try:
+                        answer = await answer
+                    except Exception as exc:  # as in handle(): the daemon goes on
+                        log.exception("control command failed")
+                        answer = error(f"internal error: {exc}")
+                writer.write(encode(answer))
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
@@ -94,8 +103,8 @@ class ControlServer:
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
 
-    def handle(self, line: bytes) -> dict[str, Any]:
-        """The response to one request line; never raises."""
+    def handle(self, line: bytes) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+        """The response to one request line (or what to await for it); never raises."""
         try:
             req = decode_request(line.rstrip(b"\r\n"))
         except ValueError as exc:

@@ -26,9 +26,11 @@ from sstpd.aio.listener import Listener
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.server import Server
 from sstpd.aio.settings import RuntimeSettings
+from sstpd.aio.supervisor import supervise
 from sstpd.aio.tls import cert_summary, make_ssl_context
 from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
+from sstpd.aio.workers import LinkControl, RoutedPool, WorkerRole, worker_count
 from sstpd.config import Config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
@@ -65,23 +67,46 @@ def _acme_manager(daemon: Daemon) -> AcmeManager:
 
 
 class Daemon:
-    def __init__(self, config: Config, config_path: str | None = None) -> None:
+    def __init__(
+        self, config: Config, config_path: str | None = None, role: WorkerRole | None = None
+    ) -> None:
+        # role: one of server.workers processes (sstpd.aio.workers); None: the only one
+        self.role = role
+        config = self.localize(config)
         self.config_path = config_path
         self.loop = asyncio.get_running_loop()
         self.started_at = self.loop.time()
         self.started_wall = time.time()
         tc = config.tunnel
-        self.tun = TunDevice(tc.interface, offload=tc.offload)
-        self.tun.configure(
-            address=tc.address,
-            mtu=tc.mtu,
-            routes=[tc.pool],
-            ipv6_address=tc.ipv6_address if tc.ipv6_pool is not None else None,
-            ipv6_routes=[tc.ipv6_pool] if tc.ipv6_pool is not None else [],
-        )
+        pool: RoutedPool | None = None
+        if role is None:
+            self.tun = TunDevice(tc.interface, offload=tc.offload)
+            self.tun.configure(
+                address=tc.address,
+                mtu=tc.mtu,
+                routes=[tc.pool],
+                ipv6_address=tc.ipv6_address if tc.ipv6_pool is not None else None,
+                ipv6_routes=[tc.ipv6_pool] if tc.ipv6_pool is not None else [],
+            )
+        else:  # its own TUN, routes for its slice of the pool only (IPv4 only: see workers)
+            self.tun = TunDevice(role.tun_name(tc.interface), offload=tc.offload)
+            self.tun.configure(address=tc.address, mtu=tc.mtu, routes=role.part.routes)
+            pool = RoutedPool(
+                tc.pool,
+                exclude=[tc.address],
+                part=role.part,
+                ifname=self.tun.name,
+                claim_dynamic=lambda: "radius" in self.config.auth.backends,
+            )
         nofile = raise_nofile_limit()
         settings = RuntimeSettings.from_config(config)
-        self.server = Server(settings, nofile=nofile, boot_id=f"{int(self.started_wall):x}")
+        self.server = Server(
+            settings,
+            nofile=nofile,
+            boot_id=f"{int(self.started_wall):x}",
+            role=role,
+            pool=pool,
+        )
         srv = self.server
         self.pump = TunPump(
             self.tun.fd,
@@ -99,9 +124,21 @@ class Daemon:
         self.listeners: list[Listener] = []
         self.acme: AcmeManager | None = _acme_manager(self) if config.acme.enabled else None
         self.admin = Admin(self)
-        self.control = ControlServer(
-            config.server.control_socket, self.admin.handle_control, config.server.control_group
-        )
+        self.control: ControlServer | LinkControl
+        if role is None:
+            self.control = ControlServer(
+                config.server.control_socket,
+                self.admin.handle_control,
+                config.server.control_group,
+            )
+        else:  # the supervisor owns the public socket and asks each worker over a link
+            self.control = LinkControl(
+                role.control_fd, self.admin.handle_control, self.request_stop
+            )
+
+    def localize(self, config: Config) -> Config:
+        """A worker enforces its share of the global limits (see sstpd.aio.workers)."""
+        return config if self.role is None else self.role.localize(config)
 
     @property
     def config(self) -> Config:
@@ -125,6 +162,7 @@ class Daemon:
                     srv,
                     proxy_protocol=sc.proxy_protocol,
                     router=self.router if tls_alpn else None,
+                    reuse_port=self.role is not None,
                 )
             )
         await self.control.start()
@@ -138,14 +176,16 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         where = ", ".join(f"{a}:{sc.port}" for a in sc.listen)
         hashes = " ".join(f"{p.name}={h.hex()}" for p, h in sorted(srv.cert_hashes.items()))
+        role = self.role
         log.info(
-            "listening on %s (%s%s), tunnel %s %s pool %s, %d users; binding hashes %s",
+            "%slistening on %s (%s%s), tunnel %s %s pool %s, %d users; binding hashes %s",
+            f"worker {role.index}: " if role is not None else "",
             where,
             "TLS" if self.ssl else "plain HTTP",
             ", PROXY protocol" if sc.proxy_protocol else "",
             self.tun.name,
             self.config.tunnel.address,
-            self.config.tunnel.pool,
+            " ".join(map(str, role.part.routes)) if role is not None else self.config.tunnel.pool,
             len(srv.users),
             hashes,
         )
@@ -205,7 +245,13 @@ class Daemon:
             await asyncio.sleep(0.05)
 
 
-def run(config: Config, config_path: str | None = None, **_: Any) -> int:
+def run(
+    config: Config, config_path: str | None = None, role: WorkerRole | None = None, **_: Any
+) -> int:
+    """``sstpd serve``: the daemon in this process, or the supervisor of
+    ``server.workers`` worker processes (``role``: this process is one of them)."""
+    if role is None and (count := worker_count(config)) > 1:
+        return supervise(config, config_path, count)
     logging.basicConfig(
         level=getattr(logging, config.log.level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -219,7 +265,7 @@ def run(config: Config, config_path: str | None = None, **_: Any) -> int:
         runner = asyncio.run
 
     async def main() -> None:
-        daemon = Daemon(config, config_path)
+        daemon = Daemon(config, config_path, role)
         await daemon.run()
 
     runner(main())

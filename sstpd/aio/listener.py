@@ -113,11 +113,14 @@ class Listener:
         *,
         proxy_protocol: bool = False,
         router: TlsRouter | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # server.workers: every worker listens, the kernel spreads connections
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         self.sock.bind((host, port))
         self.sock.listen(1024)
         self.sock.setblocking(False)

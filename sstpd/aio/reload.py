@@ -30,6 +30,7 @@ RESTART_ONLY = frozenset(
         "server.control_socket",
         "server.control_group",
         "server.state_directory",
+        "server.workers",
         "tunnel.interface",
         "tunnel.address",
         "tunnel.pool",

@@ -36,6 +36,7 @@ from sstpd.proto.sstp.constants import HashProtocol
 
 if TYPE_CHECKING:
     from sstpd.aio.connection import ServerProtocol
+    from sstpd.aio.workers import WorkerRole
 
 log = logging.getLogger("sstpd")
 
@@ -48,12 +49,23 @@ def read_users(path: str) -> dict[str, users.User]:
 
 
 class Server:
-    def __init__(self, settings: RuntimeSettings, *, nofile: int, boot_id: str) -> None:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        *,
+        nofile: int,
+        boot_id: str,
+        role: WorkerRole | None = None,
+        pool: AddressPool | None = None,
+    ) -> None:
+        """``role``: one of several worker processes (``aio.workers``; None: the only
+        process), with ``pool`` its slice of the address pool."""
         config = settings.config
         self.settings = settings
+        self.role = role
         self.loop = asyncio.get_running_loop()
         tc, lc = config.tunnel, config.limits
-        self.pool = AddressPool(tc.pool, exclude=[tc.address])
+        self.pool = pool or AddressPool(tc.pool, exclude=[tc.address])
         self.pool6: PrefixPool | None = None
         if tc.ipv6_pool is not None:
             exclude6 = [tc.ipv6_address] if tc.ipv6_address is not None else []
@@ -77,6 +89,8 @@ class Server:
         self.set_users(read_users(str(config.auth.users_file)))
         self.boot_id = boot_id
         self.aaa = Aaa(config, self.lookup, boot_id)
+        # Accounting-On/-Off speak for the whole NAS: only the first worker, once
+        self.aaa.announce = role is None or (role.index == 0 and role.generation == 0)
         self.connections: set[ServerProtocol] = set()
         self.by_ip: dict[bytes, ServerProtocol] = {}
         self.by_prefix6: dict[bytes, ServerProtocol] = {}  # first 8 bytes of the /64
@@ -109,7 +123,7 @@ class Server:
     # ------------------------------------------------------------ sessions
     def next_id(self) -> int:
         self._ids += 1
-        return self._ids
+        return self._ids if self.role is None else self.role.session_id(self._ids)
 
     def set_users(self, user_map: dict[str, users.User]) -> None:
         self.users = user_map

@@ -80,6 +80,15 @@ class StatsCollector:
             st.handshakes_in_progress,
         )
         yield _gauge("sstpd_max_sessions", "Configured server.max_sessions.", st.max_sessions)
+        if st.workers > 1:  # the supervisor's merged answer
+            yield _gauge(
+                "sstpd_workers", "Worker processes running (server.workers).", st.workers_running
+            )
+            yield _counter(
+                "sstpd_worker_restarts",
+                "Worker processes restarted after they died.",
+                st.worker_restarts,
+            )
         yield from self._admission(st)
         yield _gauge("sstpd_pool_addresses", "Client addresses in the pool.", st.pool_size)
         yield _gauge("sstpd_pool_addresses_in_use", "Client addresses handed out.", st.pool_in_use)

@@ -244,21 +244,38 @@ async def scenario_hold(a: argparse.Namespace) -> dict[str, object]:
 
 
 async def scenario_pool(a: argparse.Namespace) -> dict[str, object]:
-    """Interactive: each stdin line "open N" opens N more tunnels, "ping" pings through
-    all of them; each answers one JSON line. EOF closes everything."""
+    """Interactive: each stdin line "open N" opens N more tunnels (failures listed under
+    "errors"), "ping" pings through all of them, "pingeach" too and answers the replies per
+    tunnel address, "closeall" closes them; each answers one JSON line. EOF closes
+    everything."""
     loop = asyncio.get_running_loop()
     tunnels: list[Tunnel] = []
     while line := await loop.run_in_executor(None, sys.stdin.readline):
         cmd = line.split()
+        out: dict[str, object]
         if cmd[:1] == ["open"]:
-            new = await asyncio.gather(*(Tunnel.open(options(a)) for _ in range(int(cmd[1]))))
+            res = await asyncio.gather(
+                *(Tunnel.open(options(a)) for _ in range(int(cmd[1]))), return_exceptions=True
+            )
+            new = [t for t in res if isinstance(t, Tunnel)]
             tunnels += new
-            out: dict[str, object] = {"opened": [str(t.local_address) for t in new]}
+            out = {"opened": [str(t.local_address) for t in new]}
+            errors = [repr(e) for e in res if not isinstance(e, Tunnel)]
+            if errors:
+                out["errors"] = errors
+        elif cmd[:1] == ["closeall"]:
+            await asyncio.gather(*(t.close() for t in tunnels))
+            out = {"closed": len(tunnels)}
+            tunnels = []
         else:
             got = await asyncio.gather(
                 *(ping_once(t, 200 + i, 1, 5.0) for i, t in enumerate(tunnels))
             )
             out = {"replies": sum(got), "tunnels": len(tunnels)}
+            if cmd[:1] == ["pingeach"]:
+                out["by_address"] = {
+                    str(t.local_address): n for t, n in zip(tunnels, got, strict=True)
+                }
         print(json.dumps(out), flush=True)
     await asyncio.gather(*(t.close() for t in tunnels))
     return {"closed": len(tunnels)}

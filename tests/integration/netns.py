@@ -183,6 +183,9 @@ class Daemon:
     log: Path = field(init=False)
     notify_messages: list[str] = field(default_factory=list)
     wrapper: list[str] = field(default_factory=list)  # e.g. ["prlimit", "--nofile=200:200"]
+    # server.workers: the tests of one process (fds, RSS, per-source budgets) pin 1;
+    # tests/integration/test_workers.py runs 2
+    workers: int = 1
 
     def __post_init__(self) -> None:
         self.config = self.workdir / "sstpd.toml"
@@ -233,6 +236,7 @@ key = "tls/server.key"
 state_directory = "{w}"
 handshake_timeout = 20.0
 control_socket = "{w}/control.sock"
+workers = {self.workers}
 {self.extra_config}
 
 [tunnel]

@@ -1,0 +1,414 @@
+"""The supervisor of ``server.workers`` worker processes (see ``sstpd.aio.workers``).
+
+It is the process systemd starts: it owns the public control socket, starts each worker
+as ``sstpd serve --worker`` with its two socketpairs, restarts a worker that dies (after
+``RESTART_DELAY``, doubling up to ``RESTART_DELAY_MAX`` while it keeps dying), answers
+control requests by asking every worker and merging their answers, fans SIGTERM and
+SIGHUP out, and sends systemd ``READY=1`` once every worker is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from sstpd import __version__
+from sstpd.aio.control import ControlServer, error
+from sstpd.aio.notify import sd_notify
+from sstpd.aio.workers import ENV_CONTROL_FD, ENV_NOTIFY_FD, ENV_WORKER
+from sstpd.config import Config, load_config
+from sstpd.control import MAX_RESPONSE, encode
+from sstpd.errors import SstpdError
+
+log = logging.getLogger("sstpd")
+
+RESTART_DELAY = 1.0  # first wait before restarting a dead worker, doubled up to ...
+RESTART_DELAY_MAX = 30.0
+STABLE_AFTER = 60.0  # ... and back to the first once a worker ran this long
+WORKER_TIMEOUT = 10.0  # seconds a worker has to answer one control request
+STOP_TIMEOUT = 20.0  # seconds workers have to disconnect their clients at SIGTERM
+START_TIMEOUT = 60.0
+
+
+class Worker:
+    """The supervisor's handle on one worker process."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.generation = -1
+        self.proc: asyncio.subprocess.Process | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.notify: socket.socket | None = None
+        self.lock = asyncio.Lock()
+        self.ready = asyncio.Event()
+        self.restarts = 0
+        self.started = 0.0
+        self.delay = RESTART_DELAY
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def call(self, req: dict[str, Any]) -> dict[str, Any] | None:
+        """The worker's answer, or None when it is not running or does not answer."""
+        if not self.alive or self.writer is None or self.reader is None:
+            return None
+        async with self.lock:
+            try:
+                self.writer.write(encode(req))
+                await self.writer.drain()
+                line = await asyncio.wait_for(self.reader.readline(), WORKER_TIMEOUT)
+            except (OSError, ConnectionError, TimeoutError, ValueError):
+                return None
+        if not line:
+            return None
+        try:
+            obj = decode_answer(line)
+        except ValueError:
+            return None
+        return obj
+
+
+def decode_answer(line: bytes) -> dict[str, Any]:
+    obj = json.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError("not an object")
+    return obj
+
+
+class Supervisor:
+    def __init__(self, config: Config, config_path: str | None, count: int) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.count = count
+        self.loop = asyncio.get_running_loop()
+        self.workers = [Worker(i) for i in range(count)]
+        self.control = ControlServer(
+            config.server.control_socket, self.handle, config.server.control_group
+        )
+        self.stopping = False
+        self.draining = False
+        self.started_at = self.loop.time()
+        self.started_wall = time.time()
+        self._stopped = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---------------------------------------------------------------- processes
+    async def spawn(self, w: Worker) -> None:
+        w.generation += 1
+        w.ready.clear()
+        ctl_parent, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ntf_parent, ntf_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        env[ENV_WORKER] = f"{w.index}/{self.count}/{w.generation}"
+        env[ENV_CONTROL_FD] = str(ctl_child.fileno())
+        env[ENV_NOTIFY_FD] = str(ntf_child.fileno())
+        args = [sys.executable, "-m", "sstpd", "serve", "--worker"]
+        if self.config_path:
+            args += ["--config", self.config_path]
+        try:
+            w.proc = await asyncio.create_subprocess_exec(
+                *args, env=env, pass_fds=(ctl_child.fileno(), ntf_child.fileno())
+            )
+        finally:
+            ctl_child.close()
+            ntf_child.close()
+        w.started = self.loop.time()
+        ctl_parent.setblocking(False)
+        w.reader, w.writer = await asyncio.open_unix_connection(sock=ctl_parent, limit=MAX_RESPONSE)
+        if w.notify is not None:
+            self.loop.remove_reader(w.notify.fileno())
+            w.notify.close()
+        ntf_parent.setblocking(False)
+        w.notify = ntf_parent
+        self.loop.add_reader(ntf_parent.fileno(), self._notified, w)
+        task = self.loop.create_task(self._watch(w, w.proc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info("worker %d started (pid %d)", w.index, w.proc.pid)
+
+    def _notified(self, w: Worker) -> None:
+        assert w.notify is not None
+        try:
+            data = w.notify.recv(4096).decode(errors="replace")
+        except OSError:
+            return
+        if "READY=1" in data.split("\n"):
+            if w.restarts and not self.stopping:
+                log.info("worker %d listens again", w.index)
+                sd_notify(f"STATUS=listening with {self.count} workers")
+            w.ready.set()
+            if self.draining:  # a restarted worker follows the daemon's drain state
+                task = self.loop.create_task(w.call({"cmd": "drain"}))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, w: Worker, proc: asyncio.subprocess.Process) -> None:
+        rc = await proc.wait()
+        if w.writer is not None:
+            w.writer.close()
+        if self.stopping:
+            log.info("worker %d exited (%d)", w.index, rc)
+            if not any(x.alive for x in self.workers):
+                self._stopped.set()
+            return
+        ran = self.loop.time() - w.started
+        if ran >= STABLE_AFTER:
+            w.delay = RESTART_DELAY
+        how = f"signal {-rc}" if rc < 0 else f"status {rc}"
+        log.error(
+            "worker %d (pid %d) died (%s) after %.0f s: its sessions are gone; "
+            "restarting it in %g s",
+            w.index,
+            proc.pid,
+            how,
+            ran,
+            w.delay,
+        )
+        sd_notify(f"STATUS=worker {w.index} restarting")
+        await asyncio.sleep(w.delay)
+        w.delay = min(w.delay * 2, RESTART_DELAY_MAX)
+        if self.stopping:
+            return
+        w.restarts += 1
+        try:
+            await self.spawn(w)
+        except OSError as exc:
+            log.error("restarting worker %d failed: %s", w.index, exc)
+
+    async def run(self) -> int:
+        await self.control.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.request_stop)
+        self.loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        for w in self.workers:
+            if not self.stopping:
+                await self.spawn(w)
+        ready = self.loop.create_task(self._all_ready())
+        dead = self.loop.create_task(self._first_death())
+        done, _ = await asyncio.wait(
+            [ready, dead],
+            timeout=START_TIMEOUT,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if ready not in done:
+            ready.cancel()
+            if self.stopping:  # SIGTERM while starting
+                await self._finish()
+                return 0
+            log.error("a worker did not start: stopping")
+            self.request_stop()
+            await self._finish()
+            return 1
+        dead.cancel()
+        sc = self.config.server
+        where = ", ".join(f"{a}:{sc.port}" for a in sc.listen)
+        log.info("%d workers listening on %s", self.count, where)
+        sd_notify(f"READY=1\nSTATUS=listening on {where} with {self.count} workers")
+        await self._stopped.wait()
+        await self._finish()
+        return 0
+
+    async def _all_ready(self) -> None:
+        for w in self.workers:
+            await w.ready.wait()
+
+    async def _first_death(self) -> None:
+        while all(w.alive or w.ready.is_set() for w in self.workers):
+            await asyncio.sleep(0.1)
+
+    def request_stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        sd_notify("STOPPING=1")
+        log.info("stopping %d workers", self.count)
+        for w in self.workers:
+            if w.alive and w.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    w.proc.send_signal(signal.SIGTERM)
+        if not any(w.alive for w in self.workers):
+            self._stopped.set()
+
+    async def _finish(self) -> None:
+        deadline = self.loop.time() + STOP_TIMEOUT
+        for w in self.workers:
+            if w.proc is None:
+                continue
+            try:
+                await asyncio.wait_for(w.proc.wait(), max(deadline - self.loop.time(), 0.1))
+            except TimeoutError:
+                log.warning("worker %d did not stop in time: killing it", w.index)
+                with contextlib.suppress(ProcessLookupError):
+                    w.proc.kill()
+                await w.proc.wait()
+        for task in list(self._tasks):
+            task.cancel()
+        self.control.close()
+        log.info("stopped")
+
+    def _sighup(self) -> None:
+        task = self.loop.create_task(self.handle({"cmd": "reload"}))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---------------------------------------------------------------- control
+    async def ask_all(self, req: dict[str, Any]) -> list[tuple[Worker, dict[str, Any] | None]]:
+        answers = await asyncio.gather(*(w.call(req) for w in self.workers))
+        return list(zip(self.workers, answers, strict=True))
+
+    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        cmd = req["cmd"]
+        if cmd in ("cert", "renew"):
+            for w in self.workers:
+                answer = await w.call(req)
+                if answer is not None:
+                    return answer
+            return error("no worker answers")
+        if cmd == "reload":
+            return await self.reload()
+        if cmd in ("drain", "undrain"):
+            if self.stopping:
+                return error("shutting down")
+            self.draining = cmd == "drain"
+            answers = await self.ask_all(req)
+            return {"ok": True, **self.merge_health(answers)}
+        answers = await self.ask_all(req)
+        if cmd == "health":
+            return {"ok": True, **self.merge_health(answers)}
+        if cmd == "sessions":
+            rows = [s for _, a in answers if a and a.get("ok") for s in a["sessions"]]
+            return {"ok": True, "sessions": sorted(rows, key=lambda r: int(r["id"]))}
+        if cmd == "stats":
+            return {"ok": True, **self.merge_stats(answers)}
+        if cmd == "kick":
+            oks = [a for _, a in answers if a and a.get("ok")]
+            if not oks:
+                errors = [a for _, a in answers if a]
+                return errors[0] if errors else error("no worker answers")
+            return {"ok": True, "kicked": sorted(i for a in oks for i in a["kicked"])}
+        return error(f"unknown command {cmd!r}")
+
+    async def reload(self) -> dict[str, Any]:
+        try:
+            if self.config_path:
+                self.config = load_config(self.config_path)
+        except SstpdError as exc:
+            log.error("reload rejected, keeping the running configuration: %s", exc)
+            return error(str(exc))
+        answers = await self.ask_all({"cmd": "reload"})
+        failed = [(w, a) for w, a in answers if a is None or not a.get("ok")]
+        oks = [a for _, a in answers if a and a.get("ok")]
+        if failed:
+            w, a = failed[0]
+            reason = a.get("error", "failed") if a else "does not answer"
+            return error(f"worker {w.index}: {reason}")
+        answer: dict[str, Any] = dict(oks[0]) if oks else {"ok": True}
+        answer["workers"] = len(oks)
+        return answer
+
+    def merge_health(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
+        order = ["stopping", "draining", "full", "pool_full", "ok"]
+        statuses = []
+        warnings: list[str] = []
+        pool_free = 0
+        for w, a in answers:
+            if a is None or not a.get("ok"):
+                warnings.append(f"worker {w.index} not running (restarting)")
+                continue
+            statuses.append(str(a.get("status", "ok")))
+            pool_free += int(a.get("pool_free", 0))
+            warnings += [f"worker {w.index}: {x}" for x in a.get("warnings", [])]
+        if self.stopping:
+            status = "stopping"
+        elif not statuses:
+            status = "stopping" if self.stopping else "full"
+            warnings.append("no worker is running")
+        else:
+            status = min(statuses, key=lambda s: order.index(s) if s in order else 0)
+        return {
+            "status": status,
+            "accepting": status == "ok",
+            "draining": self.draining,
+            "pool_free": pool_free,
+            "warnings": warnings,
+        }
+
+    def merge_stats(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
+        live = [a for _, a in answers if a is not None and a.get("ok")]
+        out: dict[str, Any] = {}
+        for a in live:
+            for key, value in a.items():
+                if key in ("ok", "status", "accepting", "draining", "warnings", "pool_free"):
+                    continue
+                if key == "handshake_latency":
+                    out[key] = _merge_histogram(out.get(key), value)
+                elif isinstance(value, dict):
+                    acc = out.setdefault(key, {})
+                    for k, v in value.items():
+                        acc[k] = acc.get(k, 0) + v
+                elif isinstance(value, int) and not isinstance(value, bool):
+                    if key == "open_files_limit":
+                        out[key] = min(out.get(key, value), value)
+                    else:
+                        out[key] = out.get(key, 0) + value
+                else:
+                    out.setdefault(key, value)
+        out.update(self.merge_health(answers))
+        out["version"] = __version__
+        out["started_at"] = round(self.started_wall, 3)
+        out["uptime"] = round(self.loop.time() - self.started_at, 3)
+        out["max_sessions"] = self.config.server.max_sessions
+        # sstpd.records.StatsRecord's worker fields, plus the pids (for operators and tests)
+        out["workers"] = self.count
+        out["workers_running"] = len(live)
+        out["worker_restarts"] = sum(w.restarts for w in self.workers)
+        out["worker_sessions"] = {
+            str(w.index): int(a.get("sessions", 0))
+            for w, a in answers
+            if a is not None and a.get("ok")
+        }
+        out["worker_pids"] = {
+            str(w.index): w.proc.pid for w in self.workers if w.proc is not None and w.alive
+        }
+        return out
+
+
+def _merge_histogram(acc: dict[str, Any] | None, h: dict[str, Any]) -> dict[str, Any]:
+    if acc is None:
+        return {"buckets": [list(b) for b in h["buckets"]], "sum": h["sum"], "count": h["count"]}
+    for mine, theirs in zip(acc["buckets"], h["buckets"], strict=True):
+        mine[1] += theirs[1]
+    acc["sum"] = round(acc["sum"] + h["sum"], 6)
+    acc["count"] += h["count"]
+    return acc
+
+
+def supervise(config: Config, config_path: str | None, count: int) -> int:
+    """Run the supervisor of ``count`` workers until SIGTERM; the exit status."""
+    logging.basicConfig(
+        level=getattr(logging, config.log.level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+
+    async def main() -> int:
+        sup = Supervisor(config, config_path, count)
+        return await sup.run()
+
+    result = runner(main())
+    return int(result)

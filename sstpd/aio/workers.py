@@ -1,0 +1,240 @@
+"""``server.workers``: one supervisor, N worker processes that share the listening port.
+
+Process model (``server.workers`` > 1; with 1 the daemon is the single process it always
+was and nothing here runs):
+
+* The **supervisor** (``sstpd.aio.supervisor``) is the process systemd starts
+  (``sstpd serve``). It owns the public
+  control socket, starts the workers as ``sstpd serve --worker`` subprocesses, restarts
+  a worker that dies (its sessions are gone with it, the others keep theirs), fans
+  SIGTERM / SIGHUP / ``reload`` / ``drain`` out to all of them, and tells systemd
+  ``READY=1`` once every worker listens.
+* Each **worker** is a complete daemon (``sstpd.aio.daemon.Daemon``, with the
+  ``WorkerRole`` of this module) that binds the
+  listen addresses with ``SO_REUSEPORT`` (the kernel spreads new connections over the
+  workers), owns its own TUN device (``<interface>`` for worker 0, ``<interface>w1``,
+  ...) and hands out dynamic addresses from its own slice of the pool
+  (``sstpd.proto.pool.slice_pool``), whose routes point at its TUN: the kernel delivers
+  each downlink packet to the process that holds the session, nothing crosses processes.
+  A static per-user address (or a RADIUS Framed-IP-Address) is routed as a /32 to the
+  TUN of the worker that got the session, added exclusively (``sstpd.aio.route``), so it
+  is held by one session at a time across all workers.
+* Worker and supervisor talk over two inherited socketpairs: a stream carrying control
+  requests in the ``sstpd.control`` line protocol (``$SSTPD_CONTROL_FD``), and a
+  datagram socket for the worker's sd_notify messages (``$SSTPD_NOTIFY_FD``).
+
+Limits are divided: worker i enforces its share of ``server.max_sessions``,
+``limits.pending_total`` and ``limits.pending_per_source`` (the shares add up to the
+configured totals, so the totals hold however the kernel spreads connections; one
+worker may refuse while another still has room). ``auth.max_sessions_per_user`` and the
+failed-login throttle are kept per worker (see the README).
+
+This module is the worker's side (and the pure arithmetic both sides share).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from sstpd.aio import route
+from sstpd.aio.control import error
+from sstpd.config import Config
+from sstpd.control import MAX_REQUEST, decode_request, encode
+from sstpd.errors import SstpdError
+from sstpd.proto.pool import AddressPool, PoolSlice, fit_slices, slice_pool
+
+log = logging.getLogger("sstpd")
+
+ENV_WORKER = "SSTPD_WORKER"  # "index/count/generation"
+ENV_CONTROL_FD = "SSTPD_CONTROL_FD"
+ENV_NOTIFY_FD = "SSTPD_NOTIFY_FD"
+IDS_PER_GENERATION = 1_000_000  # a restarted worker numbers its sessions from here on
+
+
+def worker_count(config: Config) -> int:
+    """How many workers run: ``server.workers`` (0 = one per CPU this process may use),
+    at most one per slice the pool allows; 1 with [acme], a RADIUS Disconnect listener or
+    an IPv6 pool, which are single-process features for now."""
+    wanted = config.server.workers or len(os.sched_getaffinity(0))
+    single = (
+        config.acme.enabled
+        or config.radius.dae_listen is not None
+        or config.tunnel.ipv6_pool is not None  # the IPv6 pool is not sliced yet
+    )
+    if wanted > 1 and single:
+        return 1
+    tc = config.tunnel
+    return fit_slices(tc.pool, wanted, [tc.address])
+
+
+def share(total: int, index: int, count: int, least: int = 1) -> int:
+    """Worker ``index``'s part of ``total`` (the parts add up to ``total``)."""
+    base, extra = divmod(total, count)
+    return max(base + (1 if index < extra else 0), least)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRole:
+    """What makes a worker process different from the single-process daemon."""
+
+    index: int
+    count: int
+    generation: int  # 0 at start, +1 per restart of this worker
+    part: PoolSlice
+    control_fd: int
+
+    @classmethod
+    def from_env(cls, config: Config) -> WorkerRole:
+        try:
+            index, count, generation = (int(x) for x in os.environ[ENV_WORKER].split("/"))
+            control_fd = int(os.environ[ENV_CONTROL_FD])
+        except (KeyError, ValueError):
+            raise SstpdError("serve --worker is started by the supervisor only") from None
+        tc = config.tunnel
+        part = slice_pool(tc.pool, count, [tc.address])[index]
+        return cls(index, count, generation, part, control_fd)
+
+    def tun_name(self, interface: str) -> str:
+        return interface if self.index == 0 else f"{interface}w{self.index}"
+
+    def first_id(self) -> int:
+        return self.generation * IDS_PER_GENERATION
+
+    def session_id(self, n: int) -> int:
+        """Session ids are unique across the workers: worker i uses i+1, i+1+count, ..."""
+        return (self.first_id() + n - 1) * self.count + self.index + 1
+
+    def localize(self, config: Config) -> Config:
+        """The configuration this worker enforces: its share of the global limits."""
+        i, n = self.index, self.count
+        sc, lc = config.server, config.limits
+        return dataclasses.replace(
+            config,
+            server=dataclasses.replace(sc, max_sessions=share(sc.max_sessions, i, n)),
+            limits=dataclasses.replace(
+                lc,
+                pending_total=share(lc.pending_total, i, n),
+                pending_per_source=share(lc.pending_per_source, i, n),
+            ),
+        )
+
+
+class RoutedPool(AddressPool):
+    """A worker's pool: dynamic addresses from its slice (routed to its TUN at start);
+    any address asked for by name (static, Framed-IP-Address) gets an exclusive /32
+    route to this worker's TUN while it is held.
+
+    Static addresses of the users file are reserved in every worker, so no dynamic
+    allocation can collide with them. A RADIUS Framed-IP-Address can lie in another
+    worker's dynamic range: while ``claim_dynamic()`` is true (RADIUS is a backend) every
+    dynamic address is claimed with a /32 too, and one another worker holds is skipped."""
+
+    def __init__(
+        self,
+        network: IPv4Network,
+        *,
+        exclude: list[IPv4Address],
+        part: PoolSlice,
+        ifname: str,
+        claim_dynamic: Callable[[], bool] = lambda: False,
+    ) -> None:
+        super().__init__(network, exclude=exclude, part=part)
+        self.ifindex = socket.if_nametoindex(ifname)
+        self.ifname = ifname
+        self.claim_dynamic = claim_dynamic
+        self._routed: set[IPv4Address] = set()
+
+    def allocate(self, static: IPv4Address | None = None) -> IPv4Address | None:
+        if static is None and self.claim_dynamic():
+            for _ in range(self.size):
+                addr = super().allocate()
+                if addr is None:
+                    return None
+                if self._claim(addr, quiet=True):
+                    return addr
+            return None
+        addr = super().allocate(static)
+        if addr is None or static is None:
+            return addr
+        return addr if self._claim(addr) else None
+
+    def _claim(self, addr: IPv4Address, quiet: bool = False) -> bool:
+        """Route ``addr``/32 here unless another worker has; on failure it is released."""
+        try:
+            route.add_host_route(addr, self.ifindex)
+        except FileExistsError:
+            if not quiet:
+                log.warning("address %s is held by a session of another worker", addr)
+            super().release(addr)
+            return False
+        except OSError as exc:
+            log.error("cannot route %s/32 to %s: %s", addr, self.ifname, exc)
+            super().release(addr)
+            return False
+        self._routed.add(addr)
+        return True
+
+    def release(self, address: IPv4Address) -> None:
+        if address in self._routed:
+            self._routed.discard(address)
+            try:
+                route.del_host_route(address, self.ifindex)
+            except OSError as exc:
+                log.warning("removing the route %s/32 via %s: %s", address, self.ifname, exc)
+        super().release(address)
+
+
+class LinkControl:
+    """The worker's end of the control link: answers the supervisor's requests with the
+    same handler the public socket uses in a single process; the link's end (the
+    supervisor is gone) stops the worker."""
+
+    def __init__(
+        self,
+        fd: int,
+        handler: Callable[[dict[str, Any]], dict[str, Any]],
+        on_lost: Callable[[], None],
+    ) -> None:
+        self.fd = fd
+        self.handler = handler
+        self.on_lost = on_lost
+        self._task: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def start(self) -> None:
+        sock = socket.socket(fileno=self.fd)
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_REQUEST)
+        self._writer = writer
+        self._task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    req = decode_request(line.rstrip(b"\n"))
+                    answer = self.handler(req)
+                except ValueError as exc:
+                    answer = error(str(exc))
+                except Exception as exc:  # a bug in a command must not end the worker
+                    log.exception("control command failed")
+                    answer = error(f"internal error: {exc}")
+                writer.write(encode(answer))
+                await writer.drain()
+        except (ConnectionError, OSError, ValueError):
+            pass
+        log.warning("the supervisor is gone: stopping")
+        self.on_lost()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._writer is not None:
+            self._writer.close()

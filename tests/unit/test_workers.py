@@ -1,0 +1,329 @@
+"""The supervisor's arithmetic without processes: limit shares, session ids, the worker
+count, and how the answers of several workers merge into one."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sstpd.aio import workers
+from sstpd.aio.supervisor import Supervisor, Worker
+from sstpd.aio.workers import RoutedPool, WorkerRole, share, worker_count
+from sstpd.config import Config, ConfigError, parse_config
+from sstpd.ctl import sessions_table, stats_text
+from sstpd.proto.pool import slice_pool
+from sstpd.records import SessionRecord, StatsRecord
+from sstpd.status.metrics import render_metrics
+
+
+def config(text: str = "") -> Config:
+    return parse_config(f"[server]\ncertificate = '/x.crt'\nkey = '/x.key'\n{text}")
+
+
+def role(index: int, count: int = 2, generation: int = 0) -> WorkerRole:
+    part = slice_pool(IPv4Network("10.77.0.0/24"), count, [IPv4Address("10.77.0.1")])[index]
+    return WorkerRole(index, count, generation, part, -1)
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 64, 1000, 1001])
+@pytest.mark.parametrize("count", [1, 2, 3, 8])
+def test_shares_add_up_to_the_total(total: int, count: int) -> None:
+    parts = [share(total, i, count) for i in range(count)]
+    assert sum(parts) == max(total, count)  # each worker admits at least one
+    assert max(parts) - min(parts) <= 1
+
+
+def test_a_worker_enforces_its_share_of_the_global_limits() -> None:
+    c = config("max_sessions = 1001\n[limits]\npending_total = 100\npending_per_source = 7")
+    w0, w1 = role(0).localize(c), role(1).localize(c)
+    assert (w0.server.max_sessions, w1.server.max_sessions) == (501, 500)
+    assert w0.limits.pending_total + w1.limits.pending_total == 100
+    assert w0.limits.pending_per_source + w1.limits.pending_per_source == 7
+    assert w0.auth == c.auth and w0.tunnel == c.tunnel  # nothing else changes
+
+
+def test_session_ids_are_unique_across_workers_and_restarts() -> None:
+    ids = [role(i, 3, g).session_id(n) for i in range(3) for g in range(3) for n in range(1, 500)]
+    assert len(set(ids)) == len(ids)
+    assert [role(0).session_id(n) for n in (1, 2, 3)] == [1, 3, 5]
+    assert [role(1).session_id(n) for n in (1, 2, 3)] == [2, 4, 6]
+
+
+def test_tun_names() -> None:
+    assert role(0).tun_name("sstp0") == "sstp0"
+    assert role(1).tun_name("sstp0") == "sstp0w1"
+
+
+def test_worker_count() -> None:
+    assert worker_count(config("workers = 1")) == 1
+    assert worker_count(config("workers = 3")) == 3
+    # 0 = one per CPU this process may run on
+    assert worker_count(config("workers = 0")) == min(len(os.sched_getaffinity(0)), 253)
+    # the pool must give each worker a client address
+    tiny = config("workers = 4\n[tunnel]\npool = '10.9.0.0/30'\naddress = '10.9.0.1'")
+    assert worker_count(tiny) == 1
+    # single-process features
+    two = config("workers = 2")
+    acme = dataclasses.replace(two, acme=dataclasses.replace(two.acme, names=("vpn.example",)))
+    assert worker_count(acme) == 1
+    v6 = config("workers = 2\n[tunnel]\nipv6_pool = '2001:db8:100::/56'")
+    assert worker_count(v6) == 1
+
+
+def test_interface_name_leaves_room_for_the_worker_suffix() -> None:
+    with pytest.raises(ConfigError, match="worker suffix"):
+        config("[tunnel]\ninterface = 'sstp-long-name'")
+    assert config("workers = 1\n[tunnel]\ninterface = 'sstp-long-name'").server.workers == 1
+    with pytest.raises(ConfigError, match="out of range"):
+        config("workers = 65")
+
+
+def _health(status: str = "ok", pool_free: int = 100, **kw: Any) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "status": status,
+        "accepting": status == "ok",
+        "draining": False,
+        "pool_free": pool_free,
+        "warnings": [],
+        **kw,
+    }
+
+
+def _stats(sessions: int, opened: int, latency: list[int]) -> dict[str, Any]:
+    """A worker's ``stats`` answer, as its Admin sends it (a StatsRecord in JSON)."""
+    zero = dict.fromkeys(
+        (
+            "handshakes_in_progress",
+            "auth_failures",
+            "crypto_binding_failures",
+            "rx_packets",
+            "tx_bytes",
+            "tx_packets",
+            "dropped_spoofed",
+            "dropped_overflow",
+            "tun_no_route",
+            "reloads",
+            "reload_failures",
+            "pending",
+            "pending_sources",
+            "auth_delayed",
+            "auth_blocks",
+            "accept_errors",
+            "internal_errors",
+        ),
+        0,
+    )
+    return {
+        **_health(),
+        **zero,
+        "version": "x",
+        "started_at": 1.0,
+        "uptime": 2.0,
+        "sessions": sessions,
+        "authenticated": sessions,
+        "max_sessions": 500,
+        "pending_total_limit": 500,
+        "pending_per_source_limit": 32,
+        "auth_blocked": {"sources": 1, "users": 0},
+        "handshakes": {"opened": opened, "refused": 1},
+        "rx_bytes": 1000 * sessions,
+        "open_files_limit": 1024 + sessions,
+        "pool_size": 126,
+        "pool_in_use": sessions,
+        "handshake_latency": {
+            "buckets": [[0.1, latency[0]], ["+Inf", latency[1]]],
+            "sum": 0.5,
+            "count": latency[1],
+        },
+        "certificate_not_after": 1.8e9,
+        "workers": 1,
+        "workers_running": 1,
+        "worker_restarts": 0,
+        "worker_sessions": {},
+    }
+
+
+def _supervisor(tmp_path: Path) -> Supervisor:
+    c = config(f"max_sessions = 1000\ncontrol_socket = '{tmp_path}/c.sock'")
+    return Supervisor(c, None, 2)
+
+
+def test_stats_merge(tmp_path: Path) -> None:
+    async def go() -> dict[str, Any]:
+        sup = _supervisor(tmp_path)
+        w0, w1 = sup.workers
+        return sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, _stats(4, 6, [1, 6]))])
+
+    st = asyncio.run(go())
+    assert st["sessions"] == 7 and st["rx_bytes"] == 7000
+    assert st["handshakes"] == {"opened": 11, "refused": 2}
+    assert st["handshake_latency"] == {"buckets": [[0.1, 3], ["+Inf", 11]], "sum": 1.0, "count": 11}
+    assert st["max_sessions"] == 1000  # the configured total, not a worker's share
+    assert st["open_files_limit"] == 1027  # the smallest
+    assert st["status"] == "ok" and st["pool_free"] == 200
+    assert st["pending_per_source_limit"] == 64 and st["auth_blocked"]["sources"] == 2
+    assert st["certificate_not_after"] == 1.8e9
+    assert (st["workers"], st["workers_running"], st["worker_restarts"]) == (2, 2, 0)
+    assert st["worker_sessions"] == {"0": 3, "1": 4}
+    # what sstpctl and /metrics read: the merged answer is a valid StatsRecord
+    rec = StatsRecord.from_json(st)
+    assert rec.sessions == 7 and rec.pool_size == 252 and rec.workers == 2
+    line = next(x for x in stats_text(rec).splitlines() if x.startswith("workers"))
+    assert line.split(None, 1)[1] == "2 of 2 running, 0 restarts; sessions w0 3, w1 4"
+    metrics = render_metrics(rec)
+    assert "sstpd_workers 2.0" in metrics and "sstpd_worker_restarts_total 0.0" in metrics
+    assert "sstpd_sessions 7.0" in metrics
+
+
+def test_health_merge_reports_the_worst_and_missing_workers(tmp_path: Path) -> None:
+    async def go() -> list[dict[str, Any]]:
+        sup = _supervisor(tmp_path)
+        w0, w1 = sup.workers
+        return [
+            sup.merge_health([(w0, _health()), (w1, _health("full"))]),
+            sup.merge_health([(w0, _health("pool_full", 0)), (w1, _health("draining"))]),
+            sup.merge_health([(w0, _health()), (w1, None)]),
+            sup.merge_health([(w0, None), (w1, None)]),
+        ]
+
+    full, draining, one_down, none = asyncio.run(go())
+    assert full["status"] == "full" and not full["accepting"]
+    assert draining["status"] == "draining"
+    assert one_down["status"] == "ok" and one_down["warnings"] == [
+        "worker 1 not running (restarting)"
+    ]
+    assert none["status"] == "full" and "no worker is running" in none["warnings"]
+
+
+def test_kick_and_sessions_merge(tmp_path: Path) -> None:
+    answers = {
+        0: [{"ok": False, "error": "no open session 4"}, {"ok": True, "sessions": [{"id": 3}]}],
+        1: [{"ok": True, "kicked": [4]}, {"ok": True, "sessions": [{"id": 2}, {"id": 4}]}],
+    }
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        sup = _supervisor(tmp_path)
+
+        def fake(w: Worker) -> Any:
+            queue = list(answers[w.index])
+
+            async def call(req: dict[str, Any]) -> dict[str, Any] | None:
+                return queue.pop(0) if queue else None
+
+            return call
+
+        for w in sup.workers:
+            w.call = fake(w)  # type: ignore[method-assign]
+        kick = await sup.handle({"cmd": "kick", "id": 4})
+        rows = await sup.handle({"cmd": "sessions"})
+        gone = await sup.handle({"cmd": "kick", "id": 9})
+        return kick, rows, gone
+
+    kick, rows, gone = asyncio.run(go())
+    assert kick == {"ok": True, "kicked": [4]}
+    assert [r["id"] for r in rows["sessions"]] == [2, 3, 4]
+    assert gone == {"ok": False, "error": "no worker answers"}
+
+
+def test_sessions_table_shows_the_worker_column_with_several_workers() -> None:
+    row = {
+        "id": 2,
+        "user": "a",
+        "peer": "p",
+        "peer_host": "p",
+        "peer_port": 1,
+        "address": "10.77.0.128",
+        "connected_since": 0.0,
+        "duration": 1.0,
+        "rx_packets": 0,
+        "rx_bytes": 0,
+        "tx_packets": 0,
+        "tx_bytes": 0,
+        "dropped": 0,
+        "auth_method": "pap",
+        "tls_version": "",
+        "tls_cipher": "",
+        "binding_hash": "",
+        "cert_hash": "",
+        "worker": 1,
+    }
+    assert sessions_table([SessionRecord.from_json(row)]).splitlines()[0].split()[-1] == "WORKER"
+    assert "WORKER" not in sessions_table([SessionRecord.from_json({**row, "worker": 0})])
+
+
+def test_serve_with_several_workers_runs_the_supervisor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sstpd.aio import daemon
+
+    calls: list[tuple[str | None, int]] = []
+    monkeypatch.setattr(daemon, "supervise", lambda c, p, n: calls.append((p, n)) or 0)
+    path = "/etc/x.toml"
+    assert daemon.run(config("workers = 2"), path) == 0
+    assert calls == [(path, 2)]
+
+
+class FakeRoutes:
+    """The kernel's /32 routes as the workers see them: one holder per address."""
+
+    def __init__(self) -> None:
+        self.routes: dict[IPv4Address, int] = {}
+
+    def add(self, address: IPv4Address, ifindex: int) -> None:
+        if address in self.routes:
+            raise FileExistsError(17, "exists")
+        self.routes[address] = ifindex
+
+    def delete(self, address: IPv4Address, ifindex: int) -> None:
+        if self.routes.get(address) != ifindex:
+            raise ProcessLookupError(3, "no such route")
+        del self.routes[address]
+
+
+def _routed_pools(
+    monkeypatch: pytest.MonkeyPatch, claim: bool
+) -> tuple[FakeRoutes, RoutedPool, RoutedPool]:
+    kernel = FakeRoutes()
+    monkeypatch.setattr(workers.route, "add_host_route", kernel.add)
+    monkeypatch.setattr(workers.route, "del_host_route", kernel.delete)
+    monkeypatch.setattr(workers.socket, "if_nametoindex", lambda name: {"t0": 10, "t1": 11}[name])
+    net, server = IPv4Network("10.77.0.0/24"), IPv4Address("10.77.0.1")
+    parts = slice_pool(net, 2, [server])
+    pools = [
+        RoutedPool(net, exclude=[server], part=p, ifname=f"t{i}", claim_dynamic=lambda: claim)
+        for i, p in enumerate(parts)
+    ]
+    return kernel, pools[0], pools[1]
+
+
+def test_a_static_address_is_held_by_one_worker_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel, w0, w1 = _routed_pools(monkeypatch, claim=False)
+    static = IPv4Address("10.77.0.200")
+    assert w0.allocate(static) == static and kernel.routes == {static: 10}
+    assert w1.allocate(static) is None and w1.in_use == 0  # refused, nothing held
+    w0.release(static)
+    assert kernel.routes == {}
+    assert w1.allocate(static) == static and kernel.routes == {static: 11}
+    # dynamic addresses need no route without RADIUS: the slice routes cover them
+    assert w0.allocate() is not None and kernel.routes == {static: 11}
+
+
+def test_with_radius_a_framed_address_in_another_slice_is_skipped_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kernel, w0, w1 = _routed_pools(monkeypatch, claim=True)
+    framed = IPv4Address("10.77.0.128")  # the first dynamic address of worker 1's slice
+    assert w0.allocate(framed) == framed
+    got = w1.allocate()
+    assert got is not None and got != framed and kernel.routes[got] == 11
+    assert w1.in_use == 1  # the skipped address is not held by worker 1
+    w0.release(framed)
+    # worker 1 hands it out once it is free again (the cursor comes round to it)
+    rest = [w1.allocate() for _ in range(w1.size - 1)]
+    assert framed in rest and kernel.routes[framed] == 11
+    assert w1.allocate() is None  # exhausted

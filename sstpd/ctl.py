@@ -342,7 +342,7 @@ def stats_text(st: StatsRecord) -> str:
         (
             "dropped",
             f"spoofed {st.dropped_spoofed}, queue full {st.dropped_overflow}, "
-            f"no route {st.tun_no_route}",
+            f"no route {st.tun_no_route}, DHCP {st.dropped_dhcp}",
         ),
         ("handshake time", f"{lat.count} handshakes{mean}"),
         ("reloads", f"{st.reloads} ({st.reload_failures} rejected)"),

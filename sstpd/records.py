@@ -146,7 +146,8 @@ class SessionRecord(_Record):
     rx6_packets: int = 0
     tx6_bytes: int = 0  # the IPv6 part of tx_bytes
     tx6_packets: int = 0
-    dropped: int  # spoofed source (either family), output queue overflow, invalid IPv6/ND
+    dropped: int  # spoofed source (either family), output queue overflow, invalid IPv6/ND,
+    #   DHCP that is not the session's own DHCPINFORM
     auth_method: str  # "eap-mschapv2" | "mschapv2" | "pap"
     tls_version: str  # "TLSv1.3", ... ("" without TLS)
     tls_cipher: str
@@ -243,6 +244,8 @@ class StatsRecord(_Record):
     dropped_invalid6: int = 0  # not a whole IPv6 packet
     dropped_nd_invalid: int = 0  # Neighbor Discovery failing RFC 4861's checks
     nd_rate_limited: int = 0  # Router Solicitations beyond one answer per 3 s
+    dropped_dhcp: int = 0  # to UDP port 67 but not the session's DHCPINFORM
+    dhcp_answered: int = 0  # DHCPINFORMs answered with a DHCPACK
     pool6_size: int = 0  # /64s in tunnel.ipv6_pool (0: IPv4 only)
     pool6_in_use: int = 0
     handshake_latency: HistogramRecord  # TCP accept -> tunnel open, seconds

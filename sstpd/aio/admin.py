@@ -179,6 +179,8 @@ class Admin:
             dropped_invalid6=total("dropped_invalid6"),
             dropped_nd_invalid=total("dropped_nd_invalid"),
             nd_rate_limited=total("nd_rate_limited"),
+            dropped_dhcp=total("dropped_dhcp"),
+            dhcp_answered=total("dhcp_answered"),
             admission=AdmissionRecord(
                 internal_errors=st.internal_errors,
                 authenticated=self.authenticated_count,  # what max_sessions counts

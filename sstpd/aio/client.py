@@ -9,6 +9,12 @@ Library use::
 
 Without ``tun`` the tunnel carries packets for the caller (``send_ip`` / ``recv_ip``), which
 is how tests open dozens of sessions from one process. Command line: ``sstpd connect``.
+
+``accept_routes``: after IPCP a DHCPINFORM goes into the tunnel (as Windows sends it) and
+the split-tunnel routes of the server's DHCPACK are installed on the TUN; its domain and
+DNS servers are reported. ``ipv6``: IPV6CP is negotiated next to IPCP, and the address the
+server's Router Advertisement gives (``prefix::<IID>/64``, plus ``fe80::<IID>``) is put
+on the TUN, where IPv6 packets then flow both ways.
 """
 
 from __future__ import annotations
@@ -22,19 +28,26 @@ import os
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 
+from sstpd.aio import clientnet
 from sstpd.aio.datapath import read_batch, send_batch
 from sstpd.aio.protocol import SstpStreamProtocol
 from sstpd.aio.tun import TunDevice
+from sstpd.proto.dhcp import AckInfo, is_dhcp_reply
+from sstpd.proto.ipv6.autoconf import Ipv6Config
+from sstpd.proto.ppp.fsm import State
 from sstpd.proto.ppp.link import PppClientConfig
 from sstpd.proto.session import (
     AuthFailed,
     ClientSession,
     Event,
     IpReceived,
+    Ipv6Configured,
     Notice,
+    RoutesReceived,
     SessionClosed,
     SessionOpened,
 )
@@ -65,6 +78,10 @@ class ClientOptions:
     server_name: str | None = None
     tun: str | None = None
     routes: list[IPv4Network] = field(default_factory=list)
+    routes6: list[IPv6Network] = field(default_factory=list)  # into the TUN once IPv6 is up
+    accept_routes: bool = False  # DHCPINFORM after IPCP, install the DHCPACK's routes
+    ipv6: bool = False  # negotiate IPV6CP and configure the RA's address
+    ipv6_wait: float = 10.0  # how long open() waits for the Router Advertisement
     timeout: float = 30.0
     source_address: str | None = None
     # one transport.write (= one TLS record, one send) per IP packet instead of one per
@@ -76,6 +93,8 @@ class ClientOptions:
 
 
 class ClientProtocol(SstpStreamProtocol):
+    is_dhcp = staticmethod(is_dhcp_reply)  # the DHCPACK goes to the session, not the TUN
+
     def __init__(self, loop: asyncio.AbstractEventLoop, opts: ClientOptions) -> None:
         super().__init__(loop, -1)
         self.opts = opts
@@ -83,6 +102,10 @@ class ClientProtocol(SstpStreamProtocol):
         self.closed: asyncio.Future[str] = loop.create_future()
         self.packets: asyncio.Queue[bytes] = asyncio.Queue()
         self.auth_failure: AuthFailed | None = None
+        self.routes: asyncio.Future[AckInfo] = loop.create_future()
+        self.ipv6: asyncio.Future[Ipv6Config] = loop.create_future()
+        #: called with each later Ipv6Configured (the RA changed), once a TUN is attached
+        self.on_ipv6: Callable[[Ipv6Config], None] | None = None
         self.on_event = self._on_event
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,7 +120,10 @@ class ClientProtocol(SstpStreamProtocol):
         self.session = ClientSession(
             host=opts.server_name or opts.host,
             ppp_config=PppClientConfig(
-                username=opts.user, password=opts.password, auth_methods=opts.auth_methods
+                username=opts.user,
+                password=opts.password,
+                auth_methods=opts.auth_methods,
+                ipv6=opts.ipv6,
             ),
             cert_hashes=hashes,
             random=os.urandom,
@@ -112,7 +138,21 @@ class ClientProtocol(SstpStreamProtocol):
             if not self.opened.done():
                 self.opened.set_result(ev)
         elif isinstance(ev, IpReceived):
-            self.packets.put_nowait(ev.packet)
+            if self.ip_fd >= 0:  # the slow path's packets (IPv6 among them) go to the TUN too
+                try:
+                    os.write(self.ip_fd, ev.packet)
+                except OSError:
+                    self.tun_errors += 1
+            else:
+                self.packets.put_nowait(ev.packet)
+        elif isinstance(ev, RoutesReceived):
+            if not self.routes.done():
+                self.routes.set_result(ev.info)
+        elif isinstance(ev, Ipv6Configured):
+            if not self.ipv6.done():
+                self.ipv6.set_result(ev.config)
+            elif self.on_ipv6 is not None:
+                self.on_ipv6(ev.config)
         elif isinstance(ev, AuthFailed):
             self.auth_failure = ev
         elif isinstance(ev, Notice):
@@ -137,6 +177,9 @@ class ClientProtocol(SstpStreamProtocol):
     def send_ip_batch(self, packets: list[bytes]) -> None:
         if self.transport is None or not self.session.is_open:
             return
+        if not all(p[0] >> 4 == 4 for p in packets):  # IPv6 among them: only over IPV6CP
+            ipv6 = self.session.link.is_network6_up
+            packets = [p for p in packets if p[0] >> 4 == 4 or (ipv6 and p[0] >> 4 == 6)]
         send_batch(
             self.transport,
             self.session.counters,
@@ -164,6 +207,9 @@ class Tunnel:
         self.dns = opened.dns
         self.hash_protocol = opened.hash_protocol
         self.tun: TunDevice | None = None
+        self.pushed: AckInfo | None = None  # the DHCPACK (accept_routes)
+        self.installed_routes: list[IPv4Network] = []
+        self.ipv6: Ipv6Config | None = None
 
     @classmethod
     async def open(cls, opts: ClientOptions) -> Tunnel:
@@ -190,7 +236,78 @@ class Tunnel:
         tunnel = cls(proto, opened)
         if opts.tun:
             tunnel._attach_tun(opts.tun, opts.routes)
+        if opts.ipv6:
+            await tunnel._wait_ipv6(opts.ipv6_wait)
+        if opts.accept_routes:
+            await tunnel.request_routes()
         return tunnel
+
+    async def request_routes(self, attempts: int = 4, first_wait: float = 1.0) -> AckInfo | None:
+        """DHCPINFORM (retransmitted after 1, 2, 4 s), then the DHCPACK's routes on the TUN
+        (minus any that contains the SSTP server's own address). None: no answer."""
+        proto = self.proto
+        session = proto.session
+        assert isinstance(session, ClientSession)
+        wait = first_wait
+        for _ in range(attempts):
+            if not session.send_inform(proto.loop.time()):
+                return None
+            proto._after_input()
+            try:
+                info = await asyncio.wait_for(asyncio.shield(proto.routes), wait)
+                break
+            except TimeoutError:
+                wait *= 2
+        else:
+            log.warning("no answer to DHCPINFORM: no routes pushed")
+            return None
+        self.pushed = info
+        server = None
+        if proto.transport is not None:
+            peer = proto.transport.get_extra_info("peername")
+            server = str(peer[0]) if peer else None
+        install, refused = clientnet.split_routes((n for n, _ in info.routes), server)
+        for net in refused:
+            log.warning("pushed route %s contains the server %s itself: not installed", net, server)
+        if self.tun is not None and install:
+            clientnet.install_routes(self.tun.name, install)
+        self.installed_routes = install
+        log.info(
+            "DHCPACK from %s: routes %s, domain %r, DNS %s",
+            info.server,
+            ", ".join(map(str, install)) or "none",
+            info.domain,
+            ", ".join(map(str, info.dns)) or "none",
+        )
+        return info
+
+    async def _wait_ipv6(self, timeout: float) -> None:
+        """Wait (bounded) for the RA while IPV6CP may still come up; a server without IPv6
+        Protocol-Rejects IPV6CP and the wait ends at once."""
+        proto = self.proto
+        deadline = proto.loop.time() + timeout
+        while not proto.ipv6.done() and proto.loop.time() < deadline:
+            fsm = proto.session.link.ipv6cp
+            if fsm is None or fsm.state in (State.CLOSED, State.STOPPED):
+                log.info("the server does not do IPv6 (IPV6CP refused): IPv4 only")
+                return
+            await asyncio.sleep(0.05)
+        if not proto.ipv6.done():
+            log.warning("no Router Advertisement within %.0f s: no IPv6 address", timeout)
+            return
+        self._set_ipv6(proto.ipv6.result())
+        proto.on_ipv6 = self._set_ipv6
+
+    def _set_ipv6(self, config: Ipv6Config) -> None:
+        self.ipv6 = config
+        if self.tun is not None:
+            clientnet.configure_ipv6(self.tun.name, config, self.proto.opts.routes6)
+        log.info(
+            "IPv6 %s/64 (router %s, DNS %s)",
+            config.address,
+            config.router,
+            ", ".join(map(str, config.dns)) or "none",
+        )
 
     def _attach_tun(self, name: str, routes: list[IPv4Network]) -> None:
         tun = TunDevice(name)
@@ -201,8 +318,8 @@ class Tunnel:
 
     def _tun_readable(self) -> None:
         assert self.tun is not None
-        # IPv4 only: IPCP is all we negotiate
-        batch = [p for p in read_batch(self.tun.fd) if p and p[0] >> 4 == 4]
+        # send_ip_batch drops IPv6 unless IPV6CP is up
+        batch = [p for p in read_batch(self.tun.fd) if p and p[0] >> 4 in (4, 6)]
         if batch:
             self.proto.send_ip_batch(batch)
 
@@ -260,7 +377,17 @@ def _parse_args(argv: list[str]) -> ClientOptions:
     p.add_argument("--plain", action="store_true", help="plain HTTP (no TLS); needs --cert-hash")
     p.add_argument("--cert-hash", help="SHA-256 certificate hash for crypto binding (hex)")
     p.add_argument("--tun", default="sstpc0", help="TUN device name (default sstpc0)")
-    p.add_argument("--route", action="append", default=[], help="route NET into the tunnel")
+    p.add_argument(
+        "--route", action="append", default=[], help="route NET (IPv4 or IPv6) into the tunnel"
+    )
+    p.add_argument(
+        "--accept-routes",
+        action="store_true",
+        help="ask the server for its split-tunnel routes (DHCPINFORM) and install them",
+    )
+    p.add_argument(
+        "--ipv6", action="store_true", help="negotiate IPv6 and configure the advertised address"
+    )
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument(
         "--record-per-packet",
@@ -278,6 +405,10 @@ def _parse_args(argv: list[str]) -> ClientOptions:
         password = os.environ.get("SSTPD_PASSWORD")
     if password is None:
         p.error("no password: use --password-file, $SSTPD_PASSWORD or --password")
+    try:
+        nets = [ip_network(r) for r in a.route]
+    except ValueError as exc:
+        p.error(f"--route: {exc}")
     override = None
     if a.cert_hash:
         override = {HashProtocol.SHA256: bytes.fromhex(a.cert_hash.replace(":", ""))}
@@ -299,7 +430,10 @@ def _parse_args(argv: list[str]) -> ClientOptions:
         insecure=a.insecure,
         server_name=a.server_name,
         tun=a.tun,
-        routes=[IPv4Network(r) for r in a.route],
+        routes=[n for n in nets if isinstance(n, IPv4Network)],
+        routes6=[n for n in nets if isinstance(n, IPv6Network)],
+        accept_routes=a.accept_routes,
+        ipv6=a.ipv6,
         timeout=a.timeout,
         cert_hashes_override=override,
         record_per_packet=a.record_per_packet,
@@ -322,6 +456,15 @@ async def _run(opts: ClientOptions) -> int:
         "tun": opts.tun,
         "hash": tunnel.hash_protocol.name if tunnel.hash_protocol else None,
     }
+    if opts.accept_routes:
+        pushed = tunnel.pushed
+        info["routes"] = [str(n) for n in tunnel.installed_routes]
+        info["domain"] = pushed.domain if pushed else None
+        info["dhcp_dns"] = [str(d) for d in pushed.dns] if pushed else []
+    if opts.ipv6:
+        v6 = tunnel.ipv6
+        info["ipv6"] = f"{v6.address}/64" if v6 else None
+        info["ipv6_dns"] = [str(d) for d in v6.dns] if v6 else []
     print(json.dumps(info), flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

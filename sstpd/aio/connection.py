@@ -329,7 +329,8 @@ class ServerProtocol(SstpStreamProtocol):
             + c.dropped_overflow
             + c.dropped_spoofed6
             + c.dropped_invalid6
-            + c.dropped_nd_invalid,
+            + c.dropped_nd_invalid
+            + c.dropped_dhcp,
             auth_method=s.auth_method,
             tls_version=self.tls_version,
             tls_cipher=self.tls_cipher,

@@ -8,6 +8,9 @@ sans-I/O session (``sstpd.proto.session``), whose output is written after the ba
 The header layout, the PPP prefix and the offsets are ``sstpd.proto.datapath``'s; the
 loop binds them to locals and compares bytes by index (a struct or ``startswith`` call
 per packet costs 40-100 ns here, measured), the slow path decodes the same bytes.
+DHCP (UDP to port 67 on the server, 68 on the client) passes the source check but is
+the session's (issue 12): it takes the slow path too; the cost for other traffic is
+one byte compare (IP protocol 17).
 IPv6 (``FF 03 00 57``) takes the same shortcut on a server session whose IPv6 is open,
 when ``forwardable6`` says the packet goes to the TUN (source in the session's /64, not
 link-scoped, not Neighbor Discovery: the classifier's slice compare and byte checks);
@@ -42,6 +45,7 @@ from sstpd.proto.datapath import (
     SSTP_VERSION,
     Family,
 )
+from sstpd.proto.dhcp import is_dhcp_request
 from sstpd.proto.gro import PLAIN
 from sstpd.proto.session import ClientSession, Event, ServerSession
 from sstpd.proto.sstp.constants import Status
@@ -89,6 +93,8 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
     """
 
     session: ServerSession | ClientSession
+    #: which UDP packets from the peer are the session's own DHCP (the server's view)
+    is_dhcp: Callable[[bytes | memoryview], bool] = staticmethod(is_dhcp_request)
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, ip_fd: int, vnet_hdr: bool = False
@@ -152,6 +158,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         src = self._source_filter() if is_open else None
         fwd6 = self._ipv6_filter()
         counters = session.counters
+        is_dhcp = self.is_dhcp
         slow = False
         rx_packets = rx_bytes = rx6_packets = rx6_bytes = 0
         batch: list[tuple[int, int]] | None = [] if self.vnet_hdr else None
@@ -171,6 +178,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             if end - start < length:
                 break
             p = start + hsize
+            ip = p + 4
             if (
                 is_open
                 and not buf[start + 1] & 1
@@ -180,8 +188,8 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
                 and buf[p + 1] == ppp1
                 and buf[p + 2] == ppp2
                 and buf[p + 3] == ppp3
+                and (buf[ip + 9] != 17 or not is_dhcp(view[ip : start + length]))
             ):
-                ip = p + 4
                 if buf[ip] >> 4 == 4 and (src is None or view[ip + src_at : ip + src_end] == src):
                     if batch is not None:
                         batch.append((ip, start + length))

@@ -328,6 +328,7 @@ class Server:
             random=os.urandom,
             now=self.loop.time(),
             timeouts=settings.timeouts,
+            dhcp_settings=settings.dhcp,
             assign_prefix=self.assign_prefix if self.pool6 is not None else None,
             iid_in_use=self.peer_iids.__contains__,
             ipv6=settings.ipv6,

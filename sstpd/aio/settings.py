@@ -2,7 +2,8 @@
 
 ``RuntimeSettings.from_config`` is the one place that turns a ``Config`` into the values
 new sessions are built with: the crypto-binding hashes and the mask of hash protocols
-offered, the PPP server options, the failed-login throttle, the SSTP timers. Start and
+offered, the PPP server options, the DHCPINFORM answer (``[tunnel] routes, domain, dns``),
+the failed-login throttle, the SSTP timers. Start and
 reload both call it; a session keeps the settings it was created with (a reload replaces
 the object, it never changes one).
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from sstpd.aio.tls import binding_hashes
 from sstpd.config import Config
+from sstpd.proto.dhcp import InformSettings
 from sstpd.proto.guard import ThrottleConfig
 from sstpd.proto.ppp.link import PppServerConfig
 from sstpd.proto.session import Ipv6Settings
@@ -26,6 +28,7 @@ class RuntimeSettings:
     cert_hashes: dict[HashProtocol, bytes]
     hash_mask: int
     ppp: PppServerConfig
+    dhcp: InformSettings
     throttle: ThrottleConfig
     timeouts: Timeouts
     handshake_timeout: float  # TCP accept to tunnel open (``server.handshake_timeout``)
@@ -48,6 +51,7 @@ class RuntimeSettings:
                 mru=tc.mtu,
                 auth_retries=config.auth.retries,
             ),
+            dhcp=InformSettings(domain=tc.domain, dns=tuple(tc.dns), routes=tuple(tc.routes)),
             throttle=ThrottleConfig(
                 delay=lc.auth_fail_delay,
                 max_delay=lc.auth_fail_max_delay,

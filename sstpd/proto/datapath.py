@@ -107,6 +107,8 @@ class Counters:
     dropped_spoofed: int = 0  # from the peer with a source address not its own
     dropped_not_open: int = 0  # data before the binding is verified or the NCP is up
     dropped_overflow: int = 0  # to the peer while its connection's send buffer was full
+    dropped_dhcp: int = 0  # to UDP port 67 but not this session's DHCPINFORM (or a bad ACK)
+    dhcp_answered: int = 0
     rx_gso_writes: int = 0  # TUN writes that carried coalesced TCP segments (offload)
     rx_gso_packets: int = 0  # of rx_packets, those that went in such writes
     # IPv6 (also counted in rx_*/tx_* above)

@@ -11,9 +11,15 @@ identical, as 121 (RFC 3442) and 249 (Microsoft) - and neither a lease time (51,
 The module is the whole codec, IPv4 and UDP included, so the data path can hand it the
 packet as it came off the link: :func:`is_dhcp_request` is the cheap test before the IPv4
 fast path, :func:`parse_inform` decodes and checks a request against the session's
-address, :func:`build_ack` makes the answer. Everything a peer can get wrong - truncation,
-bad checksums, fragments, oversized messages, a ``ciaddr`` or source that is not the
-session's - raises ParseError; the caller drops the packet and counts it.
+address, :func:`build_ack` makes the answer and :func:`answer_inform` does both for a
+session (:class:`InformSettings` is what the server pushes). Everything a peer can get
+wrong - truncation, bad checksums, fragments, oversized messages, a ``ciaddr`` or source
+that is not the session's - raises ParseError; the caller drops the packet and counts it.
+
+The client side (``sstpd connect --accept-routes``) is here too: :func:`build_inform`
+makes the request, :func:`is_dhcp_reply` is the receive path's cheap test and
+:func:`parse_ack` checks the answer against the request and returns an :class:`AckInfo`
+(routes from option 121, or 249 when 121 is absent; domain; DNS servers).
 """
 
 from __future__ import annotations
@@ -28,16 +34,22 @@ from sstpd.proto.inet import checksum
 
 __all__ = [
     "MAX_MESSAGE",
+    "AckInfo",
     "BootpMessage",
     "IPv4Udp",
+    "InformSettings",
+    "answer_inform",
     "build_ack",
+    "build_inform",
     "decode_bootp",
     "decode_classless_routes",
     "decode_ipv4_udp",
     "encode_bootp",
     "encode_classless_routes",
     "encode_ipv4_udp",
+    "is_dhcp_reply",
     "is_dhcp_request",
+    "parse_ack",
     "parse_inform",
 ]
 
@@ -47,6 +59,7 @@ DHCPINFORM, DHCPACK = 8, 5
 OPT_PAD, OPT_END = 0, 255
 OPT_SUBNET_MASK, OPT_ROUTER, OPT_DNS, OPT_DOMAIN = 1, 3, 6, 15
 OPT_LEASE_TIME, OPT_MESSAGE_TYPE, OPT_SERVER_ID = 51, 53, 54
+OPT_PARAMETER_REQUEST_LIST, OPT_VENDOR_CLASS, OPT_CLIENT_ID = 55, 60, 61
 OPT_CLASSLESS_ROUTES, OPT_MS_CLASSLESS_ROUTES = 121, 249
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 FIXED_SIZE = 236  # op .. file, before the magic cookie (RFC 2131 §2)
@@ -131,6 +144,14 @@ def is_dhcp_request(packet: bytes | memoryview) -> bool:
         return False
     ihl = 4 * (packet[0] & 0x0F)
     return len(packet) >= ihl + 4 and packet[ihl + 2] == 0 and packet[ihl + 3] == SERVER_PORT
+
+
+def is_dhcp_reply(packet: bytes | memoryview) -> bool:
+    """The client's cheap test on a received packet: an IPv4 UDP packet to port 68."""
+    if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != 17:
+        return False
+    ihl = 4 * (packet[0] & 0x0F)
+    return len(packet) >= ihl + 4 and packet[ihl + 2] == 0 and packet[ihl + 3] == CLIENT_PORT
 
 
 # ---------------------------------------------------------------------------- BOOTP/DHCP
@@ -319,3 +340,97 @@ def build_ack(
     )
     udp = IPv4Udp(server, inform.ciaddr, SERVER_PORT, CLIENT_PORT, encode_bootp(reply))
     return encode_ipv4_udp(udp)
+
+
+@dataclass(frozen=True)
+class InformSettings:
+    """What the server pushes in every DHCPACK (``[tunnel] domain``, ``dns``, ``routes``)."""
+
+    domain: str = ""
+    dns: tuple[IPv4Address, ...] = ()
+    routes: tuple[IPv4Network, ...] = ()
+
+
+def answer_inform(
+    packet: bytes, *, session: IPv4Address, server: IPv4Address, settings: InformSettings
+) -> bytes:
+    """The DHCPACK (an IPv4 packet from ``server``) for a DHCPINFORM the session at
+    ``session`` sent; ParseError (drop and count) for anything else sent to port 67."""
+    return build_ack(
+        parse_inform(packet, session),
+        server=server,
+        domain=settings.domain,
+        dns=settings.dns,
+        routes=settings.routes,
+    )
+
+
+# ---------------------------------------------------------------------------- client side
+
+# what the package's client asks for: subnet mask, domain, DNS, both route options
+CLIENT_PARAMETERS = bytes((OPT_SUBNET_MASK, OPT_DOMAIN, OPT_DNS, 121, 249))
+
+
+@dataclass(frozen=True)
+class AckInfo:
+    """What a DHCPACK told the client."""
+
+    server: IPv4Address
+    routes: tuple[tuple[IPv4Network, IPv4Address], ...]
+    domain: str
+    dns: tuple[IPv4Address, ...]
+
+
+def build_inform(client: IPv4Address, xid: int, chaddr: bytes = bytes(6)) -> bytes:
+    """The DHCPINFORM a client at ``client`` sends into the tunnel, as Windows does:
+    IPv4 from its address to 255.255.255.255, UDP 68 -> 67, ``ciaddr`` = its address."""
+    if len(chaddr) > 16:
+        raise ValueError("a hardware address has at most 16 bytes")
+    message = BootpMessage(
+        op=BOOTREQUEST,
+        xid=xid,
+        chaddr=chaddr.ljust(16, b"\0"),
+        hlen=len(chaddr),
+        ciaddr=client,
+        options={
+            OPT_MESSAGE_TYPE: bytes((DHCPINFORM,)),
+            OPT_CLIENT_ID: b"\x01" + chaddr,
+            OPT_VENDOR_CLASS: b"sstpd",
+            OPT_PARAMETER_REQUEST_LIST: CLIENT_PARAMETERS,
+        },
+    )
+    udp = IPv4Udp(client, _BROADCAST, CLIENT_PORT, SERVER_PORT, encode_bootp(message))
+    return encode_ipv4_udp(udp)
+
+
+def parse_ack(packet: bytes, client: IPv4Address, xid: int) -> AckInfo:
+    """Decode and check the answer to our DHCPINFORM ``xid``: UDP 67 -> 68 to ``client``,
+    BOOTREPLY, DHCPACK, same xid, with a server identifier. Routes come from option 121,
+    or from 249 when 121 is absent (RFC 3442 and [MS-DHCPE] §2.2.8)."""
+    d = decode_ipv4_udp(packet)
+    if d.src_port != SERVER_PORT or d.dst_port != CLIENT_PORT:
+        raise ParseError(f"UDP {d.src_port} -> {d.dst_port} is not DHCP server -> client")
+    if d.dst not in (client, _BROADCAST):
+        raise ParseError(f"DHCP reply to {d.dst}, we are {client}")
+    m = decode_bootp(d.payload)
+    if m.op != BOOTREPLY or m.message_type != DHCPACK:
+        raise ParseError(f"not a DHCPACK (op {m.op}, message type {m.message_type})")
+    if m.xid != xid:
+        raise ParseError(f"DHCPACK for transaction {m.xid:#x}, we sent {xid:#x}")
+    server_id = m.options.get(OPT_SERVER_ID, b"")
+    if len(server_id) != 4:
+        raise ParseError("DHCPACK without a server identifier")
+    encoded = m.options.get(OPT_CLASSLESS_ROUTES, m.options.get(OPT_MS_CLASSLESS_ROUTES, b""))
+    dns = m.options.get(OPT_DNS, b"")
+    if len(dns) % 4:
+        raise ParseError(f"DNS option of {len(dns)} bytes")
+    try:
+        domain = m.options.get(OPT_DOMAIN, b"").rstrip(b"\0").decode("ascii")
+    except UnicodeDecodeError:
+        raise ParseError("domain name option is not ASCII") from None
+    return AckInfo(
+        server=IPv4Address(server_id),
+        routes=tuple(decode_classless_routes(encoded)),
+        domain=domain,
+        dns=tuple(IPv4Address(dns[i : i + 4]) for i in range(0, len(dns), 4)),
+    )

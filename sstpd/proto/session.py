@@ -34,17 +34,28 @@ anything else dropped and counted (``dropped_spoofed6``, ``dropped_invalid6``,
 ``dropped_nd_invalid``). ``Session6Opened``/``Session6Closed`` tell the I/O layer when to
 route the /64 here. ``rx_*``/``tx_*`` count both families, ``rx6_*``/``tx6_*`` IPv6 alone.
 
+DHCP over the tunnel (issue 12): the server answers a client's DHCPINFORM itself with the
+split-tunnel routes, domain and DNS (``dhcp.answer_inform``); anything else sent to UDP
+port 67 is dropped and counted in ``dropped_dhcp``, never handed on. The I/O layer's fast
+path sends UDP packets to port 67 (68 on the client) here instead of to the TUN. The
+client sends its DHCPINFORM with ``ClientSession.send_inform`` and gets ``RoutesReceived``.
+With ``PppClientConfig.ipv6`` the client also runs IPV6CP, solicits a Router
+Advertisement and reports the address it forms as ``Ipv6Configured``.
+
 Both sides of a tunnel use this module: ``ServerSession`` and ``ClientSession``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 from sstpd.errors import ParseError
+from sstpd.proto import dhcp
 from sstpd.proto.datapath import FAMILY_OF, PPP_HEADER, Counters, Family
+from sstpd.proto.ipv6.autoconf import Ipv6Config, RouterSolicitor
 from sstpd.proto.ipv6.path import Ipv6Path
 from sstpd.proto.outcome import Outcome
 from sstpd.proto.ppp import link as ppp
@@ -73,6 +84,7 @@ __all__ = [
 ]
 
 ZERO_HLAK = bytes(32)
+_DHCP_DROPS_LOGGED = 3  # per session; the counter keeps counting
 _PPP_IPV4 = PPP_HEADER[Family.IPV4]
 _PPP_IPV6 = PPP_HEADER[Family.IPV6]
 
@@ -121,6 +133,20 @@ class SessionClosed:
     outcome: Outcome = Outcome.ABORTED
 
 
+@dataclass(frozen=True, slots=True)
+class RoutesReceived:
+    """Client: the DHCPACK answering ``ClientSession.send_inform``."""
+
+    info: dhcp.AckInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv6Configured:
+    """Client: a Router Advertisement gave (or changed) the IPv6 address to configure."""
+
+    config: Ipv6Config
+
+
 Event = (
     AuthSucceeded
     | AuthFailed
@@ -128,6 +154,8 @@ Event = (
     | IpReceived
     | SessionClosed
     | Notice
+    | RoutesReceived
+    | Ipv6Configured
     | Session6Opened
     | Session6Closed
 )
@@ -202,11 +230,13 @@ class Session:
         self._conn.touch(now)
 
     def send_ip(self, packet: bytes) -> None:
-        """Queue one IPv4 packet (slow path; the I/O layer batches: ``aio.datapath``)."""
-        if not self.is_open:
+        """Queue one IP packet (slow path; the I/O layer batches: ``aio.datapath``).
+        IPv6 (version nibble 6) goes as PPP protocol 0x0057 and needs IPV6CP open."""
+        ipv6 = len(packet) > 0 and packet[0] >> 4 == 6
+        if not self.is_open or (ipv6 and not self._ppp.is_network6_up):
             self._st.counters.dropped_not_open += 1
             return
-        self._conn.send_ppp(_PPP_IPV4 + packet)
+        self._conn.send_ppp((_PPP_IPV6 if ipv6 else _PPP_IPV4) + packet)
         self._st.counters.tx_packets += 1
         self._st.counters.tx_bytes += len(packet)
 
@@ -290,6 +320,8 @@ class Session:
                 st.counters.dropped_not_open += 1
             elif not self.check_ip_source(pkt):
                 st.counters.dropped_spoofed += 1
+            elif pkt[9] == 17 and self._intercept_udp(bytes(pkt), now):
+                pass  # DHCP, answered or dropped here, never handed on
             else:
                 st.counters.rx_packets += 1
                 st.counters.rx_bytes += len(pkt)
@@ -368,6 +400,10 @@ class Session:
         link has no IPv6)."""
         return False
 
+    def _intercept_udp(self, packet: bytes, now: float) -> bool:
+        """A source-checked IPv4 UDP packet from the peer: True if consumed here."""
+        return False
+
     def _on_authenticated(self, ev: AuthSucceeded, now: float) -> None:
         pass
 
@@ -404,10 +440,14 @@ class ServerSession(Session):
         assign_prefix: Callable[[str], IPv6Network | None] | None = None,
         iid_in_use: Callable[[bytes], bool] | None = None,
         ipv6: Ipv6Settings | None = None,
+        dhcp_settings: dhcp.InformSettings | None = None,
     ) -> None:
         """``assign_prefix`` (user -> /64, None when exhausted) turns IPv6 on; without it
-        IPV6CP is Protocol-Rejected as by an IPv4-only server."""
+        IPV6CP is Protocol-Rejected as by an IPv4-only server. ``dhcp_settings``: what a
+        DHCPINFORM is answered with (routes, domain, DNS; DNS defaults to the IPCP
+        servers)."""
         self._st = SessionState()
+        self._dhcp = dhcp_settings or dhcp.InformSettings()
         self._ipv6 = ipv6 or Ipv6Settings()
         self._path6: Ipv6Path | None = None
         self._opened6: IPv6Network | None = None
@@ -500,6 +540,26 @@ class ServerSession(Session):
         # the version nibble first: an IPv6 packet (or anything else) in an IPv4 frame
         # would reach the kernel as what its first nibble says, past this check
         return len(packet) >= 20 and packet[0] >> 4 == 4 and packet[12:16] == self._peer_src
+
+    def _intercept_udp(self, packet: bytes, now: float) -> bool:
+        if not dhcp.is_dhcp_request(packet):
+            return False
+        st, n = self._st, self._st.network
+        assert n is not None  # the session is open
+        settings = self._dhcp
+        if not settings.dns and n.dns:
+            settings = dataclasses.replace(settings, dns=n.dns)
+        try:
+            reply = dhcp.answer_inform(packet, session=n.peer, server=n.local, settings=settings)
+        except ParseError as exc:
+            st.counters.dropped_dhcp += 1
+            if st.counters.dropped_dhcp <= _DHCP_DROPS_LOGGED:
+                st.events.append(Notice("info", f"DHCP packet dropped: {exc}"))
+            return True
+        st.counters.dhcp_answered += 1
+        st.events.append(Notice("debug", f"DHCPINFORM answered ({len(settings.routes)} routes)"))
+        self.send_ip(reply)
+        return True
 
     def complete_verification(self, request: VerifyRequest, verdict: Verdict, now: float) -> None:
         """Deliver the answer of a ``verify`` call that returned None (e.g. RADIUS)."""
@@ -611,6 +671,9 @@ class ClientSession(Session):
         self._hlak: bytes | None = None
         self._acked = False
         self._server_src = b""
+        self._random = random
+        self._dhcp_xid: int | None = None
+        self._solicitor: RouterSolicitor | None = None
 
     def start(self, now: float) -> None:
         assert isinstance(self._conn, sstp.SstpClientConnection)
@@ -631,9 +694,103 @@ class ClientSession(Session):
         n = self._st.network
         return n.dns if n is not None else ()
 
+    @property
+    def ipv6(self) -> Ipv6Config | None:
+        """The address the server's Router Advertisement gave, once it came."""
+        return self._solicitor.config if self._solicitor is not None else None
+
     def check_ip_source(self, packet: bytes | memoryview) -> bool:
         # the server may route any source to us, but it must be IPv4
         return len(packet) >= 20 and packet[0] >> 4 == 4
+
+    def send_inform(self, now: float) -> bool:
+        """Send a DHCPINFORM for the split-tunnel routes (again, with the same transaction
+        id, while unanswered); the answer comes as ``RoutesReceived``. False: not open."""
+        local = self.local_address
+        if not self.is_open or local is None:
+            return False
+        if self._dhcp_xid is None:
+            self._dhcp_xid = int.from_bytes(self._random(4), "big")
+        self.send_ip(dhcp.build_inform(local, self._dhcp_xid))
+        return True
+
+    def _intercept_udp(self, packet: bytes, now: float) -> bool:
+        xid, local = self._dhcp_xid, self.local_address
+        if xid is None or local is None or not dhcp.is_dhcp_reply(packet):
+            return False
+        st = self._st
+        try:
+            info = dhcp.parse_ack(packet, local, xid)
+        except ParseError as exc:
+            st.counters.dropped_dhcp += 1
+            st.events.append(Notice("info", f"DHCP answer dropped: {exc}"))
+            return True
+        self._dhcp_xid = None
+        st.events.append(RoutesReceived(info))
+        return True
+
+    # -- IPv6: IPV6CP (in the link), then RS/RA here
+    def get_timer(self) -> float | None:
+        t = super().get_timer()
+        s = self._solicitor.get_timer() if self._solicitor is not None else None
+        if s is None or self._st.closed:
+            return t
+        return s if t is None else min(t, s)
+
+    def handle_timer(self, now: float) -> None:
+        super().handle_timer(now)
+        if self._solicitor is not None and not self._st.closed:
+            self._send_link_ipv6(self._solicitor.handle_timer(now))
+
+    def _send_link_ipv6(self, packets: list[bytes]) -> None:
+        """RS packets: link control traffic, sent once the crypto binding allows data."""
+        if not self._st.call_connected or self._conn.closed:
+            return  # the next RS (or the server's unsolicited RA) will do
+        for p in packets:
+            self._conn.send_ppp(_PPP_IPV6 + p)
+
+    def _ensure_solicitor(self) -> RouterSolicitor | None:
+        """The link's IPV6CP is open: the solicitor for its identifier. Made here when the
+        server's first RA arrives in the same read as the Configure-Ack that opened
+        IPV6CP, before the link's ``Network6Up`` event is seen."""
+        handler = self._ppp.ipv6cp_handler
+        if self._solicitor is None and self._ppp.is_network6_up and handler is not None:
+            self._solicitor = RouterSolicitor(handler.local_iid)
+        return self._solicitor
+
+    def _ip6_from_peer(self, packet: bytes, now: float) -> bool:
+        solicitor = self._ensure_solicitor()
+        if solicitor is None:
+            return False  # no IPV6CP: the link drops it (or Protocol-Rejects IPv6)
+        st = self._st
+        if len(packet) < 40 or packet[0] >> 4 != 6:
+            st.counters.dropped_invalid6 += 1
+        elif _link_scoped(packet[8:24]) or _link_scoped(packet[24:40]):
+            # RA, NS, MLD...: for us, never for the TUN
+            config = solicitor.receive(packet)
+            if config is not None:
+                st.events.append(Ipv6Configured(config))
+        elif not self.is_open:
+            st.counters.dropped_not_open += 1
+        else:
+            st.counters.rx_packets += 1
+            st.counters.rx_bytes += len(packet)
+            st.counters.rx6_packets += 1
+            st.counters.rx6_bytes += len(packet)
+            st.events.append(IpReceived(packet))
+        return True
+
+    def _on_ppp_event(self, ev: object, now: float) -> None:
+        if isinstance(ev, ppp.Network6Up):
+            solicitor = self._ensure_solicitor()
+            if solicitor is not None and solicitor.config is None:  # no RA yet: ask for one
+                self._send_link_ipv6(solicitor.start(now))
+        elif isinstance(ev, ppp.Network6Down):
+            if self._solicitor is not None:
+                self._solicitor.stop()
+            self._solicitor = None
+        else:
+            super()._on_ppp_event(ev, now)
 
     def _on_other_sstp_event(self, ev: object, now: float) -> None:
         if isinstance(ev, sstp.CallConnectAcked):
@@ -649,3 +806,10 @@ class ClientSession(Session):
         if self._acked and self._hlak is not None and not self._st.call_connected:
             assert isinstance(self._conn, sstp.SstpClientConnection)
             self._conn.send_call_connected(self._hlak, self._cert_hashes, now)
+
+
+def _link_scoped(address: bytes) -> bool:
+    """fe80::/10, or multicast of interface/link scope."""
+    if address[0] == 0xFE:
+        return address[1] & 0xC0 == 0x80
+    return address[0] == 0xFF and address[1] & 0x0F <= 2

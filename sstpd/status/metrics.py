@@ -138,13 +138,15 @@ class StatsCollector:
             CounterMetricFamily,
             "sstpd_dropped_packets_total",
             "Packets dropped: spoofed source, client output queue full, no session for the "
-            "destination; IPv6: spoofed source, invalid packet, invalid Neighbor Discovery, "
-            "Router Solicitation beyond the rate limit.",
+            "destination, DHCP that is not the session's own DHCPINFORM; IPv6: spoofed source, "
+            "invalid packet, invalid Neighbor Discovery, Router Solicitation beyond the rate "
+            "limit.",
             "reason",
             {
                 "spoofed": st.dropped_spoofed,
                 "queue_full": st.dropped_overflow,
                 "no_route": st.tun_no_route,
+                "dhcp": st.dropped_dhcp,
                 "spoofed6": st.dropped_spoofed6,
                 "invalid6": st.dropped_invalid6,
                 "nd_invalid": st.dropped_nd_invalid,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import struct
 import sys
@@ -280,7 +281,53 @@ async def scenario_pool(a: argparse.Namespace) -> dict[str, object]:
     return {"closed": len(tunnels)}
 
 
+async def scenario_dhcp(a: argparse.Namespace) -> dict[str, object]:
+    """Bad DHCP first (a foreign ciaddr, a truncated and an oversized DHCPINFORM), then a
+    good one: how many DHCP answers came back, and what the good one said."""
+    from sstpd.proto import dhcp
+
+    t = await Tunnel.open(options(a))
+    me = t.local_address
+    good = dhcp.build_inform(me, 0x5157)
+    foreign = dhcp.build_inform(IPv4Address(int(me) ^ 1), 0x5158)
+    foreign = dhcp.encode_ipv4_udp(  # from our own address, ciaddr someone else's
+        dhcp.IPv4Udp(
+            me, IPv4Address("255.255.255.255"), 68, 67, dhcp.decode_ipv4_udp(foreign).payload
+        )
+    )
+    oversized = dhcp.encode_bootp(
+        dhcp.BootpMessage(op=1, xid=0x5159, ciaddr=me, options={53: b"\x08"}),
+        pad_to=dhcp.MAX_MESSAGE + 100,
+    )
+    bad = [
+        foreign,
+        good[:120],  # truncated: the IPv4 total length says more
+        dhcp.encode_ipv4_udp(dhcp.IPv4Udp(me, IPv4Address("255.255.255.255"), 68, 67, oversized)),
+    ]
+    for pkt in bad:
+        t.send_ip(pkt)
+    await asyncio.sleep(a.hold or 1.0)
+    stray = 0
+    with contextlib.suppress(TimeoutError):
+        while await t.recv_ip(0.1):
+            stray += 1
+    t.send_ip(good)
+    reply = await t.recv_ip(5.0)
+    info = dhcp.parse_ack(reply, me, 0x5157)
+    await t.close()
+    return {
+        "sent_bad": len(bad),
+        "answers_to_bad": stray,
+        "routes": [str(n) for n, _ in info.routes],
+        "routers": sorted({str(r) for _, r in info.routes}),
+        "domain": info.domain,
+        "dns": [str(d) for d in info.dns],
+        "server": str(info.server),
+    }
+
+
 SCENARIOS = {
+    "dhcp": scenario_dhcp,
     "ping": scenario_ping,
     "connect": scenario_connect,
     "bad-binding": scenario_bad_binding,

@@ -195,6 +195,8 @@ def test_metrics_without_acme_fields_still_render() -> None:
         "tx_packets": 0,
         "dropped_spoofed": 0,
         "dropped_overflow": 0,
+        "dropped_dhcp": 0,
+        "dhcp_answered": 0,
         "tun_no_route": 0,
         "handshake_latency": {"buckets": [], "sum": 0.0, "count": 0},
         "reloads": 0,

@@ -14,16 +14,22 @@ from hypothesis import strategies as st
 from sstpd.errors import ParseError
 from sstpd.proto.dhcp import (
     MAX_MESSAGE,
+    AckInfo,
     BootpMessage,
+    InformSettings,
     IPv4Udp,
+    answer_inform,
     build_ack,
+    build_inform,
     decode_bootp,
     decode_classless_routes,
     decode_ipv4_udp,
     encode_bootp,
     encode_classless_routes,
     encode_ipv4_udp,
+    is_dhcp_reply,
     is_dhcp_request,
+    parse_ack,
     parse_inform,
 )
 
@@ -406,3 +412,107 @@ def test_parse_inform_raises_only_parse_error_on_well_enveloped_garbage(
         raw = encode_ipv4_udp(IPv4Udp(CLIENT, BROADCAST, 68, 67, payload))
         with contextlib.suppress(ParseError):
             parse_inform(raw, CLIENT)
+
+
+# --------------------------------------------------------------------------- answer_inform
+
+PUSHED = InformSettings(
+    domain="corp.example",
+    dns=(SERVER,),
+    routes=(IPv4Network("10.17.0.0/16"), IPv4Network("192.168.50.0/24")),
+)
+
+
+def test_answer_inform_gives_the_checked_vector_for_a_windows_inform() -> None:
+    raw = answer_inform(inform_packet(), session=CLIENT, server=SERVER, settings=PUSHED)
+    assert raw[28 + 240 :] == ACK_OPTIONS_VECTOR
+    assert raw[12:16] == SERVER.packed and raw[16:20] == CLIENT.packed
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        inform_packet(inform(ciaddr=IPv4Address("10.8.0.6"))),
+        inform_packet(src=IPv4Address("10.8.0.6")),
+        inform_packet()[:200],
+        inform_packet(pad_to=MAX_MESSAGE + 1),
+    ],
+    ids=["foreign-ciaddr", "foreign-source", "truncated", "oversized"],
+)
+def test_answer_inform_refuses_what_is_not_this_sessions_inform(raw: bytes) -> None:
+    with pytest.raises(ParseError):
+        answer_inform(raw, session=CLIENT, server=SERVER, settings=PUSHED)
+
+
+# --------------------------------------------------------------------------- client side
+
+
+def test_client_inform_is_what_the_server_accepts() -> None:
+    raw = build_inform(CLIENT, 0xCAFEF00D, bytes.fromhex("020000000001"))
+    assert is_dhcp_request(raw) and not is_dhcp_reply(raw)
+    d = decode_ipv4_udp(raw)
+    assert (d.src, d.dst, d.src_port, d.dst_port) == (CLIENT, BROADCAST, 68, 67)
+    m = parse_inform(raw, CLIENT)
+    assert m.xid == 0xCAFEF00D and m.hlen == 6 and m.chaddr[:6] == bytes.fromhex("020000000001")
+    assert set(m.options[55]) >= {1, 6, 15, 121, 249}
+    assert 50 not in m.options  # no requested address: INFORM keeps the IPCP one
+
+
+def test_client_reads_the_vector_ack() -> None:
+    raw = vector_ack()
+    assert is_dhcp_reply(raw) and not is_dhcp_request(raw)
+    info = parse_ack(raw, CLIENT, 0x12345678)
+    assert info == AckInfo(
+        server=SERVER,
+        routes=(
+            (IPv4Network("10.17.0.0/16"), SERVER),
+            (IPv4Network("192.168.50.0/24"), SERVER),
+        ),
+        domain="corp.example",
+        dns=(SERVER,),
+    )
+
+
+def _ack_with(options: dict[int, bytes], *, xid: int = 1, dst: IPv4Address = CLIENT) -> bytes:
+    m = BootpMessage(op=2, xid=xid, ciaddr=CLIENT, options=options)
+    return encode_ipv4_udp(IPv4Udp(SERVER, dst, 67, 68, encode_bootp(m)))
+
+
+def test_client_takes_249_only_without_121_and_nothing_without_either() -> None:
+    base = {53: b"\x05", 54: SERVER.packed}
+    r121 = encode_classless_routes([(IPv4Network("10.1.0.0/16"), SERVER)])
+    r249 = encode_classless_routes([(IPv4Network("10.2.0.0/16"), SERVER)])
+    both = parse_ack(_ack_with({**base, 121: r121, 249: r249}), CLIENT, 1)
+    assert [n for n, _ in both.routes] == [IPv4Network("10.1.0.0/16")]  # 121 wins
+    only249 = parse_ack(_ack_with({**base, 249: r249}), CLIENT, 1)
+    assert [n for n, _ in only249.routes] == [IPv4Network("10.2.0.0/16")]
+    none = parse_ack(_ack_with(base), CLIENT, 1)
+    assert none.routes == () and none.domain == "" and none.dns == ()
+    assert parse_ack(_ack_with(base, dst=BROADCAST), CLIENT, 1).server == SERVER
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (_ack_with({53: b"\x05", 54: SERVER.packed}, xid=2), "transaction 0x2"),
+        (_ack_with({53: b"\x06", 54: SERVER.packed}), "message type 6"),  # NAK
+        (_ack_with({53: b"\x05"}), "server identifier"),
+        (_ack_with({53: b"\x05", 54: SERVER.packed}, dst=SERVER), "reply to 10.8.0.1"),
+        (_ack_with({53: b"\x05", 54: SERVER.packed, 6: b"\x01\x02"}), "DNS option"),
+        (_ack_with({53: b"\x05", 54: SERVER.packed, 15: b"\xff"}), "not ASCII"),
+        (_ack_with({53: b"\x05", 54: SERVER.packed, 121: b"\x21"}), "width 33"),
+        (inform_packet(), "not DHCP server -> client"),
+    ],
+    ids=["xid", "nak", "no-server-id", "dst", "dns", "domain", "routes", "request"],
+)
+def test_client_refuses_bad_answers(raw: bytes, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse_ack(raw, CLIENT, 1)
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_parse_ack_raises_only_parse_error(data: bytes) -> None:
+    with contextlib.suppress(ParseError):
+        parse_ack(data, CLIENT, 1)
+    assert is_dhcp_reply(data) in (True, False)

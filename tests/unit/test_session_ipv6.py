@@ -125,6 +125,8 @@ def test_rs_answered_with_a_unicast_ra_and_a_flood_counted() -> None:
     p.run()
     p.received6.clear()
     p.now = 5.0
+    # (the client session's own RS at IPV6CP-up may already have met the rate limit)
+    before = p.server.counters.nd_rate_limited
     rs = nd.wrap(p.client_ll, nd.ALL_ROUTERS, nd.encode_rs(nd.RouterSolicitation()))
     p.send6(rs)
     [(header, _)] = p.ras()
@@ -132,7 +134,7 @@ def test_rs_answered_with_a_unicast_ra_and_a_flood_counted() -> None:
     for _ in range(200):
         p.send6(rs)
     assert len(p.ras()) == 1
-    assert p.server.counters.nd_rate_limited == 200 and p.server.is_open
+    assert p.server.counters.nd_rate_limited == before + 200 and p.server.is_open
 
 
 def test_packets_inside_the_64_are_forwarded_and_counted() -> None:

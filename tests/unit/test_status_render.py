@@ -43,6 +43,8 @@ def stats(**over: Any) -> dict[str, Any]:
         "tx_packets": 200,
         "dropped_spoofed": 1,
         "dropped_overflow": 0,
+        "dropped_dhcp": 4,
+        "dhcp_answered": 0,
         "tun_no_route": 3,
         "handshake_latency": h.record().to_json(),
         "pool_size": 253,
@@ -339,7 +341,7 @@ def test_every_documented_family_with_its_type_labels_and_values() -> None:
     blocked = {s.labels["kind"]: s.value for s in fam["sstpd_auth_blocked"].samples}
     assert blocked == {"sources": 1, "users": 0}
     dropped = {s.labels["reason"]: s.value for s in fam["sstpd_dropped_packets"].samples}
-    assert dropped == {"spoofed": 1, "queue_full": 0, "no_route": 3} | {
+    assert dropped == {"spoofed": 1, "queue_full": 0, "no_route": 3, "dhcp": 4} | {
         r: 0 for r in ("spoofed6", "invalid6", "nd_invalid", "rs_rate_limited")
     }
     reloads = {s.labels["result"]: s.value for s in fam["sstpd_reloads"].samples}

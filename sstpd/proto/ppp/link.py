@@ -171,6 +171,8 @@ class PppClientConfig:
     nt_hash: bytes | None = None
     auth_methods: tuple[str, ...] = (EAP_MSCHAPV2, MSCHAPV2, PAP)
     request_dns: bool = True
+    #: negotiate IPV6CP next to IPCP (a server without IPv6 Protocol-Rejects it: IPv4 only)
+    ipv6: bool = False
     mru: int = 1500
     restart_interval: float = 3.0
     max_configure: int = 10
@@ -710,6 +712,7 @@ class PppClient(_Link):
         self.peer_address: IPv4Address | None = None
         super().__init__(config, usable, random, now)
         self.username = config.username
+        self.ipv6_enabled = config.ipv6
 
     def _start_auth(self, now: float) -> None:
         method = self.lcp_handler.peer_auth
@@ -762,6 +765,8 @@ class PppClient(_Link):
         handler = IpcpClientHandler(request_dns=self.config.request_dns, listener=self)
         self._ipcp_handler = handler
         self._open_ipcp(handler, now)
+        if self.ipv6_enabled:  # the same handler as the server's, without in_use
+            self._open_ipv6cp(now)
 
     def ipcp_up(self) -> None:
         handler = self._ipcp_handler

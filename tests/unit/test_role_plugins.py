@@ -68,6 +68,12 @@ errors = types.ModuleType("ansible.errors")
 errors.AnsibleFilterError = ValueError
 sys.modules["ansible"] = types.ModuleType("ansible")
 sys.modules["ansible.errors"] = errors
+# a controller without sstpd installed: drop the finder an editable install (tests/run's
+# .venv) puts on sys.meta_path, so the check below means what it says
+sys.meta_path[:] = [
+    f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")
+]
+sys.path[:] = [p for p in sys.path if "__editable__" not in p]
 try:
     import sstpd
     raise SystemExit("sstpd importable before the plugin ran")

@@ -87,6 +87,7 @@ class ServerProtocol(SstpStreamProtocol):
         self.grant: aaa.Grant | None = None  # authorization from a RADIUS Access-Accept
         self.acct_session_id = f"{server.boot_id}-{self.id:08x}"
         self.terminate_cause: int | None = None
+        self.fail_delay = 0.0  # server.workers: what the supervisor said a failure earns
         self._deadline: asyncio.TimerHandle | None = None
         self._setup: asyncio.TimerHandle | None = None
         self.on_event = self._on_event
@@ -101,7 +102,7 @@ class ServerProtocol(SstpStreamProtocol):
             self.peer = f"{host}:{peer[1]}"
         srv = self.server
         why = srv.refusal()
-        if not why and srv.throttle.source_blocked(self.peer_host, srv.loop.time()):
+        if not why and srv.source_blocked(self.peer_host):
             why = "blocked"
         if why:
             log.warning("[%d] %s refused: %s", self.id, self.peer, why)
@@ -259,7 +260,7 @@ class ServerProtocol(SstpStreamProtocol):
                 f"E={ev.code}: " if ev.code else "",
                 ev.reason,
             )
-            delay = srv.auth_failed(self.peer_host, ev.username)
+            delay = srv.auth_failed(self.peer_host, ev.username, self.fail_delay)
             if delay > 0:
                 self.hold_output(delay)
         elif isinstance(ev, IpReceived):

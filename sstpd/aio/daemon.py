@@ -30,7 +30,7 @@ from sstpd.aio.supervisor import supervise
 from sstpd.aio.tls import cert_summary, make_ssl_context
 from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
-from sstpd.aio.workers import LinkControl, RoutedPool, WorkerRole, worker_count
+from sstpd.aio.workers import LinkControl, RegistryLink, RoutedPool, WorkerRole, worker_count
 from sstpd.config import Config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
@@ -79,6 +79,7 @@ class Daemon:
         self.started_wall = time.time()
         tc = config.tunnel
         pool: RoutedPool | None = None
+        self.shared: RegistryLink | None = None
         if role is None:
             self.tun = TunDevice(tc.interface, offload=tc.offload)
             self.tun.configure(
@@ -98,6 +99,7 @@ class Daemon:
                 ifname=self.tun.name,
                 claim_dynamic=lambda: "radius" in self.config.auth.backends,
             )
+            self.shared = RegistryLink(role.registry_fd, lambda msg: self.server.pushed(msg))
         nofile = raise_nofile_limit()
         settings = RuntimeSettings.from_config(config)
         self.server = Server(
@@ -106,6 +108,7 @@ class Daemon:
             boot_id=f"{int(self.started_wall):x}",
             role=role,
             pool=pool,
+            shared=self.shared,
         )
         srv = self.server
         self.pump = TunPump(
@@ -166,6 +169,8 @@ class Daemon:
                 )
             )
         await self.control.start()
+        if self.shared is not None:
+            await self.shared.start()
         await srv.aaa.open()
         if self.config.radius.dae_listen is not None:
             self.dae = DaeServer(self.config.radius, self.admin.dae_disconnect)
@@ -236,6 +241,8 @@ class Daemon:
         if self.dae is not None:
             self.dae.close()
         self.control.close()
+        if self.shared is not None:
+            self.shared.close()
         self.loop.remove_reader(self.tun.fd)
         self.tun.close()
         log.info("stopped")

@@ -111,6 +111,7 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         self.tun_errors = 0
         self.internal_errors = 0
         self._held: list[bytes] | None = None  # output held back by hold_output
+        self._hold_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ asyncio callbacks
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -337,9 +338,16 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
         self._held = []
         with contextlib.suppress(RuntimeError, AttributeError):
             self.transport.pause_reading()
-        self.loop.call_later(delay, self._release_output)
+        self._hold_timer = self.loop.call_later(delay, self._release_output)
+
+    def release_output(self) -> None:
+        """End a ``hold_output`` before its time."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        self._release_output()
 
     def _release_output(self) -> None:
+        self._hold_timer = None
         held, self._held = self._held, None
         tr = self.transport
         if tr is None or held is None:

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import os
 from ipaddress import IPv4Address, IPv6Network
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sstpd import users
 from sstpd.aio.aaa import Aaa
@@ -31,16 +31,18 @@ from sstpd.proto.outcome import Outcome
 from sstpd.proto.pool import AddressPool
 from sstpd.proto.pool6 import PrefixPool
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest, local_verifier
+from sstpd.proto.registry import user_limit
 from sstpd.proto.session import ServerSession
 from sstpd.proto.sstp.constants import HashProtocol
 
 if TYPE_CHECKING:
     from sstpd.aio.connection import ServerProtocol
-    from sstpd.aio.workers import WorkerRole
+    from sstpd.aio.workers import RegistryLink, WorkerRole
 
 log = logging.getLogger("sstpd")
 
 _REFUSE = local_verifier(lambda name: None)  # the answer to a blocked user name
+REGISTRY_HOLD = 10.0  # longest a worker holds a login's output for the supervisor's answer
 FD_RESERVE = 64  # file descriptors kept free for the TUN, the control socket, reloads
 
 
@@ -57,9 +59,12 @@ class Server:
         boot_id: str,
         role: WorkerRole | None = None,
         pool: AddressPool | None = None,
+        shared: RegistryLink | None = None,
     ) -> None:
         """``role``: one of several worker processes (``aio.workers``; None: the only
-        process), with ``pool`` its slice of the address pool."""
+        process), with ``pool`` its slice of the address pool and ``shared`` its link to
+        the supervisor's registry, which keeps ``auth.max_sessions_per_user`` and the
+        failed-login throttle across the workers (``sstpd.proto.registry``)."""
         config = settings.config
         self.settings = settings
         self.role = role
@@ -82,7 +87,10 @@ class Server:
             high=SESSION_TRIM_HIGH, fraction=0.5, settle=SESSION_TRIM_SETTLE, what="sessions"
         )
         self._heap_timer: asyncio.TimerHandle | None = None
-        self.throttle = AuthThrottle(settings.throttle)
+        self.throttle = AuthThrottle(settings.throttle)  # one process; workers: ``shared``
+        self.shared = shared
+        self.blocked_sources: dict[str, float] = {}  # workers: blocks pushed by the supervisor
+        self._tasks: set[asyncio.Task[None]] = set()
         self.nofile = nofile
         self.authenticated_count = 0
         self.users: dict[str, users.User] = {}
@@ -201,8 +209,15 @@ class Server:
             self._heap_timer.cancel()
 
     # ------------------------------------------------------------ authentication results
-    def auth_failed(self, source: str, user: str) -> float:
-        """Count a failed login; return how long to hold the failure answer."""
+    def auth_failed(self, source: str, user: str, delay: float = 0.0) -> float:
+        """Count a failed login; return how long to hold the failure answer. A worker
+        tells the supervisor, which counts and blocks for all workers; ``delay`` is what
+        the supervisor said a failure would earn before the password was checked."""
+        if self.shared is not None:
+            self.shared.send({"op": "failed", "source": source, "user": user})
+            if delay > 0:
+                self.stats.auth_delayed += 1
+            return delay
         res = self.throttle.failure(source, user, self.loop.time())
         for what in res.blocked:
             log.warning(
@@ -220,15 +235,19 @@ class Server:
         """A login succeeded: the connection leaves the pre-authentication budget and
         counts against max_sessions and the per-user limit from now on."""
         self.release(proto.pending)
-        self.throttle.success(proto.peer_host, user)
+        if self.shared is None:
+            self.throttle.success(proto.peer_host, user)
+        else:
+            self.shared.send({"op": "success", "source": proto.peer_host, "user": user})
         if proto.authenticated:
             return  # re-authentication (LCP renegotiation): counted already
         proto.authenticated = True
         self.authenticated_count += 1
         ac = self.config.auth
-        why = ""
         if self.authenticated_count > self.config.server.max_sessions:
-            why, outcome = "max_sessions reached", Outcome.REFUSED
+            self.refuse(proto, "max_sessions reached", Outcome.REFUSED)
+        elif self.shared is not None:
+            self._shared_login(proto, user)
         elif ac.max_sessions_per_user:
             mine = sorted(
                 (
@@ -241,35 +260,103 @@ class Server:
                 ),
                 key=lambda p: p.id,
             )
-            excess = len(mine) + 1 - ac.max_sessions_per_user
-            if excess > 0 and ac.session_limit_action == "deny":
-                why = f"user {user!r} already has {len(mine)} sessions"
-                outcome = Outcome.LIMIT_USER
-            elif excess > 0:
-                for old in mine[:excess]:
-                    log.info(
-                        "[%d] %s user %r replaced by session %d",
-                        old.id,
-                        old.peer,
-                        user,
-                        proto.id,
-                    )
-                    self.loop.call_soon(old.disconnect, "replaced by a newer session")
-        if why:
-            log.warning("[%d] %s refused: %s", proto.id, proto.peer, why)
-            proto._set_outcome(outcome)
-            self.loop.call_soon(proto.disconnect, why)
+            verdict = user_limit(
+                user, [p.id for p in mine], ac.max_sessions_per_user, ac.session_limit_action
+            )
+            if verdict.refuse:
+                self.refuse(proto, verdict.refuse, Outcome.LIMIT_USER)
+            for old in mine:
+                if old.id in verdict.replace:
+                    self.replace(old, user, proto.id)
 
-    def _unless_blocked(self, verify: Verify) -> Verify:
+    def refuse(self, proto: ServerProtocol, why: str, outcome: Outcome) -> None:
+        log.warning("[%d] %s refused: %s", proto.id, proto.peer, why)
+        proto._set_outcome(outcome)
+        self.loop.call_soon(proto.disconnect, why)
+
+    def replace(self, old: ServerProtocol, user: str, by: int) -> None:
+        log.info("[%d] %s user %r replaced by session %d", old.id, old.peer, user, by)
+        self.loop.call_soon(old.disconnect, "replaced by a newer session")
+
+    # ------------------------------------------------------------ server.workers: shared
+    def _spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _shared_login(self, proto: ServerProtocol, user: str) -> None:
+        """A worker's login counts in the supervisor's registry. With a per-user limit
+        the session's output is held until the supervisor has said it may stay."""
+        assert self.shared is not None
+        msg = {"op": "login", "id": proto.id, "user": user, "source": proto.peer_host}
+        if not self.config.auth.max_sessions_per_user:
+            self.shared.send(msg)  # counted for a dead worker's release, no question
+            return
+        proto.hold_output(REGISTRY_HOLD)
+        self._spawn(self._ask_login(proto, msg))
+
+    async def _ask_login(self, proto: ServerProtocol, msg: dict[str, Any]) -> None:
+        assert self.shared is not None
+        answer = await self.shared.ask(msg)
+        if not proto.session.closed:
+            if answer is None:  # fail closed: see sstpd.aio.workers
+                self.refuse(proto, "the supervisor does not answer", Outcome.REFUSED)
+            elif answer.get("refuse"):
+                self.refuse(proto, str(answer["refuse"]), Outcome.LIMIT_USER)
+        proto.release_output()
+
+    def pushed(self, msg: dict[str, Any]) -> None:
+        """What the supervisor tells a worker unasked: a block, a session to end."""
+        what = msg.get("push")
+        now = self.loop.time()
+        if what == "block":
+            for key in [k for k, until in self.blocked_sources.items() if until <= now]:
+                del self.blocked_sources[key]
+            self.blocked_sources[str(msg["source"])] = now + float(msg["for"])
+        elif what == "kick":
+            for p in self.connections:
+                if p.id == msg.get("id") and p.authenticated and not p.session.closed:
+                    self.replace(p, p.session.username, int(msg.get("by", 0)))
+
+    def source_blocked(self, source: str) -> bool:
+        now = self.loop.time()
+        if self.shared is None:
+            return self.throttle.source_blocked(source, now)
+        until = self.blocked_sources.get(source)
+        return until is not None and until > now
+
+    def _unless_blocked(self, verify: Verify, proto: ServerProtocol) -> Verify:
         """A user name blocked for failed logins is answered like a wrong password,
-        without asking the users file or RADIUS."""
+        without asking the users file or RADIUS. A worker asks the supervisor first (the
+        answer comes later, like RADIUS's)."""
 
         def checked(req: VerifyRequest) -> Verdict | None:
+            if self.shared is not None:
+                self._spawn(self._ask_then_verify(proto, req, verify))
+                return None
             if self.throttle.user_blocked(req.user, self.loop.time()):
                 return _REFUSE(req)
             return verify(req)
 
         return checked
+
+    async def _ask_then_verify(
+        self, proto: ServerProtocol, req: VerifyRequest, verify: Verify
+    ) -> None:
+        assert self.shared is not None
+        answer = await self.shared.ask({"op": "check", "source": proto.peer_host, "user": req.user})
+        verdict: Verdict | None
+        if answer is None:  # fail closed: see sstpd.aio.workers
+            verdict = Verdict(False, code=691, reason="the supervisor does not answer")
+        else:
+            proto.fail_delay = float(answer.get("delay", 0.0))
+            verdict = _REFUSE(req) if answer.get("blocked") else verify(req)
+            if verdict is None:
+                return  # RADIUS: it completes the verification itself
+        if proto.session.closed:
+            return
+        proto.session.complete_verification(req, verdict, self.loop.time())
+        proto._after_input()
 
     # ------------------------------------------------------------ addresses and sessions
     def assign_address(self, name: str, wanted: IPv4Address | None = None) -> IPv4Address | None:
@@ -315,9 +402,9 @@ class Server:
                 return None
             return self.assign_address(name, framed)
 
-        verify = self.aaa.verifier(proto) if proto is not None else None
-        if verify is not None:
-            verify = self._unless_blocked(verify)
+        verify = None
+        if proto is not None:
+            verify = self._unless_blocked(self.aaa.verifier(proto), proto)
         return ServerSession(
             ppp_config=settings.ppp,
             cert_hashes=hashes,
@@ -337,6 +424,17 @@ class Server:
     def opened(self, proto: ServerProtocol, address: IPv4Address) -> None:
         """IPCP is up: packets to ``address`` from the TUN go to ``proto``."""
         self.by_ip[address.packed] = proto
+        if self.shared is not None:
+            grant = proto.grant
+            self.shared.send(
+                {
+                    "op": "opened",
+                    "id": proto.id,
+                    "acct": proto.acct_session_id,
+                    "address": str(address),
+                    "classes": [c.hex() for c in grant.classes] if grant is not None else [],
+                }
+            )
 
     def opened6(self, proto: ServerProtocol, prefix: IPv6Network) -> None:
         """IPV6CP is up and the binding verified: the /64 from the TUN goes to ``proto``."""
@@ -368,6 +466,8 @@ class Server:
         if proto.authenticated:
             self.authenticated_count -= 1
             self._trim_heap()
+            if self.shared is not None:
+                self.shared.send({"op": "closed", "id": proto.id})
         addr = proto.session.peer_address
         if addr is not None and self.by_ip.get(addr.packed) is proto:
             del self.by_ip[addr.packed]

@@ -38,7 +38,7 @@ class RuntimeSettings:
     def from_config(cls, config: Config) -> RuntimeSettings:
         """Reads the certificate (for its hashes): raises what ``binding_hashes`` raises."""
         hashes = binding_hashes(config)
-        sc, tc, lc = config.server, config.tunnel, config.limits
+        sc, tc = config.server, config.tunnel
         return cls(
             config=config,
             cert_hashes=hashes,
@@ -52,13 +52,7 @@ class RuntimeSettings:
                 auth_retries=config.auth.retries,
             ),
             dhcp=InformSettings(domain=tc.domain, dns=tuple(tc.dns), routes=tuple(tc.routes)),
-            throttle=ThrottleConfig(
-                delay=lc.auth_fail_delay,
-                max_delay=lc.auth_fail_max_delay,
-                window=lc.auth_fail_window,
-                block_after=lc.auth_fail_block_after,
-                block_time=lc.auth_fail_block_time,
-            ),
+            throttle=throttle_config(config),
             timeouts=Timeouts(http=sc.handshake_timeout, hello=sc.hello_interval),
             handshake_timeout=sc.handshake_timeout,
             ipv6=None
@@ -82,3 +76,15 @@ def hash_mask(protocols: tuple[str, ...], hashes: dict[HashProtocol, bytes]) -> 
         if proto in hashes:
             mask |= proto
     return mask
+
+
+def throttle_config(config: Config) -> ThrottleConfig:
+    """The failed-login throttle of ``[limits]`` (also the ``server.workers`` supervisor's)."""
+    lc = config.limits
+    return ThrottleConfig(
+        delay=lc.auth_fail_delay,
+        max_delay=lc.auth_fail_max_delay,
+        window=lc.auth_fail_window,
+        block_after=lc.auth_fail_block_after,
+        block_time=lc.auth_fail_block_time,
+    )

@@ -23,7 +23,8 @@ from typing import Any
 from sstpd import __version__
 from sstpd.aio.control import ControlServer, error
 from sstpd.aio.notify import sd_notify
-from sstpd.aio.workers import ENV_CONTROL_FD, ENV_NOTIFY_FD, ENV_WORKER
+from sstpd.aio.shared import SharedLimits
+from sstpd.aio.workers import ENV_CONTROL_FD, ENV_NOTIFY_FD, ENV_REGISTRY_FD, ENV_WORKER
 from sstpd.config import Config, load_config
 from sstpd.control import MAX_RESPONSE, encode
 from sstpd.errors import SstpdError
@@ -53,6 +54,7 @@ class Worker:
         self.restarts = 0
         self.started = 0.0
         self.delay = RESTART_DELAY
+        self.last_stats: dict[str, Any] | None = None  # its last stats answer (for retire)
 
     @property
     def alive(self) -> bool:
@@ -101,6 +103,7 @@ class Supervisor:
         self.started_wall = time.time()
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.shared = SharedLimits(config)  # per-user limits and the throttle, all workers
 
     # ---------------------------------------------------------------- processes
     async def spawn(self, w: Worker) -> None:
@@ -108,23 +111,33 @@ class Supervisor:
         w.ready.clear()
         ctl_parent, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ntf_parent, ntf_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        reg_parent, reg_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         env[ENV_WORKER] = f"{w.index}/{self.count}/{w.generation}"
         env[ENV_CONTROL_FD] = str(ctl_child.fileno())
         env[ENV_NOTIFY_FD] = str(ntf_child.fileno())
+        env[ENV_REGISTRY_FD] = str(reg_child.fileno())
         args = [sys.executable, "-m", "sstpd", "serve", "--worker"]
         if self.config_path:
             args += ["--config", self.config_path]
         try:
             w.proc = await asyncio.create_subprocess_exec(
-                *args, env=env, pass_fds=(ctl_child.fileno(), ntf_child.fileno())
+                *args,
+                env=env,
+                pass_fds=(ctl_child.fileno(), ntf_child.fileno(), reg_child.fileno()),
             )
+        except OSError:
+            reg_parent.close()
+            raise
         finally:
             ctl_child.close()
             ntf_child.close()
+            reg_child.close()
         w.started = self.loop.time()
         ctl_parent.setblocking(False)
         w.reader, w.writer = await asyncio.open_unix_connection(sock=ctl_parent, limit=MAX_RESPONSE)
+        reg_parent.setblocking(False)
+        await self.shared.attach(w.index, w.generation, reg_parent)
         if w.notify is not None:
             self.loop.remove_reader(w.notify.fileno())
             w.notify.close()
@@ -156,6 +169,8 @@ class Supervisor:
         rc = await proc.wait()
         if w.writer is not None:
             w.writer.close()
+        self.shared.retire(w.last_stats)  # its counters stay in the totals
+        w.last_stats = None
         if self.stopping:
             log.info("worker %d exited (%d)", w.index, rc)
             if not any(x.alive for x in self.workers):
@@ -253,6 +268,7 @@ class Supervisor:
                 await w.proc.wait()
         for task in list(self._tasks):
             task.cancel()
+        self.shared.close()
         self.control.close()
         log.info("stopped")
 
@@ -263,7 +279,12 @@ class Supervisor:
 
     # ---------------------------------------------------------------- control
     async def ask_all(self, req: dict[str, Any]) -> list[tuple[Worker, dict[str, Any] | None]]:
+        gens = [w.generation for w in self.workers]
         answers = await asyncio.gather(*(w.call(req) for w in self.workers))
+        if req["cmd"] == "stats":  # what a worker had counted, should it die
+            for w, gen, a in zip(self.workers, gens, answers, strict=True):
+                if a is not None and a.get("ok") and w.alive and w.generation == gen:
+                    w.last_stats = a
         return list(zip(self.workers, answers, strict=True))
 
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -287,6 +308,7 @@ class Supervisor:
             return {"ok": True, **self.merge_health(answers)}
         if cmd == "sessions":
             rows = [s for _, a in answers if a and a.get("ok") for s in a["sessions"]]
+            self.shared.traffic(rows)  # the last traffic known, for a dead worker's Stops
             return {"ok": True, "sessions": sorted(rows, key=lambda r: int(r["id"]))}
         if cmd == "stats":
             return {"ok": True, **self.merge_stats(answers)}
@@ -305,6 +327,7 @@ class Supervisor:
         except SstpdError as exc:
             log.error("reload rejected, keeping the running configuration: %s", exc)
             return error(str(exc))
+        self.shared.reconfigure(self.config)
         answers = await self.ask_all({"cmd": "reload"})
         failed = [(w, a) for w, a in answers if a is None or not a.get("ok")]
         oks = [a for _, a in answers if a and a.get("ok")]
@@ -346,7 +369,7 @@ class Supervisor:
     def merge_stats(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
         live = [a for _, a in answers if a is not None and a.get("ok")]
         out: dict[str, Any] = {}
-        for a in live:
+        for a in [*live, self.shared.retired]:  # retired: the counters of dead workers
             for key, value in a.items():
                 if key in ("ok", "status", "accepting", "draining", "warnings", "pool_free"):
                     continue
@@ -364,6 +387,7 @@ class Supervisor:
                 else:
                     out.setdefault(key, value)
         out.update(self.merge_health(answers))
+        out.update(self.shared.stats())  # the throttle is the supervisor's
         out["version"] = __version__
         out["started_at"] = round(self.started_wall, 3)
         out["uptime"] = round(self.loop.time() - self.started_at, 3)

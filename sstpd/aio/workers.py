@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -55,6 +56,8 @@ log = logging.getLogger("sstpd")
 ENV_WORKER = "SSTPD_WORKER"  # "index/count/generation"
 ENV_CONTROL_FD = "SSTPD_CONTROL_FD"
 ENV_NOTIFY_FD = "SSTPD_NOTIFY_FD"
+ENV_REGISTRY_FD = "SSTPD_REGISTRY_FD"
+REGISTRY_TIMEOUT = 5.0  # seconds the supervisor has to answer a registry question
 IDS_PER_GENERATION = 1_000_000  # a restarted worker numbers its sessions from here on
 
 
@@ -89,17 +92,19 @@ class WorkerRole:
     generation: int  # 0 at start, +1 per restart of this worker
     part: PoolSlice
     control_fd: int
+    registry_fd: int = -1
 
     @classmethod
     def from_env(cls, config: Config) -> WorkerRole:
         try:
             index, count, generation = (int(x) for x in os.environ[ENV_WORKER].split("/"))
             control_fd = int(os.environ[ENV_CONTROL_FD])
+            registry_fd = int(os.environ[ENV_REGISTRY_FD])
         except (KeyError, ValueError):
             raise SstpdError("serve --worker is started by the supervisor only") from None
         tc = config.tunnel
         part = slice_pool(tc.pool, count, [tc.address])[index]
-        return cls(index, count, generation, part, control_fd)
+        return cls(index, count, generation, part, control_fd, registry_fd)
 
     def tun_name(self, interface: str) -> str:
         return interface if self.index == 0 else f"{interface}w{self.index}"
@@ -232,6 +237,82 @@ class LinkControl:
             pass
         log.warning("the supervisor is gone: stopping")
         self.on_lost()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._writer is not None:
+            self._writer.close()
+
+
+class RegistryLink:
+    """The worker's end of the registry link: it tells the supervisor's
+    ``sstpd.proto.registry.Registry`` about logins and sessions (``send``), asks it
+    before a password is checked or a login counts (``ask``: the answer, or None when
+    none came in ``REGISTRY_TIMEOUT``), and hands what the supervisor pushes unasked
+    (``{"push": "block", ...}``, ``{"push": "kick", ...}``) to ``on_push``.
+
+    One line of JSON per message, both ways (``sstpd.control.encode``). Requests that
+    want an answer carry ``seq``; the answer carries the same ``seq``."""
+
+    def __init__(self, fd: int, on_push: Callable[[dict[str, Any]], None]) -> None:
+        self.fd = fd
+        self.on_push = on_push
+        self._seq = 0
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        sock = socket.socket(fileno=self.fd)
+        sock.setblocking(False)
+        reader, self._writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_REQUEST)
+        self._task = asyncio.get_running_loop().create_task(self._read(reader))
+
+    def send(self, msg: dict[str, Any]) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(encode(msg))
+
+    async def ask(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        if self._writer is None or self._writer.is_closing():
+            return None
+        self._seq += 1
+        seq = self._seq
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[seq] = fut
+        self.send({**msg, "seq": seq})
+        try:
+            return await asyncio.wait_for(fut, REGISTRY_TIMEOUT) or None  # {}: link lost
+        except TimeoutError:
+            log.error("the supervisor did not answer %r in %g s", msg.get("op"), REGISTRY_TIMEOUT)
+            return None
+        finally:
+            self._waiting.pop(seq, None)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(obj, dict):
+                    continue
+                if "push" in obj:
+                    try:
+                        self.on_push(obj)
+                    except Exception:  # a bug in a handler must not end the link
+                        log.exception("registry push %r failed", obj.get("push"))
+                    continue
+                fut = self._waiting.get(obj.get("seq", -1))
+                if fut is not None and not fut.done():
+                    fut.set_result(obj)
+        except (ConnectionError, OSError, ValueError):
+            pass
+        # the supervisor is gone: LinkControl stops the worker; nothing waits meanwhile
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_result({})
 
     def close(self) -> None:
         if self._task is not None:

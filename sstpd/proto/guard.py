@@ -130,10 +130,23 @@ class AuthThrottle:
                 c.times.clear()
                 self.blocks += 1
                 blocked.append(label)
-        delay = 0.0
+        return Failure(self._delay(worst), tuple(blocked))
+
+    def next_delay(self, source: str, user: str, now: float) -> float:
+        """The delay a failure of ``user`` from ``source`` at ``now`` would earn (the
+        ``server.workers`` supervisor answers it before the password is checked)."""
+        worst = 0
+        for table, key in ((self._sources, source), (self._users, user.lower())):
+            c = table.get(key) if key else None
+            n = sum(1 for t in c.times if t > now - self.config.window) if c is not None else 0
+            worst = max(worst, n + 1 if key else 0)
+        return self._delay(worst)
+
+    def _delay(self, worst: int) -> float:
+        cfg = self.config
         if cfg.delay > 0 and worst > 0:
-            delay = min(cfg.delay * 2 ** min(worst - 1, 30), cfg.max_delay)
-        return Failure(delay, tuple(blocked))
+            return float(min(cfg.delay * 2 ** min(worst - 1, 30), cfg.max_delay))
+        return 0.0
 
     def success(self, source: str, user: str) -> None:
         self._sources.pop(source, None)

@@ -159,6 +159,9 @@ def test_stats_merge(tmp_path: Path) -> None:
     async def go() -> dict[str, Any]:
         sup = _supervisor(tmp_path)
         w0, w1 = sup.workers
+        # the throttle is the supervisor's (the workers' own figures are not used)
+        for _ in range(10):
+            sup.shared.registry.failed("192.0.2.9", "mallory", sup.loop.time())
         return sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, _stats(4, 6, [1, 6]))])
 
     st = asyncio.run(go())
@@ -168,7 +171,8 @@ def test_stats_merge(tmp_path: Path) -> None:
     assert st["max_sessions"] == 1000  # the configured total, not a worker's share
     assert st["open_files_limit"] == 1027  # the smallest
     assert st["status"] == "ok" and st["pool_free"] == 200
-    assert st["pending_per_source_limit"] == 64 and st["auth_blocked"]["sources"] == 2
+    assert st["pending_per_source_limit"] == 64
+    assert st["auth_blocked"] == {"sources": 1, "users": 1} and st["auth_blocks"] == 2
     assert st["certificate_not_after"] == 1.8e9
     assert (st["workers"], st["workers_running"], st["worker_restarts"]) == (2, 2, 0)
     assert st["worker_sessions"] == {"0": 3, "1": 4}
@@ -180,6 +184,26 @@ def test_stats_merge(tmp_path: Path) -> None:
     metrics = render_metrics(rec)
     assert "sstpd_workers 2.0" in metrics and "sstpd_worker_restarts_total 0.0" in metrics
     assert "sstpd_sessions 7.0" in metrics
+
+
+def test_a_dead_workers_counters_stay_in_the_merged_totals(tmp_path: Path) -> None:
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        sup = _supervisor(tmp_path)
+        w0, w1 = sup.workers
+        before = sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, _stats(4, 6, [1, 6]))])
+        sup.shared.retire(_stats(4, 6, [1, 6]))  # worker 1 died; restarted, it counts anew
+        after = sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, _stats(0, 0, [0, 0]))])
+        return before, after
+
+    before, after = asyncio.run(go())
+    assert after["rx_bytes"] == before["rx_bytes"] == 7000
+    # the restarted worker's own one refusal comes on top
+    assert before["handshakes"] == {"opened": 11, "refused": 2}
+    assert after["handshakes"] == {"opened": 11, "refused": 3}
+    assert after["handshake_latency"]["count"] == before["handshake_latency"]["count"] == 11
+    assert after["handshake_latency"]["sum"] == before["handshake_latency"]["sum"] + 0.5
+    assert after["sessions"] == 3 and after["pool_in_use"] == 3  # gauges are not retired
+    assert StatsRecord.from_json(after).rx_bytes == 7000
 
 
 def test_health_merge_reports_the_worst_and_missing_workers(tmp_path: Path) -> None:

@@ -19,15 +19,23 @@ was and nothing here runs):
   A static per-user address (or a RADIUS Framed-IP-Address) is routed as a /32 to the
   TUN of the worker that got the session, added exclusively (``sstpd.aio.route``), so it
   is held by one session at a time across all workers.
-* Worker and supervisor talk over two inherited socketpairs: a stream carrying control
-  requests in the ``sstpd.control`` line protocol (``$SSTPD_CONTROL_FD``), and a
-  datagram socket for the worker's sd_notify messages (``$SSTPD_NOTIFY_FD``).
+* Worker and supervisor talk over three inherited socketpairs: a stream carrying control
+  requests in the ``sstpd.control`` line protocol (``$SSTPD_CONTROL_FD``), a datagram
+  socket for the worker's sd_notify messages (``$SSTPD_NOTIFY_FD``), and the registry
+  link (``$SSTPD_REGISTRY_FD``, ``RegistryLink`` here, ``sstpd.aio.shared`` there).
 
 Limits are divided: worker i enforces its share of ``server.max_sessions``,
 ``limits.pending_total`` and ``limits.pending_per_source`` (the shares add up to the
 configured totals, so the totals hold however the kernel spreads connections; one
 worker may refuse while another still has room). ``auth.max_sessions_per_user`` and the
-failed-login throttle are kept per worker (see the README).
+failed-login throttle are counted across the workers by the supervisor
+(``sstpd.proto.registry``): a worker asks it before a password is checked and before a
+login counts, and reports failures, successes, opens and closes; the supervisor pushes
+source blocks (checked at accept) and the replacement of a session back. If the
+supervisor does not answer in ``REGISTRY_TIMEOUT`` the login is refused (fail closed: it
+is a local process that answers in microseconds, so silence means it is wedged, and
+admitting then would lift both limits exactly when they cannot be checked). A dead
+worker's sessions are released there, with an Accounting-Stop for each.
 
 This module is the worker's side (and the pure arithmetic both sides share).
 """

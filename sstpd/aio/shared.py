@@ -108,6 +108,9 @@ class SharedLimits:
         """Serve the link of worker ``index`` (this generation of it) until it ends."""
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_REQUEST)
         self.writers[index] = writer
+        # a restarted worker refuses the sources blocked before it started, too
+        for source, left in self.registry.throttle.blocked_sources(self.loop.time()).items():
+            writer.write(encode({"push": "block", "source": source, "for": left}))
         self._spawn(self._serve(index, generation, reader, writer))
 
     async def _serve(

@@ -98,6 +98,10 @@ class AuthThrottle:
         c = self._users.get(user.lower())
         return c is not None and c.blocked_until > now
 
+    def blocked_sources(self, now: float) -> dict[str, float]:
+        """Each blocked source and the seconds its block has left."""
+        return {k: c.blocked_until - now for k, c in self._sources.items() if c.blocked_until > now}
+
     def blocked_count(self, now: float) -> dict[str, int]:
         return {
             "sources": sum(1 for c in self._sources.values() if c.blocked_until > now),

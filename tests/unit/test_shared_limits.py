@@ -74,6 +74,11 @@ def test_limits_and_throttle_across_two_worker_links() -> None:
         assert chk["delay"] == 4.0  # the third failure's delay: 1, 2, 4
         block = {"push": "block", "source": "192.0.2.7", "for": 900.0}
         assert block in w0.pushed and block in w1.pushed
+        late = await attach(shared, 1, 1)  # a restarted worker learns the blocks at once
+        await settle()
+        assert [p["source"] for p in late.pushed] == ["192.0.2.7"]
+        assert 899.0 < late.pushed[0]["for"] <= 900.0
+        late.link.close()
         chk = await w1.link.ask({"op": "check", "source": "192.0.2.8", "user": "X"})
         assert chk is not None and chk["blocked"]  # the user name, from another source
         assert shared.stats()["auth_blocked"] == {"sources": 1, "users": 1}

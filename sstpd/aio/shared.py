@@ -27,8 +27,9 @@ from typing import Any
 
 from sstpd.aio.radius import RadiusClient, RadiusTimeout
 from sstpd.aio.settings import throttle_config
+from sstpd.aio.workers import REGISTRY_LINE
 from sstpd.config import Config
-from sstpd.control import MAX_REQUEST, encode
+from sstpd.control import encode
 from sstpd.proto import aaa, radius
 from sstpd.proto.guard import AuthThrottle
 from sstpd.proto.registry import Held, Registry
@@ -106,7 +107,7 @@ class SharedLimits:
     # ------------------------------------------------------------ links
     async def attach(self, index: int, generation: int, sock: Any) -> None:
         """Serve the link of worker ``index`` (this generation of it) until it ends."""
-        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_REQUEST)
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=REGISTRY_LINE)
         self.writers[index] = writer
         # a restarted worker refuses the sources blocked before it started, too
         for source, left in self.registry.throttle.blocked_sources(self.loop.time()).items():

@@ -1,10 +1,12 @@
 """The supervisor of ``server.workers`` worker processes (see ``sstpd.aio.workers``).
 
 It is the process systemd starts: it owns the public control socket, starts each worker
-as ``sstpd serve --worker`` with its two socketpairs, restarts a worker that dies (after
+as ``sstpd serve --worker`` with its three socketpairs, restarts a worker that dies (after
 ``RESTART_DELAY``, doubling up to ``RESTART_DELAY_MAX`` while it keeps dying), answers
 control requests by asking every worker and merging their answers, fans SIGTERM and
-SIGHUP out, and sends systemd ``READY=1`` once every worker is ready.
+SIGHUP out, and sends systemd ``READY=1`` once every worker is ready. Its
+``sstpd.aio.shared.SharedLimits`` keeps the per-user limit and the failed-login throttle
+for all workers, and what a dead worker leaves behind (sessions, counters).
 """
 
 from __future__ import annotations

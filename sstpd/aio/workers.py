@@ -66,6 +66,8 @@ ENV_CONTROL_FD = "SSTPD_CONTROL_FD"
 ENV_NOTIFY_FD = "SSTPD_NOTIFY_FD"
 ENV_REGISTRY_FD = "SSTPD_REGISTRY_FD"
 REGISTRY_TIMEOUT = 5.0  # seconds the supervisor has to answer a registry question
+# one registry message at most (a login's RADIUS Class attributes, hex: a few KB)
+REGISTRY_LINE = 1 << 20
 IDS_PER_GENERATION = 1_000_000  # a restarted worker numbers its sessions from here on
 
 
@@ -274,7 +276,7 @@ class RegistryLink:
     async def start(self) -> None:
         sock = socket.socket(fileno=self.fd)
         sock.setblocking(False)
-        reader, self._writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_REQUEST)
+        reader, self._writer = await asyncio.open_unix_connection(sock=sock, limit=REGISTRY_LINE)
         self._task = asyncio.get_running_loop().create_task(self._read(reader))
 
     def send(self, msg: dict[str, Any]) -> None:

@@ -170,3 +170,25 @@ def test_retired_counters_keep_the_totals() -> None:
         shared.close()
 
     asyncio.run(go())
+
+
+def test_a_long_message_does_not_end_the_link() -> None:
+    """Eight RADIUS Class attributes of 253 bytes, hex: beyond a control request's 4 KB."""
+
+    async def go() -> None:
+        shared = SharedLimits(config())
+        w = await attach(shared, 0)
+        await w.link.ask({"op": "login", "id": 1, "user": "alice", "source": "s"})
+        classes = [bytes([i]) * 253 for i in range(8)]
+        w.link.send(
+            {"op": "opened", "id": 1, "acct": "a-1", "address": "10.77.0.2",
+             "classes": [c.hex() for c in classes]}
+        )  # fmt: skip
+        answer = await w.link.ask({"op": "check", "source": "s", "user": "alice"})
+        assert answer is not None and answer["blocked"] is False  # the link still works
+        assert shared.registry.sessions[1].classes == tuple(classes)
+        w.link.close()
+        await settle()
+        shared.close()
+
+    asyncio.run(go())

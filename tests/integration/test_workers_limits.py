@@ -23,7 +23,7 @@ import pytest
 
 from sstpd import control
 from tests.integration.freeradius import SECRET, FreeRadius
-from tests.integration.netns import CLIENT_IP, SERVER_IP, USERS, Daemon, Netns
+from tests.integration.netns import SERVER_IP, Daemon, Netns
 from tests.integration.test_limits import connect, finish, hostile
 from tests.integration.test_workers import Pool, sessions, sock, wait_for, worker_pids
 
@@ -271,6 +271,23 @@ def test_a_killed_worker_releases_its_sessions_sends_their_stops_and_keeps_its_c
     wait_for("every session to end", lambda: daemon.stats()["pool_in_use"] == 0)
 
 
+def test_a_supervisor_that_does_not_answer_refuses_logins(net: Netns, daemon: Daemon) -> None:
+    """Fail closed: a stopped supervisor (SIGSTOP) cannot check the limits, so a worker
+    refuses the login after REGISTRY_TIMEOUT (5 s) instead of letting it through."""
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        res = connect(net, daemon, "carol")
+        took = time.monotonic() - t0
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    assert res["ok"] is False and res["code"] == 691, res
+    assert took >= 5.0, took
+    daemon.wait_log("the supervisor did not answer 'check' in 5 s")
+    assert connect(net, daemon, "carol")["ok"] is True  # answered again: logins work
+
+
 def test_no_traceback_and_user_counts_back_to_zero(net: Netns, daemon: Daemon) -> None:
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert "Traceback" not in daemon.log_text()
@@ -282,5 +299,3 @@ def test_no_traceback_and_user_counts_back_to_zero(net: Netns, daemon: Daemon) -
         assert pool.say("open 1")["opened"] == []
     finally:
         pool.close()
-    time.sleep(0.1)
-    assert CLIENT_IP and USERS

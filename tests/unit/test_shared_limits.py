@@ -9,6 +9,7 @@ import socket
 from ipaddress import IPv4Address
 from typing import Any
 
+from sstpd.aio import workers
 from sstpd.aio.shared import SharedLimits, counters_of
 from sstpd.aio.workers import RegistryLink
 from sstpd.config import Config, parse_config
@@ -190,5 +191,26 @@ def test_a_long_message_does_not_end_the_link() -> None:
         w.link.close()
         await settle()
         shared.close()
+
+    asyncio.run(go())
+
+
+def test_no_answer_in_time_or_a_lost_link_is_none(monkeypatch: Any) -> None:
+    """What the worker then does is refuse the login (fail closed, ``aio.server``)."""
+    monkeypatch.setattr(workers, "REGISTRY_TIMEOUT", 0.2)
+
+    async def go() -> None:
+        silent, mine = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        link = RegistryLink(mine.detach(), lambda _msg: None)
+        await link.start()
+        t0 = asyncio.get_running_loop().time()
+        assert await link.ask({"op": "check", "source": "s", "user": "u"}) is None
+        assert asyncio.get_running_loop().time() - t0 >= 0.2
+        assert silent.recv(4096).startswith(b'{"op":"check"')  # it was asked
+        waiting = asyncio.ensure_future(link.ask({"op": "check", "source": "s", "user": "u"}))
+        await asyncio.sleep(0.05)
+        silent.close()  # the supervisor is gone
+        assert await waiting is None
+        link.close()
 
     asyncio.run(go())

@@ -25,7 +25,7 @@ from typing import Any
 from sstpd import __version__
 from sstpd.aio.control import ControlServer, error
 from sstpd.aio.notify import sd_notify
-from sstpd.aio.shared import SharedLimits
+from sstpd.aio.shared import SharedLimits, counters_of
 from sstpd.aio.workers import ENV_CONTROL_FD, ENV_NOTIFY_FD, ENV_REGISTRY_FD, ENV_WORKER
 from sstpd.config import Config, load_config
 from sstpd.control import MAX_RESPONSE, encode
@@ -371,7 +371,14 @@ class Supervisor:
     def merge_stats(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
         live = [a for _, a in answers if a is not None and a.get("ok")]
         out: dict[str, Any] = {}
-        for a in [*live, self.shared.retired]:  # retired: the counters of dead workers
+        # a worker that did not answer (dying, or slow) counts with its last answer's
+        # counters, a dead one with the retired: the totals never go backwards
+        silent = [
+            counters_of(w.last_stats)
+            for w, a in answers
+            if (a is None or not a.get("ok")) and w.last_stats is not None
+        ]
+        for a in [*live, *silent, self.shared.retired]:
             for key, value in a.items():
                 if key in ("ok", "status", "accepting", "draining", "warnings", "pool_free"):
                     continue

@@ -191,7 +191,13 @@ def test_a_dead_workers_counters_stay_in_the_merged_totals(tmp_path: Path) -> No
         sup = _supervisor(tmp_path)
         w0, w1 = sup.workers
         before = sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, _stats(4, 6, [1, 6]))])
-        sup.shared.retire(_stats(4, 6, [1, 6]))  # worker 1 died; restarted, it counts anew
+        w1.last_stats = _stats(4, 6, [1, 6])  # what ask_all keeps of each stats answer
+        # dying: it does not answer, and is not retired yet
+        dying = sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, None)])
+        assert dying["rx_bytes"] == 7000 and dying["handshakes"] == before["handshakes"]
+        assert dying["sessions"] == 3 and dying["workers_running"] == 1
+        sup.shared.retire(w1.last_stats)  # worker 1 died; restarted, it counts anew
+        w1.last_stats = None
         after = sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, _stats(0, 0, [0, 0]))])
         return before, after
 

@@ -83,6 +83,9 @@ class Aaa:
         self.live: dict[SessionHost, _Live] = {}
         self.loop = asyncio.get_running_loop()
         self.announce = True  # send Accounting-On/-Off (one worker of several does)
+        # called with each Interim-Update's session (a worker tells its supervisor the
+        # traffic, for the Stop it sends should the worker die)
+        self.on_interim: Callable[[SessionHost], None] | None = None
 
     async def open(self) -> None:
         """Open the clients the configuration needs and that are not open yet."""
@@ -315,6 +318,8 @@ class Aaa:
         if live is None:
             return
         self.account(host, aaa.ACCT_INTERIM, self.loop.time() - live.opened)
+        if self.on_interim is not None:
+            self.on_interim(host)
         live.handles.append(self.loop.call_later(interval, self._interim, host, interval))
 
     def session_closed(self, host: SessionHost, reason: str) -> None:

@@ -20,7 +20,7 @@ from ipaddress import IPv4Address, IPv6Network
 from typing import TYPE_CHECKING, Any
 
 from sstpd import users
-from sstpd.aio.aaa import Aaa
+from sstpd.aio.aaa import Aaa, SessionHost
 from sstpd.aio.heap import SESSION_TRIM_HIGH, SESSION_TRIM_SETTLE, HeapTrimmer
 from sstpd.aio.listener import Pending
 from sstpd.aio.settings import RuntimeSettings
@@ -99,6 +99,8 @@ class Server:
         self.aaa = Aaa(config, self.lookup, boot_id)
         # Accounting-On/-Off speak for the whole NAS: only the first worker, once
         self.aaa.announce = role is None or (role.index == 0 and role.generation == 0)
+        if shared is not None:
+            self.aaa.on_interim = self._traffic
         self.connections: set[ServerProtocol] = set()
         self.by_ip: dict[bytes, ServerProtocol] = {}
         self.by_prefix6: dict[bytes, ServerProtocol] = {}  # first 8 bytes of the /64
@@ -317,6 +319,22 @@ class Server:
             for p in self.connections:
                 if p.id == msg.get("id") and p.authenticated and not p.session.closed:
                     self.replace(p, p.session.username, int(msg.get("by", 0)))
+
+    def _traffic(self, host: SessionHost) -> None:
+        """A worker tells the supervisor each Interim-Update's traffic: the last known
+        octets of the Stop it sends should this worker die."""
+        assert self.shared is not None
+        c = host.session.counters
+        self.shared.send(
+            {
+                "op": "traffic",
+                "id": host.id,
+                "rx_bytes": c.rx_bytes,
+                "tx_bytes": c.tx_bytes,
+                "rx_packets": c.rx_packets,
+                "tx_packets": c.tx_packets,
+            }
+        )
 
     def source_blocked(self, source: str) -> bool:
         now = self.loop.time()

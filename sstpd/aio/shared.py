@@ -3,17 +3,18 @@
 ``SharedLimits`` holds the sans-I/O ``sstpd.proto.registry.Registry`` and serves one link
 per worker process: it answers the worker's questions (``check`` before a password is
 checked, ``login`` before a login counts against ``auth.max_sessions_per_user``), takes
-its reports (``failed``, ``success``, ``opened``, ``closed``), and pushes to the workers
-what they must act on (``block``: a source blocked for failed logins, refused at accept
-by every worker; ``kick``: a session replaced by a newer login of its user on another
-worker).
+its reports (``failed``, ``success``, ``opened``, ``traffic`` at each Interim-Update,
+``closed``), and pushes to the workers what they must act on (``block``: a source
+blocked for failed logins, refused at accept by every worker; ``kick``: a session
+replaced by a newer login of its user on another worker).
 
 When a worker's link ends (the process died: the kernel closes its end) the registry
 releases the worker's sessions, and with RADIUS accounting configured an
 Accounting-Stop (Acct-Terminate-Cause NAS-Error) is sent for each session that had
-opened (whose Start the worker sent), with the traffic last seen in a ``sessions``
-answer. ``retire`` folds a dead worker's last ``stats`` counters into ``retired``, so the
-merged totals do not go backwards when it is restarted.
+opened (whose Start the worker sent), with the traffic last known (of the last
+Interim-Update or ``sessions`` answer). ``retire`` folds a dead worker's last ``stats``
+counters into ``retired``, so the merged totals do not go backwards when it is
+restarted.
 """
 
 from __future__ import annotations
@@ -179,6 +180,9 @@ class SharedLimits:
         if op == "opened":
             classes = tuple(bytes.fromhex(c) for c in msg.get("classes", []))
             reg.opened(int(msg["id"]), now, str(msg["acct"]), str(msg["address"]), classes)
+            return None
+        if op == "traffic":
+            self.traffic([msg])
             return None
         if op == "closed":
             reg.closed(int(msg["id"]))

@@ -46,6 +46,7 @@ auth_fail_block_time = 120.0
 nas_identifier = "sstpd-workers"
 timeout = 1.0
 retries = 1
+interim_interval = 2
 
 [[radius.accounting_server]]
 address = "{SERVER_IP}"
@@ -232,6 +233,15 @@ def test_a_killed_worker_releases_its_sessions_sends_their_stops_and_keeps_its_c
                      and r.get("Framed-IP-Address") == victim["address"]],
         )[-1]  # fmt: skip
         sid = start["Acct-Session-Id"]
+        # more traffic, which only an Interim-Update tells the supervisor of
+        assert pool.say("ping")["replies"] == 2
+        interim = wait_for(
+            "an Interim-Update with the new traffic",
+            lambda: [r for r in freeradius.records()
+                     if r.get("Acct-Status-Type") == "Interim-Update"
+                     and r.get("Acct-Session-Id") == sid
+                     and int(r["Acct-Input-Octets"]) > victim["rx_bytes"]],
+        )[-1]  # fmt: skip
         os.kill(worker_pids(daemon)[1], signal.SIGKILL)
         wait_for(
             "worker 1 to be restarted",
@@ -253,7 +263,9 @@ def test_a_killed_worker_releases_its_sessions_sends_their_stops_and_keeps_its_c
         assert stop[0]["Acct-Terminate-Cause"] == "NAS-Error"
         assert stop[0]["User-Name"] == "alice"
         assert stop[0]["Framed-IP-Address"] == victim["address"]
-        assert int(stop[0]["Acct-Input-Octets"]) == victim["rx_bytes"]
+        # the last traffic known: the Interim-Update's (no traffic since)
+        assert stop[0]["Acct-Input-Octets"] == interim["Acct-Input-Octets"]
+        assert stop[0]["Acct-Output-Octets"] == interim["Acct-Output-Octets"]
         assert int(stop[0]["Acct-Session-Time"]) >= 0
         # the totals did not go backwards though worker 1 restarted from zero
         after = daemon.stats()

@@ -117,6 +117,12 @@ def test_a_dead_worker_releases_its_sessions_and_its_stops_are_sent() -> None:
         await w1.link.ask({"op": "login", "id": 4, "user": "bob", "source": "s"})  # not opened
         await w0.link.ask({"op": "login", "id": 1, "user": "carol", "source": "s"})
         await settle()
+        w1.link.send(
+            {"op": "traffic", "id": 2, "rx_bytes": 600, "tx_bytes": 700, "rx_packets": 5,
+             "tx_packets": 6}
+        )  # fmt: skip
+        await settle()
+        assert shared.registry.sessions[2].tx_bytes == 700  # an Interim-Update's figures
         shared.traffic([{"id": 2, "rx_bytes": 1000, "tx_bytes": 2000, "rx_packets": 10}])
         w1.link.close()  # what the kernel does when the process dies
         for _ in range(100):

@@ -30,7 +30,13 @@ from sstpd.aio.supervisor import supervise
 from sstpd.aio.tls import cert_summary, make_ssl_context
 from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
-from sstpd.aio.workers import LinkControl, RoutedPool, WorkerRole, worker_count
+from sstpd.aio.workers import (
+    LinkControl,
+    RoutedPool,
+    RoutedPrefixPool,
+    WorkerRole,
+    worker_count,
+)
 from sstpd.config import Config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
@@ -79,6 +85,7 @@ class Daemon:
         self.started_wall = time.time()
         tc = config.tunnel
         pool: RoutedPool | None = None
+        pool6: RoutedPrefixPool | None = None
         if role is None:
             self.tun = TunDevice(tc.interface, offload=tc.offload)
             self.tun.configure(
@@ -88,9 +95,16 @@ class Daemon:
                 ipv6_address=tc.ipv6_address if tc.ipv6_pool is not None else None,
                 ipv6_routes=[tc.ipv6_pool] if tc.ipv6_pool is not None else [],
             )
-        else:  # its own TUN, routes for its slice of the pool only (IPv4 only: see workers)
+        else:  # its own TUN, routes for its slices of the pools only (see workers)
+            part6 = role.part6
             self.tun = TunDevice(role.tun_name(tc.interface), offload=tc.offload)
-            self.tun.configure(address=tc.address, mtu=tc.mtu, routes=role.part.routes)
+            self.tun.configure(
+                address=tc.address,
+                mtu=tc.mtu,
+                routes=role.part.routes,
+                ipv6_address=tc.ipv6_address if part6 is not None else None,
+                ipv6_routes=part6.routes if part6 is not None else [],
+            )
             pool = RoutedPool(
                 tc.pool,
                 exclude=[tc.address],
@@ -98,6 +112,13 @@ class Daemon:
                 ifname=self.tun.name,
                 claim_dynamic=lambda: "radius" in self.config.auth.backends,
             )
+            if tc.ipv6_pool is not None and part6 is not None:
+                pool6 = RoutedPrefixPool(
+                    tc.ipv6_pool,
+                    exclude=[tc.ipv6_address] if tc.ipv6_address is not None else [],
+                    part=part6,
+                    ifname=self.tun.name,
+                )
         nofile = raise_nofile_limit()
         settings = RuntimeSettings.from_config(config)
         self.server = Server(
@@ -106,6 +127,7 @@ class Daemon:
             boot_id=f"{int(self.started_wall):x}",
             role=role,
             pool=pool,
+            pool6=pool6,
         )
         srv = self.server
         self.pump = TunPump(
@@ -191,11 +213,12 @@ class Daemon:
         )
         tc = self.config.tunnel
         if tc.ipv6_pool is not None:
+            part6 = role.part6 if role is not None else None
             log.info(
                 "IPv6: %s on %s, one /64 per session from %s (%d available)",
                 tc.ipv6_address,
                 self.tun.name,
-                tc.ipv6_pool,
+                " ".join(map(str, part6.routes)) if part6 is not None else tc.ipv6_pool,
                 srv.pool6.size if srv.pool6 is not None else 0,
             )
         if self.acme is not None:

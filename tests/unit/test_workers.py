@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,11 @@ import pytest
 
 from sstpd.aio import workers
 from sstpd.aio.supervisor import Supervisor, Worker
-from sstpd.aio.workers import RoutedPool, WorkerRole, share, worker_count
+from sstpd.aio.workers import RoutedPool, RoutedPrefixPool, WorkerRole, share, worker_count
 from sstpd.config import Config, ConfigError, parse_config
 from sstpd.ctl import sessions_table, stats_text
 from sstpd.proto.pool import slice_pool
+from sstpd.proto.pool6 import slice_prefixes
 from sstpd.records import SessionRecord, StatsRecord
 from sstpd.status.metrics import render_metrics
 
@@ -72,8 +73,20 @@ def test_worker_count() -> None:
     two = config("workers = 2")
     acme = dataclasses.replace(two, acme=dataclasses.replace(two.acme, names=("vpn.example",)))
     assert worker_count(acme) == 1
+    # an IPv6 pool is sliced too: it needs one /64 per worker besides the server's own
     v6 = config("workers = 2\n[tunnel]\nipv6_pool = '2001:db8:100::/56'")
-    assert worker_count(v6) == 1
+    assert worker_count(v6) == 2
+    v6 = config("workers = 3\n[tunnel]\nipv6_pool = '2001:db8:100::/63'")
+    assert worker_count(v6) == 1  # two /64s, one of them the server's
+    v6 = config("workers = 3\n[tunnel]\nipv6_pool = '2001:db8:100::/62'")
+    assert worker_count(v6) == 3
+    # the workers' IPv6 slices, from the environment the supervisor sets
+    env = {workers.ENV_WORKER: "1/2/0", workers.ENV_CONTROL_FD: "7"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        r = WorkerRole.from_env(config("workers = 2\n[tunnel]\nipv6_pool = '2001:db8:100::/56'"))
+    assert r.part6 is not None and r.part6.routes == [IPv6Network("2001:db8:100:80::/57")]
 
 
 def test_interface_name_leaves_room_for_the_worker_suffix() -> None:
@@ -327,3 +340,30 @@ def test_with_radius_a_framed_address_in_another_slice_is_skipped_there(
     rest = [w1.allocate() for _ in range(w1.size - 1)]
     assert framed in rest and kernel.routes[framed] == 11
     assert w1.allocate() is None  # exhausted
+
+
+def test_a_static_ipv6_prefix_is_held_by_one_worker_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kernel = FakeRoutes()
+    monkeypatch.setattr(workers.route, "add_prefix_route", kernel.add)
+    monkeypatch.setattr(workers.route, "del_prefix_route", kernel.delete)
+    monkeypatch.setattr(workers.socket, "if_nametoindex", lambda name: {"t0": 10, "t1": 11}[name])
+    net, server = IPv6Network("2001:db8:77::/56"), IPv6Address("2001:db8:77::1")
+    static = IPv6Network("2001:db8:77:42::/64")  # in worker 0's slice
+    w0, w1 = (
+        RoutedPrefixPool(net, exclude=[server], part=p, ifname=f"t{i}")
+        for i, p in enumerate(slice_prefixes(net, 2, [server]))
+    )
+    for w in (w0, w1):
+        w.set_reserved([static])
+    assert w1.allocate(static) == static and kernel.routes == {static: 11}
+    assert w0.allocate(static) is None and w0.in_use == 0  # refused, nothing held
+    w1.release(static)
+    assert kernel.routes == {}
+    assert w0.allocate(static) == static and kernel.routes == {static: 10}
+    # dynamic /64s need no route of their own (the slice route covers them) and never
+    # collide with the reserved static one
+    got = [w0.allocate() for _ in range(w0.size - 1)]
+    assert static not in got and all(g is not None and g in w0.part for g in got)
+    assert w0.allocate() is None and kernel.routes == {static: 10}

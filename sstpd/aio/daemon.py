@@ -189,7 +189,8 @@ class Daemon:
             )
         await self.control.start()
         await srv.aaa.open()
-        if self.config.radius.dae_listen is not None:
+        # with workers the supervisor listens and asks them (sstpd.aio.workers)
+        if self.config.radius.dae_listen is not None and self.role is None:
             self.dae = DaeServer(self.config.radius, self.admin.dae_disconnect)
             await self.dae.open()
         self.loop.add_reader(self.tun.fd, self.pump.readable)

@@ -19,9 +19,19 @@ was and nothing here runs):
   A static per-user address (or a RADIUS Framed-IP-Address) is routed as a /32 to the
   TUN of the worker that got the session, added exclusively (``sstpd.aio.route``), so it
   is held by one session at a time across all workers.
+* With ``tunnel.ipv6_pool`` the IPv6 pool is divided the same way
+  (``sstpd.proto.pool6.slice_prefixes``): each worker hands out /64s from its own run of
+  the pool, routed to its TUN, and a static per-user /64 gets an exclusive route to the
+  TUN of the worker that holds the session (``RoutedPrefixPool``).
 * Worker and supervisor talk over two inherited socketpairs: a stream carrying control
-  requests in the ``sstpd.control`` line protocol (``$SSTPD_CONTROL_FD``), and a
-  datagram socket for the worker's sd_notify messages (``$SSTPD_NOTIFY_FD``).
+  requests in the ``sstpd.control`` line protocol (``$SSTPD_CONTROL_FD``; besides the
+  public commands the ``LINK_COMMANDS``), and a datagram socket for the worker's
+  sd_notify messages (``$SSTPD_NOTIFY_FD``).
+* With ``radius.dae_listen`` the supervisor alone listens for Disconnect-Requests
+  (``sstpd.aio.dae``) and asks every worker to end the sessions one names; the answer is
+  Disconnect-ACK if any worker ended one. ``[acme]`` still runs a single process: the
+  certificate it obtains and renews would have to reach every worker's TLS context,
+  and the TLS-ALPN-01 challenge arrives on whichever worker the kernel picks.
 
 Limits are divided: worker i enforces its share of ``server.max_sessions``,
 ``limits.pending_total`` and ``limits.pending_per_source`` (the shares add up to the
@@ -57,6 +67,9 @@ ENV_WORKER = "SSTPD_WORKER"  # "index/count/generation"
 ENV_CONTROL_FD = "SSTPD_CONTROL_FD"
 ENV_NOTIFY_FD = "SSTPD_NOTIFY_FD"
 IDS_PER_GENERATION = 1_000_000  # a restarted worker numbers its sessions from here on
+# commands the supervisor sends a worker besides the public ones (sstpd.control.COMMANDS):
+# "dae": end the sessions a RADIUS Disconnect-Request names (sstpd.aio.dae), answer "ended"
+LINK_COMMANDS = ("dae",)
 
 
 def worker_count(config: Config) -> int:
@@ -273,7 +286,7 @@ class LinkControl:
         try:
             while line := await reader.readline():
                 try:
-                    req = decode_request(line.rstrip(b"\n"))
+                    req = decode_request(line.rstrip(b"\n"), LINK_COMMANDS)
                     answer = self.handler(req)
                 except ValueError as exc:
                     answer = error(str(exc))

@@ -102,8 +102,9 @@ def encode(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
 
 
-def decode_request(line: bytes) -> dict[str, Any]:
-    """The request object of one line. Raises ValueError with a reason for the caller."""
+def decode_request(line: bytes, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The request object of one line. Raises ValueError with a reason for the caller.
+    ``extra``: commands known besides ``COMMANDS`` (the supervisor's link to a worker)."""
     if len(line) > MAX_REQUEST:
         raise ValueError(f"request longer than {MAX_REQUEST} bytes")
     try:
@@ -115,7 +116,7 @@ def decode_request(line: bytes) -> dict[str, Any]:
     cmd = obj.get("cmd")
     if not isinstance(cmd, str):
         raise ValueError('missing "cmd"')
-    if cmd not in COMMANDS:
+    if cmd not in COMMANDS and cmd not in extra:
         raise ValueError(f"unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
     return obj
 

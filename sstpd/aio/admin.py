@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sstpd import __version__, certs
 from sstpd.aio.control import error as control_error
+from sstpd.aio.dae import criteria_from_json
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.reload import live_config
 from sstpd.aio.server import read_users
@@ -104,6 +105,8 @@ class Admin:
             return self.set_draining(cmd == "drain")
         if cmd == "cert":
             return {"ok": True, **self.cert_status()}
+        if cmd == "dae":  # from the supervisor only (workers.LINK_COMMANDS)
+            return {"ok": True, "ended": self.dae_disconnect(criteria_from_json(req))}
         if cmd == "renew":
             if self.acme is None:
                 return control_error("ACME is not configured (no [acme] names)")

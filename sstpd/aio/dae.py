@@ -8,13 +8,20 @@ Framed-IP-Address; every open session matching all of them is ended (Acct-Termin
 Admin-Reset) and the answer is Disconnect-ACK, else Disconnect-NAK with Error-Cause
 (402 Missing Attribute, 503 Session Context Not Found). CoA-Requests get CoA-NAK 406.
 A retransmitted request (same source, identifier and authenticator) gets the same answer.
+
+With ``server.workers`` > 1 the supervisor alone listens; its ``disconnect`` is a
+coroutine that asks every worker (the control link's ``dae`` command, the criteria as
+``criteria_to_json`` writes them) and adds up the sessions they ended. A retransmission
+that arrives while the workers are still being asked is dropped: the first answer goes
+out when they have answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from ipaddress import IPv4Address
 from typing import Any
 
 from sstpd.config import RadiusConfig
@@ -27,8 +34,8 @@ log = logging.getLogger("sstpd.radius")
 ERROR_UNSUPPORTED_EXTENSION = 406
 _DUPLICATE_SECONDS = 30.0
 
-# (criteria) -> number of sessions ended
-Disconnect = Callable[[aaa.DisconnectCriteria], int]
+# (criteria) -> number of sessions ended, at once or when the workers have answered
+Disconnect = Callable[[aaa.DisconnectCriteria], int | Awaitable[int]]
 
 
 class DaeServer(asyncio.DatagramProtocol):
@@ -37,8 +44,10 @@ class DaeServer(asyncio.DatagramProtocol):
         self.disconnect = disconnect
         self.transport: asyncio.DatagramTransport | None = None
         self.loop = asyncio.get_running_loop()
-        self.recent: dict[tuple[str, int, bytes], tuple[float, bytes]] = {}
+        # (source, identifier, authenticator) -> (expiry, answer; None while being worked out)
+        self.recent: dict[tuple[str, int, bytes], tuple[float, bytes | None]] = {}
         self.dropped = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         assert self.config.dae_listen is not None
@@ -50,6 +59,8 @@ class DaeServer(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self.transport is not None:
             self.transport.close()
 
@@ -86,12 +97,29 @@ class DaeServer(asyncio.DatagramProtocol):
         cached = self.recent.get(key)
         if cached is None:
             answer = dae_reply(pkt, secret, self.disconnect, host)
+            if not isinstance(answer, bytes):  # the workers are being asked
+                self.recent[key] = (now + _DUPLICATE_SECONDS, None)
+                task = self.loop.create_task(self._answer_later(key, answer, addr))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
             cached = self.recent[key] = (now + _DUPLICATE_SECONDS, answer)
-        assert self.transport is not None
-        self.transport.sendto(cached[1], addr)
+        if cached[1] is not None and self.transport is not None:
+            self.transport.sendto(cached[1], addr)
+
+    async def _answer_later(
+        self, key: tuple[str, int, bytes], answer: Awaitable[bytes], addr: Any
+    ) -> None:
+        data = await answer
+        self.recent[key] = (self.loop.time() + _DUPLICATE_SECONDS, data)
+        if self.transport is not None:
+            self.transport.sendto(data, addr)
 
 
-def dae_reply(pkt: radius.RadiusPacket, secret: bytes, disconnect: Disconnect, host: str) -> bytes:
+def dae_reply(
+    pkt: radius.RadiusPacket, secret: bytes, disconnect: Disconnect, host: str
+) -> bytes | Awaitable[bytes]:
+    """The answer to a verified request; an awaitable when ``disconnect`` is one."""
     if pkt.code == Code.COA_REQUEST:
         log.info("CoA-Request from %s: not supported, CoA-NAK", host)
         return aaa.dae_reply(pkt, ERROR_UNSUPPORTED_EXTENSION, secret)
@@ -100,10 +128,47 @@ def dae_reply(pkt: radius.RadiusPacket, secret: bytes, disconnect: Disconnect, h
         log.info("Disconnect-Request from %s names no session: NAK", host)
         return aaa.dae_reply(pkt, radius.ERROR_MISSING_ATTRIBUTE, secret)
     ended = disconnect(criteria)
+    if isinstance(ended, int):
+        return _ended_reply(pkt, secret, criteria, ended, host)
+
+    async def later(pending: Awaitable[int]) -> bytes:
+        return _ended_reply(pkt, secret, criteria, await pending, host)
+
+    return later(ended)
+
+
+def _ended_reply(
+    pkt: radius.RadiusPacket,
+    secret: bytes,
+    criteria: aaa.DisconnectCriteria,
+    ended: int,
+    host: str,
+) -> bytes:
     log.info("Disconnect-Request from %s for %s: %d sessions ended", host, _show(criteria), ended)
     if not ended:
         return aaa.dae_reply(pkt, radius.ERROR_SESSION_NOT_FOUND, secret)
     return aaa.dae_reply(pkt, None, secret)
+
+
+def criteria_to_json(c: aaa.DisconnectCriteria) -> dict[str, Any]:
+    """The criteria as the arguments of the worker link's ``dae`` command."""
+    return {
+        "user": c.user,
+        "session_id": c.session_id,
+        "framed_ip": str(c.framed_ip) if c.framed_ip is not None else None,
+    }
+
+
+def criteria_from_json(req: dict[str, Any]) -> aaa.DisconnectCriteria:
+    """The inverse of ``criteria_to_json``; ValueError for a malformed request."""
+    user, sid, ip = req.get("user"), req.get("session_id"), req.get("framed_ip")
+    for name, value in (("user", user), ("session_id", sid), ("framed_ip", ip)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f'"{name}" must be a string or null')
+    c = aaa.DisconnectCriteria(user, sid, IPv4Address(ip) if ip is not None else None)
+    if c.empty:
+        raise ValueError("dae names no session")
+    return c
 
 
 def _show(c: aaa.DisconnectCriteria) -> str:

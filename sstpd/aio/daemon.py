@@ -30,7 +30,14 @@ from sstpd.aio.supervisor import supervise
 from sstpd.aio.tls import cert_summary, make_ssl_context
 from sstpd.aio.tlsroute import TlsRouter
 from sstpd.aio.tun import TunDevice
-from sstpd.aio.workers import LinkControl, RegistryLink, RoutedPool, WorkerRole, worker_count
+from sstpd.aio.workers import (
+    LinkControl,
+    RegistryLink,
+    RoutedPool,
+    RoutedPrefixPool,
+    WorkerRole,
+    worker_count,
+)
 from sstpd.config import Config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
@@ -80,6 +87,7 @@ class Daemon:
         tc = config.tunnel
         pool: RoutedPool | None = None
         self.shared: RegistryLink | None = None
+        pool6: RoutedPrefixPool | None = None
         if role is None:
             self.tun = TunDevice(tc.interface, offload=tc.offload)
             self.tun.configure(
@@ -89,9 +97,16 @@ class Daemon:
                 ipv6_address=tc.ipv6_address if tc.ipv6_pool is not None else None,
                 ipv6_routes=[tc.ipv6_pool] if tc.ipv6_pool is not None else [],
             )
-        else:  # its own TUN, routes for its slice of the pool only (IPv4 only: see workers)
+        else:  # its own TUN, routes for its slices of the pools only (see workers)
+            part6 = role.part6
             self.tun = TunDevice(role.tun_name(tc.interface), offload=tc.offload)
-            self.tun.configure(address=tc.address, mtu=tc.mtu, routes=role.part.routes)
+            self.tun.configure(
+                address=tc.address,
+                mtu=tc.mtu,
+                routes=role.part.routes,
+                ipv6_address=tc.ipv6_address if part6 is not None else None,
+                ipv6_routes=part6.routes if part6 is not None else [],
+            )
             pool = RoutedPool(
                 tc.pool,
                 exclude=[tc.address],
@@ -100,6 +115,13 @@ class Daemon:
                 claim_dynamic=lambda: "radius" in self.config.auth.backends,
             )
             self.shared = RegistryLink(role.registry_fd, lambda msg: self.server.pushed(msg))
+            if tc.ipv6_pool is not None and part6 is not None:
+                pool6 = RoutedPrefixPool(
+                    tc.ipv6_pool,
+                    exclude=[tc.ipv6_address] if tc.ipv6_address is not None else [],
+                    part=part6,
+                    ifname=self.tun.name,
+                )
         nofile = raise_nofile_limit()
         settings = RuntimeSettings.from_config(config)
         self.server = Server(
@@ -109,6 +131,7 @@ class Daemon:
             role=role,
             pool=pool,
             shared=self.shared,
+            pool6=pool6,
         )
         srv = self.server
         self.pump = TunPump(
@@ -172,7 +195,8 @@ class Daemon:
         if self.shared is not None:
             await self.shared.start()
         await srv.aaa.open()
-        if self.config.radius.dae_listen is not None:
+        # with workers the supervisor listens and asks them (sstpd.aio.workers)
+        if self.config.radius.dae_listen is not None and self.role is None:
             self.dae = DaeServer(self.config.radius, self.admin.dae_disconnect)
             await self.dae.open()
         self.loop.add_reader(self.tun.fd, self.pump.readable)
@@ -196,11 +220,12 @@ class Daemon:
         )
         tc = self.config.tunnel
         if tc.ipv6_pool is not None:
+            part6 = role.part6 if role is not None else None
             log.info(
                 "IPv6: %s on %s, one /64 per session from %s (%d available)",
                 tc.ipv6_address,
                 self.tun.name,
-                tc.ipv6_pool,
+                " ".join(map(str, part6.routes)) if part6 is not None else tc.ipv6_pool,
                 srv.pool6.size if srv.pool6 is not None else 0,
             )
         if self.acme is not None:

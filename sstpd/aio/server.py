@@ -59,20 +59,22 @@ class Server:
         boot_id: str,
         role: WorkerRole | None = None,
         pool: AddressPool | None = None,
+        pool6: PrefixPool | None = None,
         shared: RegistryLink | None = None,
     ) -> None:
         """``role``: one of several worker processes (``aio.workers``; None: the only
-        process), with ``pool`` its slice of the address pool and ``shared`` its link to
-        the supervisor's registry, which keeps ``auth.max_sessions_per_user`` and the
-        failed-login throttle across the workers (``sstpd.proto.registry``)."""
+        process), with ``pool`` and ``pool6`` its slices of the address and prefix pools
+        and ``shared`` its link to the supervisor's registry, which keeps
+        ``auth.max_sessions_per_user`` and the failed-login throttle across the workers
+        (``sstpd.proto.registry``)."""
         config = settings.config
         self.settings = settings
         self.role = role
         self.loop = asyncio.get_running_loop()
         tc, lc = config.tunnel, config.limits
         self.pool = pool or AddressPool(tc.pool, exclude=[tc.address])
-        self.pool6: PrefixPool | None = None
-        if tc.ipv6_pool is not None:
+        self.pool6: PrefixPool | None = pool6
+        if pool6 is None and tc.ipv6_pool is not None:
             exclude6 = [tc.ipv6_address] if tc.ipv6_address is not None else []
             self.pool6 = PrefixPool(tc.ipv6_pool, exclude=exclude6)
         self.budget = PendingBudget(lc.pending_total, lc.pending_per_source)

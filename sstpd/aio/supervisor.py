@@ -6,7 +6,9 @@ as ``sstpd serve --worker`` with its three socketpairs, restarts a worker that d
 control requests by asking every worker and merging their answers, fans SIGTERM and
 SIGHUP out, and sends systemd ``READY=1`` once every worker is ready. Its
 ``sstpd.aio.shared.SharedLimits`` keeps the per-user limit and the failed-login throttle
-for all workers, and what a dead worker leaves behind (sessions, counters).
+for all workers, and what a dead worker leaves behind (sessions, counters). With
+``radius.dae_listen`` it is the one process listening for Disconnect-Requests, and asks
+the workers which of them holds the sessions one names (``dae_disconnect``).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from typing import Any
 
 from sstpd import __version__
 from sstpd.aio.control import ControlServer, error
+from sstpd.aio.dae import DaeServer, criteria_to_json
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.shared import SharedLimits, counters_of
 from sstpd.aio.workers import ENV_CONTROL_FD, ENV_NOTIFY_FD, ENV_REGISTRY_FD, ENV_WORKER
 from sstpd.config import Config, load_config
 from sstpd.control import MAX_RESPONSE, encode
 from sstpd.errors import SstpdError
+from sstpd.proto import aaa
 
 log = logging.getLogger("sstpd")
 
@@ -99,6 +103,7 @@ class Supervisor:
         self.control = ControlServer(
             config.server.control_socket, self.handle, config.server.control_group
         )
+        self.dae: DaeServer | None = None
         self.stopping = False
         self.draining = False
         self.started_at = self.loop.time()
@@ -227,6 +232,15 @@ class Supervisor:
             await self._finish()
             return 1
         dead.cancel()
+        if self.config.radius.dae_listen is not None and not self.stopping:
+            self.dae = DaeServer(self.config.radius, self.dae_disconnect)
+            try:
+                await self.dae.open()
+            except OSError as exc:
+                log.error("cannot listen for Disconnect-Requests: %s: stopping", exc)
+                self.request_stop()
+                await self._finish()
+                return 1
         sc = self.config.server
         where = ", ".join(f"{a}:{sc.port}" for a in sc.listen)
         log.info("%d workers listening on %s", self.count, where)
@@ -271,6 +285,8 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
         self.shared.close()
+        if self.dae is not None:
+            self.dae.close()
         self.control.close()
         log.info("stopped")
 
@@ -322,6 +338,18 @@ class Supervisor:
             return {"ok": True, "kicked": sorted(i for a in oks for i in a["kicked"])}
         return error(f"unknown command {cmd!r}")
 
+    async def dae_disconnect(self, criteria: aaa.DisconnectCriteria) -> int:
+        """A Disconnect-Request: every worker ends the sessions it names; how many ended."""
+        answers = await self.ask_all({"cmd": "dae", **criteria_to_json(criteria)})
+        ended = 0
+        for w, a in answers:
+            if a is None or not a.get("ok"):
+                reason = a.get("error", "failed") if a else "does not answer"
+                log.warning("Disconnect-Request: worker %d: %s", w.index, reason)
+                continue
+            ended += int(a.get("ended", 0))
+        return ended
+
     async def reload(self) -> dict[str, Any]:
         try:
             if self.config_path:
@@ -337,6 +365,8 @@ class Supervisor:
             w, a = failed[0]
             reason = a.get("error", "failed") if a else "does not answer"
             return error(f"worker {w.index}: {reason}")
+        if self.dae is not None:  # clients and secrets; the address needs a restart
+            self.dae.config = self.config.radius
         answer: dict[str, Any] = dict(oks[0]) if oks else {"ok": True}
         answer["workers"] = len(oks)
         return answer

@@ -19,10 +19,20 @@ was and nothing here runs):
   A static per-user address (or a RADIUS Framed-IP-Address) is routed as a /32 to the
   TUN of the worker that got the session, added exclusively (``sstpd.aio.route``), so it
   is held by one session at a time across all workers.
+* With ``tunnel.ipv6_pool`` the IPv6 pool is divided the same way
+  (``sstpd.proto.pool6.slice_prefixes``): each worker hands out /64s from its own run of
+  the pool, routed to its TUN, and a static per-user /64 gets an exclusive route to the
+  TUN of the worker that holds the session (``RoutedPrefixPool``).
 * Worker and supervisor talk over three inherited socketpairs: a stream carrying control
-  requests in the ``sstpd.control`` line protocol (``$SSTPD_CONTROL_FD``), a datagram
+  requests in the ``sstpd.control`` line protocol (``$SSTPD_CONTROL_FD``; besides the
+  public commands the ``LINK_COMMANDS``), a datagram
   socket for the worker's sd_notify messages (``$SSTPD_NOTIFY_FD``), and the registry
   link (``$SSTPD_REGISTRY_FD``, ``RegistryLink`` here, ``sstpd.aio.shared`` there).
+* With ``radius.dae_listen`` the supervisor alone listens for Disconnect-Requests
+  (``sstpd.aio.dae``) and asks every worker to end the sessions one names; the answer is
+  Disconnect-ACK if any worker ended one. ``[acme]`` still runs a single process: the
+  certificate it obtains and renews would have to reach every worker's TLS context,
+  and the TLS-ALPN-01 challenge arrives on whichever worker the kernel picks.
 
 Limits are divided: worker i enforces its share of ``server.max_sessions``,
 ``limits.pending_total`` and ``limits.pending_per_source`` (the shares add up to the
@@ -49,7 +59,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from sstpd.aio import route
@@ -58,6 +68,7 @@ from sstpd.config import Config
 from sstpd.control import MAX_REQUEST, decode_request, encode
 from sstpd.errors import SstpdError
 from sstpd.proto.pool import AddressPool, PoolSlice, fit_slices, slice_pool
+from sstpd.proto.pool6 import PrefixPool, PrefixSlice, fit_prefix_slices, slice_prefixes
 
 log = logging.getLogger("sstpd")
 
@@ -69,22 +80,28 @@ REGISTRY_TIMEOUT = 5.0  # seconds the supervisor has to answer a registry questi
 # one registry message at most (a login's RADIUS Class attributes, hex: a few KB)
 REGISTRY_LINE = 1 << 20
 IDS_PER_GENERATION = 1_000_000  # a restarted worker numbers its sessions from here on
+# commands the supervisor sends a worker besides the public ones (sstpd.control.COMMANDS):
+# "dae": end the sessions a RADIUS Disconnect-Request names (sstpd.aio.dae), answer "ended"
+LINK_COMMANDS = ("dae",)
 
 
 def worker_count(config: Config) -> int:
     """How many workers run: ``server.workers`` (0 = one per CPU this process may use),
-    at most one per slice the pool allows; 1 with [acme], a RADIUS Disconnect listener or
-    an IPv6 pool, which are single-process features for now."""
+    at most one per slice the IPv4 pool (and the IPv6 pool, when set) allows; 1 with
+    [acme], which is a single-process feature (see the README)."""
     wanted = config.server.workers or len(os.sched_getaffinity(0))
-    single = (
-        config.acme.enabled
-        or config.radius.dae_listen is not None
-        or config.tunnel.ipv6_pool is not None  # the IPv6 pool is not sliced yet
-    )
-    if wanted > 1 and single:
+    if wanted > 1 and config.acme.enabled:
         return 1
     tc = config.tunnel
-    return fit_slices(tc.pool, wanted, [tc.address])
+    count = fit_slices(tc.pool, wanted, [tc.address])
+    if tc.ipv6_pool is not None:
+        count = fit_prefix_slices(tc.ipv6_pool, count, _exclude6(config))
+    return count
+
+
+def _exclude6(config: Config) -> list[IPv6Address]:
+    tc = config.tunnel
+    return [tc.ipv6_address] if tc.ipv6_address is not None else []
 
 
 def share(total: int, index: int, count: int, least: int = 1) -> int:
@@ -103,6 +120,7 @@ class WorkerRole:
     part: PoolSlice
     control_fd: int
     registry_fd: int = -1
+    part6: PrefixSlice | None = None  # its slice of tunnel.ipv6_pool (None: IPv4 only)
 
     @classmethod
     def from_env(cls, config: Config) -> WorkerRole:
@@ -114,7 +132,10 @@ class WorkerRole:
             raise SstpdError("serve --worker is started by the supervisor only") from None
         tc = config.tunnel
         part = slice_pool(tc.pool, count, [tc.address])[index]
-        return cls(index, count, generation, part, control_fd, registry_fd)
+        part6 = None
+        if tc.ipv6_pool is not None:
+            part6 = slice_prefixes(tc.ipv6_pool, count, _exclude6(config))[index]
+        return cls(index, count, generation, part, control_fd, registry_fd, part6)
 
     def tun_name(self, interface: str) -> str:
         return interface if self.index == 0 else f"{interface}w{self.index}"
@@ -206,6 +227,52 @@ class RoutedPool(AddressPool):
         super().release(address)
 
 
+class RoutedPrefixPool(PrefixPool):
+    """A worker's IPv6 pool: dynamic /64s from its slice (routed to its TUN at start); a
+    static per-user /64 gets an exclusive route to this worker's TUN while it is held, so
+    one session at a time holds it across the workers. Static /64s of the users file are
+    reserved in every worker: no dynamic allocation collides with them."""
+
+    def __init__(
+        self,
+        network: IPv6Network,
+        *,
+        exclude: list[IPv6Address],
+        part: PrefixSlice,
+        ifname: str,
+    ) -> None:
+        super().__init__(network, exclude=exclude, part=part)
+        self.ifindex = socket.if_nametoindex(ifname)
+        self.ifname = ifname
+        self._routed: set[IPv6Network] = set()
+
+    def allocate(self, static: IPv6Network | None = None) -> IPv6Network | None:
+        prefix = super().allocate(static)
+        if prefix is None or static is None:
+            return prefix
+        try:
+            route.add_prefix_route(prefix, self.ifindex)
+        except FileExistsError:
+            log.warning("IPv6 prefix %s is held by a session of another worker", prefix)
+            super().release(prefix)
+            return None
+        except OSError as exc:
+            log.error("cannot route %s to %s: %s", prefix, self.ifname, exc)
+            super().release(prefix)
+            return None
+        self._routed.add(prefix)
+        return prefix
+
+    def release(self, prefix: IPv6Network) -> None:
+        if prefix in self._routed:
+            self._routed.discard(prefix)
+            try:
+                route.del_prefix_route(prefix, self.ifindex)
+            except OSError as exc:
+                log.warning("removing the route %s via %s: %s", prefix, self.ifname, exc)
+        super().release(prefix)
+
+
 class LinkControl:
     """The worker's end of the control link: answers the supervisor's requests with the
     same handler the public socket uses in a single process; the link's end (the
@@ -234,7 +301,7 @@ class LinkControl:
         try:
             while line := await reader.readline():
                 try:
-                    req = decode_request(line.rstrip(b"\n"))
+                    req = decode_request(line.rstrip(b"\n"), LINK_COMMANDS)
                     answer = self.handler(req)
                 except ValueError as exc:
                     answer = error(str(exc))

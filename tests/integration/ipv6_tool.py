@@ -100,6 +100,7 @@ class Ipv6Client:
         self.prefix: IPv6Network | None = None
         self.address: IPv6Address | None = None
         self.link_local: IPv6Address | None = None
+        self.answered = 0  # echo requests answered by answer_echos
 
     @classmethod
     async def open(cls, opts: ClientOptions) -> Ipv6Client:
@@ -147,6 +148,25 @@ class Ipv6Client:
                     got += 1
                     break
         return got
+
+    async def answer_echos(self) -> None:
+        """Answer ICMPv6 echo requests to this tunnel's address (pings from behind the
+        server, which reach the tunnel only if its /64 routes to the right worker)."""
+        assert self.address is not None
+        me = self.address
+        while True:
+            pkt = await self.packets6.get()
+            if len(pkt) < 48 or pkt[6] != NEXT_HEADER_ICMPV6 or pkt[40] != ECHO_REQUEST:
+                continue
+            if pkt[24:40] != me.packed:
+                continue
+            src = IPv6Address(pkt[8:24])
+            body = bytearray(pkt[40 : 40 + struct.unpack("!H", pkt[4:6])[0]])
+            body[0], body[2:4] = ECHO_REPLY, b"\0\0"
+            total = checksum(pseudo_header(me, src, len(body), NEXT_HEADER_ICMPV6) + bytes(body))
+            body[2:4] = struct.pack("!H", total)
+            self.send6(encode_ipv6(Ipv6Header(me, src, NEXT_HEADER_ICMPV6), bytes(body)))
+            self.answered += 1
 
     async def ping4(self, ident: int) -> int:
         t = self.tunnel
@@ -228,9 +248,14 @@ async def scenario_many6(a: argparse.Namespace) -> dict[str, object]:
         *(c.ping6(IPv6Address(a.server6), 100 + i, 1) for i, c in enumerate(ok))
     )
     v4 = await asyncio.gather(*(c.ping4(300 + i) for i, c in enumerate(ok)))
-    if a.hold:
-        print(json.dumps({"open": len(ok)}), flush=True)
+    answered = 0
+    if a.hold:  # the tunnels answer pings to their addresses until a stdin line
+        print(json.dumps({"open": len(ok), "addresses": [str(c.address) for c in ok]}), flush=True)
+        answering = [asyncio.ensure_future(c.answer_echos()) for c in ok]
         await asyncio.get_running_loop().run_in_executor(None, input)
+        for t in answering:
+            t.cancel()
+        answered = sum(c.answered for c in ok)
     await asyncio.gather(*(c.tunnel.close() for c in clients))
     return {
         "opened": len(clients),
@@ -239,6 +264,7 @@ async def scenario_many6(a: argparse.Namespace) -> dict[str, object]:
         "prefixes": sorted({str(c.prefix) for c in ok}),
         "v6_replies": sum(v6),
         "v4_replies": sum(v4),
+        "answered": answered,
     }
 
 
@@ -258,6 +284,9 @@ async def scenario_exhaust6(a: argparse.Namespace) -> dict[str, object]:
         v4 += await c.ping4(500 + i)
     rejected = [c.tunnel.proto.session.link.ipv6cp for c in clients]
     states = sorted({f.state.name if f is not None else "-" for f in rejected})
+    if a.hold:
+        print(json.dumps({"opened": len(clients), "ipv6": with_ipv6}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, input)
     await asyncio.gather(*(c.tunnel.close() for c in clients))
     return {"opened": len(clients), "ipv6": with_ipv6, "v4_replies": v4, "ipv6cp": states}
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from ipaddress import IPv6Address, IPv6Network
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sstpd.proto.pool6 import PrefixPool
+from sstpd.proto.pool6 import PrefixPool, fit_prefix_slices, slice_prefixes
 
 P56 = IPv6Network("2001:db8:0:100::/56")
 
@@ -147,3 +148,64 @@ def test_pool_against_a_model(script: list[tuple[str, int | None]]) -> None:
             assert arg is not None
             pool.release(held.pop(arg % len(held)))
         assert pool.in_use == len(held)
+
+
+# ------------------------------------------------------------------ server.workers slices
+
+
+def test_two_workers_get_one_half_of_a_56_each() -> None:
+    a, b = slice_prefixes(P56, 2, [IPv6Address("2001:db8:0:100::1")])
+    assert a.routes == [IPv6Network("2001:db8:0:100::/57")]
+    assert b.routes == [IPv6Network("2001:db8:0:180::/57")]
+    assert IPv6Network("2001:db8:0:17f::/64") in a and IPv6Network("2001:db8:0:17f::/64") not in b
+    assert IPv6Network("2001:db8:0:180::/64") in b
+    assert IPv6Network("2001:db8:0:180::/65") not in b  # only /64s
+
+
+@settings(deadline=None)
+@given(
+    prefixlen=st.integers(min_value=56, max_value=64),
+    count=st.integers(min_value=1, max_value=7),
+    excluded=st.booleans(),
+)
+def test_slices_cover_the_pool_once_with_exact_routes(
+    prefixlen: int, count: int, excluded: bool
+) -> None:
+    net = IPv6Network(("2001:db8::", prefixlen))
+    exclude = [IPv6Address("2001:db8::1")] if excluded else []
+    size = 1 << (64 - prefixlen)
+    try:
+        parts = slice_prefixes(net, count, exclude)
+    except ValueError:
+        # too few /64s, or slice 0 would be the server's /64 alone
+        assert count > size or (excluded and count == size)
+        assert fit_prefix_slices(net, count, exclude) == max(min(count - 1, size - excluded), 1)
+        return
+    assert fit_prefix_slices(net, count, exclude) == count
+    assert parts[0].first == 0 and parts[-1].last == size - 1
+    for p, q in itertools.pairwise(parts):
+        assert q.first == p.last + 1
+    for p in parts:
+        covered = sum(r.num_addresses for r in p.routes) >> 64
+        assert covered == p.last - p.first + 1
+        assert all(r.subnet_of(net) for r in p.routes)
+        pool = PrefixPool(net, exclude=exclude, part=p)
+        got = [pool.allocate() for _ in range(pool.size)]
+        assert None not in got and all(g in p for g in got if g is not None)
+        assert pool.allocate() is None  # the part is exhausted, the rest is another's
+
+
+def test_a_part_pool_hands_out_statics_anywhere_and_dynamics_from_its_part_only() -> None:
+    a, b = slice_prefixes(P56, 2, [IPv6Address("2001:db8:0:100::1")])
+    static = IPv6Network("2001:db8:0:1a0::/64")
+    assert static in b
+    pool = PrefixPool(P56, exclude=[IPv6Address("2001:db8:0:100::1")], reserved=[static], part=a)
+    assert pool.size == 127  # 128 /64s less the server's own
+    assert pool.allocate(static) == static
+    dynamic = [pool.allocate() for _ in range(127)]
+    assert all(p is not None and p in a for p in dynamic)
+    assert pool.allocate() is None and pool.in_use == 128
+    for p in [static, *dynamic]:
+        assert p is not None
+        pool.release(p)
+    assert pool.in_use == 0

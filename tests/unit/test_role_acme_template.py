@@ -12,6 +12,7 @@ from typing import Any
 
 import jinja2
 import pytest
+import yaml
 
 from sstpd.config import parse_config
 
@@ -44,6 +45,7 @@ BASE: dict[str, Any] = {
     "sstpd__hash_protocols": ["sha256", "sha1"],
     "sstpd__tls_min_version": "1.2",
     "sstpd__max_sessions": 1000,
+    "sstpd__workers": 0,
     "sstpd__control_group": "sstpd",
     "sstpd__control_socket": "/run/sstpd/control.sock",
     "sstpd__interface": "sstp0",
@@ -150,3 +152,47 @@ def test_radius_variables_become_the_section(tmp_path: Path) -> None:
     assert r.accounting_servers[0].port == 1813 and r.dae_listen == ("0.0.0.0", 3799)
     assert r.nas_identifier == "node1" and r.require_message_authenticator == "yes"
     assert "[radius]" not in render()
+
+
+def test_workers_variable_becomes_server_workers() -> None:
+    assert parse_config(render()).server.workers == 0  # the default: one per CPU
+    assert "\nworkers = 0\n" in render()
+    assert parse_config(render(sstpd__workers=4)).server.workers == 4
+    assert parse_config(render(sstpd__workers="1")).server.workers == 1
+
+
+def _workers_check() -> list[str]:
+    tasks = yaml.safe_load((ROLE / "tasks" / "validate.yml").read_text())
+    [task] = [t for t in tasks if t["name"] == "Check the number of worker processes"]
+    return list(task["ansible.builtin.assert"]["that"])
+
+
+@pytest.mark.parametrize(
+    ("workers", "interface", "ok"),
+    [
+        (0, "sstp0", True),
+        (1, "sstp0", True),
+        (64, "sstp0", True),
+        (65, "sstp0", False),
+        (-1, "sstp0", False),
+        (2, "twelve-chars", True),
+        (2, "thirteen-char", False),
+        (1, "thirteen-char", True),  # one process: no <interface>wN devices
+        ("x", "sstp0", True),  # Ansible's int filter: 0; argument_specs rejects it first
+    ],
+)
+def test_the_workers_check_of_validate_yml(workers: Any, interface: str, ok: bool) -> None:
+    """The role's pre-flight assertion, evaluated as Ansible would (jinja2 expressions),
+    agrees with what ``sstpd check-config`` accepts."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    values = {"sstpd__workers": workers, "sstpd__interface": interface}
+    passed = all(env.compile_expression(e)(**values) for e in _workers_check())
+    assert passed is ok
+    if isinstance(workers, int) and 0 <= workers <= 64:
+        text = render(sstpd__workers=workers, sstpd__interface=interface)
+        try:
+            parse_config(text)
+            accepted = True
+        except Exception:
+            accepted = False
+        assert accepted is ok

@@ -6,18 +6,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from ipaddress import IPv4Address, IPv4Network
+import socket
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sstpd.aio import workers
+from sstpd.aio.dae import DaeServer, criteria_from_json, criteria_to_json
 from sstpd.aio.supervisor import Supervisor, Worker
-from sstpd.aio.workers import RoutedPool, WorkerRole, share, worker_count
+from sstpd.aio.workers import RoutedPool, RoutedPrefixPool, WorkerRole, share, worker_count
 from sstpd.config import Config, ConfigError, parse_config
 from sstpd.ctl import sessions_table, stats_text
+from sstpd.proto import radius
 from sstpd.proto.pool import slice_pool
+from sstpd.proto.pool6 import slice_prefixes
+from sstpd.proto.radius import Attr, Code, RadiusPacket
 from sstpd.records import SessionRecord, StatsRecord
 from sstpd.status.metrics import render_metrics
 
@@ -72,8 +77,20 @@ def test_worker_count() -> None:
     two = config("workers = 2")
     acme = dataclasses.replace(two, acme=dataclasses.replace(two.acme, names=("vpn.example",)))
     assert worker_count(acme) == 1
+    # an IPv6 pool is sliced too: it needs one /64 per worker besides the server's own
     v6 = config("workers = 2\n[tunnel]\nipv6_pool = '2001:db8:100::/56'")
-    assert worker_count(v6) == 1
+    assert worker_count(v6) == 2
+    v6 = config("workers = 3\n[tunnel]\nipv6_pool = '2001:db8:100::/63'")
+    assert worker_count(v6) == 1  # two /64s, one of them the server's
+    v6 = config("workers = 3\n[tunnel]\nipv6_pool = '2001:db8:100::/62'")
+    assert worker_count(v6) == 3
+    # the workers' IPv6 slices, from the environment the supervisor sets
+    env = {workers.ENV_WORKER: "1/2/0", workers.ENV_CONTROL_FD: "7"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        r = WorkerRole.from_env(config("workers = 2\n[tunnel]\nipv6_pool = '2001:db8:100::/56'"))
+    assert r.part6 is not None and r.part6.routes == [IPv6Network("2001:db8:100:80::/57")]
 
 
 def test_interface_name_leaves_room_for_the_worker_suffix() -> None:
@@ -357,3 +374,120 @@ def test_with_radius_a_framed_address_in_another_slice_is_skipped_there(
     rest = [w1.allocate() for _ in range(w1.size - 1)]
     assert framed in rest and kernel.routes[framed] == 11
     assert w1.allocate() is None  # exhausted
+
+
+def test_a_static_ipv6_prefix_is_held_by_one_worker_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kernel = FakeRoutes()
+    monkeypatch.setattr(workers.route, "add_prefix_route", kernel.add)
+    monkeypatch.setattr(workers.route, "del_prefix_route", kernel.delete)
+    monkeypatch.setattr(workers.socket, "if_nametoindex", lambda name: {"t0": 10, "t1": 11}[name])
+    net, server = IPv6Network("2001:db8:77::/56"), IPv6Address("2001:db8:77::1")
+    static = IPv6Network("2001:db8:77:42::/64")  # in worker 0's slice
+    w0, w1 = (
+        RoutedPrefixPool(net, exclude=[server], part=p, ifname=f"t{i}")
+        for i, p in enumerate(slice_prefixes(net, 2, [server]))
+    )
+    for w in (w0, w1):
+        w.set_reserved([static])
+    assert w1.allocate(static) == static and kernel.routes == {static: 11}
+    assert w0.allocate(static) is None and w0.in_use == 0  # refused, nothing held
+    w1.release(static)
+    assert kernel.routes == {}
+    assert w0.allocate(static) == static and kernel.routes == {static: 10}
+    # dynamic /64s need no route of their own (the slice route covers them) and never
+    # collide with the reserved static one
+    got = [w0.allocate() for _ in range(w0.size - 1)]
+    assert static not in got and all(g is not None and g in w0.part for g in got)
+    assert w0.allocate() is None and kernel.routes == {static: 10}
+
+
+def test_dae_on_the_supervisor_asks_every_worker(tmp_path: Path) -> None:
+    """A Disconnect-Request at the supervisor's DAE listener (a real UDP socket): the
+    criteria go to every worker over the link (fake workers here), ACK when one ended a
+    session, NAK 503 when none did; a retransmission while the workers are being asked
+    gets the one answer, and the workers are asked once."""
+    secret = b"dae-secret"
+    asked: list[dict[str, Any]] = []
+    release = asyncio.Event()
+
+    async def go() -> tuple[list[RadiusPacket], int]:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        c = config(
+            f"control_socket = '{tmp_path}/c.sock'\n[radius]\ndae_listen = '127.0.0.1:{port}'\n"
+            f"[[radius.dae_client]]\naddress = '127.0.0.1'\nsecret = '{secret.decode()}'\n"
+        )
+        sup = Supervisor(c, None, 2)
+
+        def fake(w: Worker) -> Any:
+            async def call(req: dict[str, Any]) -> dict[str, Any] | None:
+                asked.append({"worker": w.index, **req})
+                await release.wait()
+                if w.index == 0:
+                    return None  # restarting: does not answer
+                # worker 1 holds bob's session
+                return {"ok": True, "ended": 1 if req["user"] == "bob" else 0}
+
+            return call
+
+        for w in sup.workers:
+            w.call = fake(w)  # type: ignore[method-assign]
+        sup.dae = DaeServer(c.radius, sup.dae_disconnect)
+        await sup.dae.open()
+        loop = asyncio.get_running_loop()
+        replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+        class Cl(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                replies.put_nowait(data)
+
+        tr, _ = await loop.create_datagram_endpoint(Cl, remote_addr=("127.0.0.1", port))
+        out = []
+        for ident, user in ((1, b"bob"), (2, b"nobody")):
+            pkt = RadiusPacket(Code.DISCONNECT_REQUEST, ident, attributes=[(Attr.USER_NAME, user)])
+            data = radius.sign_request(pkt, secret)
+            tr.sendto(data)
+            await asyncio.sleep(0.1)
+            tr.sendto(data)  # retransmitted while the workers think
+            await asyncio.sleep(0.1)
+            assert replies.empty()
+            release.set()
+            out.append(radius.decode(await asyncio.wait_for(replies.get(), 2)))
+            await asyncio.sleep(0.1)
+            assert replies.empty()  # one answer for both copies
+            release.clear()
+        tr.close()
+        sup.dae.close()
+        sup.control.close()
+        return out, len(asked)
+
+    (ack, nak), n = asyncio.run(go())
+    assert ack.code == Code.DISCONNECT_ACK
+    assert nak.code == Code.DISCONNECT_NAK
+    assert nak.get_int(Attr.ERROR_CAUSE) == radius.ERROR_SESSION_NOT_FOUND
+    assert n == 4  # two requests, each to both workers, no second round for the copies
+    assert asked[0] == {
+        "worker": 0,
+        "cmd": "dae",
+        "user": "bob",
+        "session_id": None,
+        "framed_ip": None,
+    }
+
+
+def test_dae_is_a_link_command_only() -> None:
+    from sstpd.control import decode_request
+
+    with pytest.raises(ValueError, match="unknown command"):
+        decode_request(b'{"cmd": "dae", "user": "bob"}')
+    assert decode_request(b'{"cmd": "dae", "user": "bob"}', workers.LINK_COMMANDS)["user"] == "bob"
+    with pytest.raises(ValueError, match="names no session"):
+        criteria_from_json({"cmd": "dae"})
+    with pytest.raises(ValueError):
+        criteria_from_json({"cmd": "dae", "framed_ip": "not-an-address"})
+    c = criteria_from_json({"cmd": "dae", "user": "u", "framed_ip": "10.0.0.2"})
+    assert criteria_to_json(c) == {"user": "u", "session_id": None, "framed_ip": "10.0.0.2"}

@@ -111,6 +111,8 @@ SESSION_BUFFER_MIN, SESSION_BUFFER_MAX = 65536, 1 << 30
 MAX_SESSIONS_MAX = 1_000_000
 MAX_WORKERS = 64
 TIMEOUT_MAX = 86400.0
+MODERATION_BYTES_MAX = 1 << 20  # [tunnel] read_moderation_bytes (SO_RCVLOWAT) at most
+MODERATION_DELAY_MAX = 0.1  # seconds a streaming client's packets may wait at most
 _IFNAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,15}")
 _HEX_RE = re.compile(r"[0-9A-Fa-f]*")
 _LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?")
@@ -183,6 +185,11 @@ class TunnelConfig:
     segments from one client as one GSO super-packet (``sstpd.proto.gro``). Off by
     default: it pays only when clients send many packets per TLS record (measured in
     docs/PERFORMANCE-NOTES.md, "The TUN offload").
+    ``read_moderation_bytes`` / ``read_moderation_delay``: read moderation, the
+    userspace form of a NIC's interrupt coalescing. Once a client streams (one read
+    brought at least ``sstpd.aio.moderation.ENGAGE_BYTES`` of tunnel packets), its socket
+    wakes the daemon only when that many bytes wait or the delay has passed
+    (``SO_RCVLOWAT`` and one timer for all sessions): fewer, larger reads. 0 bytes = off.
     """
 
     interface: str = "sstp0"
@@ -197,6 +204,8 @@ class TunnelConfig:
     routes: tuple[IPv4Network, ...] = ()
     domain: str = ""
     offload: bool = False
+    read_moderation_bytes: int = 131072
+    read_moderation_delay: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -372,6 +381,8 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "routes",
         "domain",
         "offload",
+        "read_moderation_bytes",
+        "read_moderation_delay",
     ),
     "auth": (
         "methods",
@@ -908,6 +919,12 @@ def _tunnel(s: _Section) -> TunnelConfig:
         routes=_routes(s),
         domain=_domain(s),
         offload=s.boolean("offload", d.offload),
+        read_moderation_bytes=s.integer(
+            "read_moderation_bytes", d.read_moderation_bytes, 0, MODERATION_BYTES_MAX
+        ),
+        read_moderation_delay=s.number(
+            "read_moderation_delay", d.read_moderation_delay, MODERATION_DELAY_MAX
+        ),
     )
 
 

@@ -173,6 +173,7 @@ class Admin:
             tun_offload=self.daemon.tun.vnet_hdr,
             rx_gso_writes=total("rx_gso_writes"),
             rx_gso_packets=total("rx_gso_packets"),
+            read_moderations=self.server.moderator.engaged,
             tun_no_route=st.tun_no_route,
             rx6_bytes=total("rx6_bytes"),
             rx6_packets=total("rx6_packets"),

@@ -10,100 +10,49 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
-from sstpd.config.model import LOG_LEVELS, MAX_WORKERS, Config, LogConfig
+from sstpd.config.model import (
+    LOG_LEVELS,
+    MAX_WORKERS,
+    AcmeConfig,
+    AuthConfig,
+    Config,
+    LimitsConfig,
+    LogConfig,
+    RadiusConfig,
+    ServerConfig,
+    TunnelConfig,
+)
 from sstpd.config.reader import Section, Source, split_toml_error, suggest, toml_type
 from sstpd.config.sections import parse_acme, parse_auth, parse_limits, parse_radius, parse_server
 from sstpd.config.tunnel import parse_tunnel
 from sstpd.errors import ConfigError
 from sstpd.files import read_text
 
+
+def _keys(section: type, **renamed: str) -> tuple[str, ...]:
+    """The file's keys of a section: its dataclass's fields (``renamed``: field -> key)."""
+    return tuple(renamed.get(f.name, f.name) for f in fields(section))
+
+
 # The known keys of every section, used for the unknown-key check before any value is
-# looked at (so that a typo is reported as a typo, not as a missing value).
+# looked at (so that a typo is reported as a typo, not as a missing value). A new key is
+# a new field of the section's dataclass (and its parser).
 _SCHEMA: dict[str, tuple[str, ...]] = {
-    "server": (
-        "listen",
-        "port",
-        "tls",
-        "certificate",
-        "key",
-        "chain",
-        "cert_hash_sha256",
-        "cert_hash_sha1",
-        "hash_protocols",
-        "tls_min_version",
-        "ciphers",
-        "max_sessions",
-        "handshake_timeout",
-        "hello_interval",
-        "state_directory",
-        "control_socket",
-        "control_group",
-        "proxy_protocol",
-        "web_backend",
-        "public_name",
-        "public_port",
-        "ca_certificate",
-        "workers",
+    "server": _keys(ServerConfig),
+    "tunnel": _keys(TunnelConfig),
+    "auth": _keys(AuthConfig),
+    "radius": _keys(
+        RadiusConfig,  # each [[radius.server]] etc. table is one item of a plural field
+        servers="server",
+        accounting_servers="accounting_server",
+        dae_clients="dae_client",
     ),
-    "tunnel": (
-        "interface",
-        "address",
-        "pool",
-        "dns",
-        "nbns",
-        "mtu",
-        "ipv6_pool",
-        "ipv6_address",
-        "ipv6_dns",
-        "routes",
-        "domain",
-        "offload",
-    ),
-    "auth": (
-        "methods",
-        "users_file",
-        "retries",
-        "backends",
-        "max_sessions_per_user",
-        "session_limit_action",
-    ),
-    "radius": (
-        "server",
-        "accounting_server",
-        "dae_client",
-        "nas_identifier",
-        "nas_ip_address",
-        "timeout",
-        "retries",
-        "dead_time",
-        "require_message_authenticator",
-        "interim_interval",
-        "dae_listen",
-    ),
-    "limits": (
-        "session_buffer",
-        "pending_total",
-        "pending_per_source",
-        "setup_timeout",
-        "auth_fail_delay",
-        "auth_fail_max_delay",
-        "auth_fail_window",
-        "auth_fail_block_after",
-        "auth_fail_block_time",
-    ),
-    "log": ("level",),
-    "acme": (
-        "names",
-        "directory",
-        "email",
-        "key_type",
-        "ca_file",
-        "challenge",
-        "http_port",
-        "retry_interval",
-    ),
+    "limits": _keys(LimitsConfig),
+    "log": _keys(LogConfig),
+    "acme": _keys(AcmeConfig),
 }
 
 

@@ -85,7 +85,7 @@ def test_worker_count() -> None:
     v6 = config("workers = 3\n[tunnel]\nipv6_pool = '2001:db8:100::/62'")
     assert worker_count(v6) == 3
     # the workers' IPv6 slices, from the environment the supervisor sets
-    env = {workers.ENV_WORKER: "1/2/0", workers.ENV_CONTROL_FD: "7"}
+    env = {workers.ENV_WORKER: "1/2/0", workers.ENV_CONTROL_FD: "7", workers.ENV_REGISTRY_FD: "8"}
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)

@@ -139,7 +139,12 @@ class ChallengeFanout:
 
     def _send(self, req: dict[str, Any]) -> list[str]:
         """Ask every worker from the order's thread; the running workers that failed."""
-        fut = asyncio.run_coroutine_threadsafe(self.sup.ask_all(req), self.sup.loop)
+        ask = self.sup.ask_all(req)
+        try:
+            fut = asyncio.run_coroutine_threadsafe(ask, self.sup.loop)
+        except RuntimeError:  # the loop is closed: the supervisor is stopping
+            ask.close()
+            return ["(all: stopping)"]
         try:
             answers = fut.result(WORKER_TIMEOUT + 5)
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from sstpd import __version__, certs
@@ -27,6 +28,7 @@ from sstpd.aio.workers import decode_challenge
 from sstpd.config import Config, load_config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
+from sstpd.proto.datapath import Counters
 from sstpd.proto.sstp.constants import HashProtocol
 from sstpd.records import AdmissionRecord, HealthRecord, StatsRecord, sessions_to_json
 
@@ -166,9 +168,11 @@ class Admin:
         """The ``stats`` answer: counters since start, closed sessions included."""
         st = self.stats
         live = [p.session.counters for p in self.connections]
-
-        def total(name: str) -> int:
-            return int(getattr(st.closed, name)) + sum(int(getattr(c, name)) for c in live)
+        # every per-session counter (``Counters``) is a ``stats`` key of the same name
+        traffic: dict[str, Any] = {
+            f.name: int(getattr(st.closed, f.name)) + sum(int(getattr(c, f.name)) for c in live)
+            for f in fields(Counters)
+        }
 
         sessions = sum(1 for p in self.connections if p.is_open)
         not_after = (self.cert_summary or {}).get("not_after")
@@ -184,27 +188,9 @@ class Admin:
             handshakes={o.value: n for o, n in st.handshakes.items()},
             auth_failures=st.auth_failures,
             crypto_binding_failures=st.crypto_binding_failures,
-            rx_bytes=total("rx_bytes"),
-            rx_packets=total("rx_packets"),
-            tx_bytes=total("tx_bytes"),
-            tx_packets=total("tx_packets"),
-            dropped_spoofed=total("dropped_spoofed"),
-            dropped_overflow=total("dropped_overflow"),
-            dropped_not_open=total("dropped_not_open"),
+            **traffic,
             tun_offload=self.daemon.tun.vnet_hdr,
-            rx_gso_writes=total("rx_gso_writes"),
-            rx_gso_packets=total("rx_gso_packets"),
             tun_no_route=st.tun_no_route,
-            rx6_bytes=total("rx6_bytes"),
-            rx6_packets=total("rx6_packets"),
-            tx6_bytes=total("tx6_bytes"),
-            tx6_packets=total("tx6_packets"),
-            dropped_spoofed6=total("dropped_spoofed6"),
-            dropped_invalid6=total("dropped_invalid6"),
-            dropped_nd_invalid=total("dropped_nd_invalid"),
-            nd_rate_limited=total("nd_rate_limited"),
-            dropped_dhcp=total("dropped_dhcp"),
-            dhcp_answered=total("dhcp_answered"),
             admission=AdmissionRecord(
                 internal_errors=st.internal_errors,
                 authenticated=self.authenticated_count,  # what max_sessions counts

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,80 @@ class Netns:
                 f"client_tool {scenario} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
             )
         return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    def bulk_transfer(self, server_ip: str, direction: str, size: int) -> tuple[str, str]:
+        """(receiver's, sender's) SHA-256 of a ``size``-byte TCP transfer from the client
+        namespace to ``server_ip`` in the server namespace ("up") or back ("down"), with
+        ``tests.integration.bulk`` on both ends."""
+        bulk = (sys.executable, "-m", "tests.integration.bulk")
+        args = (server_ip, "5201", direction, str(size))
+        sink = self.popen(self.srv, *bulk, "serve", *args, stdout=subprocess.PIPE)
+        assert sink.stdout is not None
+        assert sink.stdout.readline().strip() == "ready"
+        r = self.run(self.cli, *bulk, "client", *args)
+        server, client = sink.communicate(timeout=60)[0].strip(), r.stdout.strip()
+        assert len(client) == 64
+        return (server, client) if direction == "up" else (client, server)
+
+
+@contextlib.contextmanager
+def namespaces(prefix: str) -> Iterator[Netns]:
+    """A pair of network namespaces (``Netns``), up while the ``with`` block runs."""
+    n = Netns(prefix)
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
+
+
+@contextlib.contextmanager
+def running(daemon: Daemon) -> Iterator[Daemon]:
+    """``daemon`` prepared and started (ready), stopped at the end of the ``with`` block."""
+    try:
+        daemon.prepare()
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@contextlib.contextmanager
+def sstpd_connect(
+    net: Netns, daemon: Daemon, workdir: Path, tun: str, *options: str
+) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    """``sstpd connect`` as alice from the client namespace to ``daemon`` with TUN ``tun``:
+    (the process, its first JSON line: the tunnel is up). SIGTERM when the block ends;
+    the caller checks the exit status (``returncode``) after it."""
+    pw = workdir / "pw"
+    pw.write_text(USERS["alice"] + "\n")
+    client = net.popen(
+        net.cli,
+        sys.executable,
+        "-m",
+        "sstpd",
+        "connect",
+        f"{daemon.listen}:{daemon.port}",
+        "--user",
+        "alice",
+        "--password-file",
+        str(pw),
+        "--ca-file",
+        str(daemon.cert),
+        "--tun",
+        tun,
+        *options,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert client.stdout is not None
+        line = client.stdout.readline()
+        assert line, client.stderr.read() if client.stderr else ""
+        yield client, json.loads(line)
+    finally:
+        client.send_signal(signal.SIGTERM)
+        client.wait(15)
 
 
 @dataclass

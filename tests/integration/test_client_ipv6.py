@@ -8,15 +8,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.netns import SERVER_IP, TUNNEL_IP, USERS, Daemon, Netns
+from tests.integration.netns import TUNNEL_IP, Daemon, Netns, namespaces, running, sstpd_connect
 
 pytestmark = [
     pytest.mark.netns,
@@ -31,59 +28,22 @@ DNS6 = "fd00:77::53"
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpd6c")
-    try:
-        n.up()
+    with namespaces("sstpd6c") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")
 def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(net, tmp_path_factory.mktemp("daemon6"))
-    try:
-        d.prepare()
-        text = d.config.read_text()
-        v6 = f'[tunnel]\nipv6_pool = "{IPV6_POOL}"\nipv6_dns = ["{DNS6}"]\n'
-        d.config.write_text(text.replace("[tunnel]\n", v6, 1))
-        d.start()
+    v6 = f'ipv6_pool = "{IPV6_POOL}"\nipv6_dns = ["{DNS6}"]'
+    with running(Daemon(net, tmp_path_factory.mktemp("daemon6"), tunnel_config=v6)) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def test_client_gets_a_64_and_pings_the_server_over_ipv6(
     daemon: Daemon, net: Netns, tmp_path: Path
 ) -> None:
-    pw = tmp_path / "pw"
-    pw.write_text(USERS["alice"] + "\n")
-    client = net.popen(
-        net.cli,
-        sys.executable,
-        "-m",
-        "sstpd",
-        "connect",
-        f"{SERVER_IP}:443",
-        "--user",
-        "alice",
-        "--password-file",
-        str(pw),
-        "--ca-file",
-        str(daemon.cert),
-        "--tun",
-        "sstpc6",
-        "--ipv6",
-        "--route",
-        str(IPV6_POOL),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert client.stdout is not None
-        line = client.stdout.readline()
-        assert line, client.stderr.read() if client.stderr else ""
-        info = json.loads(line)
+    options = ("--ipv6", "--route", str(IPV6_POOL))
+    with sstpd_connect(net, daemon, tmp_path, "sstpc6", *options) as (client, info):
         assert info["ipv6"], info
         iface = ipaddress.IPv6Interface(info["ipv6"])
         assert iface.network.prefixlen == 64 and iface.network.subnet_of(IPV6_POOL)
@@ -104,7 +64,4 @@ def test_client_gets_a_64_and_pings_the_server_over_ipv6(
         assert " 0% packet loss" in r.stdout, r.stdout
         sessions = daemon.stats()
         assert sessions["rx6_packets"] >= 3 and sessions["tx6_packets"] >= 3, sessions
-    finally:
-        client.send_signal(signal.SIGTERM)
-        client.wait(15)
     assert client.returncode == 0

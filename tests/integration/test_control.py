@@ -19,7 +19,16 @@ import pytest
 
 from sstpd import certs, control
 from tests.integration.ctl_client import PING_SIZE, HeldClient, connect_once
-from tests.integration.netns import CLIENT_IP, ROOT, SERVER_IP, USERS, Daemon, Netns
+from tests.integration.netns import (
+    CLIENT_IP,
+    ROOT,
+    SERVER_IP,
+    USERS,
+    Daemon,
+    Netns,
+    namespaces,
+    running,
+)
 
 pytestmark = [
     pytest.mark.netns,
@@ -29,23 +38,14 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpdc")
-    try:
-        n.up()
+    with namespaces("sstpdc") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")
 def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(net, tmp_path_factory.mktemp("ctl-daemon"))
-    try:
-        d.prepare()
-        d.start()
+    with running(Daemon(net, tmp_path_factory.mktemp("ctl-daemon"))) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def sock(d: Daemon) -> str:

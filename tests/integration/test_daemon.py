@@ -21,6 +21,9 @@ from tests.integration.netns import (
     USERS,
     Daemon,
     Netns,
+    namespaces,
+    running,
+    sstpd_connect,
 )
 
 pytestmark = [
@@ -31,23 +34,14 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpdt")
-    try:
-        n.up()
+    with namespaces("sstpdt") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")
 def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(net, tmp_path_factory.mktemp("daemon"))
-    try:
-        d.prepare()
-        d.start()
+    with running(Daemon(net, tmp_path_factory.mktemp("daemon"))) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def test_ready_notification_and_listener(daemon: Daemon) -> None:
@@ -216,72 +210,14 @@ print(head.split(b"\\r\\n")[0].decode(), len(rest))
 
 def test_bulk_transfer_through_tun(daemon: Daemon, net: Netns, tmp_path: Path) -> None:
     """`sstpd connect` with a TUN device; kernel ping and a TCP transfer both ways."""
-    client = net.popen(
-        net.cli,
-        sys.executable,
-        "-m",
-        "sstpd",
-        "connect",
-        f"{SERVER_IP}:443",
-        "--user",
-        "alice",
-        "--password-file",
-        str(_pwfile(tmp_path)),
-        "--ca-file",
-        str(daemon.cert),
-        "--tun",
-        "sstpc0",
-        "--route",
-        POOL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert client.stdout is not None
-        line = client.stdout.readline()
-        assert '"peer": "10.77.0.1"' in line, line + (client.stderr.read() if client.stderr else "")
+    with sstpd_connect(net, daemon, tmp_path, "sstpc0", "--route", POOL) as (client, info):
+        assert info["peer"] == TUNNEL_IP, info
         r = net.run(net.cli, "ping", "-c", "3", "-i", "0.2", "-W", "2", TUNNEL_IP)
         assert " 0% packet loss" in r.stdout
-        size = 32 * 1024 * 1024
         for direction in ("up", "down"):
-            sink = net.popen(
-                net.srv,
-                sys.executable,
-                "-m",
-                "tests.integration.bulk",
-                "serve",
-                TUNNEL_IP,
-                "5201",
-                direction,
-                str(size),
-                stdout=subprocess.PIPE,
-            )
-            assert sink.stdout is not None
-            assert sink.stdout.readline().strip() == "ready"
-            r = net.run(
-                net.cli,
-                sys.executable,
-                "-m",
-                "tests.integration.bulk",
-                "client",
-                TUNNEL_IP,
-                "5201",
-                direction,
-                str(size),
-            )
-            server_digest = sink.communicate(timeout=60)[0].strip()
-            client_digest = r.stdout.strip()
-            assert server_digest == client_digest and len(client_digest) == 64
-    finally:
-        client.send_signal(signal.SIGTERM)
-        client.wait(15)
+            received, sent = net.bulk_transfer(TUNNEL_IP, direction, 32 * 1024 * 1024)
+            assert received == sent, direction
     assert client.returncode == 0
-
-
-def _pwfile(tmp_path: Path) -> Path:
-    p = tmp_path / "pw"
-    p.write_text("alice-secret\n")
-    return p
 
 
 def test_sigterm_disconnects_clients(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -14,9 +14,9 @@ client with a real TUN and real kernel TCP on both ends:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.netns import SERVER_IP, Daemon, Netns
+from tests.integration.netns import SERVER_IP, Daemon, Netns, namespaces, running, sstpd_connect
 
 pytestmark = [
     pytest.mark.netns,
@@ -58,18 +58,14 @@ except TimeoutError:
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpdo")
-    try:
-        n.up()
+    with namespaces("sstpdo") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")
 def daemons(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daemon]]:
-    out: dict[str, Daemon] = {}
-    try:
+    with contextlib.ExitStack() as stack:
+        out: dict[str, Daemon] = {}
         for mode, (port, tun, addr, pool) in MODES.items():
             d = Daemon(
                 net,
@@ -80,13 +76,8 @@ def daemons(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
                 tunnel_ip=addr,
                 pool=pool,
             )
-            d.prepare()
-            d.start()
-            out[mode] = d
+            out[mode] = stack.enter_context(running(d))
         yield out
-    finally:
-        for d in out.values():
-            d.stop()
 
 
 def deltas(
@@ -100,83 +91,21 @@ def test_offload_is_what_the_config_says(daemons: dict[str, Daemon]) -> None:
     assert daemons["off"].stats()["tun_offload"] is False
 
 
-def transfer(net: Netns, server_ip: str, direction: str) -> tuple[str, str]:
-    """(receiver's, sender's) SHA-256 of a SIZE-byte TCP transfer through the tunnel."""
-    sink = net.popen(
-        net.srv,
-        sys.executable,
-        "-m",
-        "tests.integration.bulk",
-        "serve",
-        server_ip,
-        "5201",
-        direction,
-        str(SIZE),
-        stdout=subprocess.PIPE,
-    )
-    assert sink.stdout is not None
-    assert sink.stdout.readline().strip() == "ready"
-    r = net.run(
-        net.cli,
-        sys.executable,
-        "-m",
-        "tests.integration.bulk",
-        "client",
-        server_ip,
-        "5201",
-        direction,
-        str(SIZE),
-    )
-    server_digest = sink.communicate(timeout=60)[0].strip()
-    client_digest = r.stdout.strip()
-    assert len(client_digest) == 64
-    return (server_digest, client_digest) if direction == "up" else (client_digest, server_digest)
-
-
 @pytest.mark.parametrize("record_per_packet", [False, True])
 def test_offload_on_and_off_deliver_identical_bytes(
     daemons: dict[str, Daemon], net: Netns, tmp_path: Path, record_per_packet: bool
 ) -> None:
-    pw = tmp_path / "pw"
-    pw.write_text("alice-secret\n")
     digests: dict[tuple[str, str], tuple[str, str]] = {}
     coalesced: dict[str, dict[str, int]] = {}
-    for mode, (port, _, addr, pool) in MODES.items():
+    for mode, (_, _, addr, pool) in MODES.items():
         d = daemons[mode]
-        client = net.popen(
-            net.cli,
-            sys.executable,
-            "-m",
-            "sstpd",
-            "connect",
-            f"{SERVER_IP}:{port}",
-            "--user",
-            "alice",
-            "--password-file",
-            str(pw),
-            "--ca-file",
-            str(d.cert),
-            "--tun",
-            "sstpc0",
-            "--route",
-            pool,
-            *(["--record-per-packet"] if record_per_packet else []),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            assert client.stdout is not None
-            line = client.stdout.readline()
-            assert f'"peer": "{addr}"' in line, line + (
-                client.stderr.read() if client.stderr else ""
-            )
+        options = ("--route", pool, *(["--record-per-packet"] if record_per_packet else []))
+        with sstpd_connect(net, d, tmp_path, "sstpc0", *options) as (client, info):
+            assert info["peer"] == addr, info
             before = d.stats()
             for direction in ("up", "down"):
-                digests[(mode, direction)] = transfer(net, addr, direction)
+                digests[(mode, direction)] = net.bulk_transfer(addr, direction, SIZE)
             coalesced[mode] = deltas(before, d.stats(), ("rx_gso_writes", "rx_gso_packets"))
-        finally:
-            client.send_signal(signal.SIGTERM)
-            client.wait(15)
         assert client.returncode == 0
     for direction in ("up", "down"):
         got_on, sent_on = digests[("on", direction)]

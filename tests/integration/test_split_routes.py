@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.netns import DNS, SERVER_IP, TUNNEL_IP, USERS, Daemon, Netns
+from tests.integration.netns import (
+    DNS,
+    TUNNEL_IP,
+    Daemon,
+    Netns,
+    namespaces,
+    running,
+    sstpd_connect,
+)
 
 pytestmark = [
     pytest.mark.netns,
@@ -30,26 +35,15 @@ DOMAIN = "corp.example"
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpdr")
-    try:
-        n.up()
+    with namespaces("sstpdr") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")
 def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(net, tmp_path_factory.mktemp("daemon"))
-    try:
-        d.prepare()
-        text = d.config.read_text()
-        pushed = f'[tunnel]\nroutes = {json.dumps(ROUTES)}\ndomain = "{DOMAIN}"\n'
-        d.config.write_text(text.replace("[tunnel]\n", pushed, 1))
-        d.start()
+    pushed = f'routes = {json.dumps(ROUTES)}\ndomain = "{DOMAIN}"'
+    with running(Daemon(net, tmp_path_factory.mktemp("daemon"), tunnel_config=pushed)) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def _tun_rx_packets(net: Netns) -> int:
@@ -61,33 +55,8 @@ def _tun_rx_packets(net: Netns) -> int:
 def test_accept_routes_installs_exactly_the_pushed_routes(
     daemon: Daemon, net: Netns, tmp_path: Path
 ) -> None:
-    pw = tmp_path / "pw"
-    pw.write_text(USERS["alice"] + "\n")
     before = daemon.stats()
-    client = net.popen(
-        net.cli,
-        sys.executable,
-        "-m",
-        "sstpd",
-        "connect",
-        f"{SERVER_IP}:443",
-        "--user",
-        "alice",
-        "--password-file",
-        str(pw),
-        "--ca-file",
-        str(daemon.cert),
-        "--tun",
-        "sstpc0",
-        "--accept-routes",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert client.stdout is not None
-        line = client.stdout.readline()
-        assert line, client.stderr.read() if client.stderr else ""
-        info = json.loads(line)
+    with sstpd_connect(net, daemon, tmp_path, "sstpc0", "--accept-routes") as (client, info):
         assert info["routes"] == ROUTES
         assert info["domain"] == DOMAIN and info["dhcp_dns"] == DNS
         r = net.run(net.cli, "ip", "-j", "-4", "route", "show", "dev", "sstpc0")
@@ -100,9 +69,6 @@ def test_accept_routes_installs_exactly_the_pushed_routes(
         after = daemon.stats()
         assert after["dhcp_answered"] == before["dhcp_answered"] + 1
         assert after["dropped_dhcp"] == before["dropped_dhcp"]
-    finally:
-        client.send_signal(signal.SIGTERM)
-        client.wait(15)
     assert client.returncode == 0
     # the routes went with the TUN device
     r = net.run(net.cli, "ip", "-j", "-4", "route", "show", "192.168.77.0/24")
@@ -141,40 +107,12 @@ def test_client_ipv6_against_an_ipv4_only_daemon_stays_ipv4(
 ) -> None:
     """--ipv6 with a server without IPv6: IPV6CP is Protocol-Rejected, the client does not
     wait for a Router Advertisement, and IPv4 works as before."""
-    pw = tmp_path / "pw"
-    pw.write_text(USERS["alice"] + "\n")
     started = time.monotonic()
-    client = net.popen(
-        net.cli,
-        sys.executable,
-        "-m",
-        "sstpd",
-        "connect",
-        f"{SERVER_IP}:443",
-        "--user",
-        "alice",
-        "--password-file",
-        str(pw),
-        "--ca-file",
-        str(daemon.cert),
-        "--tun",
-        "sstpc1",
-        "--ipv6",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert client.stdout is not None
-        line = client.stdout.readline()
-        assert line, client.stderr.read() if client.stderr else ""
-        info = json.loads(line)
+    with sstpd_connect(net, daemon, tmp_path, "sstpc1", "--ipv6") as (client, info):
         assert info["ipv6"] is None and info["ipv6_dns"] == []
         assert time.monotonic() - started < 8  # not the 10 s RA wait
         r = net.run(net.cli, "ping", "-c", "2", "-i", "0.2", "-W", "2", TUNNEL_IP)
         assert " 0% packet loss" in r.stdout
-    finally:
-        client.send_signal(signal.SIGTERM)
-        client.wait(15)
     assert client.returncode == 0
     assert client.stderr is not None
     assert "IPV6CP refused" in client.stderr.read()

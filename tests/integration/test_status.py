@@ -25,7 +25,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.ctl_client import PING_SIZE, HeldClient, connect_once
-from tests.integration.netns import CLIENT_IP, ROOT, SERVER_IP, USERS, Daemon, Netns
+from tests.integration.netns import (
+    CLIENT_IP,
+    ROOT,
+    SERVER_IP,
+    USERS,
+    Daemon,
+    Netns,
+    namespaces,
+    running,
+)
 
 pytestmark = [
     pytest.mark.netns,
@@ -37,23 +46,14 @@ ARTIFACTS = ROOT / "artifacts"
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpds")
-    try:
-        n.up()
+    with namespaces("sstpds") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")
 def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(net, tmp_path_factory.mktemp("status-daemon"))
-    try:
-        d.prepare()
-        d.start()
+    with running(Daemon(net, tmp_path_factory.mktemp("status-daemon"))) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def _free_port() -> int:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.netns import SERVER_IP, TUNNEL_IP, Daemon, Netns
+from tests.integration.netns import SERVER_IP, TUNNEL_IP, Daemon, Netns, namespaces, running
 
 pytestmark = [
     pytest.mark.netns,
@@ -24,23 +24,15 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpdw")
-    try:
-        n.up()
+    with namespaces("sstpdw") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")
 def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(net, tmp_path_factory.mktemp("windows"))  # no [auth] methods: the defaults
-    try:
-        d.prepare()
-        d.start()
+    # no [auth] methods: the defaults
+    with running(Daemon(net, tmp_path_factory.mktemp("windows"))) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def windows(net: Netns, daemon: Daemon, profile: str) -> dict[str, object]:
@@ -125,9 +117,7 @@ def test_client_offering_nothing_we_do_gets_one_clear_line(daemon: Daemon, net: 
     assert log.count("asked for CHAP-MD5") == 1
 
 
-def test_identification_and_eap_floods_end_that_session_only(
-    daemon: Daemon, net: Netns
-) -> None:
+def test_identification_and_eap_floods_end_that_session_only(daemon: Daemon, net: Netns) -> None:
     before = daemon.log_text()
     res = windows(net, daemon, "hostile-floods")
     failure = str(res["eap_after_garbage"])

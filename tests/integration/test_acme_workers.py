@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns
+from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
 from tests.integration.pebble import DIRECTORY as PEBBLE
 from tests.integration.pebble import NAME, Pebble, cert_state, start_without_certificate
 
@@ -39,12 +39,8 @@ PROBES = 24
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpak")
-    try:
-        n.up()
+    with namespaces("sstpak") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns
+from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
 from tests.integration.pebble import DIRECTORY as PEBBLE
 from tests.integration.pebble import NAME, Pebble, cert_state, start_without_certificate
 
@@ -31,12 +31,8 @@ SESSIONS = 12
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpah")
-    try:
-        n.up()
+    with namespaces("sstpah") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")

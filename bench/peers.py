@@ -1,15 +1,17 @@
 """sstpd against the C peer ocserv, side by side in one run: prints figures, asserts nothing.
 
-    sudo python3 bench/peers.py [--runs 3] [--seconds 8] [--offload both|on|off]
+    sudo python3 bench/peers.py [--runs 3] [--seconds 8] [--variants default,plain]
 
 Two network namespaces (``bp-srv``, ``bp-cli``, joined by a veth). In ``bp-srv``: the
 sstpd daemon (TLS 1.3 only, tunnel MTU 1400) and ocserv (TCP only: no UDP port, so no
 DTLS; TLS 1.3 AES-256-GCM; MTU 1400; a plain password file), plus one iperf3 server. In
 ``bp-cli``: ``sstpd connect`` (default batching, then ``--record-per-packet``) or
 openconnect, each with a TUN device. A single iperf3 TCP stream runs through the tunnel.
-With ``--offload both`` (the default) two sstpd daemons run side by side, one with
-``[tunnel] offload = true`` (port 443, ``sstp0``) and one with ``offload = false`` (port
-444, ``sstp1``), so the figures with and without the TUN offload come from the same run.
+Several sstpd daemons run side by side (``--variants``; port 443 + i, ``sstp<i>``), so
+figures with and without an optimisation come from the same run: by default
+``default`` (the shipped configuration) and ``plain`` (read moderation and the TUN
+offload off: the data path as it was before issue 15's goal 1); ``offload`` adds
+``[tunnel] offload = true``.
 
 Per measurement: server CPU = utime + stime of the server's whole process tree (ocserv
 forks a security module and one worker per client; all are summed, reaped children
@@ -45,11 +47,19 @@ sys.path.insert(0, str(ROOT))
 from bench._common import BusyMeter, loadavg, median, tree_cpu, wait_quiet  # noqa: E402
 from tests.integration.netns import SERVER_IP, Daemon, Netns  # noqa: E402
 
-# offload mode -> (port, server TUN, tunnel network, server tunnel address)
-SSTPD = {
-    "on": (443, "sstp0", "10.77.0.0/24", "10.77.0.1"),
-    "off": (444, "sstp1", "10.79.0.0/24", "10.79.0.1"),
+# the sstpd daemons that run side by side: name -> [tunnel] lines (--variants)
+VARIANTS = {
+    "default": "",  # as shipped
+    "plain": "read_moderation_bytes = 0\noffload = false",  # neither optimisation: before
+    "offload": "offload = true",
 }
+
+
+def variant_net(i: int) -> tuple[int, str, str, str]:
+    """(port, server TUN, tunnel network, server tunnel address) of the i-th daemon."""
+    return 443 + i, f"sstp{i}", f"10.{77 + 2 * i}.0.0/24", f"10.{77 + 2 * i}.0.1"
+
+
 OC_NET, OC_PORT = "10.78.0.0/24", 4443
 IPERF_PORT = 5201
 PASSWORD = "alice-secret"
@@ -70,10 +80,10 @@ exit 0
 """
 
 
-def split_kind(kind: str) -> tuple[str, str]:
-    """``sstpd-rpp/off`` -> ("sstpd-rpp", "off"); no suffix: offload on."""
+def split_kind(kind: str, first: str = "") -> tuple[str, str]:
+    """``sstpd-rpp/plain`` -> ("sstpd-rpp", "plain"); no suffix: the first variant."""
     base, _, mode = kind.partition("/")
-    return base, mode or "on"
+    return base, mode or first
 
 
 @dataclass
@@ -126,18 +136,22 @@ class Bench:
         os.chmod(self.work, 0o755)  # ocserv's workers run as nobody
         self.results = Results()
         self.procs: list[subprocess.Popen[str]] = []
-        self.modes = ["on", "off"] if a.offload == "both" else [a.offload]
+        self.variants: dict[str, str] = {}
+        for item in a.variants.split(","):
+            name, _, lines = item.partition(":")
+            self.variants[name] = lines.replace(";", "\n") if lines else VARIANTS[name]
+        self.modes = list(self.variants)
 
     # ------------------------------------------------------------ servers
     def start_sstpd(self) -> None:
         self.daemons: dict[str, Daemon] = {}
-        for mode in self.modes:
-            port, tun, net, addr = SSTPD[mode]
+        for i, mode in enumerate(self.modes):
+            port, tun, net, addr = variant_net(i)
             d = Daemon(
                 self.net,
                 self.work / f"sstpd-{mode}",
                 extra_config='tls_min_version = "1.3"',
-                tunnel_config=f"offload = {'true' if mode == 'on' else 'false'}",
+                tunnel_config=self.variants[mode],
                 port=port,
                 interface=tun,
                 tunnel_ip=addr,
@@ -253,8 +267,8 @@ cisco-client-compat = true
         else:
             pw = self.work / "pw"
             pw.write_text(PASSWORD + "\n")
-            base, mode = split_kind(kind)
-            port, srv_tun, net, server_ip = SSTPD[mode]
+            base, mode = split_kind(kind, self.modes[0])
+            port, srv_tun, net, server_ip = variant_net(self.modes.index(mode))
             daemon = self.daemons[mode]
             extra = ["--record-per-packet"] if base == "sstpd-rpp" else []
             p = self.net.popen(
@@ -307,7 +321,7 @@ cisco-client-compat = true
             return f"{what}, {suites[-1].split('ciphersuite ')[-1] if suites else '?'}"
         from sstpd import control
 
-        sock = self.daemons[split_kind(kind)[1]].workdir / "control.sock"
+        sock = self.daemons[split_kind(kind, self.modes[0])[1]].workdir / "control.sock"
         rows = control.call(str(sock), "sessions")["sessions"]
         return f"{what}, " + ", ".join(f"{r['tls_version']} {r['tls_cipher']}" for r in rows)
 
@@ -331,7 +345,7 @@ cisco-client-compat = true
     def server_pid(self, kind: str) -> int:
         if kind == "ocserv":
             return self.ocserv.pid
-        proc = self.daemons[split_kind(kind)[1]].proc
+        proc = self.daemons[split_kind(kind, self.modes[0])[1]].proc
         assert proc is not None
         return proc.pid
 
@@ -364,7 +378,23 @@ cisco-client-compat = true
         c0, p0, k0 = tree_cpu(pid), self.tun_counter(cli, cli_tun, rx=not upload), tree_cpu(client)
         meter = BusyMeter()
         meter.start()
+        perf = None
+        if self.a.perf and kind.startswith("sstpd"):
+            out = Path(self.a.perf) / f"{kind.replace('/', '-')}-{direction}.data"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            cmd = ["perf", "record", "-q", "-g", "-p", str(pid), "-o", str(out)]
+            if self.a.profiler == "py-spy":
+                cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
+                       "-f", "raw", "-r", "500", "-o", str(out.with_suffix(".txt"))]
+            perf = subprocess.Popen(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         res = self.iperf(server_ip, self.a.seconds, reverse=not upload)
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(30)
         run_busy = meter.stop()
         c1, p1, k1 = tree_cpu(pid), self.tun_counter(cli, cli_tun, rx=not upload), tree_cpu(client)
         s = Sample(c1 - c0, res["bytes"] / 1e9, p1 - p0, res["seconds"], run_busy, load, k1 - k0)
@@ -384,7 +414,7 @@ cisco-client-compat = true
             p, server_ip, _, cli_tun = self.start_client(kind)
             try:
                 self.iperf(server_ip, self.a.warmup, reverse=False)  # warm-up, not measured
-                rpp = split_kind(kind)[0] == "sstpd-rpp"
+                rpp = split_kind(kind, self.modes[0])[0] == "sstpd-rpp"
                 directions = ["upload"] if rpp else ["download", "upload"]
                 for direction in directions:
                     self.results.add(
@@ -410,7 +440,7 @@ cisco-client-compat = true
             f"MTU {self.a.mtu}, one iperf3 stream; loadavg at the end: {loadavg()}\n"
         )
         print(
-            "| path | sstpd offload | sstpd server CPU-s/GB | ocserv | ratio | sstpd µs/pkt "
+            "| path | sstpd variant | sstpd server CPU-s/GB | ocserv | ratio | sstpd µs/pkt "
             "| ocserv µs/pkt | sstpd Mbit/s | ocserv Mbit/s | client CPU-s/GB: ours "
             "| openconnect |"
         )
@@ -418,7 +448,9 @@ cisco-client-compat = true
         for label, base, direction in paths:
             theirs = f"ocserv:{direction}"
             for mode in self.modes:
-                ours = f"{base}{'' if mode == 'on' else '/off'}:{direction}"
+                ours = f"{base}{'' if mode == self.modes[0] else '/' + mode}:{direction}"
+                if ours not in r.samples or theirs not in r.samples:
+                    continue  # --kinds left it out
                 a, b = r.med(ours, "cpu_per_gb"), r.med(theirs, "cpu_per_gb")
                 print(
                     f"| {label} | {mode} | {a:.2f} | {b:.2f} | {a / b:.2f} "
@@ -435,6 +467,10 @@ cisco-client-compat = true
 
     def run(self) -> None:
         self.net.up()
+        if self.a.veth_gro:
+            for ns, dev in ((self.net.srv, "sti-s"), (self.net.cli, "sti-c")):
+                cmd = ["ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on"]
+                subprocess.run(cmd, check=True)
         try:
             self.start_sstpd()
             self.start_ocserv()
@@ -450,10 +486,12 @@ cisco-client-compat = true
             self.procs.append(iperf)
             time.sleep(0.5)
             kinds = ["ocserv"] + [
-                k + ("" if mode == "on" else "/off")
+                k + ("" if mode == self.modes[0] else "/" + mode)
                 for mode in self.modes
                 for k in ("sstpd", "sstpd-rpp")
             ]
+            if self.a.kinds:
+                kinds = [k for k in kinds if k in self.a.kinds.split(",")]
             for i in range(self.a.runs):
                 order = kinds if i % 2 == 0 else kinds[::-1]
                 print(f"run {i + 1}/{self.a.runs}: {', '.join(order)}", flush=True)
@@ -485,11 +523,24 @@ def main() -> int:
     )
     ap.add_argument("--quiet-timeout", type=float, default=20.0)
     ap.add_argument(
-        "--offload",
-        choices=["both", "on", "off"],
-        default="both",
-        help="sstpd's [tunnel] offload: both = two daemons side by side in one run",
+        "--variants",
+        default="default,plain",
+        help="sstpd daemons side by side, comma-separated: "
+        + ", ".join(VARIANTS)
+        + ", or NAME:key=value;key=value ([tunnel] lines); the first is the plain 'sstpd'",
     )
+    ap.add_argument(
+        "--kinds",
+        default="",
+        help="only these clients, comma-separated: ocserv, sstpd, sstpd-rpp, sstpd/plain, ...",
+    )
+    ap.add_argument(
+        "--perf",
+        default="",
+        help="record `perf record -g` of the server during each sstpd measurement into DIR",
+    )
+    ap.add_argument("--profiler", choices=["perf", "py-spy"], default="perf")
+    ap.add_argument("--veth-gro", action="store_true")
     Bench(ap.parse_args()).run()
     return 0
 

@@ -262,6 +262,7 @@ class StatsRecord(_Record):
     tun_offload: bool = False  # [tunnel] offload: the TUN has IFF_VNET_HDR
     rx_gso_writes: int = 0  # TUN writes that carried coalesced TCP segments
     rx_gso_packets: int = 0  # of rx_packets, those that went in such writes
+    read_moderations: int = 0  # times a streaming connection's reads were moderated
     # server.workers (the supervisor's merged answer; one process: 1, 1, 0, {})
     workers: int = 1  # worker processes configured
     workers_running: int = 1  # ... that answered

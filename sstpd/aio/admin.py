@@ -190,6 +190,7 @@ class Admin:
             crypto_binding_failures=st.crypto_binding_failures,
             **traffic,
             tun_offload=self.daemon.tun.vnet_hdr,
+            read_moderations=self.server.moderator.engaged,
             tun_no_route=st.tun_no_route,
             admission=AdmissionRecord(
                 internal_errors=st.internal_errors,

@@ -57,6 +57,7 @@ class ServerProtocol(SstpStreamProtocol):
         pending: Pending,
     ) -> None:
         super().__init__(server.loop, tun.fd, tun.vnet_hdr)
+        self.moderator = server.moderator
         self.server = server
         self.tun = tun
         self.real_peer = real_peer  # from a PROXY header: the client behind the balancer

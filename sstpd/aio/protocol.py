@@ -34,6 +34,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from sstpd.aio.moderation import ENGAGE_BYTES, ReadModerator
 from sstpd.aio.tun import write_batch
 from sstpd.proto.datapath import (
     HEADER_SIZE,
@@ -93,6 +94,8 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
     """
 
     session: ServerSession | ClientSession
+    #: read moderation for this connection (``sstpd.aio.moderation``); None: off
+    moderator: ReadModerator | None = None
     #: which UDP packets from the peer are the session's own DHCP (the server's view)
     is_dhcp: Callable[[bytes | memoryview], bool] = staticmethod(is_dhcp_request)
 
@@ -248,6 +251,8 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             counters.rx6_packets += rx6_packets
             counters.rx6_bytes += rx6_bytes
         session.touch(now)
+        if rx_bytes + rx6_bytes >= ENGAGE_BYTES and self.moderator is not None:
+            self.moderator.engage(self)  # it streams: fewer, larger reads from now on
         if slow:
             self._after_input()
 
@@ -268,6 +273,8 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             self._lent = None
         self._rest = b""
         self._cancel_timer()
+        if self.moderator is not None:
+            self.moderator.forget(self)
         try:
             self.session.abort_connection(
                 "connection lost" if exc is None else f"connection lost: {exc}", self.loop.time()

@@ -23,6 +23,7 @@ from sstpd import users
 from sstpd.aio.aaa import Aaa, SessionHost
 from sstpd.aio.heap import SESSION_TRIM_HIGH, SESSION_TRIM_SETTLE, HeapTrimmer
 from sstpd.aio.listener import Pending
+from sstpd.aio.moderation import ReadModerator
 from sstpd.aio.settings import RuntimeSettings
 from sstpd.aio.stats import Stats
 from sstpd.config import Config
@@ -112,6 +113,10 @@ class Server:
         self.stopped = asyncio.Event()  # set once stopping and the last session is gone
         self._ids = 0
         self.stats = Stats()
+        tc = config.tunnel
+        self.moderator = ReadModerator(
+            self.loop, tc.read_moderation_bytes, tc.read_moderation_delay
+        )
 
     @property
     def config(self) -> Config:
@@ -131,6 +136,8 @@ class Server:
         self.budget.total = config.limits.pending_total
         self.budget.per_source = config.limits.pending_per_source
         self.throttle.config = settings.throttle
+        tc = config.tunnel
+        self.moderator.configure(tc.read_moderation_bytes, tc.read_moderation_delay)
 
     # ------------------------------------------------------------ sessions
     def next_id(self) -> int:

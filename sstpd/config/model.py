@@ -66,6 +66,8 @@ SESSION_BUFFER_MIN, SESSION_BUFFER_MAX = 65536, 1 << 30
 MAX_SESSIONS_MAX = 1_000_000
 MAX_WORKERS = 64
 TIMEOUT_MAX = 86400.0
+MODERATION_BYTES_MAX = 1 << 20  # [tunnel] read_moderation_bytes (SO_RCVLOWAT) at most
+MODERATION_DELAY_MAX = 0.1  # seconds a streaming client's packets may wait at most
 _DEFAULT_LISTEN: tuple[IPv4Address | IPv6Address, ...] = (IPv4Address("0.0.0.0"),)
 _DEFAULT_ADDRESS = IPv4Address("10.77.0.1")
 _DEFAULT_POOL = IPv4Network("10.77.0.0/24")
@@ -135,6 +137,11 @@ class TunnelConfig:
     segments from one client as one GSO super-packet (``sstpd.proto.gro``). Off by
     default: it pays only when clients send many packets per TLS record (measured in
     docs/PERFORMANCE-NOTES.md, "The TUN offload").
+    ``read_moderation_bytes`` / ``read_moderation_delay``: read moderation, the
+    userspace form of a NIC's interrupt coalescing. Once a client streams (one read
+    brought at least ``sstpd.aio.moderation.ENGAGE_BYTES`` of tunnel packets), its socket
+    wakes the daemon only when that many bytes wait or the delay has passed
+    (``SO_RCVLOWAT`` and one timer for all sessions): fewer, larger reads. 0 bytes = off.
     """
 
     interface: str = "sstp0"
@@ -149,6 +156,8 @@ class TunnelConfig:
     routes: tuple[IPv4Network, ...] = ()
     domain: str = ""
     offload: bool = False
+    read_moderation_bytes: int = 131072
+    read_moderation_delay: float = 0.001
 
 
 @dataclass(frozen=True)

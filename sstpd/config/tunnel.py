@@ -12,6 +12,8 @@ from sstpd.config.model import (
     MAX_DOMAIN,
     MAX_IPV6_DNS_SERVERS,
     MAX_OPTION_BYTES,
+    MODERATION_BYTES_MAX,
+    MODERATION_DELAY_MAX,
     MTU_MAX,
     MTU_MIN,
     TunnelConfig,
@@ -79,6 +81,12 @@ def parse_tunnel(s: Section) -> TunnelConfig:
         routes=_routes(s),
         domain=_domain(s),
         offload=s.boolean("offload", d.offload),
+        read_moderation_bytes=s.integer(
+            "read_moderation_bytes", d.read_moderation_bytes, 0, MODERATION_BYTES_MAX
+        ),
+        read_moderation_delay=s.number(
+            "read_moderation_delay", d.read_moderation_delay, MODERATION_DELAY_MAX
+        ),
     )
 
 

@@ -42,6 +42,7 @@ def fake_daemon() -> Any:
         draining=False,
         authenticated_count=1,
         refusal=lambda: "",
+        moderator=SimpleNamespace(engaged=7),
     )
     return SimpleNamespace(
         server=server,
@@ -61,6 +62,7 @@ def test_every_session_counter_is_closed_plus_live_sessions() -> None:
         assert answer[f.name] == (1000 + i) + (100 + i) + (10 + i), f.name
     assert answer["sessions"] == 1 and answer["handshakes_in_progress"] == 1
     assert answer["uptime"] == 30.0 and answer["tun_offload"] is True
+    assert answer["read_moderations"] == 7
     assert answer["pool_size"] == 6 and answer["pool6_size"] == 0
     assert StatsRecord.from_json(answer) == record
 

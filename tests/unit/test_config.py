@@ -55,6 +55,7 @@ def test_defaults() -> None:
     assert t.pool == IPv4Network("10.77.0.0/24")
     assert t.dns == () and t.nbns == () and t.mtu == 1400
     assert t.offload is False
+    assert t.read_moderation_bytes == 131072 and t.read_moderation_delay == 0.001
     assert c.auth.methods == ("eap-mschapv2", "mschapv2", "pap")
     assert c.auth.users_file == "/etc/sstpd/users"
     assert c.auth.retries == 0
@@ -106,6 +107,8 @@ dns = ["1.1.1.1", "8.8.8.8"]
 nbns = ["192.168.50.2"]
 mtu = 4087
 offload = true
+read_moderation_bytes = 0
+read_moderation_delay = 0.005
 
 [auth]
 methods = ["pap"]
@@ -139,6 +142,7 @@ level = "debug"
     assert c.tunnel.nbns == (IPv4Address("192.168.50.2"),)
     assert c.tunnel.mtu == 4087
     assert c.tunnel.offload is True
+    assert c.tunnel.read_moderation_bytes == 0 and c.tunnel.read_moderation_delay == 0.005
     assert c.auth.methods == ("pap",)
     assert c.auth.users_file == "/etc/sstpd/users"
     assert c.auth.retries == 5
@@ -335,6 +339,14 @@ ERRORS = [
         f"{FILE}:2: tunnel.offload: expected true or false, got a string",
     ),
     ("[tunnel]\noffload = 1\n", f"{FILE}:2: tunnel.offload: expected true or false, got an integer"),
+    (
+        "[tunnel]\nread_moderation_bytes = -1\n",
+        f"{FILE}:2: tunnel.read_moderation_bytes: -1 is out of range 0-1048576",
+    ),
+    (
+        "[tunnel]\nread_moderation_delay = 0\n",
+        f"{FILE}:2: tunnel.read_moderation_delay: 0.0 must be greater than 0 and at most 0.1",
+    ),
     (
         '[auth]\nmethods = ["chap"]\n',
         f"{FILE}:2: auth.methods: 'chap' is not one of eap-mschapv2, mschapv2, pap (did you mean 'mschapv2'?)",

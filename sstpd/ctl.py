@@ -252,6 +252,17 @@ def cert_text(answer: dict[str, Any]) -> str:
             ("valid", f"{_when(cert['not_before'])} to {_when(cert['not_after'])}"),
             ("sha256", cert["sha256"]),
         ]
+    for w in answer.get("workers", []):  # server.workers: what each worker serves
+        if not w.get("running"):
+            lines.append((f"worker {w['worker']}", "not running (restarting)"))
+            continue
+        lines.append(
+            (
+                f"worker {w['worker']}",
+                f"sha256 {w['sha256'] or '-'}, "
+                f"{w['challenge_handshakes']} TLS-ALPN-01 validations answered",
+            )
+        )
     acme = answer.get("acme")
     if acme is None:
         lines.append(("acme", "not configured"))

@@ -13,6 +13,12 @@ certificate is written to ``server.certificate`` and ``server.key`` and installe
 the daemon's live reload: open sessions keep the binding hashes they started with, new
 sessions use the new certificate. On failure the current certificate stays in service
 and the reason is logged and shown by ``sstpctl cert``.
+
+The manager runs in exactly one process, its ``AcmeSite``: the daemon when it is the only
+process, the supervisor with ``server.workers`` > 1 (``sstpd.aio.supervisor``), whose
+``router`` hands each challenge to every worker's TLS router before the CA is told to
+validate and whose ``reload`` reloads every worker: the files are written once, by the
+manager's process.
 """
 
 from __future__ import annotations
@@ -22,14 +28,12 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from sstpd import acmeclient
+from sstpd.config import Config
 from sstpd.files import write_atomic
-
-if TYPE_CHECKING:
-    from sstpd.aio.daemon import Daemon
 
 log = logging.getLogger("sstpd")
 
@@ -66,8 +70,31 @@ def in_thread(fn: Callable[[], _T]) -> asyncio.Future[_T]:
     return fut
 
 
+class ChallengeRouter(Protocol):
+    """Where TLS-ALPN-01 answers go (``sstpd.aio.tlsroute.TlsRouter`` in one process).
+    ``add_challenge`` returns once the answer is served (it is called from the order's
+    thread and may block); it raises ``acmeclient.AcmeFailure`` when it cannot be."""
+
+    def add_challenge(self, name: str, cert_pem: bytes, key_pem: bytes) -> None: ...
+    def remove_challenge(self, name: str) -> None: ...
+    @property
+    def pending(self) -> list[str]: ...
+
+
+class AcmeSite(Protocol):
+    """The process the manager runs in: the daemon, or the supervisor of the workers."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def router(self) -> ChallengeRouter: ...
+    @property
+    def cert_summary(self) -> dict[str, Any] | None: ...
+    def reload(self) -> dict[str, Any] | Awaitable[dict[str, Any]]: ...
+
+
 class AcmeManager:
-    def __init__(self, server: Daemon) -> None:
+    def __init__(self, server: AcmeSite) -> None:
         self.server = server
         self.cfg = server.config.acme
         self.http_tokens: dict[str, str] = {}
@@ -214,7 +241,7 @@ class AcmeManager:
             issued = await in_thread(
                 lambda: acmeclient.obtain(self.cfg, state_dir, self, lambda: self._stopping)
             )
-            self._install(issued)
+            await self._install(issued)
         except acmeclient.AcmeFailure as exc:
             self._failed(str(exc))
         except Exception as exc:  # a bug or an unexpected library error: not fatal
@@ -241,11 +268,12 @@ class AcmeManager:
             wait,
         )
 
-    def _install(self, issued: acmeclient.Issued) -> None:
+    async def _install(self, issued: acmeclient.Issued) -> None:
         sc = self.server.config.server
         write_atomic(sc.key, issued.key_pem, 0o600)
         write_atomic(sc.certificate, issued.fullchain_pem, 0o644)
-        answer = self.server.reload()
+        reloaded = self.server.reload()  # the supervisor's: every worker's
+        answer = reloaded if isinstance(reloaded, dict) else await reloaded
         if not answer["ok"]:
             raise acmeclient.AcmeFailure(
                 f"certificate written to {sc.certificate} but the reload was rejected: "

@@ -24,6 +24,7 @@ from sstpd.aio.reload import live_config
 from sstpd.aio.server import read_users
 from sstpd.aio.settings import RuntimeSettings
 from sstpd.aio.tls import cert_summary, configure_tls, make_ssl_context
+from sstpd.aio.workers import decode_challenge
 from sstpd.config import Config, load_config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
@@ -109,6 +110,8 @@ class Admin:
             return {"ok": True, **self.cert_status()}
         if cmd == "dae":  # from the supervisor only (workers.LINK_COMMANDS)
             return {"ok": True, "ended": self.dae_disconnect(criteria_from_json(req))}
+        if cmd == "acme-challenge":  # from the supervisor's ACME manager only
+            return self.acme_challenge(req)
         if cmd == "renew":
             if self.acme is None:
                 return control_error("ACME is not configured (no [acme] names)")
@@ -116,12 +119,30 @@ class Admin:
         return control_error(f"unknown command {cmd!r}")
 
     def cert_status(self) -> dict[str, Any]:
-        """The ``cert`` answer: the served certificate and the ACME manager's state."""
+        """The ``cert`` answer: the served certificate and the ACME manager's state
+        (with workers the supervisor's; a worker's answer has its index and how many
+        TLS-ALPN-01 validations its router answered)."""
+        role = self.daemon.role
         return {
             "certificate": self.cert_summary,
             "path": self.config.server.certificate if self.cert_summary is not None else "",
             "acme": self.acme.status() if self.acme is not None else None,
+            "worker": role.index if role is not None else 0,
+            "challenge_handshakes": self.daemon.router.challenge_handshakes,
         }
+
+    def acme_challenge(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A worker installs (or removes) the TLS-ALPN-01 answer the supervisor's ACME
+        manager sends, before the CA validates on whichever worker it reaches."""
+        name, pems = decode_challenge(req)
+        router = self.daemon.router
+        if pems is None:
+            router.remove_challenge(name)
+            log.debug("ACME: challenge for %s removed", name)
+        else:
+            router.add_challenge(name, *pems)
+            log.info("ACME: answering the TLS-ALPN-01 challenge for %s", name)
+        return {"ok": True, "pending": router.pending}
 
     def health(self) -> HealthRecord:
         why = self.refusal()

@@ -43,7 +43,7 @@ from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
 
 if TYPE_CHECKING:
-    from sstpd.aio.acme import AcmeManager
+    from sstpd.aio.acme import AcmeManager, AcmeSite
 
 log = logging.getLogger("sstpd")
 
@@ -62,15 +62,16 @@ def raise_nofile_limit() -> int:
     return int(soft) if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def _acme_manager(daemon: Daemon) -> AcmeManager:
-    """Imported only with [acme] names: the ``acme`` package is an optional extra."""
+def acme_manager(site: AcmeSite) -> AcmeManager:
+    """Imported only with [acme] names: the ``acme`` package is an optional extra.
+    ``site``: the daemon, or the supervisor of the workers."""
     try:
         from sstpd.aio.acme import AcmeManager
     except ImportError as exc:
         raise SstpdError(
             f"[acme] needs the acme and josepy packages ({exc}): pip install 'sstpd[acme]'"
         ) from None
-    return AcmeManager(daemon)
+    return AcmeManager(site)
 
 
 class Daemon:
@@ -148,7 +149,11 @@ class Daemon:
         self.router = TlsRouter()
         self.cert_summary = cert_summary(config)
         self.listeners: list[Listener] = []
-        self.acme: AcmeManager | None = _acme_manager(self) if config.acme.enabled else None
+        # with workers the supervisor runs the ACME manager and sends each worker's router
+        # the challenges (sstpd.aio.workers)
+        self.acme: AcmeManager | None = (
+            acme_manager(self) if config.acme.enabled and role is None else None
+        )
         self.admin = Admin(self)
         self.control: ControlServer | LinkControl
         if role is None:
@@ -177,7 +182,7 @@ class Daemon:
         sc = self.config.server
         srv = self.server
         # TLS-ALPN-01 needs the ClientHello before TLS starts: the listener's own accept loop
-        tls_alpn = self.acme is not None and self.config.acme.challenge == "tls-alpn-01"
+        tls_alpn = self.config.acme.enabled and self.config.acme.challenge == "tls-alpn-01"
         for addr in sc.listen:
             self.listeners.append(
                 Listener(

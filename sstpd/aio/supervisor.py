@@ -8,12 +8,17 @@ SIGHUP out, and sends systemd ``READY=1`` once every worker is ready. Its
 ``sstpd.aio.shared.SharedLimits`` keeps the per-user limit and the failed-login throttle
 for all workers, and what a dead worker leaves behind (sessions, counters). With
 ``radius.dae_listen`` it is the one process listening for Disconnect-Requests, and asks
-the workers which of them holds the sessions one names (``dae_disconnect``).
+the workers which of them holds the sessions one names (``dae_disconnect``). With
+``[acme]`` it runs the ACME manager (``sstpd.aio.acme``, with this supervisor as its
+``AcmeSite``): ``ChallengeFanout`` puts each TLS-ALPN-01 answer into every worker's TLS
+router, the http-01 responder listens here, and a new certificate, written once, is
+installed by ``reload`` (every worker's); ``cert`` shows what each worker serves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -22,18 +27,28 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sstpd import __version__
 from sstpd.aio.control import ControlServer, error
 from sstpd.aio.dae import DaeServer, criteria_to_json
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.shared import SharedLimits, counters_of
-from sstpd.aio.workers import ENV_CONTROL_FD, ENV_NOTIFY_FD, ENV_REGISTRY_FD, ENV_WORKER
+from sstpd.aio.tls import cert_summary
+from sstpd.aio.workers import (
+    ENV_CONTROL_FD,
+    ENV_NOTIFY_FD,
+    ENV_REGISTRY_FD,
+    ENV_WORKER,
+    challenge_request,
+)
 from sstpd.config import Config, load_config
 from sstpd.control import MAX_RESPONSE, encode
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa
+
+if TYPE_CHECKING:
+    from sstpd.aio.acme import AcmeManager
 
 log = logging.getLogger("sstpd")
 
@@ -93,6 +108,56 @@ def decode_answer(line: bytes) -> dict[str, Any]:
     return obj
 
 
+class ChallengeFanout:
+    """The supervisor's ``acme.ChallengeRouter``: each TLS-ALPN-01 answer goes to the
+    TLS router of every worker (``acme-challenge`` over its control link), since the CA's
+    validation connection lands on whichever worker the kernel picks. ``add_challenge``
+    runs in the ACME order's thread and returns once every running worker has it (the
+    order then tells the CA to validate); a running worker that does not take it fails the
+    attempt (the manager's backoff retries). A worker restarted meanwhile gets the pending
+    answers when it is ready (``replay``)."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self._pending: dict[str, tuple[bytes, bytes]] = {}
+
+    @property
+    def pending(self) -> list[str]:
+        return sorted(self._pending)
+
+    def add_challenge(self, name: str, cert_pem: bytes, key_pem: bytes) -> None:
+        self._pending[name.lower()] = (cert_pem, key_pem)
+        failed = self._send(challenge_request(name, cert_pem, key_pem))
+        if failed:
+            from sstpd.acmeclient import AcmeFailure  # [acme] only: an optional extra
+
+            raise AcmeFailure(f"worker {', '.join(failed)} did not take the challenge")
+
+    def remove_challenge(self, name: str) -> None:
+        self._pending.pop(name.lower(), None)
+        self._send(challenge_request(name))
+
+    def _send(self, req: dict[str, Any]) -> list[str]:
+        """Ask every worker from the order's thread; the running workers that failed."""
+        ask = self.sup.ask_all(req)
+        try:
+            fut = asyncio.run_coroutine_threadsafe(ask, self.sup.loop)
+        except RuntimeError:  # the loop is closed: the supervisor is stopping
+            ask.close()
+            return ["(all: stopping)"]
+        try:
+            answers = fut.result(WORKER_TIMEOUT + 5)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            return ["(all)"]
+        return [
+            str(w.index) for w, a in answers if w.alive and (a is None or not a.get("ok"))
+        ]
+
+    async def replay(self, w: Worker) -> None:
+        for name, (cert_pem, key_pem) in list(self._pending.items()):
+            await w.call(challenge_request(name, cert_pem, key_pem))
+
+
 class Supervisor:
     def __init__(self, config: Config, config_path: str | None, count: int) -> None:
         self.config = config
@@ -111,6 +176,14 @@ class Supervisor:
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.shared = SharedLimits(config)  # per-user limits and the throttle, all workers
+        # [acme]: the manager runs here (AcmeSite: config, router, cert_summary, reload)
+        self.router = ChallengeFanout(self)
+        self.cert_summary = cert_summary(config)
+        self.acme: AcmeManager | None = None
+        if config.acme.enabled:
+            from sstpd.aio.daemon import acme_manager  # daemon imports this module
+
+            self.acme = acme_manager(self)
 
     # ---------------------------------------------------------------- processes
     async def spawn(self, w: Worker) -> None:
@@ -167,6 +240,10 @@ class Supervisor:
                 log.info("worker %d listens again", w.index)
                 sd_notify(f"STATUS=listening with {self.count} workers")
             w.ready.set()
+            if self.router.pending:  # restarted during a validation
+                replay = self.loop.create_task(self.router.replay(w))
+                self._tasks.add(replay)
+                replay.add_done_callback(self._tasks.discard)
             if self.draining:  # a restarted worker follows the daemon's drain state
                 task = self.loop.create_task(w.call({"cmd": "drain"}))
                 self._tasks.add(task)
@@ -241,6 +318,14 @@ class Supervisor:
                 self.request_stop()
                 await self._finish()
                 return 1
+        if self.acme is not None and not self.stopping:
+            try:
+                await self.acme.start()  # the http-01 responder binds here, once
+            except OSError as exc:
+                log.error("ACME: cannot listen for http-01: %s: stopping", exc)
+                self.request_stop()
+                await self._finish()
+                return 1
         sc = self.config.server
         where = ", ".join(f"{a}:{sc.port}" for a in sc.listen)
         log.info("%d workers listening on %s", self.count, where)
@@ -262,6 +347,8 @@ class Supervisor:
             return
         self.stopping = True
         sd_notify("STOPPING=1")
+        if self.acme is not None:
+            self.acme.close()
         log.info("stopping %d workers", self.count)
         for w in self.workers:
             if w.alive and w.proc is not None:
@@ -307,12 +394,12 @@ class Supervisor:
 
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req["cmd"]
-        if cmd in ("cert", "renew"):
-            for w in self.workers:
-                answer = await w.call(req)
-                if answer is not None:
-                    return answer
-            return error("no worker answers")
+        if cmd == "renew":
+            if self.acme is None:
+                return error("ACME is not configured (no [acme] names)")
+            return self.acme.renew_now()
+        if cmd == "cert":
+            return self.merge_cert(await self.ask_all(req))
         if cmd == "reload":
             return await self.reload()
         if cmd in ("drain", "undrain"):
@@ -367,9 +454,36 @@ class Supervisor:
             return error(f"worker {w.index}: {reason}")
         if self.dae is not None:  # clients and secrets; the address needs a restart
             self.dae.config = self.config.radius
+        self.cert_summary = cert_summary(self.config)  # what the workers now serve
         answer: dict[str, Any] = dict(oks[0]) if oks else {"ok": True}
         answer["workers"] = len(oks)
         return answer
+
+    def merge_cert(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
+        """``cert``: the certificate (the supervisor's view of the files, which every
+        worker loaded at its last reload), what each worker serves, and the ACME state."""
+        served = []
+        for w, a in answers:
+            if a is None or not a.get("ok"):
+                served.append({"worker": w.index, "running": False})
+                continue
+            cert = a.get("certificate") or {}
+            served.append(
+                {
+                    "worker": w.index,
+                    "running": True,
+                    "sha256": cert.get("sha256", ""),
+                    "challenge_handshakes": int(a.get("challenge_handshakes", 0)),
+                }
+            )
+        summary = self.cert_summary
+        return {
+            "ok": True,
+            "certificate": summary,
+            "path": self.config.server.certificate if summary is not None else "",
+            "acme": self.acme.status() if self.acme is not None else None,
+            "workers": served,
+        }
 
     def merge_health(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
         order = ["stopping", "draining", "full", "pool_full", "ok"]
@@ -431,6 +545,9 @@ class Supervisor:
         out["started_at"] = round(self.started_wall, 3)
         out["uptime"] = round(self.loop.time() - self.started_at, 3)
         out["max_sessions"] = self.config.server.max_sessions
+        if self.acme is not None:  # the manager is the supervisor's, not a worker's
+            out["acme_renewals"] = self.acme.renewals
+            out["acme_renewal_failures"] = self.acme.renewal_failures
         # sstpd.records.StatsRecord's worker fields, plus the pids (for operators and tests)
         out["workers"] = self.count
         out["workers_running"] = len(live)

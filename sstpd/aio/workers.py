@@ -30,9 +30,13 @@ was and nothing here runs):
   link (``$SSTPD_REGISTRY_FD``, ``RegistryLink`` here, ``sstpd.aio.shared`` there).
 * With ``radius.dae_listen`` the supervisor alone listens for Disconnect-Requests
   (``sstpd.aio.dae``) and asks every worker to end the sessions one names; the answer is
-  Disconnect-ACK if any worker ended one. ``[acme]`` still runs a single process: the
-  certificate it obtains and renews would have to reach every worker's TLS context,
-  and the TLS-ALPN-01 challenge arrives on whichever worker the kernel picks.
+  Disconnect-ACK if any worker ended one.
+* With ``[acme]`` the supervisor runs the ACME manager (``sstpd.aio.acme``): the
+  TLS-ALPN-01 answer goes to every worker's TLS router (``acme-challenge`` over the
+  control link, ``challenge_request``) before the CA is told to validate, since its
+  validation connection lands on whichever worker the kernel picks; the http-01
+  responder listens in the supervisor alone; a new certificate is written once and
+  installed by the ``reload`` of every worker.
 
 Limits are divided: worker i enforces its share of ``server.max_sessions``,
 ``limits.pending_total`` and ``limits.pending_per_source`` (the shares add up to the
@@ -82,16 +86,15 @@ REGISTRY_LINE = 1 << 20
 IDS_PER_GENERATION = 1_000_000  # a restarted worker numbers its sessions from here on
 # commands the supervisor sends a worker besides the public ones (sstpd.control.COMMANDS):
 # "dae": end the sessions a RADIUS Disconnect-Request names (sstpd.aio.dae), answer "ended"
-LINK_COMMANDS = ("dae",)
+# "acme-challenge": install or remove a TLS-ALPN-01 answer (challenge_request)
+LINK_COMMANDS = ("dae", "acme-challenge")
+MAX_NAME = 253  # characters of a DNS name
 
 
 def worker_count(config: Config) -> int:
     """How many workers run: ``server.workers`` (0 = one per CPU this process may use),
-    at most one per slice the IPv4 pool (and the IPv6 pool, when set) allows; 1 with
-    [acme], which is a single-process feature (see the README)."""
+    at most one per slice the IPv4 pool (and the IPv6 pool, when set) allows."""
     wanted = config.server.workers or len(os.sched_getaffinity(0))
-    if wanted > 1 and config.acme.enabled:
-        return 1
     tc = config.tunnel
     count = fit_slices(tc.pool, wanted, [tc.address])
     if tc.ipv6_pool is not None:
@@ -102,6 +105,35 @@ def worker_count(config: Config) -> int:
 def _exclude6(config: Config) -> list[IPv6Address]:
     tc = config.tunnel
     return [tc.ipv6_address] if tc.ipv6_address is not None else []
+
+
+def challenge_request(
+    name: str, cert_pem: bytes | None = None, key_pem: bytes | None = None
+) -> dict[str, Any]:
+    """The link request that installs the TLS-ALPN-01 answer for ``name`` (its challenge
+    certificate and key, PEM) in a worker's TLS router, or removes it (no PEMs). It is
+    well under ``MAX_REQUEST``: an EC P-256 key and a certificate for one name."""
+    req: dict[str, Any] = {"cmd": "acme-challenge", "name": name}
+    if cert_pem is not None and key_pem is not None:
+        req["cert"] = cert_pem.decode("ascii")
+        req["key"] = key_pem.decode("ascii")
+    return req
+
+
+def decode_challenge(req: dict[str, Any]) -> tuple[str, tuple[bytes, bytes] | None]:
+    """``(name, (cert_pem, key_pem))`` of an ``acme-challenge`` request, ``(name, None)``
+    to remove it. Raises ValueError with the reason (never with the key's text)."""
+    name = req.get("name")
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isascii():
+        raise ValueError('acme-challenge: "name" must be a DNS name')
+    cert, key = req.get("cert"), req.get("key")
+    if cert is None and key is None:
+        return name, None
+    for field, text, marker in (("cert", cert, "CERTIFICATE"), ("key", key, "PRIVATE KEY")):
+        if not isinstance(text, str) or not text.isascii() or f"-----BEGIN {marker}" not in text:
+            raise ValueError(f'acme-challenge: "{field}" must be a PEM {marker.lower()}')
+    assert isinstance(cert, str) and isinstance(key, str)
+    return name, (cert.encode("ascii"), key.encode("ascii"))
 
 
 def share(total: int, index: int, count: int, least: int = 1) -> int:

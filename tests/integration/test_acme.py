@@ -126,7 +126,7 @@ def served_cert(net: Netns, server_name: str | None, alpn: list[str] | None) -> 
         "d=s.getpeercert(True);"
         "print(json.dumps({'sha256':hashlib.sha256(d).hexdigest(),"
         "'alpn':s.selected_alpn_protocol(),"
-        "'acme_ext':bytes.fromhex('2b06010505070101' '1f') in d}))"
+        "'acme_ext':bytes.fromhex('06082b0601050507011f') in d}))"
     )
     r = net.run(net.cli, sys.executable, "-c", code, check=False, timeout=30)
     if r.returncode != 0:

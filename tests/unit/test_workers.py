@@ -73,10 +73,10 @@ def test_worker_count() -> None:
     # the pool must give each worker a client address
     tiny = config("workers = 4\n[tunnel]\npool = '10.9.0.0/30'\naddress = '10.9.0.1'")
     assert worker_count(tiny) == 1
-    # single-process features
+    # [acme] runs with workers too (the supervisor runs the manager)
     two = config("workers = 2")
     acme = dataclasses.replace(two, acme=dataclasses.replace(two.acme, names=("vpn.example",)))
-    assert worker_count(acme) == 1
+    assert worker_count(acme) == 2
     # an IPv6 pool is sliced too: it needs one /64 per worker besides the server's own
     v6 = config("workers = 2\n[tunnel]\nipv6_pool = '2001:db8:100::/56'")
     assert worker_count(v6) == 2

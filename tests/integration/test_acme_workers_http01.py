@@ -1,0 +1,168 @@
+"""ACME HTTP-01 with server.workers = 2 and Debian's pebble: one responder on port 80, in
+the supervisor (bound once), the certificate written once and served by both workers;
+a renewal by the schedule (short-lived certificates) reaches both."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
+from tests.integration.pebble import DIRECTORY as PEBBLE
+from tests.integration.pebble import NAME, Pebble, cert_state, start_without_certificate
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
+    pytest.mark.skipif(shutil.which("pebble") is None, reason="needs Debian's pebble"),
+]
+
+VALIDITY = 45
+SESSIONS = 12
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Netns]:
+    with namespaces("sstpah") as n:
+        yield n
+
+
+@pytest.fixture(scope="module")
+def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    p = Pebble(net, tmp_path_factory.mktemp("pebble-http-workers"), validity=VALIDITY)
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    net: Netns, pebble: Pebble, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Daemon]:
+    d = Daemon(
+        net,
+        tmp_path_factory.mktemp("acme-http-workers"),
+        workers=2,
+        extra_config=f"""
+[acme]
+names = ["{NAME}"]
+directory = "{PEBBLE}"
+ca_file = "{pebble.tls_cert}"
+challenge = "http-01"
+""",
+    )
+    start_without_certificate(d)
+    yield d
+    d.stop()
+
+
+def wait_for(
+    what: str, check: Callable[[dict[str, Any]], Any], d: Daemon, timeout: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ans = cert_state(d)
+        if check(ans):
+            return ans
+        time.sleep(0.5)
+    raise AssertionError(f"{what}:\n{d.log_text()[-5000:]}")
+
+
+def sessions_by_worker(net: Netns, d: Daemon, root: str) -> dict[int, set[str]]:
+    pool = net.popen(
+        net.cli,
+        sys.executable,
+        "-m",
+        "tests.integration.client_tool",
+        "pool",
+        "--host",
+        SERVER_IP,
+        "--ca-file",
+        root,
+        "--server-name",
+        NAME,
+        "--password",
+        USERS["alice"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert pool.stdin is not None and pool.stdout is not None
+    try:
+        pool.stdin.write(f"open {SESSIONS}\n")
+        pool.stdin.flush()
+        assert len(json.loads(pool.stdout.readline())["opened"]) == SESSIONS
+        ctl = [sys.executable, "-m", "sstpd.ctl", "--socket", str(d.workdir / "control.sock")]
+        r = subprocess.run(
+            [*ctl, "--json", "sessions"],
+            text=True,
+            capture_output=True,
+            cwd=str(ROOT),
+            timeout=30,
+            check=True,
+        )
+        out: dict[int, set[str]] = {}
+        for row in json.loads(r.stdout)["sessions"]:
+            out.setdefault(row["worker"], set()).add(row["cert_hash"])
+        return out
+    finally:
+        pool.stdin.close()
+        try:
+            pool.wait(30)
+        except subprocess.TimeoutExpired:
+            pool.kill()
+            pool.wait()
+
+
+def test_one_responder_in_the_supervisor_and_both_workers_serve_the_certificate(
+    daemon: Daemon, net: Netns, pebble: Pebble
+) -> None:
+    ans = wait_for(
+        "no certificate from pebble",
+        lambda a: a["certificate"] and not a["certificate"]["self_signed"],
+        daemon,
+        90,
+    )
+    sha = ans["certificate"]["sha256"]
+    log = daemon.log_text()
+    assert log.count("ACME: http-01 responder on port 80") == 1
+    assert log.count("ACME: installed the certificate") == 1
+    assert "alpn=acme-tls/1" not in log
+    # port 80: one listening socket, the supervisor's; port 443: the two workers'
+    assert daemon.proc is not None
+    listeners = net.run(net.srv, "ss", "-Hltnp", "sport", "= :80").stdout.splitlines()
+    assert len(listeners) == 1 and f"pid={daemon.proc.pid}," in listeners[0], listeners
+    pids = {int(p) for p in daemon.stats()["worker_pids"].values()}
+    assert len(pids) == 2 and daemon.proc.pid not in pids
+    assert [(w["worker"], w["sha256"]) for w in ans["workers"]] == [(0, sha), (1, sha)]
+    root = daemon.workdir / "pebble-root.pem"
+    root.write_bytes(pebble.root())
+    assert sessions_by_worker(net, daemon, str(root)) == {0: {sha}, 1: {sha}}
+
+
+def test_renewal_by_the_schedule_reaches_both_workers(
+    daemon: Daemon, net: Netns, pebble: Pebble
+) -> None:
+    first = cert_state(daemon)
+    old = first["certificate"]["sha256"]
+    ans = wait_for(
+        "no renewal",
+        lambda a: a["certificate"]["sha256"] != old and not a["acme"]["in_progress"],
+        daemon,
+        VALIDITY + 30,
+    )
+    new = ans["certificate"]["sha256"]
+    assert {w["sha256"] for w in ans["workers"]} == {new}
+    assert ans["acme"]["renewals"] == first["acme"]["renewals"] + 1
+    root = daemon.workdir / "pebble-root.pem"
+    root.write_bytes(pebble.root())
+    assert sessions_by_worker(net, daemon, str(root)) == {0: {new}, 1: {new}}

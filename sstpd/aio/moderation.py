@@ -5,17 +5,18 @@ A client that sends one TLS record per packet makes the daemon wake up for every
 packets, and a wake-up (epoll, ``recv``, the TLS layer's per-read work, the TUN write, the
 scheduler) costs more than the packets it brings. A NIC solves this with interrupt
 coalescing; this is the same in userspace: once one read of a connection brought at least
-``ENGAGE_BYTES`` of tunnel packets (it streams), its socket gets ``SO_RCVLOWAT =
-read_moderation_bytes``, so the kernel wakes the daemon for it only when that many bytes
-wait, and one timer for all moderated connections puts ``SO_RCVLOWAT`` back to 1 after
-``read_moderation_delay`` (Linux wakes the reader at once if data waits then). The next
-streaming read engages it again. A connection that sends little (interactive traffic,
-the ACKs of a download) never reaches ``ENGAGE_BYTES`` in one read and is never delayed;
-a streaming one's packets wait at most the delay (uvloop's timers have 1 ms granularity).
+``ENGAGE_BYTES`` of tunnel packets, ``ENGAGE_MEAN`` bytes each on average (it streams),
+its socket gets ``SO_RCVLOWAT = read_moderation_bytes``, so the kernel wakes the daemon
+for it only when that many bytes wait, and one timer for all moderated connections puts
+``SO_RCVLOWAT`` back to 1 after ``read_moderation_delay`` (Linux wakes the reader at once
+if data waits then). The next streaming read engages it again. A connection that sends
+little (interactive traffic, the ACKs of a download) never brings that in one read and
+is never delayed; a streaming one's packets wait at most the delay (uvloop's timers have
+1 ms granularity).
 Measured in docs/PERFORMANCE-NOTES.md ("Read moderation").
 
-This is I/O plumbing only: the decision is one comparison in the data path
-(``SstpStreamProtocol._consume``), the rest is a socket option and a timer.
+This is I/O plumbing only: the decision is ``streaming()``, called once per read from the
+data path (``SstpStreamProtocol._consume``); the rest is a socket option and a timer.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ from typing import Any, Protocol
 log = logging.getLogger("sstpd")
 
 ENGAGE_BYTES = 4096  # tunnel payload in one read that counts as streaming (≈ 3 full packets)
+ENGAGE_MEAN = 512  # ... in packets of this mean size at least (not a pile of ACKs)
+
+
+def streaming(nbytes: int, packets: int) -> bool:
+    """Whether one read that brought ``packets`` tunnel packets of ``nbytes`` in all is a
+    client streaming data: enough bytes, in large packets. A download's ACKs (60 bytes
+    each) that piled up while the daemon was busy are not."""
+    return nbytes >= ENGAGE_BYTES and nbytes >= packets * ENGAGE_MEAN
 
 
 class _Moderated(Protocol):

@@ -139,7 +139,7 @@ class TunnelConfig:
     docs/PERFORMANCE-NOTES.md, "The TUN offload").
     ``read_moderation_bytes`` / ``read_moderation_delay``: read moderation, the
     userspace form of a NIC's interrupt coalescing. Once a client streams (one read
-    brought at least ``sstpd.aio.moderation.ENGAGE_BYTES`` of tunnel packets), its socket
+    brought at least ``sstpd.aio.moderation.ENGAGE_BYTES`` of large tunnel packets), its socket
     wakes the daemon only when that many bytes wait or the delay has passed
     (``SO_RCVLOWAT`` and one timer for all sessions): fewer, larger reads. 0 bytes = off.
     """

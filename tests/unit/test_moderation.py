@@ -5,8 +5,9 @@ Against a real kernel TCP connection on loopback, under the event loop the daemo
 socket (capped to a quarter of its receive buffer), the kernel then holds a short write
 back until the moderator's one timer releases it, and a forgotten (closing) connection
 is never touched. Through ``SstpStreamProtocol``: only a read that brought at least
-``ENGAGE_BYTES`` of tunnel packets engages, control traffic and single packets never do,
-and ``connection_lost`` forgets the connection.
+``ENGAGE_BYTES`` of large tunnel packets engages; control traffic, single packets and a
+pile of small ones (a download's ACKs) never do, and ``connection_lost`` forgets the
+connection.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sstpd.aio.moderation import ENGAGE_BYTES, ReadModerator
+from sstpd.aio.moderation import ENGAGE_BYTES, ENGAGE_MEAN, ReadModerator, streaming
 from tests.unit.test_rx_buffer import ECHO_REQUEST, Conn, stream_of
 
 try:
@@ -174,8 +175,10 @@ def test_only_a_streaming_read_engages(loop: asyncio.AbstractEventLoop, fast: bo
         one = [c.packet(0, 1400)]
         c.feed(stream_of(one))  # a single packet: interactive traffic
         c.feed(ECHO_REQUEST * 50)  # control packets only
+        acks = [c.packet(100 + i, 60) for i in range(ENGAGE_BYTES // 60 + 10)]
+        c.feed(stream_of(acks))  # more than ENGAGE_BYTES, but in ACK-sized packets
         assert rec.engaged == []
-        assert len(c.delivered()) == 1
+        assert len(c.delivered()) == 1 + len(acks)
         n = ENGAGE_BYTES // 1400 + 1
         burst = [c.packet(i, 1400) for i in range(n)]
         c.feed(stream_of(burst))
@@ -189,3 +192,11 @@ def test_only_a_streaming_read_engages(loop: asyncio.AbstractEventLoop, fast: bo
         assert rec.forgotten == [c.proto]
     finally:
         c.close()
+
+
+def test_streaming_needs_enough_bytes_in_large_packets() -> None:
+    assert not streaming(ENGAGE_BYTES - 1, 1)
+    assert streaming(ENGAGE_BYTES, 3)
+    assert streaming(3 * 1400, 3)
+    assert not streaming(100 * 60, 100)  # a pile of ACKs
+    assert streaming(ENGAGE_MEAN * 20, 20) and not streaming(ENGAGE_MEAN * 20 - 1, 20)

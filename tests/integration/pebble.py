@@ -9,12 +9,14 @@ random nonce rejections and authorization reuse, so runs are deterministic.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,15 +198,52 @@ def start_without_certificate(d: Daemon) -> None:
     d.start()
 
 
-def cert_state(d: Daemon) -> dict[str, Any]:
-    """What ``sstpctl --json cert`` says about the daemon's certificate."""
+def ctl(d: Daemon, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``sstpctl`` against ``d``'s control socket (a renewal waits, hence the timeout)."""
     r = subprocess.run(
-        [sys.executable, "-m", "sstpd.ctl", "--socket", str(d.workdir / "control.sock"),
-         "--json", "cert"],
+        [sys.executable, "-m", "sstpd.ctl", "--socket", str(d.workdir / "control.sock"), *args],
         text=True,
         capture_output=True,
         cwd=str(ROOT),
-        timeout=30,
-        check=True,
+        timeout=300,
     )
-    return json.loads(r.stdout)  # type: ignore[no-any-return]
+    if check and r.returncode != 0:
+        raise AssertionError(f"sstpctl {' '.join(args)}: {r.returncode}\n{r.stdout}{r.stderr}")
+    return r
+
+
+def ctl_json(d: Daemon, *args: str) -> dict[str, Any]:
+    return json.loads(ctl(d, "--json", *args).stdout)  # type: ignore[no-any-return]
+
+
+def cert_state(d: Daemon) -> dict[str, Any]:
+    """What ``sstpctl --json cert`` says about the daemon's certificate."""
+    return ctl_json(d, "cert")
+
+
+def wait_issued(d: Daemon, timeout: float = 90) -> dict[str, Any]:
+    """The ``cert`` answer once the daemon serves a certificate from pebble."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ans = cert_state(d)
+        if ans["certificate"] and not ans["certificate"]["self_signed"]:
+            return ans
+        time.sleep(0.5)
+    raise AssertionError(f"no certificate from pebble:\n{d.log_text()[-5000:]}")
+
+
+@contextlib.contextmanager
+def pebble_running(p: Pebble) -> Iterator[Pebble]:
+    """``p`` started for the ``with`` block (a module fixture's body), stopped after."""
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
+
+
+def root_file(p: Pebble, d: Daemon) -> Path:
+    """pebble's root certificate in ``d``'s work directory, for clients to verify against."""
+    path = d.workdir / "pebble-root.pem"
+    path.write_bytes(p.root())
+    return path

@@ -27,7 +27,16 @@ from sstpd.status.metrics import render_metrics
 from tests.integration.ctl_client import HeldClient
 from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns
 from tests.integration.pebble import DIRECTORY as PEBBLE
-from tests.integration.pebble import NAME, Pebble, start_without_certificate
+from tests.integration.pebble import (
+    NAME,
+    Pebble,
+    ctl,
+    ctl_json,
+    pebble_running,
+    root_file,
+    start_without_certificate,
+    wait_issued,
+)
 
 pytestmark = [
     pytest.mark.netns,
@@ -50,12 +59,8 @@ def net() -> Iterator[Netns]:
 
 @pytest.fixture(scope="module")
 def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    p = Pebble(net, tmp_path_factory.mktemp("pebble"))
-    try:
-        p.start()
+    with pebble_running(Pebble(net, tmp_path_factory.mktemp("pebble"))) as p:
         yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture(scope="module")
@@ -81,36 +86,7 @@ retry_interval = 600
 
 @pytest.fixture(scope="module")
 def root_ca(pebble: Pebble, daemon: Daemon) -> Path:
-    path = daemon.workdir / "pebble-root.pem"
-    path.write_bytes(pebble.root())
-    return path
-
-
-def ctl(d: Daemon, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "sstpd.ctl", "--socket", str(d.workdir / "control.sock"), *args],
-        text=True,
-        capture_output=True,
-        cwd=str(ROOT),
-        timeout=300,
-    )
-    if check and r.returncode != 0:
-        raise AssertionError(f"sstpctl {' '.join(args)}: {r.returncode}\n{r.stdout}{r.stderr}")
-    return r
-
-
-def ctl_json(d: Daemon, *args: str) -> dict[str, Any]:
-    return json.loads(ctl(d, "--json", *args).stdout)  # type: ignore[no-any-return]
-
-
-def wait_issued(d: Daemon, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ans = ctl_json(d, "cert")
-        if ans["certificate"] and not ans["certificate"]["self_signed"]:
-            return ans
-        time.sleep(0.5)
-    raise AssertionError(f"no certificate from pebble:\n{d.log_text()[-5000:]}")
+    return root_file(pebble, daemon)
 
 
 def served_cert(net: Netns, server_name: str | None, alpn: list[str] | None) -> dict[str, Any]:

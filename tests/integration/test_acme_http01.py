@@ -14,7 +14,13 @@ import pytest
 
 from tests.integration.netns import SERVER_IP, Daemon, Netns
 from tests.integration.pebble import DIRECTORY as PEBBLE
-from tests.integration.pebble import NAME, Pebble, cert_state, start_without_certificate
+from tests.integration.pebble import (
+    NAME,
+    Pebble,
+    cert_state,
+    pebble_running,
+    start_without_certificate,
+)
 
 pytestmark = [
     pytest.mark.netns,
@@ -40,12 +46,10 @@ def net() -> Iterator[Netns]:
 @pytest.fixture(scope="module")
 def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
     # short-lived certificates: the daemon must renew on its own two thirds in
-    p = Pebble(net, tmp_path_factory.mktemp("pebble-http"), validity=VALIDITY)
-    try:
-        p.start()
+    with pebble_running(
+        Pebble(net, tmp_path_factory.mktemp("pebble-http"), validity=VALIDITY)
+    ) as p:
         yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,20 @@ import pytest
 
 from tests.integration.netns import Daemon, Netns
 from tests.integration.pebble import DIRECTORY as PEBBLE
-from tests.integration.pebble import NAME, Pebble, cert_state, start_without_certificate
+from tests.integration.pebble import (
+    NAME,
+    Pebble,
+    cert_state,
+    pebble_running,
+    start_without_certificate,
+)
 
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
     pytest.mark.skipif(shutil.which("pebble") is None, reason="needs Debian's pebble"),
 ]
+
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
@@ -33,12 +40,8 @@ def net() -> Iterator[Netns]:
 
 @pytest.fixture(scope="module")
 def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    p = Pebble(net, tmp_path_factory.mktemp("pebble-offload"))
-    try:
-        p.start()
+    with pebble_running(Pebble(net, tmp_path_factory.mktemp("pebble-offload"))) as p:
         yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture(scope="module")

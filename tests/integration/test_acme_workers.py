@@ -16,16 +16,24 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
+from tests.integration.netns import SERVER_IP, USERS, Daemon, Netns, namespaces
 from tests.integration.pebble import DIRECTORY as PEBBLE
-from tests.integration.pebble import NAME, Pebble, cert_state, start_without_certificate
+from tests.integration.pebble import (
+    NAME,
+    Pebble,
+    cert_state,
+    ctl,
+    pebble_running,
+    root_file,
+    start_without_certificate,
+    wait_issued,
+)
 
 pytestmark = [
     pytest.mark.netns,
@@ -45,12 +53,8 @@ def net() -> Iterator[Netns]:
 
 @pytest.fixture(scope="module")
 def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    p = Pebble(net, tmp_path_factory.mktemp("pebble-workers"))
-    try:
-        p.start()
+    with pebble_running(Pebble(net, tmp_path_factory.mktemp("pebble-workers"))) as p:
         yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture(scope="module")
@@ -76,32 +80,7 @@ retry_interval = 600
 
 @pytest.fixture(scope="module")
 def root_ca(pebble: Pebble, daemon: Daemon) -> Path:
-    path = daemon.workdir / "pebble-root.pem"
-    path.write_bytes(pebble.root())
-    return path
-
-
-def ctl(d: Daemon, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "sstpd.ctl", "--socket", str(d.workdir / "control.sock"), *args],
-        text=True,
-        capture_output=True,
-        cwd=str(ROOT),
-        timeout=300,
-    )
-    if check and r.returncode != 0:
-        raise AssertionError(f"sstpctl {' '.join(args)}: {r.returncode}\n{r.stdout}{r.stderr}")
-    return r
-
-
-def wait_issued(d: Daemon, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ans = cert_state(d)
-        if ans["certificate"] and not ans["certificate"]["self_signed"]:
-            return ans
-        time.sleep(0.5)
-    raise AssertionError(f"no certificate from pebble:\n{d.log_text()[-5000:]}")
+    return root_file(pebble, daemon)
 
 
 def served_by_workers(net: Netns, d: Daemon, root_ca: Path) -> dict[int, set[str]]:
@@ -203,9 +182,7 @@ def test_obtains_certificate_with_two_workers(daemon: Daemon) -> None:
     assert "worker 0" in text and "worker 1" in text and cert["sha256"] in text
 
 
-def test_every_worker_serves_the_new_certificate(
-    daemon: Daemon, net: Netns, root_ca: Path
-) -> None:
+def test_every_worker_serves_the_new_certificate(daemon: Daemon, net: Netns, root_ca: Path) -> None:
     sha = wait_issued(daemon)["certificate"]["sha256"]
     by_worker = served_by_workers(net, daemon, root_ca)
     assert by_worker == {0: {sha}, 1: {sha}}, by_worker

@@ -17,7 +17,13 @@ import pytest
 
 from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
 from tests.integration.pebble import DIRECTORY as PEBBLE
-from tests.integration.pebble import NAME, Pebble, cert_state, start_without_certificate
+from tests.integration.pebble import (
+    NAME,
+    Pebble,
+    cert_state,
+    pebble_running,
+    start_without_certificate,
+)
 
 pytestmark = [
     pytest.mark.netns,
@@ -37,12 +43,10 @@ def net() -> Iterator[Netns]:
 
 @pytest.fixture(scope="module")
 def pebble(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    p = Pebble(net, tmp_path_factory.mktemp("pebble-http-workers"), validity=VALIDITY)
-    try:
-        p.start()
+    with pebble_running(
+        Pebble(net, tmp_path_factory.mktemp("pebble-http-workers"), validity=VALIDITY)
+    ) as p:
         yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture(scope="module")

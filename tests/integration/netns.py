@@ -191,6 +191,32 @@ def namespaces(prefix: str) -> Iterator[Netns]:
 
 
 @contextlib.contextmanager
+def with_ipv6_host(prefix: str, server6: str, host6: str) -> Iterator[Netns]:
+    """``namespaces(prefix)`` plus a third namespace, ``<prefix>-host`` (as ``n.host``),
+    behind the server on an IPv6-only veth (``server6``/64 on the server's ``lan-s``,
+    ``host6``/64 on ``lan-h``, the host's default route via the server, which forwards)."""
+    with namespaces(prefix) as n:
+        host = f"{n.prefix}-host"
+        try:
+            sh("ip", "netns", "add", host)
+            sh("ip", "-n", host, "link", "set", "lo", "up")
+            sh(
+                *("ip", "link", "add", "lan-s", "netns", n.srv, "type", "veth"),
+                *("peer", "name", "lan-h", "netns", host),
+            )
+            sh("ip", "-n", n.srv, "addr", "add", f"{server6}/64", "dev", "lan-s", "nodad")
+            sh("ip", "-n", host, "addr", "add", f"{host6}/64", "dev", "lan-h", "nodad")
+            sh("ip", "-n", n.srv, "link", "set", "lan-s", "up")
+            sh("ip", "-n", host, "link", "set", "lan-h", "up")
+            sh("ip", "-n", host, "-6", "route", "add", "default", "via", server6)
+            n.run(n.srv, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            n.host = host  # type: ignore[attr-defined]
+            yield n
+        finally:
+            kill_namespace(host)
+
+
+@contextlib.contextmanager
 def running(daemon: Daemon) -> Iterator[Daemon]:
     """``daemon`` prepared and started (ready), stopped at the end of the ``with`` block."""
     try:

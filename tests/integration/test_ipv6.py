@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from sstpd import control
-from tests.integration.netns import ROOT, Daemon, Netns, kill_namespace, sh
+from tests.integration.netns import ROOT, Daemon, Netns, sh, with_ipv6_host
 
 pytestmark = [
     pytest.mark.netns,
@@ -41,38 +41,8 @@ STATIC6 = "2001:db8:77:42::/64"
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstp6")
-    host = f"{n.prefix}-host"
-    try:
-        n.up()
-        sh("ip", "netns", "add", host)
-        sh("ip", "-n", host, "link", "set", "lo", "up")
-        sh(
-            "ip",
-            "link",
-            "add",
-            "lan-s",
-            "netns",
-            n.srv,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "lan-h",
-            "netns",
-            host,
-        )
-        sh("ip", "-n", n.srv, "addr", "add", f"{LAN_SERVER6}/64", "dev", "lan-s", "nodad")
-        sh("ip", "-n", host, "addr", "add", f"{LAN_HOST6}/64", "dev", "lan-h", "nodad")
-        sh("ip", "-n", n.srv, "link", "set", "lan-s", "up")
-        sh("ip", "-n", host, "link", "set", "lan-h", "up")
-        sh("ip", "-n", host, "-6", "route", "add", "default", "via", LAN_SERVER6)
-        n.run(n.srv, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-        n.host = host  # type: ignore[attr-defined]
+    with with_ipv6_host("sstp6", LAN_SERVER6, LAN_HOST6) as n:
         yield n
-    finally:
-        n.down()
-        kill_namespace(host)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "offload"])

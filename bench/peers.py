@@ -23,7 +23,9 @@ GB, µs of server CPU per packet, Mbit/s, and the ratio sstpd / ocserv; medians 
 of the clients alternates between rounds; each measurement first waits (up to
 ``--quiet-timeout`` s) until the machine uses less than ``--max-busy`` cores with our
 processes idle, and prints the load it ran at. openconnect always sends one TLS record
-per packet, so ocserv's upload figure serves both upload rows.
+per packet, so ocserv's upload figure serves both upload rows. With ``--pin`` the servers
+(every thread of sstpd, ocserv and ocserv's forks) run on CPU 0 alone and the clients,
+iperf3 and everything else on the other CPUs, as if the clients were other machines.
 """
 
 from __future__ import annotations
@@ -44,7 +46,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import BusyMeter, loadavg, median, tree_cpu, wait_quiet  # noqa: E402
+from bench._common import (  # noqa: E402
+    BusyMeter,
+    loadavg,
+    median,
+    process_tree,
+    tree_cpu,
+    wait_quiet,
+)
 from tests.integration.netns import SERVER_IP, Daemon, Netns  # noqa: E402
 
 # the sstpd daemons that run side by side: name -> [tunnel] lines (--variants)
@@ -128,6 +137,18 @@ class Results:
         return median([getattr(s, attr) for s in self.samples.get(key, [])])
 
 
+def pin(root: int, cpus: set[int] | None) -> None:
+    """Every thread of every process in ``root``'s tree onto ``cpus`` (None: leave)."""
+    if cpus is None:
+        return
+    for pid in process_tree(root):
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                os.sched_setaffinity(int(tid), cpus)
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # gone meanwhile
+
+
 class Bench:
     def __init__(self, a: argparse.Namespace) -> None:
         self.a = a
@@ -141,6 +162,9 @@ class Bench:
             name, _, lines = item.partition(":")
             self.variants[name] = lines.replace(";", "\n") if lines else VARIANTS[name]
         self.modes = list(self.variants)
+        # --pin: the servers alone on CPU 0, every client, iperf3 and the rest on the others
+        self.server_cpus = {0} if a.pin else None
+        self.client_cpus = set(range(1, os.cpu_count() or 2)) if a.pin else None
 
     # ------------------------------------------------------------ servers
     def start_sstpd(self) -> None:
@@ -356,6 +380,8 @@ cisco-client-compat = true
 
     def iperf(self, server_ip: str, seconds: int, reverse: bool) -> dict[str, float]:
         cmd = ["iperf3", "-c", server_ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
+        if self.client_cpus is not None:
+            cmd = ["taskset", "-c", ",".join(map(str, sorted(self.client_cpus))), *cmd]
         if reverse:
             cmd.append("-R")
         r = self.net.run(self.net.cli, *cmd, timeout=seconds + 60, check=False)
@@ -384,8 +410,18 @@ cisco-client-compat = true
             out.parent.mkdir(parents=True, exist_ok=True)
             cmd = ["perf", "record", "-q", "-g", "-p", str(pid), "-o", str(out)]
             if self.a.profiler == "py-spy":
-                cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
-                       "-f", "raw", "-r", "500", "-o", str(out.with_suffix(".txt"))]
+                cmd = [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-p",
+                    str(pid),
+                    "-f",
+                    "raw",
+                    "-r",
+                    "500",
+                    "-o",
+                    str(out.with_suffix(".txt")),
+                ]
             perf = subprocess.Popen(
                 cmd,
                 stdout=subprocess.DEVNULL,
@@ -412,6 +448,7 @@ cisco-client-compat = true
     def round(self, order: list[str]) -> None:
         for kind in order:
             p, server_ip, _, cli_tun = self.start_client(kind)
+            pin(p.pid, self.client_cpus)
             try:
                 self.iperf(server_ip, self.a.warmup, reverse=False)  # warm-up, not measured
                 rpp = split_kind(kind, self.modes[0])[0] == "sstpd-rpp"
@@ -485,6 +522,11 @@ cisco-client-compat = true
             )
             self.procs.append(iperf)
             time.sleep(0.5)
+            pin(iperf.pid, self.client_cpus)  # the far end of the tunnel: not the server
+            for d in self.daemons.values():
+                assert d.proc is not None
+                pin(d.proc.pid, self.server_cpus)
+            pin(self.ocserv.pid, self.server_cpus)
             kinds = ["ocserv"] + [
                 k + ("" if mode == self.modes[0] else "/" + mode)
                 for mode in self.modes
@@ -540,7 +582,12 @@ def main() -> int:
         help="record `perf record -g` of the server during each sstpd measurement into DIR",
     )
     ap.add_argument("--profiler", choices=["perf", "py-spy"], default="perf")
-    ap.add_argument("--veth-gro", action="store_true")
+    ap.add_argument("--veth-gro", action="store_true", help="GRO on the veth pair (NAPI mode)")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="servers on CPU 0 alone; clients, iperf3 and the rest on the other CPUs",
+    )
     Bench(ap.parse_args()).run()
     return 0
 

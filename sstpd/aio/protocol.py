@@ -34,7 +34,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from sstpd.aio.moderation import ENGAGE_BYTES, ReadModerator, streaming
+from sstpd.aio.moderation import ReadModerator, streaming
 from sstpd.aio.tun import write_batch
 from sstpd.proto.datapath import (
     HEADER_SIZE,
@@ -251,10 +251,8 @@ class SstpStreamProtocol(asyncio.BufferedProtocol):
             counters.rx6_packets += rx6_packets
             counters.rx6_bytes += rx6_bytes
         session.touch(now)
-        if (
-            self.moderator is not None
-            and rx_bytes + rx6_bytes >= ENGAGE_BYTES
-            and streaming(rx_bytes + rx6_bytes, rx_packets + rx6_packets)
+        if self.moderator is not None and streaming(
+            rx_bytes + rx6_bytes, rx_packets + rx6_packets
         ):
             self.moderator.engage(self)  # it streams: fewer, larger reads from now on
         if slow:

@@ -10,10 +10,12 @@ attribute, which makes it compute the HMAC (what a BlastRADIUS-patched server do
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,3 +235,13 @@ server default {{
             if rec:
                 out.append(rec)
         return out
+
+
+@contextlib.contextmanager
+def serving(fr: FreeRadius, net: Any, ns: str) -> Iterator[FreeRadius]:
+    """``fr`` started in namespace ``ns`` of ``net`` for the ``with`` block, stopped after."""
+    try:
+        fr.start(net, ns)
+        yield fr
+    finally:
+        fr.stop()

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sstpd.records import StatsRecord
 from sstpd.status.metrics import render_metrics
 from tests.integration.ctl_client import HeldClient
-from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns
+from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
 from tests.integration.pebble import DIRECTORY as PEBBLE
 from tests.integration.pebble import (
     NAME,
@@ -49,12 +49,8 @@ CTL = [sys.executable, "-m", "sstpd.ctl"]
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpda")
-    try:
-        n.up()
+    with namespaces("sstpda") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")

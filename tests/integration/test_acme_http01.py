@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.netns import SERVER_IP, Daemon, Netns
+from tests.integration.netns import SERVER_IP, Daemon, Netns, namespaces
 from tests.integration.pebble import DIRECTORY as PEBBLE
 from tests.integration.pebble import (
     NAME,
@@ -35,12 +35,8 @@ VALIDITY = 45
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpdh")
-    try:
-        n.up()
+    with namespaces("sstpdh") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.netns import Daemon, Netns
+from tests.integration.netns import Daemon, Netns, namespaces
 from tests.integration.pebble import DIRECTORY as PEBBLE
 from tests.integration.pebble import (
     NAME,
@@ -30,12 +30,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpdo")
-    try:
-        n.up()
+    with namespaces("sstpdo") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.integration.netns import Daemon, Netns
+from tests.integration.netns import Daemon, Netns, namespaces
 
 pytestmark = [
     pytest.mark.netns,
@@ -39,12 +39,8 @@ def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpms")
-    try:
-        n.up()
+    with namespaces("sstpms") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import pytest
 
 from sstpd.proto.radius import Code, RadiusPacket
 from tests.integration.ctl_client import HeldClient
-from tests.integration.freeradius import SECRET, FreeRadius
-from tests.integration.netns import CLIENT_IP, SERVER_IP, Daemon, Netns
+from tests.integration.freeradius import SECRET, FreeRadius, serving
+from tests.integration.netns import CLIENT_IP, SERVER_IP, Daemon, Netns, namespaces
 from tests.integration.test_control import ctl, ctl_json
 
 pytestmark = [
@@ -85,22 +85,14 @@ def make_daemon(
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpdr")
-    try:
-        n.up()
+    with namespaces("sstpdr") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")
 def freeradius(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreeRadius]:
-    fr = FreeRadius(tmp_path_factory.mktemp("raddb"), SERVER_IP)
-    try:
-        fr.start(net, net.srv)
+    with serving(FreeRadius(tmp_path_factory.mktemp("raddb"), SERVER_IP), net, net.srv) as fr:
         yield fr
-    finally:
-        fr.stop()
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import pytest
 from sstpd import control
 from sstpd.records import StatsRecord
 from sstpd.status.metrics import render_metrics
-from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns
+from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
 
 pytestmark = [
     pytest.mark.netns,
@@ -38,12 +38,8 @@ STATIC = "10.77.0.200"  # carol's: in worker 1's slice, wherever her session lan
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpdw")
-    try:
-        n.up()
+    with namespaces("sstpdw") as n:
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")

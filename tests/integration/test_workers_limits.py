@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from sstpd import control
-from tests.integration.freeradius import SECRET, FreeRadius
-from tests.integration.netns import SERVER_IP, Daemon, Netns
+from tests.integration.freeradius import SECRET, FreeRadius, serving
+from tests.integration.netns import SERVER_IP, Daemon, Netns, namespaces
 from tests.integration.test_limits import connect, finish, hostile
 from tests.integration.test_workers import Pool, sessions, sock, wait_for, worker_pids
 
@@ -57,23 +57,15 @@ LIMIT = '[auth]\nusers_file = "users"\n'
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Netns]:
-    n = Netns("sstpwl")
-    try:
-        n.up()
+    with namespaces("sstpwl") as n:
         n.run(n.cli, "ip", "addr", "add", f"{ATTACKER}/24", "dev", "sti-c")
         yield n
-    finally:
-        n.down()
 
 
 @pytest.fixture(scope="module")
 def freeradius(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreeRadius]:
-    fr = FreeRadius(tmp_path_factory.mktemp("raddb-w"), SERVER_IP)
-    try:
-        fr.start(net, net.srv)
+    with serving(FreeRadius(tmp_path_factory.mktemp("raddb-w"), SERVER_IP), net, net.srv) as fr:
         yield fr
-    finally:
-        fr.stop()
 
 
 def set_limit(d: Daemon, limit: int, action: str) -> None:

@@ -13,12 +13,13 @@ the timing is the client's, not that of ssh round trips.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .guest import Guest
 
@@ -51,6 +52,7 @@ class SstpcError(RuntimeError):
 # (3 attempts in all). This is a client bug: a server that triggers it is not at fault.
 GUEST_CONNECT = r"""
 import json, re, subprocess, sys, time
+@@PPP_READY@@
 a = json.loads(sys.argv[1])
 work = a["work"]
 def sh(cmd):
@@ -63,13 +65,7 @@ def read(p):
     except OSError:
         return ""
 def ppp_addr():
-    r = sh("ip -j -4 addr show dev ppp0")
-    try:
-        for ai in json.loads(r.stdout)[0]["addr_info"]:
-            return ai["local"], ai.get("address", "")
-    except (ValueError, IndexError, KeyError):
-        pass
-    return None
+    return ppp_ready(sh("ip -j -4 addr show dev ppp0").stdout)
 def stop_client():
     sh("pkill -x sstpc")
     for _ in range(50):
@@ -106,7 +102,9 @@ try:
         if addr:
             break
         if p.poll() is None:
-            res["error"] = f"no address on ppp0 after {a['timeout']}s"
+            state = sh("ip -4 addr show dev ppp0").stdout.strip() or "no ppp0"
+            res["error"] = (f"ppp0 not up with a local and a peer address after "
+                            f"{a['timeout']}s; last: {state}")
             p.terminate()
             try:
                 p.wait(5)
@@ -146,6 +144,85 @@ res["sstpc_log"] = "".join(f"--- attempt {i}\n" + read(f"{work}/sstpc.log.{i}")
 res["pppd_log"] = read(f"{work}/pppd.log")
 print(json.dumps(res))
 """
+
+
+def ppp_ready(ip_json: str) -> tuple[str, str] | None:
+    """(local, peer) from ``ip -j -4 addr show dev ppp0`` once IPCP has configured ppp0,
+    else None. pppd's ipcp_up() sets the local address (SIOCSIFADDR), then the peer's
+    (SIOCSIFDSTADDR), then brings the interface up: in between, ip shows the local address
+    alone (no "address" key) or a device still down, and reading the peer then gave ''.
+    Ready is all three: UP, a local and a peer address. (Runs in the guest too: its source
+    is part of GUEST_CONNECT.)"""
+    try:
+        link = json.loads(ip_json)[0]
+        if "UP" not in link.get("flags", []):
+            return None
+        for ai in link["addr_info"]:
+            if ai.get("local") and ai.get("address"):
+                return str(ai["local"]), str(ai["address"])
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+GUEST_CONNECT = GUEST_CONNECT.replace("@@PPP_READY@@", inspect.getsource(ppp_ready))
+
+
+def client_logs(guest: Guest) -> str:
+    """The guest's sstpc logs (every attempt) and pppd log as they are now, for an
+    assertion's message; the client keeps running."""
+    logs = _split_logs(guest.run(_SHOW_LOGS, timeout=60).stdout)
+    return f"----- guest sstpc log\n{logs['sstpc_log']}----- guest pppd log\n{logs['pppd_log']}"
+
+
+def explain(guest: Guest, server_log: Path | None = None, tail: int = 4000) -> str:
+    """What an assertion about a real-client session shows when it fails: the guest's
+    sstpc and pppd logs and the last ``tail`` characters of the server's log."""
+    text = client_logs(guest)
+    if server_log is not None:
+        try:
+            log = server_log.read_text(errors="replace")
+        except OSError as e:
+            log = f"({e})"
+        text += f"\n----- server log ({server_log}, last {tail} chars)\n{log[-tail:]}"
+    return text
+
+
+class _Server(Protocol):
+    log: Path
+
+    def wait_log(self, needle: str, timeout: float = ...) -> str: ...
+
+
+def wait_server_log(guest: Guest, server: _Server, needle: str, timeout: float = 10) -> str:
+    """``server.wait_log(needle)``; when it fails, the guest's logs are in the message too."""
+    try:
+        return server.wait_log(needle, timeout)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{client_logs(guest)}") from None
+
+
+def wait_for(guest: Guest, cmd: str, ready: Callable[[str], bool], timeout: float = 15) -> str:
+    """Run ``cmd`` in the guest until ``ready(its stdout)`` or ``timeout`` s have passed;
+    returns the last stdout (the caller asserts on it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = guest.run(cmd, timeout=60).stdout
+        if ready(out) or time.monotonic() >= deadline:
+            return out
+        time.sleep(0.1)
+
+
+def ping(
+    guest: Guest, address: str, server_log: Path | None = None, *, count: int = 3, v6: bool = False
+) -> None:
+    """``count`` pings from the guest to ``address``, all answered, or AssertionError with
+    ping's output, the guest's logs and the server log's tail."""
+    r = guest.run(f"ping {'-6 ' if v6 else ''}-c {count} -i 0.3 -W 3 {address}", timeout=60)
+    if " 0% packet loss" not in r.stdout:
+        raise AssertionError(
+            f"ping {address} from the guest:\n{r.stdout}{r.stderr}\n" + explain(guest, server_log)
+        )
 
 
 def connect(
@@ -298,11 +375,19 @@ def disconnect(guest: Guest, *, graceful: bool = True, timeout: float = 10) -> d
     script = (
         f"pkill -x {first}; i=0; while pgrep -x 'sstpc|pppd' >/dev/null && "
         f"[ $i -lt {int(timeout * 10)} ]; do sleep 0.1; i=$((i+1)); done; "
-        "pkill -x 'sstpc|pppd' && sleep 0.5; pkill -9 -x 'sstpc|pppd'; "
-        f'for f in {WORK}/sstpc.log.*; do [ -f "$f" ] && echo "--- attempt ${{f##*.}}" && '
-        f"tr -d '\\000' < \"$f\"; done; echo '@@PPPD@@'; cat {WORK}/pppd.log 2>/dev/null; true"
+        "pkill -x 'sstpc|pppd' && sleep 0.5; pkill -9 -x 'sstpc|pppd'; " + _SHOW_LOGS
     )
-    out = guest.run(script, timeout=timeout + 30).stdout
+    return _split_logs(guest.run(script, timeout=timeout + 30).stdout)
+
+
+# prints the sstpc logs of every attempt (NULs stripped), a marker, and pppd's log
+_SHOW_LOGS = (
+    f'for f in {WORK}/sstpc.log.*; do [ -f "$f" ] && echo "--- attempt ${{f##*.}}" && '
+    f"tr -d '\\000' < \"$f\"; done; echo '@@PPPD@@'; cat {WORK}/pppd.log 2>/dev/null; true"
+)
+
+
+def _split_logs(out: str) -> dict[str, str]:
     sstpc_log, _, pppd_log = out.partition("@@PPPD@@\n")
     return {"sstpc_log": sstpc_log, "pppd_log": pppd_log}
 

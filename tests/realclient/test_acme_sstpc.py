@@ -102,8 +102,8 @@ def test_sstpc_verifies_the_acme_certificate_and_connects(
         guest, NAME, 443, "alice", USERS["alice"], ca_cert=root, timeout=30, address=SERVER_IP
     )
     try:
-        assert info["peer"] == "10.79.0.1"
-        assert "crypto binding verified" in daemon.wait_log("crypto binding verified")
+        assert info["peer"] == "10.79.0.1", sstpc.explain(guest, daemon.log)
+        sstpc.wait_server_log(guest, daemon, "crypto binding verified")
     finally:
         sstpc.disconnect(guest)
 
@@ -124,4 +124,6 @@ def test_sstpc_refuses_without_the_ca_root(guest: Guest, daemon: Daemon, named: 
             address=SERVER_IP,
         )
     log = info.value.sstpc_log.lower()
-    assert "lookup host" not in log and "certif" in log, info.value
+    assert "lookup host" not in log and "certif" in log, (
+        f"{info.value}\n{sstpc.explain(guest, daemon.log)}"
+    )

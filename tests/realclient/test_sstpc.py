@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,32 +57,32 @@ def _connect(guest: Guest, d: Daemon, user: str, auth: str) -> dict[str, object]
 def test_mschapv2_address_dns_ping_iperf(guest: Guest, daemon: Daemon) -> None:
     info = _connect(guest, daemon, "alice", "mschapv2")
     try:
-        assert info["peer"] == TUNNEL_IP
-        assert re.fullmatch(r"10\.78\.0\.\d+", str(info["local"]))
-        assert info["dns"] == DNS
-        r = guest.run(f"ping -c 3 -i 0.3 -W 3 {TUNNEL_IP}", timeout=60)
-        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
+        assert info["peer"] == TUNNEL_IP, sstpc.explain(guest, daemon.log)
+        assert re.fullmatch(r"10\.78\.0\.\d+", str(info["local"])), sstpc.explain(guest, daemon.log)
+        assert info["dns"] == DNS, sstpc.explain(guest, daemon.log)
+        sstpc.ping(guest, TUNNEL_IP, daemon.log)
         with sstpc.iperf_server(TUNNEL_IP):
             rates = sstpc.iperf(guest, TUNNEL_IP, 4)
         print(f"iperf3 through sstpc: {rates}")
         assert rates["guest_to_server"] > 1.0
         assert rates["server_to_guest"] > 1.0
-        log = daemon.wait_log("user 'alice' (mschapv2) connected")
-        assert "crypto binding verified (SHA256)" in log
+        log = sstpc.wait_server_log(guest, daemon, "user 'alice' (mschapv2) connected")
+        assert "crypto binding verified (SHA256)" in log, sstpc.explain(guest, daemon.log)
     finally:
         sstpc.disconnect(guest)
-    daemon.wait_log("closed: PPP terminated")
+    sstpc.wait_server_log(guest, daemon, "closed: PPP terminated")
 
 
 def test_pap_address_and_ping(guest: Guest, daemon: Daemon) -> None:
     info = _connect(guest, daemon, "bob", "pap")
     try:
-        assert info["peer"] == TUNNEL_IP
-        r = guest.run(f"ping -c 3 -i 0.3 -W 3 {TUNNEL_IP}", timeout=60)
-        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
-        log = daemon.wait_log("user 'bob' (pap) connected")
+        assert info["peer"] == TUNNEL_IP, sstpc.explain(guest, daemon.log)
+        sstpc.ping(guest, TUNNEL_IP, daemon.log)
+        log = sstpc.wait_server_log(guest, daemon, "user 'bob' (pap) connected")
         # PAP has no keys: the binding is made with the all-zero HLAK, and still verified
-        assert re.search(r"user 'bob' \(pap\) connected: .*crypto binding verified \(SHA256\)", log)
+        assert re.search(
+            r"user 'bob' \(pap\) connected: .*crypto binding verified \(SHA256\)", log
+        ), sstpc.explain(guest, daemon.log)
     finally:
         sstpc.disconnect(guest)
 
@@ -92,16 +91,17 @@ def test_eap_mschapv2_binding_verified(guest: Guest, daemon: Daemon) -> None:
     """pppd 2.4.9's EAP-MS-CHAP-V2 peer (refuse-* leaves only EAP), keys from EAP."""
     info = _connect(guest, daemon, "alice", "eap-mschapv2")
     try:
-        assert info["peer"] == TUNNEL_IP
-        r = guest.run(f"ping -c 3 -i 0.3 -W 3 {TUNNEL_IP}", timeout=60)
-        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
+        assert info["peer"] == TUNNEL_IP, sstpc.explain(guest, daemon.log)
+        sstpc.ping(guest, TUNNEL_IP, daemon.log)
         pppd_log = str(info["pppd_log"])
-        assert "rcvd [EAP Request" in pppd_log and "sent [EAP Response" in pppd_log, pppd_log
-        log = daemon.wait_log("user 'alice' (eap-mschapv2) connected")
+        assert "rcvd [EAP Request" in pppd_log and "sent [EAP Response" in pppd_log, (
+            sstpc.explain(guest, daemon.log)
+        )
+        log = sstpc.wait_server_log(guest, daemon, "user 'alice' (eap-mschapv2) connected")
         # the binding was checked with the HLAK from the EAP-MS-CHAP-V2 keys
         assert re.search(
             r"user 'alice' \(eap-mschapv2\) connected: .*crypto binding verified \(SHA256\)", log
-        )
+        ), sstpc.explain(guest, daemon.log)
     finally:
         sstpc.disconnect(guest)
 
@@ -112,9 +112,8 @@ def test_pppd_without_auth_options_connects_with_the_defaults(
     """No refuse-*/require-* at all: pppd takes the server's first offer, EAP."""
     _connect(guest, daemon, "bob", "default")
     try:
-        r = guest.run(f"ping -c 2 -i 0.3 -W 3 {TUNNEL_IP}", timeout=60)
-        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
-        daemon.wait_log("user 'bob' (eap-mschapv2) connected")
+        sstpc.ping(guest, TUNNEL_IP, daemon.log, count=2)
+        sstpc.wait_server_log(guest, daemon, "user 'bob' (eap-mschapv2) connected")
     finally:
         sstpc.disconnect(guest)
 
@@ -132,8 +131,10 @@ def test_wrong_password_is_rejected(guest: Guest, daemon: Daemon) -> None:
             timeout=20,
             attempts=1,
         )
-    assert "E=691" in str(err.value) or "691" in err.value.pppd_log
-    daemon.wait_log("user 'alice' authentication failed (mschapv2, E=691")
+    assert "E=691" in str(err.value) or "691" in err.value.pppd_log, (
+        f"{err.value}\n{sstpc.explain(guest, daemon.log)}"
+    )
+    sstpc.wait_server_log(guest, daemon, "user 'alice' authentication failed (mschapv2, E=691")
 
 
 # A network behind the server that only the profile's route sends into the tunnel.
@@ -171,18 +172,15 @@ def test_generated_sstpc_profile_connects_routes_and_pings(guest: Guest, daemon:
     ]
     try:
         info = sstpc.run_client(guest, SERVER_IP, argv, what="the sstpc profile", timeout=30)
-        assert info["peer"] == TUNNEL_IP
-        route = ""
-        for _ in range(50):  # pppd runs ip-up.d right after it configures ppp0
-            route = guest.run(f"ip -4 route show {PROFILE_ROUTE}").stdout
-            if "dev ppp0" in route:
-                break
-            time.sleep(0.1)
-        assert "dev ppp0" in route, route + sstpc.disconnect(guest)["pppd_log"]
-        r = guest.run(f"ping -c 3 -i 0.3 -W 3 {PROFILE_TARGET}", timeout=60)
-        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
-        log = daemon.wait_log("user 'alice' (mschapv2) connected")
-        assert "crypto binding verified (SHA256)" in log
+        assert info["peer"] == TUNNEL_IP, sstpc.explain(guest, daemon.log)
+        # pppd runs ip-up.d right after it configures ppp0
+        route = sstpc.wait_for(
+            guest, f"ip -4 route show {PROFILE_ROUTE}", lambda out: "dev ppp0" in out
+        )
+        assert "dev ppp0" in route, f"{route}\n{sstpc.explain(guest, daemon.log)}"
+        sstpc.ping(guest, PROFILE_TARGET, daemon.log)
+        log = sstpc.wait_server_log(guest, daemon, "user 'alice' (mschapv2) connected")
+        assert "crypto binding verified (SHA256)" in log, sstpc.explain(guest, daemon.log)
     finally:
         sstpc.disconnect(guest)
         subprocess.run(["ip", "addr", "del", f"{PROFILE_TARGET}/32", "dev", "sstprc0"], check=False)

@@ -82,7 +82,7 @@ def _ipv6_addresses(guest: Guest, dev: str = "ppp0") -> list[dict[str, Any]]:
         return []
 
 
-def _wait_global(guest: Guest, timeout: float = 30) -> dict[str, Any]:
+def _wait_global(guest: Guest, daemon: Daemon, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for a in _ipv6_addresses(guest):
@@ -92,6 +92,7 @@ def _wait_global(guest: Guest, timeout: float = 30) -> dict[str, Any]:
     raise AssertionError(
         "no global IPv6 address on ppp0 after the RA:\n"
         + guest.run("ip -6 addr; ip -6 route; sysctl net.ipv6.conf.ppp0").stdout
+        + sstpc.explain(guest, daemon.log)
     )
 
 
@@ -111,12 +112,12 @@ def test_pppd_ipv6_gets_a_slaac_address_and_pings_the_server(
         pppd_options=["+ipv6"],
     )
     try:
-        assert info["peer"] == TUNNEL_IP
-        addr = _wait_global(guest)
+        assert info["peer"] == TUNNEL_IP, sstpc.explain(guest, daemon.log)
+        addr = _wait_global(guest, daemon)
         pppd_log = guest.run(f"cat {sstpc.WORK}/pppd.log").stdout
-        assert "local  LL address fe80::" in pppd_log, pppd_log
+        assert "local  LL address fe80::" in pppd_log, sstpc.explain(guest, daemon.log)
         link_locals = [a for a in _ipv6_addresses(guest) if a.get("scope") == "link"]
-        assert link_locals, _ipv6_addresses(guest)
+        assert link_locals, f"{_ipv6_addresses(guest)}\n{sstpc.explain(guest, daemon.log)}"
         ll = ipaddress.IPv6Address(link_locals[0]["local"])
         glob = ipaddress.IPv6Address(addr["local"])
         # SLAAC: the session's /64 from the RA, inside the pool, not the server's own /64,
@@ -126,13 +127,13 @@ def test_pppd_ipv6_gets_a_slaac_address_and_pings_the_server(
         assert glob.packed[8:] == ll.packed[8:], (glob, ll)
         # the RA made the server the guest's default router on ppp0
         routes = guest.run("ip -6 route show default").stdout
-        assert "dev ppp0" in routes and "via fe80::" in routes, routes
-        r = guest.run(f"ping -6 -c 3 -i 0.3 -W 3 {SERVER_IPV6}", timeout=60)
-        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
+        assert "dev ppp0" in routes and "via fe80::" in routes, (
+            f"{routes}\n{sstpc.explain(guest, daemon.log)}"
+        )
+        sstpc.ping(guest, str(SERVER_IPV6), daemon.log, v6=True)
         # and IPv4 still works on the same link
-        r = guest.run(f"ping -c 3 -i 0.3 -W 3 {TUNNEL_IP}", timeout=60)
-        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
-        daemon.wait_log("user 'alice' (mschapv2) connected")
+        sstpc.ping(guest, TUNNEL_IP, daemon.log)
+        sstpc.wait_server_log(guest, daemon, "user 'alice' (mschapv2) connected")
         # the daemon routes exactly that /64 to this session
         listed = control.call(str(daemon.workdir / "control.sock"), "sessions")["sessions"]
         prefixes = [x["ipv6_prefix"] for x in listed if x["user"] == "alice"]
@@ -140,4 +141,4 @@ def test_pppd_ipv6_gets_a_slaac_address_and_pings_the_server(
         print(f"guest ppp0: {glob}/64, {ll}; daemon: {prefixes}")
     finally:
         sstpc.disconnect(guest)
-    daemon.wait_log("closed: PPP terminated")
+    sstpc.wait_server_log(guest, daemon, "closed: PPP terminated")

@@ -88,15 +88,16 @@ def test_sstpc_through_radius(
         timeout=30,
     )  # fmt: skip
     try:
-        assert info["peer"] == TUNNEL_IP
-        r = guest.run(f"ping -c 3 -i 0.3 -W 3 {TUNNEL_IP}", timeout=60)
-        assert " 0% packet loss" in r.stdout, r.stdout + r.stderr
-        log = daemon.wait_log(f"user 'ruser' ({auth}) connected")
-        assert re.search(rf"user 'ruser' \({auth}\) connected: .*crypto binding verified", log)
-        assert "RADIUS Access-Accept for 'ruser'" in log
+        assert info["peer"] == TUNNEL_IP, sstpc.explain(guest, daemon.log)
+        sstpc.ping(guest, TUNNEL_IP, daemon.log)
+        log = sstpc.wait_server_log(guest, daemon, f"user 'ruser' ({auth}) connected")
+        assert re.search(rf"user 'ruser' \({auth}\) connected: .*crypto binding verified", log), (
+            sstpc.explain(guest, daemon.log)
+        )
+        assert "RADIUS Access-Accept for 'ruser'" in log, sstpc.explain(guest, daemon.log)
     finally:
         sstpc.disconnect(guest)
-    daemon.wait_log("accounting Stop acknowledged")
+    sstpc.wait_server_log(guest, daemon, "accounting Stop acknowledged")
     stops = [r for r in freeradius.records() if r.get("Acct-Status-Type") == "Stop"]
     assert stops and stops[-1]["User-Name"] == "ruser"
 
@@ -107,5 +108,7 @@ def test_sstpc_wrong_password_through_radius(guest: Guest, daemon: Daemon) -> No
             guest, SERVER_IP, 443, "ruser", "wrong", auth="mschapv2",
             ca_cert=Path(daemon.cert), timeout=20, attempts=1,
         )  # fmt: skip
-    assert "691" in str(err.value) or "691" in err.value.pppd_log
-    daemon.wait_log("RADIUS Access-Reject")
+    assert "691" in str(err.value) or "691" in err.value.pppd_log, (
+        f"{err.value}\n{sstpc.explain(guest, daemon.log)}"
+    )
+    sstpc.wait_server_log(guest, daemon, "RADIUS Access-Reject")

@@ -189,6 +189,24 @@ class Pebble:
         self.procs = []
 
 
+def acme_section(pebble: Pebble, **keys: str | int | bool | list[str]) -> str:
+    """The daemon's ``[acme]`` block ordering NAME from ``pebble`` (its directory, its TLS
+    certificate as ``ca_file``), plus ``keys`` as TOML values (``challenge="http-01"``,
+    ``retry_interval=600``; a key given here replaces the common one). It goes last in a
+    ``Daemon``'s ``extra_config``, after any ``[server]`` lines."""
+    values: dict[str, object] = {
+        "names": [NAME],
+        "directory": pebble.directory,
+        "ca_file": str(pebble.tls_cert),
+        **keys,
+    }
+
+    def toml(v: object) -> str:
+        return ("true" if v else "false") if isinstance(v, bool) else json.dumps(v)
+
+    return "\n[acme]\n" + "".join(f"{k} = {toml(v)}\n" for k, v in values.items())
+
+
 def start_without_certificate(d: Daemon) -> None:
     """Prepare and start ``d`` with no certificate at all: it must serve a placeholder and
     order its certificate."""

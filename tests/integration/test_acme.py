@@ -30,6 +30,7 @@ from tests.integration.pebble import DIRECTORY as PEBBLE
 from tests.integration.pebble import (
     NAME,
     Pebble,
+    acme_section,
     ctl,
     ctl_json,
     pebble_running,
@@ -66,14 +67,7 @@ def daemon(
     d = Daemon(
         net,
         tmp_path_factory.mktemp("acme-daemon"),
-        extra_config=f"""
-[acme]
-names = ["{NAME}"]
-directory = "{PEBBLE}"
-email = "admin@example.test"
-ca_file = "{pebble.tls_cert}"
-retry_interval = 600
-""",
+        extra_config=acme_section(pebble, email="admin@example.test", retry_interval=600),
     )
     start_without_certificate(d)  # it must serve a placeholder and order one
     yield d

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.netns import SERVER_IP, Daemon, Netns, namespaces
-from tests.integration.pebble import DIRECTORY as PEBBLE
 from tests.integration.pebble import (
     NAME,
     Pebble,
+    acme_section,
     cert_state,
     pebble_running,
     start_without_certificate,
@@ -55,14 +55,7 @@ def daemon(
     d = Daemon(
         net,
         tmp_path_factory.mktemp("acme-http-daemon"),
-        extra_config=f"""
-[acme]
-names = ["{NAME}"]
-directory = "{PEBBLE}"
-ca_file = "{pebble.tls_cert}"
-challenge = "http-01"
-key_type = "rsa"
-""",
+        extra_config=acme_section(pebble, challenge="http-01", key_type="rsa"),
     )
     start_without_certificate(d)  # it must serve a placeholder and order one
     yield d

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.netns import Daemon, Netns, namespaces
-from tests.integration.pebble import DIRECTORY as PEBBLE
 from tests.integration.pebble import (
     NAME,
     Pebble,
+    acme_section,
     cert_state,
     pebble_running,
     start_without_certificate,
@@ -50,13 +50,7 @@ def daemon(
         port=8080,
         extra_config=f"""tls = false
 cert_hash_sha256 = "{"ab" * 32}"
-
-[acme]
-names = ["{NAME}"]
-directory = "{PEBBLE}"
-ca_file = "{pebble.tls_cert}"
-challenge = "http-01"
-""",
+{acme_section(pebble, challenge="http-01")}""",
     )
     start_without_certificate(d)  # it must serve a placeholder and order one
     yield d

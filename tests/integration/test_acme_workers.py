@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from tests.integration.netns import SERVER_IP, USERS, Daemon, Netns, namespaces
-from tests.integration.pebble import DIRECTORY as PEBBLE
 from tests.integration.pebble import (
     NAME,
     Pebble,
+    acme_section,
     cert_state,
     ctl,
     pebble_running,
@@ -65,13 +65,7 @@ def daemon(
         net,
         tmp_path_factory.mktemp("acme-workers"),
         workers=2,
-        extra_config=f"""
-[acme]
-names = ["{NAME}"]
-directory = "{PEBBLE}"
-ca_file = "{pebble.tls_cert}"
-retry_interval = 600
-""",
+        extra_config=acme_section(pebble, retry_interval=600),
     )
     start_without_certificate(d)
     yield d

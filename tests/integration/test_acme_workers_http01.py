@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
-from tests.integration.pebble import DIRECTORY as PEBBLE
 from tests.integration.pebble import (
     NAME,
     Pebble,
+    acme_section,
     cert_state,
     pebble_running,
     start_without_certificate,
@@ -57,13 +57,7 @@ def daemon(
         net,
         tmp_path_factory.mktemp("acme-http-workers"),
         workers=2,
-        extra_config=f"""
-[acme]
-names = ["{NAME}"]
-directory = "{PEBBLE}"
-ca_file = "{pebble.tls_cert}"
-challenge = "http-01"
-""",
+        extra_config=acme_section(pebble, challenge="http-01"),
     )
     start_without_certificate(d)
     yield d

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.netns import ROOT, USERS, Daemon, RootNamespace
-from tests.integration.pebble import NAME, Pebble
+from tests.integration.pebble import NAME, Pebble, acme_section
 
 from . import sstpc
 from .guest import SERVER_IP, Guest
@@ -58,12 +58,7 @@ def daemon(pebble: Pebble, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         pool="10.79.0.0/24",
         dns=[],
         interface="sstprc1",
-        extra_config=f"""
-[acme]
-names = ["{NAME}"]
-directory = "{pebble.directory}"
-ca_file = "{pebble.tls_cert}"
-""",
+        extra_config=acme_section(pebble),
     )
     d.prepare()
     (d.workdir / "tls" / "server.crt").unlink()

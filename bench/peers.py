@@ -54,7 +54,7 @@ from bench._common import (  # noqa: E402
     tree_cpu,
     wait_quiet,
 )
-from tests.integration.netns import SERVER_IP, Daemon, Netns  # noqa: E402
+from tests.integration.netns import SERVER_IP, Daemon, Netns, start_sstpd_connect  # noqa: E402
 
 # the sstpd daemons that run side by side: name -> [tunnel] lines (--variants)
 VARIANTS = {
@@ -289,33 +289,13 @@ cisco-client-compat = true
             p.stdin.close()
             server_ip, tun = OC_NET.split("/")[0][:-1] + "1", "octun0"
         else:
-            pw = self.work / "pw"
-            pw.write_text(PASSWORD + "\n")
             base, mode = split_kind(kind, self.modes[0])
-            port, srv_tun, net, server_ip = variant_net(self.modes.index(mode))
-            daemon = self.daemons[mode]
+            _, srv_tun, net, server_ip = variant_net(self.modes.index(mode))
             extra = ["--record-per-packet"] if base == "sstpd-rpp" else []
-            p = self.net.popen(
-                self.net.cli,
-                sys.executable,
-                "-m",
-                "sstpd",
-                "connect",
-                f"{SERVER_IP}:{port}",
-                "--user",
-                "alice",
-                "--password-file",
-                str(pw),
-                "--ca-file",
-                str(daemon.cert),
-                "--tun",
-                "sstpc0",
-                "--route",
-                net,
-                *extra,
-                stdout=subprocess.PIPE,
+            p = start_sstpd_connect(
+                self.net, self.daemons[mode], self.work, "sstpc0", "--route", net, *extra,
                 stderr=subprocess.DEVNULL,
-            )
+            )  # fmt: skip
             tun = "sstpc0"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

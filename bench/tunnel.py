@@ -24,7 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.netns import POOL, SERVER_IP, TUNNEL_IP, Daemon, Netns  # noqa: E402
+from tests.integration.netns import (  # noqa: E402
+    POOL,
+    TUNNEL_IP,
+    Daemon,
+    Netns,
+    start_sstpd_connect,
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -82,29 +88,9 @@ def main() -> int:
     d = Daemon(net, work)
     d.extra_config = ""
     d.prepare()
-    (work / "pw").write_text("alice-secret\n")
     d.start()
     assert d.proc is not None
-    client = net.popen(
-        net.cli,
-        sys.executable,
-        "-m",
-        "sstpd",
-        "connect",
-        f"{SERVER_IP}:443",
-        "--user",
-        "alice",
-        "--password-file",
-        str(work / "pw"),
-        "--ca-file",
-        str(d.cert),
-        "--tun",
-        "sstpc0",
-        "--route",
-        POOL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    client = start_sstpd_connect(net, d, work, "sstpc0", "--route", POOL)
     try:
         assert client.stdout is not None
         info = client.stdout.readline()

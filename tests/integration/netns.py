@@ -227,6 +227,33 @@ def running(daemon: Daemon) -> Iterator[Daemon]:
         daemon.stop()
 
 
+def sstpd_connect_args(
+    daemon: Daemon, workdir: Path, tun: str, *options: str, user: str = "alice"
+) -> list[str]:
+    """The command line of ``sstpd connect`` as ``user`` to ``daemon`` (its address, port
+    and certificate) with TUN ``tun`` and ``options``; writes the password file it names,
+    ``workdir/pw``."""
+    pw = workdir / "pw"
+    pw.write_text(USERS[user] + "\n")
+    return [
+        *(sys.executable, "-m", "sstpd", "connect", f"{daemon.listen}:{daemon.port}"),
+        *("--user", user, "--password-file", str(pw), "--ca-file", str(daemon.cert)),
+        *("--tun", tun, *options),
+    ]
+
+
+def start_sstpd_connect(
+    net: Netns, daemon: Daemon, workdir: Path, tun: str, *options: str, **popen: Any
+) -> subprocess.Popen[str]:
+    """``sstpd connect`` (``sstpd_connect_args``) started in the client namespace; its
+    stdout and stderr are pipes unless ``popen`` says otherwise (the first stdout line is
+    the JSON the client prints once the tunnel is up). Stopping it is the caller's part:
+    for a client that outlives a ``with`` block (the benchmarks)."""
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return net.popen(net.cli, *sstpd_connect_args(daemon, workdir, tun, *options), **popen)
+
+
 @contextlib.contextmanager
 def sstpd_connect(
     net: Netns, daemon: Daemon, workdir: Path, tun: str, *options: str
@@ -234,27 +261,7 @@ def sstpd_connect(
     """``sstpd connect`` as alice from the client namespace to ``daemon`` with TUN ``tun``:
     (the process, its first JSON line: the tunnel is up). SIGTERM when the block ends;
     the caller checks the exit status (``returncode``) after it."""
-    pw = workdir / "pw"
-    pw.write_text(USERS["alice"] + "\n")
-    client = net.popen(
-        net.cli,
-        sys.executable,
-        "-m",
-        "sstpd",
-        "connect",
-        f"{daemon.listen}:{daemon.port}",
-        "--user",
-        "alice",
-        "--password-file",
-        str(pw),
-        "--ca-file",
-        str(daemon.cert),
-        "--tun",
-        tun,
-        *options,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    client = start_sstpd_connect(net, daemon, workdir, tun, *options)
     try:
         assert client.stdout is not None
         line = client.stdout.readline()

@@ -88,6 +88,9 @@ def main() -> int:
     d = Daemon(net, work)
     d.extra_config = ""
     d.prepare()
+    # the memory figures open 200 sessions at once from the one client address: room for
+    # all their handshakes (limits.pending_per_source is 64 by default)
+    d.config.write_text(d.config.read_text() + "\n[limits]\npending_per_source = 1000\n")
     d.start()
     assert d.proc is not None
     client = start_sstpd_connect(net, d, work, "sstpc0", "--route", POOL)

@@ -182,7 +182,7 @@ class Supervisor:
                 self.background(w.call({"cmd": "drain"}))
 
     def background(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """A task of the supervisor's, cancelled when it finishes."""
+        """Run ``coro`` as a task of the supervisor's (cancelled at stop, in _finish)."""
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -27,7 +27,8 @@ import signal
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sstpd import __version__
 from sstpd.aio.control import ControlServer, error
@@ -46,6 +47,14 @@ from sstpd.config import Config, load_config
 from sstpd.control import MAX_RESPONSE, encode
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa
+from sstpd.records import (
+    CertificateRecord,
+    CertRecord,
+    KickRecord,
+    RecordError,
+    ReloadRecord,
+    WorkerCertRecord,
+)
 
 if TYPE_CHECKING:
     from sstpd.aio.acme import AcmeManager
@@ -58,6 +67,8 @@ STABLE_AFTER = 60.0  # ... and back to the first once a worker ran this long
 WORKER_TIMEOUT = 10.0  # seconds a worker has to answer one control request
 STOP_TIMEOUT = 20.0  # seconds workers have to disconnect their clients at SIGTERM
 START_TIMEOUT = 60.0
+
+R = TypeVar("R", CertRecord, KickRecord, ReloadRecord)
 
 
 class Worker:
@@ -418,11 +429,12 @@ class Supervisor:
         if cmd == "stats":
             return {"ok": True, **self.merge_stats(answers)}
         if cmd == "kick":
-            oks = [a for _, a in answers if a and a.get("ok")]
-            if not oks:
-                errors = [a for _, a in answers if a]
+            kicks = [k for w, a in answers if (k := _answered(KickRecord, w, a)) is not None]
+            if not kicks:
+                errors = [a for _, a in answers if a and not a.get("ok")]
                 return errors[0] if errors else error("no worker answers")
-            return {"ok": True, "kicked": sorted(i for a in oks for i in a["kicked"])}
+            kicked = KickRecord(kicked=tuple(sorted(i for k in kicks for i in k.kicked)))
+            return {"ok": True, **kicked.to_json()}
         return error(f"unknown command {cmd!r}")
 
     async def dae_disconnect(self, criteria: aaa.DisconnectCriteria) -> int:
@@ -446,44 +458,45 @@ class Supervisor:
             return error(str(exc))
         self.shared.reconfigure(self.config)
         answers = await self.ask_all({"cmd": "reload"})
-        failed = [(w, a) for w, a in answers if a is None or not a.get("ok")]
-        oks = [a for _, a in answers if a and a.get("ok")]
-        if failed:
-            w, a = failed[0]
-            reason = a.get("error", "failed") if a else "does not answer"
-            return error(f"worker {w.index}: {reason}")
+        done: list[ReloadRecord] = []
+        for w, a in answers:
+            rec = _answered(ReloadRecord, w, a)
+            if rec is None:
+                reason = a.get("error", "failed") if a else "does not answer"
+                return error(f"worker {w.index}: {reason}")
+            done.append(rec)
         if self.dae is not None:  # clients and secrets; the address needs a restart
             self.dae.config = self.config.radius
         self.cert_summary = cert_summary(self.config)  # what the workers now serve
-        answer: dict[str, Any] = dict(oks[0]) if oks else {"ok": True}
-        answer["workers"] = len(oks)
-        return answer
+        # every worker read the same files: the first one's answer, with the count
+        return {"ok": True, **replace(done[0], workers=len(done)).to_json()}
 
     def merge_cert(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
         """``cert``: the certificate (the supervisor's view of the files, which every
         worker loaded at its last reload), what each worker serves, and the ACME state."""
         served = []
         for w, a in answers:
-            if a is None or not a.get("ok"):
-                served.append({"worker": w.index, "running": False})
+            rec = _answered(CertRecord, w, a)
+            if rec is None:
+                served.append(WorkerCertRecord(worker=w.index, running=False))
                 continue
-            cert = a.get("certificate") or {}
             served.append(
-                {
-                    "worker": w.index,
-                    "running": True,
-                    "sha256": cert.get("sha256", ""),
-                    "challenge_handshakes": int(a.get("challenge_handshakes", 0)),
-                }
+                WorkerCertRecord(
+                    worker=w.index,
+                    running=True,
+                    sha256=rec.certificate.sha256 if rec.certificate is not None else "",
+                    challenge_handshakes=rec.challenge_handshakes,
+                )
             )
         summary = self.cert_summary
-        return {
-            "ok": True,
-            "certificate": summary,
-            "path": self.config.server.certificate if summary is not None else "",
-            "acme": self.acme.status() if self.acme is not None else None,
-            "workers": served,
-        }
+        merged = CertRecord(
+            certificate=CertificateRecord.from_json(summary) if summary is not None else None,
+            path=self.config.server.certificate if summary is not None else "",
+            acme=self.acme.status() if self.acme is not None else None,
+            challenge_handshakes=sum(x.challenge_handshakes for x in served),
+            workers=tuple(served),
+        )
+        return {"ok": True, **merged.to_json()}
 
     def merge_health(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
         order = ["stopping", "draining", "full", "pool_full", "ok"]
@@ -561,6 +574,19 @@ class Supervisor:
             str(w.index): w.proc.pid for w in self.workers if w.proc is not None and w.alive
         }
         return out
+
+
+def _answered(cls: type[R], w: Worker, a: dict[str, Any] | None) -> R | None:
+    """Worker ``w``'s answer as its record: None when it did not answer or refused, or
+    when the answer is not that record (logged; a worker runs the supervisor's code, so
+    this is a bug, and the worker counts as not answering)."""
+    if a is None or not a.get("ok"):
+        return None
+    try:
+        return cls.from_json(a)
+    except RecordError as exc:
+        log.warning("worker %d: unexpected answer: %s", w.index, exc)
+        return None
 
 
 def _merge_histogram(acc: dict[str, Any] | None, h: dict[str, Any]) -> dict[str, Any]:

@@ -64,7 +64,7 @@ import os
 import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any
+from typing import Any, TypeVar
 
 from sstpd.aio import route
 from sstpd.aio.control import error
@@ -73,6 +73,7 @@ from sstpd.control import MAX_REQUEST, decode_request, encode
 from sstpd.errors import SstpdError
 from sstpd.proto.pool import AddressPool, PoolSlice, fit_slices, slice_pool
 from sstpd.proto.pool6 import PrefixPool, PrefixSlice, fit_prefix_slices, slice_prefixes
+from sstpd.records import CertRecord, KickRecord, RecordError, ReloadRecord
 
 log = logging.getLogger("sstpd")
 
@@ -81,6 +82,7 @@ ENV_CONTROL_FD = "SSTPD_CONTROL_FD"
 ENV_NOTIFY_FD = "SSTPD_NOTIFY_FD"
 ENV_REGISTRY_FD = "SSTPD_REGISTRY_FD"
 REGISTRY_TIMEOUT = 5.0  # seconds the supervisor has to answer a registry question
+WORKER_TIMEOUT = 10.0  # seconds a worker has to answer one control request
 # one registry message at most (a login's RADIUS Class attributes, hex: a few KB)
 REGISTRY_LINE = 1 << 20
 IDS_PER_GENERATION = 1_000_000  # a restarted worker numbers its sessions from here on
@@ -134,6 +136,23 @@ def decode_challenge(req: dict[str, Any]) -> tuple[str, tuple[bytes, bytes] | No
             raise ValueError(f'acme-challenge: "{field}" must be a PEM {marker.lower()}')
     assert isinstance(cert, str) and isinstance(key, str)
     return name, (cert.encode("ascii"), key.encode("ascii"))
+
+
+R = TypeVar("R", CertRecord, KickRecord, ReloadRecord)
+
+
+def worker_record(cls: type[R], index: int, answer: dict[str, Any] | None) -> R | None:
+    """Worker ``index``'s answer as its record, for the supervisor's merged view: None
+    when it did not answer or refused, or when the answer is not that record (logged; a
+    worker runs the supervisor's code, so that is a bug, and the worker counts as not
+    answering)."""
+    if answer is None or not answer.get("ok"):
+        return None
+    try:
+        return cls.from_json(answer)
+    except RecordError as exc:
+        log.warning("worker %d: unexpected answer: %s", index, exc)
+        return None
 
 
 def share(total: int, index: int, count: int, least: int = 1) -> int:

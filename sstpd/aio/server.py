@@ -497,6 +497,9 @@ class Server:
         proto.iid = proto.session.peer_iid
         if proto.iid is not None:
             self.peer_iids.add(proto.iid)
+        if self.shared is not None:  # for the Stop the supervisor sends should we die
+            iid = proto.iid.hex() if proto.iid is not None else ""
+            self.shared.send({"op": "opened6", "id": proto.id, "prefix": str(prefix), "iid": iid})
 
     def closed6(self, proto: ServerProtocol, prefix: IPv6Network) -> None:
         """IPV6CP went down: stop routing (the /64 stays allocated until the session ends)."""

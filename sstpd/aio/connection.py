@@ -243,7 +243,7 @@ class ServerProtocol(SstpStreamProtocol):
                 self.peer,
                 self.session.username,
                 self.session.auth_method,
-                ev.peer,
+                ev.peer if ev.peer is not None else f"none (IPv6 only, {self.prefix6})",
                 hp,
             )
         elif isinstance(ev, AuthSucceeded):

@@ -476,9 +476,11 @@ class Server:
             ipv6=settings.ipv6,
         )
 
-    def opened(self, proto: ServerProtocol, address: IPv4Address) -> None:
-        """IPCP is up: packets to ``address`` from the TUN go to ``proto``."""
-        self.by_ip[address.packed] = proto
+    def opened(self, proto: ServerProtocol, address: IPv4Address | None) -> None:
+        """IPCP is up: packets to ``address`` from the TUN go to ``proto`` (None: an
+        IPv6-only session, routed by its /64 alone)."""
+        if address is not None:
+            self.by_ip[address.packed] = proto
         if self.shared is not None:
             grant = proto.grant
             self.shared.send(
@@ -486,7 +488,7 @@ class Server:
                     "op": "opened",
                     "id": proto.id,
                     "acct": proto.acct_session_id,
-                    "address": str(address),
+                    "address": str(address) if address is not None else "",
                     "classes": [c.hex() for c in grant.classes] if grant is not None else [],
                 }
             )

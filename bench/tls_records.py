@@ -3,8 +3,9 @@
     python3 bench/tls_records.py [--bytes 32000000] [--sizes 1404,4096,16000]
 
 An ``ssl.SSLObject`` between two ``ssl.MemoryBIO`` s (as asyncio's and uvloop's SSL
-transports hold every connection), TLS 1.3 with the cipher the daemon negotiates with a
-client that offers the default list (AES-256-GCM here). For each record size the client
+transports hold every connection; the daemon's class, ``sstpd.aio.tls.DirectSSLObject``),
+TLS 1.3 with the cipher the daemon negotiates with a client that offers the default list
+(AES-256-GCM here). For each record size the client
 end writes ``--bytes`` in records of that size; the server end then takes the ciphertext
 into its incoming BIO (one write, as a transport does per socket read) and reads it back
 with ``SSLObject.read(n, buffer)`` into one buffer until it is empty, as uvloop's
@@ -30,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sstpd.aio.tls import direct_objects  # noqa: E402
 from sstpd.certs import generate_self_signed  # noqa: E402
 
 
@@ -41,6 +43,7 @@ def pair(tmp: Path) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.SSLObject, ssl.Me
     sc = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     sc.minimum_version = ssl.TLSVersion.TLSv1_3
     sc.load_cert_chain(tmp / "c.pem", tmp / "k.pem")
+    direct_objects(sc)  # as the daemon's context (sstpd.aio.tls.DirectSSLObject)
     cc = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     cc.check_hostname = False
     cc.verify_mode = ssl.CERT_NONE

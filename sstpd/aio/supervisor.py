@@ -6,19 +6,15 @@ as ``sstpd serve --worker`` with its three socketpairs, restarts a worker that d
 control requests by asking every worker and merging their answers, fans SIGTERM and
 SIGHUP out, and sends systemd ``READY=1`` once every worker is ready. Its
 ``sstpd.aio.shared.SharedLimits`` keeps the per-user limit and the failed-login throttle
-for all workers, and what a dead worker leaves behind (sessions, counters). With
-``radius.dae_listen`` it is the one process listening for Disconnect-Requests, and asks
-the workers which of them holds the sessions one names (``dae_disconnect``). With
-``[acme]`` it runs the ACME manager (``sstpd.aio.acme``, with this supervisor as its
-``AcmeSite``): ``ChallengeFanout`` puts each TLS-ALPN-01 answer into every worker's TLS
-router, the http-01 responder listens here, and a new certificate, written once, is
-installed by ``reload`` (every worker's); ``cert`` shows what each worker serves.
+for all workers, and what a dead worker leaves behind (sessions, counters). Two parts
+live in modules of their own: ``supervisor_dae`` (with ``radius.dae_listen``, the one
+listener for Disconnect-Requests, asking every worker) and ``supervisor_acme`` (the
+``[acme]`` manager's site, the challenge fan-out, and the ``cert`` view).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import logging
@@ -27,35 +23,31 @@ import signal
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any
 
 from sstpd import __version__
 from sstpd.aio.control import ControlServer, error
-from sstpd.aio.dae import DaeServer, criteria_to_json
 from sstpd.aio.notify import sd_notify
 from sstpd.aio.shared import SharedLimits, counters_of
-from sstpd.aio.tls import cert_summary
+from sstpd.aio.supervisor_acme import SupervisorAcme
+from sstpd.aio.supervisor_dae import DaeFanout
 from sstpd.aio.workers import (
     ENV_CONTROL_FD,
     ENV_NOTIFY_FD,
     ENV_REGISTRY_FD,
     ENV_WORKER,
-    challenge_request,
+    WORKER_TIMEOUT,
 )
 from sstpd.config import Config, load_config
 from sstpd.control import MAX_RESPONSE, encode
 from sstpd.errors import SstpdError
-from sstpd.proto import aaa
-
-if TYPE_CHECKING:
-    from sstpd.aio.acme import AcmeManager
 
 log = logging.getLogger("sstpd")
 
 RESTART_DELAY = 1.0  # first wait before restarting a dead worker, doubled up to ...
 RESTART_DELAY_MAX = 30.0
 STABLE_AFTER = 60.0  # ... and back to the first once a worker ran this long
-WORKER_TIMEOUT = 10.0  # seconds a worker has to answer one control request
 STOP_TIMEOUT = 20.0  # seconds workers have to disconnect their clients at SIGTERM
 START_TIMEOUT = 60.0
 
@@ -101,61 +93,15 @@ class Worker:
         return obj
 
 
+# each worker with its answer to one request (None: not running, or no answer)
+Answers = list[tuple[Worker, dict[str, Any] | None]]
+
+
 def decode_answer(line: bytes) -> dict[str, Any]:
     obj = json.loads(line)
     if not isinstance(obj, dict):
         raise ValueError("not an object")
     return obj
-
-
-class ChallengeFanout:
-    """The supervisor's ``acme.ChallengeRouter``: each TLS-ALPN-01 answer goes to the
-    TLS router of every worker (``acme-challenge`` over its control link), since the CA's
-    validation connection lands on whichever worker the kernel picks. ``add_challenge``
-    runs in the ACME order's thread and returns once every running worker has it (the
-    order then tells the CA to validate); a running worker that does not take it fails the
-    attempt (the manager's backoff retries). A worker restarted meanwhile gets the pending
-    answers when it is ready (``replay``)."""
-
-    def __init__(self, sup: Supervisor) -> None:
-        self.sup = sup
-        self._pending: dict[str, tuple[bytes, bytes]] = {}
-
-    @property
-    def pending(self) -> list[str]:
-        return sorted(self._pending)
-
-    def add_challenge(self, name: str, cert_pem: bytes, key_pem: bytes) -> None:
-        self._pending[name.lower()] = (cert_pem, key_pem)
-        failed = self._send(challenge_request(name, cert_pem, key_pem))
-        if failed:
-            from sstpd.acmeclient import AcmeFailure  # [acme] only: an optional extra
-
-            raise AcmeFailure(f"worker {', '.join(failed)} did not take the challenge")
-
-    def remove_challenge(self, name: str) -> None:
-        self._pending.pop(name.lower(), None)
-        self._send(challenge_request(name))
-
-    def _send(self, req: dict[str, Any]) -> list[str]:
-        """Ask every worker from the order's thread; the running workers that failed."""
-        ask = self.sup.ask_all(req)
-        try:
-            fut = asyncio.run_coroutine_threadsafe(ask, self.sup.loop)
-        except RuntimeError:  # the loop is closed: the supervisor is stopping
-            ask.close()
-            return ["(all: stopping)"]
-        try:
-            answers = fut.result(WORKER_TIMEOUT + 5)
-        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
-            return ["(all)"]
-        return [
-            str(w.index) for w, a in answers if w.alive and (a is None or not a.get("ok"))
-        ]
-
-    async def replay(self, w: Worker) -> None:
-        for name, (cert_pem, key_pem) in list(self._pending.items()):
-            await w.call(challenge_request(name, cert_pem, key_pem))
 
 
 class Supervisor:
@@ -168,7 +114,7 @@ class Supervisor:
         self.control = ControlServer(
             config.server.control_socket, self.handle, config.server.control_group
         )
-        self.dae: DaeServer | None = None
+        self.dae = DaeFanout(self)
         self.stopping = False
         self.draining = False
         self.started_at = self.loop.time()
@@ -176,14 +122,7 @@ class Supervisor:
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.shared = SharedLimits(config)  # per-user limits and the throttle, all workers
-        # [acme]: the manager runs here (AcmeSite: config, router, cert_summary, reload)
-        self.router = ChallengeFanout(self)
-        self.cert_summary = cert_summary(config)
-        self.acme: AcmeManager | None = None
-        if config.acme.enabled:
-            from sstpd.aio.daemon import acme_manager  # daemon imports this module
-
-            self.acme = acme_manager(self)
+        self.acme = SupervisorAcme(self)  # [acme]'s manager runs here; the cert view
 
     # ---------------------------------------------------------------- processes
     async def spawn(self, w: Worker) -> None:
@@ -224,9 +163,7 @@ class Supervisor:
         ntf_parent.setblocking(False)
         w.notify = ntf_parent
         self.loop.add_reader(ntf_parent.fileno(), self._notified, w)
-        task = self.loop.create_task(self._watch(w, w.proc))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.background(self._watch(w, w.proc))
         log.info("worker %d started (pid %d)", w.index, w.proc.pid)
 
     def _notified(self, w: Worker) -> None:
@@ -240,14 +177,15 @@ class Supervisor:
                 log.info("worker %d listens again", w.index)
                 sd_notify(f"STATUS=listening with {self.count} workers")
             w.ready.set()
-            if self.router.pending:  # restarted during a validation
-                replay = self.loop.create_task(self.router.replay(w))
-                self._tasks.add(replay)
-                replay.add_done_callback(self._tasks.discard)
+            self.acme.worker_ready(w)  # restarted during a validation
             if self.draining:  # a restarted worker follows the daemon's drain state
-                task = self.loop.create_task(w.call({"cmd": "drain"}))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self.background(w.call({"cmd": "drain"}))
+
+    def background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task of the supervisor's (cancelled at stop, in _finish)."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _watch(self, w: Worker, proc: asyncio.subprocess.Process) -> None:
         rc = await proc.wait()
@@ -309,8 +247,7 @@ class Supervisor:
             await self._finish()
             return 1
         dead.cancel()
-        if self.config.radius.dae_listen is not None and not self.stopping:
-            self.dae = DaeServer(self.config.radius, self.dae_disconnect)
+        if not self.stopping:
             try:
                 await self.dae.open()
             except OSError as exc:
@@ -318,7 +255,7 @@ class Supervisor:
                 self.request_stop()
                 await self._finish()
                 return 1
-        if self.acme is not None and not self.stopping:
+        if not self.stopping:
             try:
                 await self.acme.start()  # the http-01 responder binds here, once
             except OSError as exc:
@@ -347,8 +284,7 @@ class Supervisor:
             return
         self.stopping = True
         sd_notify("STOPPING=1")
-        if self.acme is not None:
-            self.acme.close()
+        self.acme.close()
         log.info("stopping %d workers", self.count)
         for w in self.workers:
             if w.alive and w.proc is not None:
@@ -372,18 +308,15 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
         self.shared.close()
-        if self.dae is not None:
-            self.dae.close()
+        self.dae.close()
         self.control.close()
         log.info("stopped")
 
     def _sighup(self) -> None:
-        task = self.loop.create_task(self.handle({"cmd": "reload"}))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.background(self.handle({"cmd": "reload"}))
 
     # ---------------------------------------------------------------- control
-    async def ask_all(self, req: dict[str, Any]) -> list[tuple[Worker, dict[str, Any] | None]]:
+    async def ask_all(self, req: dict[str, Any]) -> Answers:
         gens = [w.generation for w in self.workers]
         answers = await asyncio.gather(*(w.call(req) for w in self.workers))
         if req["cmd"] == "stats":  # what a worker had counted, should it die
@@ -395,11 +328,9 @@ class Supervisor:
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req["cmd"]
         if cmd == "renew":
-            if self.acme is None:
-                return error("ACME is not configured (no [acme] names)")
-            return self.acme.renew_now()
+            return self.acme.renew()
         if cmd == "cert":
-            return self.merge_cert(await self.ask_all(req))
+            return self.acme.merge_cert(await self.ask_all(req))
         if cmd == "reload":
             return await self.reload()
         if cmd in ("drain", "undrain"):
@@ -425,18 +356,6 @@ class Supervisor:
             return {"ok": True, "kicked": sorted(i for a in oks for i in a["kicked"])}
         return error(f"unknown command {cmd!r}")
 
-    async def dae_disconnect(self, criteria: aaa.DisconnectCriteria) -> int:
-        """A Disconnect-Request: every worker ends the sessions it names; how many ended."""
-        answers = await self.ask_all({"cmd": "dae", **criteria_to_json(criteria)})
-        ended = 0
-        for w, a in answers:
-            if a is None or not a.get("ok"):
-                reason = a.get("error", "failed") if a else "does not answer"
-                log.warning("Disconnect-Request: worker %d: %s", w.index, reason)
-                continue
-            ended += int(a.get("ended", 0))
-        return ended
-
     async def reload(self) -> dict[str, Any]:
         try:
             if self.config_path:
@@ -452,40 +371,13 @@ class Supervisor:
             w, a = failed[0]
             reason = a.get("error", "failed") if a else "does not answer"
             return error(f"worker {w.index}: {reason}")
-        if self.dae is not None:  # clients and secrets; the address needs a restart
-            self.dae.config = self.config.radius
-        self.cert_summary = cert_summary(self.config)  # what the workers now serve
+        self.dae.reconfigure(self.config.radius)
+        self.acme.reloaded()
         answer: dict[str, Any] = dict(oks[0]) if oks else {"ok": True}
         answer["workers"] = len(oks)
         return answer
 
-    def merge_cert(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
-        """``cert``: the certificate (the supervisor's view of the files, which every
-        worker loaded at its last reload), what each worker serves, and the ACME state."""
-        served = []
-        for w, a in answers:
-            if a is None or not a.get("ok"):
-                served.append({"worker": w.index, "running": False})
-                continue
-            cert = a.get("certificate") or {}
-            served.append(
-                {
-                    "worker": w.index,
-                    "running": True,
-                    "sha256": cert.get("sha256", ""),
-                    "challenge_handshakes": int(a.get("challenge_handshakes", 0)),
-                }
-            )
-        summary = self.cert_summary
-        return {
-            "ok": True,
-            "certificate": summary,
-            "path": self.config.server.certificate if summary is not None else "",
-            "acme": self.acme.status() if self.acme is not None else None,
-            "workers": served,
-        }
-
-    def merge_health(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
+    def merge_health(self, answers: Answers) -> dict[str, Any]:
         order = ["stopping", "draining", "full", "pool_full", "ok"]
         statuses = []
         warnings: list[str] = []
@@ -512,7 +404,7 @@ class Supervisor:
             "warnings": warnings,
         }
 
-    def merge_stats(self, answers: list[tuple[Worker, dict[str, Any] | None]]) -> dict[str, Any]:
+    def merge_stats(self, answers: Answers) -> dict[str, Any]:
         live = [a for _, a in answers if a is not None and a.get("ok")]
         out: dict[str, Any] = {}
         # a worker that did not answer (dying, or slow) counts with its last answer's
@@ -545,9 +437,7 @@ class Supervisor:
         out["started_at"] = round(self.started_wall, 3)
         out["uptime"] = round(self.loop.time() - self.started_at, 3)
         out["max_sessions"] = self.config.server.max_sessions
-        if self.acme is not None:  # the manager is the supervisor's, not a worker's
-            out["acme_renewals"] = self.acme.renewals
-            out["acme_renewal_failures"] = self.acme.renewal_failures
+        out.update(self.acme.stats())  # the manager is the supervisor's, not a worker's
         # sstpd.records.StatsRecord's worker fields, plus the pids (for operators and tests)
         out["workers"] = self.count
         out["workers_running"] = len(live)

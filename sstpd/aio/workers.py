@@ -82,6 +82,7 @@ ENV_CONTROL_FD = "SSTPD_CONTROL_FD"
 ENV_NOTIFY_FD = "SSTPD_NOTIFY_FD"
 ENV_REGISTRY_FD = "SSTPD_REGISTRY_FD"
 REGISTRY_TIMEOUT = 5.0  # seconds the supervisor has to answer a registry question
+WORKER_TIMEOUT = 10.0  # seconds a worker has to answer one control request
 # one registry message at most (a login's RADIUS Class attributes, hex: a few KB)
 REGISTRY_LINE = 1 << 20
 IDS_PER_GENERATION = 1_000_000  # a restarted worker numbers its sessions from here on

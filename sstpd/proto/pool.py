@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, summarize_address_range
 
+from sstpd.proto.fit import fit
+
 
 @dataclass(frozen=True)
 class PoolSlice:
@@ -79,14 +81,7 @@ def slice_pool(
 
 def fit_slices(network: IPv4Network, wanted: int, exclude: Iterable[IPv4Address] = ()) -> int:
     """The largest count <= ``wanted`` (and >= 1) that ``slice_pool`` accepts."""
-    exclude = list(exclude)
-    for n in range(max(wanted, 1), 1, -1):
-        try:
-            slice_pool(network, n, exclude)
-            return n
-        except ValueError:
-            continue
-    return 1
+    return fit(slice_pool, network, wanted, exclude)
 
 
 class AddressPool:

@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network, summarize_address_range
 
+from sstpd.proto.fit import fit
+
 __all__ = ["SESSION_PREFIXLEN", "PrefixPool", "PrefixSlice", "fit_prefix_slices", "slice_prefixes"]
 
 SESSION_PREFIXLEN = 64
@@ -94,14 +96,7 @@ def fit_prefix_slices(
     network: IPv6Network, wanted: int, exclude: Iterable[IPv6Address] = ()
 ) -> int:
     """The largest count <= ``wanted`` (and >= 1) that ``slice_prefixes`` accepts."""
-    exclude = list(exclude)
-    for n in range(max(wanted, 1), 1, -1):
-        try:
-            slice_prefixes(network, n, exclude)
-            return n
-        except ValueError:
-            continue
-    return 1
+    return fit(slice_prefixes, network, wanted, exclude)
 
 
 class PrefixPool:

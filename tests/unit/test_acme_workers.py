@@ -153,11 +153,12 @@ def test_a_challenge_reaches_every_worker_before_add_returns(tmp_path: Path) -> 
         sup = supervisor(tmp_path)
         asked = fake_workers(sup, lambda w, req: {"ok": True})
         # from another thread, as the order does; the loop answers meanwhile
-        await in_thread(lambda: sup.router.add_challenge(NAME, cert_pem, key_pem))
-        assert len(asked) == 2 and sup.router.pending == [NAME]
-        assert sup.acme is not None and sup.acme.status()["pending_challenges"] == [NAME]
-        await in_thread(lambda: sup.router.remove_challenge(NAME))
-        assert sup.router.pending == []
+        await in_thread(lambda: sup.acme.router.add_challenge(NAME, cert_pem, key_pem))
+        assert len(asked) == 2 and sup.acme.router.pending == [NAME]
+        manager = sup.acme.manager
+        assert manager is not None and manager.status()["pending_challenges"] == [NAME]
+        await in_thread(lambda: sup.acme.router.remove_challenge(NAME))
+        assert sup.acme.router.pending == []
         sup.control.close()
         return asked
 
@@ -179,14 +180,14 @@ def test_a_worker_that_does_not_take_the_challenge_fails_the_attempt(tmp_path: P
         sup = supervisor(tmp_path)
         fake_workers(sup, lambda w, req: None if w.index == 1 else {"ok": True})
         with pytest.raises(acmeclient.AcmeFailure, match="worker 1 did not take the challenge"):
-            await in_thread(lambda: sup.router.add_challenge(NAME, cert_pem, key_pem))
+            await in_thread(lambda: sup.acme.router.add_challenge(NAME, cert_pem, key_pem))
         # a worker that is not running (restarting) does not count: it does not listen
         sup.workers[1].proc = None
-        await in_thread(lambda: sup.router.add_challenge(NAME, cert_pem, key_pem))
+        await in_thread(lambda: sup.acme.router.add_challenge(NAME, cert_pem, key_pem))
         # and gets the pending challenge once it is ready again
         sup.workers[1].proc = Alive()  # type: ignore[assignment]
         asked = fake_workers(sup, lambda w, req: {"ok": True})
-        await sup.router.replay(sup.workers[1])
+        await sup.acme.router.replay(sup.workers[1])
         assert [(a["worker"], a["name"], "key" in a) for a in asked] == [(1, NAME, True)]
         sup.control.close()
 
@@ -222,7 +223,8 @@ def test_supervisor_manager_installs_through_every_workers_reload(
 
     async def go() -> dict[str, Any]:
         sup = supervisor(tmp_path)
-        assert sup.acme is not None and sup.cert_summary is None  # no certificate yet
+        acme = sup.acme.manager
+        assert acme is not None and sup.acme.cert_summary is None  # no certificate yet
 
         def answer(w: Worker, req: dict[str, Any]) -> dict[str, Any]:
             if req["cmd"] == "reload":  # the worker loads the files the manager wrote
@@ -237,23 +239,23 @@ def test_supervisor_manager_installs_through_every_workers_reload(
             return {"ok": True}
 
         asked = fake_workers(sup, answer)
-        await sup.acme.start()
+        await acme.start()
         try:
             deadline = time.monotonic() + 10
-            while sup.acme.renewals < 1 or sup.acme.in_progress:
-                assert time.monotonic() < deadline, (sup.acme.status(), asked)
+            while acme.renewals < 1 or acme.in_progress:
+                assert time.monotonic() < deadline, (acme.status(), asked)
                 await asyncio.sleep(0.02)
             cmds = [(a["worker"], a["cmd"]) for a in asked]
             assert cmds.count((0, "reload")) == cmds.count((1, "reload")) == 1
             assert cmds.count((0, "acme-challenge")) == cmds.count((1, "acme-challenge")) == 2
             merged = await sup.handle({"cmd": "cert"})
-            sup.acme.in_progress = True  # renew is the supervisor's manager's
+            acme.in_progress = True  # renew is the supervisor's manager's
             renew = await sup.handle({"cmd": "renew"})
             assert renew == {"ok": True, "started": False, "message": "a renewal is in progress"}
             stats = sup.merge_stats([(w, None) for w in sup.workers])
             assert stats["acme_renewals"] == 1 and stats["acme_renewal_failures"] == 0
         finally:
-            sup.acme.close()
+            acme.close()
             sup.control.close()
         return merged
 

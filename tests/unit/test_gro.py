@@ -96,13 +96,15 @@ def flow(n: int, mss: int, last: int | None = None, **kw: object) -> list[bytes]
     return out
 
 
-def run(packets: list[bytes], limit: int = gro.MAX_IP) -> list[tuple[VnetHdr, bytes]]:
+def run(
+    packets: list[bytes], limit: int = gro.MAX_IP, *, fast: bool = True
+) -> list[tuple[VnetHdr, bytes]]:
     buf = bytearray(b"".join(packets))
     spans, at = [], 0
     for p in packets:
         spans.append((at, at + len(p)))
         at += len(p)
-    writes = gro.coalesce(buf, spans, limit)
+    writes = gro.coalesce(buf, spans, limit, fast=fast)
     out = []
     for parts in writes:
         data = b"".join(bytes(x) for x in parts)
@@ -326,3 +328,59 @@ def test_arbitrary_bytes_never_break_the_coalescer(frames: list[bytes]) -> None:
     frames = [(b"\x45" + f[1:]) if i % 2 and f else f for i, f in enumerate(frames)]
     writes = run(frames)
     assert sorted(pkt for _, pkt in writes) == sorted(frames)
+
+
+# ---------------------------------------------------------------- the fast path
+# ``coalesce(fast=True)`` (the default, what the daemon runs) recognises a segment that
+# continues the last run by one masked compare; ``fast=False`` decodes every header.
+# Both must write exactly the same bytes for every batch, hostile ones included.
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches(), st.sampled_from([gro.MAX_IP, 4000]))
+def test_fast_path_writes_what_the_full_test_writes(pkts: list[bytes], limit: int) -> None:
+    assert run(pkts, limit) == run(pkts, limit, fast=False)
+
+
+@st.composite
+def tampered(draw: st.DrawFn) -> list[bytes]:
+    """One IPv4 flow of full segments with one header byte of one segment changed: the
+    fast path must turn down exactly what the full test turns down."""
+    n, mss = draw(st.integers(2, 10)), draw(st.integers(1, 1400))
+    seq, ip_id = draw(st.integers(0, 0xFFFFFFFF)), draw(st.integers(0, 0xFFFF))
+    pkts = [tcp(seq + k * mss, bytes([k]) * mss, ip_id=(ip_id + k) & 0xFFFF) for k in range(n)]
+    i = draw(st.integers(1, n - 1))
+    hl = 20 + (pkts[i][32] >> 4) * 4
+    at = draw(st.integers(0, hl - 1))
+    bad = bytearray(pkts[i])
+    bad[at] ^= draw(st.integers(1, 255))
+    pkts[i] = bytes(bad)
+    return pkts
+
+
+@settings(max_examples=400, deadline=None)
+@given(tampered())
+def test_fast_path_refuses_what_the_full_test_refuses(pkts: list[bytes]) -> None:
+    assert run(pkts) == run(pkts, fast=False)
+
+
+@pytest.mark.parametrize(("ip_id", "seq"), [(0xFFFB, 1000), (100, 0xFFFFFFFF - 3 * 700)])
+def test_a_wrapping_id_or_sequence_number_coalesces_as_without_the_fast_path(
+    ip_id: int, seq: int
+) -> None:
+    pkts = [tcp(seq + i * 700, bytes([i]) * 700, ip_id=(ip_id + i) & 0xFFFF) for i in range(8)]
+    writes = run(pkts)
+    assert writes == run(pkts, fast=False)
+    assert len(writes) == 1  # one run across the wrap
+    assert resegment(writes) == pkts
+
+
+def test_a_length_field_off_by_one_after_an_id_wrap_is_not_merged() -> None:
+    """An ID wrapping to 0 must not carry into the length field of what is expected."""
+    pkts = [tcp(1000 + i * 700, bytes(700), ip_id=(0xFFFE + i) & 0xFFFF) for i in range(4)]
+    bad = bytearray(pkts[2])  # ID 0: claims one byte more than it carries
+    struct.pack_into("!H", bad, 2, len(bad) + 1)
+    pkts[2] = bytes(bad)
+    writes = run(pkts)
+    assert writes == run(pkts, fast=False)
+    assert [pkt for hdr, pkt in writes if hdr.gso_type == gro.GSO_NONE] == [pkts[2], pkts[3]]

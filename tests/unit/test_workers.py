@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sstpd.aio import workers
-from sstpd.aio.dae import DaeServer, criteria_from_json, criteria_to_json
+from sstpd.aio.dae import criteria_from_json, criteria_to_json
 from sstpd.aio.supervisor import Supervisor, Worker
 from sstpd.aio.workers import RoutedPool, RoutedPrefixPool, WorkerRole, share, worker_count
 from sstpd.config import Config, ConfigError, parse_config
@@ -436,8 +436,7 @@ def test_dae_on_the_supervisor_asks_every_worker(tmp_path: Path) -> None:
 
         for w in sup.workers:
             w.call = fake(w)  # type: ignore[method-assign]
-        sup.dae = DaeServer(c.radius, sup.dae_disconnect)
-        await sup.dae.open()
+        await sup.dae.open()  # what run() does once every worker is ready
         loop = asyncio.get_running_loop()
         replies: asyncio.Queue[bytes] = asyncio.Queue()
 

@@ -21,8 +21,9 @@ was and nothing here runs):
   is held by one session at a time across all workers.
 * With ``tunnel.ipv6_pool`` the IPv6 pool is divided the same way
   (``sstpd.proto.pool6.slice_prefixes``): each worker hands out /64s from its own run of
-  the pool, routed to its TUN, and a static per-user /64 gets an exclusive route to the
-  TUN of the worker that holds the session (``RoutedPrefixPool``).
+  the pool, routed to its TUN, and a static per-user /64 (or a RADIUS
+  Framed-IPv6-Prefix) gets an exclusive route to the TUN of the worker that holds the
+  session (``RoutedPrefixPool``).
 * Worker and supervisor talk over three inherited socketpairs: a stream carrying control
   requests in the ``sstpd.control`` line protocol (``$SSTPD_CONTROL_FD``; besides the
   public commands the ``LINK_COMMANDS``), a datagram
@@ -282,7 +283,12 @@ class RoutedPrefixPool(PrefixPool):
     """A worker's IPv6 pool: dynamic /64s from its slice (routed to its TUN at start); a
     static per-user /64 gets an exclusive route to this worker's TUN while it is held, so
     one session at a time holds it across the workers. Static /64s of the users file are
-    reserved in every worker: no dynamic allocation collides with them."""
+    reserved in every worker: no dynamic allocation collides with them.
+
+    A RADIUS Framed-IPv6-Prefix can lie in another worker's dynamic run: while
+    ``claim_dynamic()`` is true (RADIUS is a backend) every dynamic /64 is claimed with a
+    route of its own too, and one another worker holds is skipped (as ``RoutedPool``
+    does for Framed-IP-Address)."""
 
     def __init__(
         self,
@@ -291,28 +297,43 @@ class RoutedPrefixPool(PrefixPool):
         exclude: list[IPv6Address],
         part: PrefixSlice,
         ifname: str,
+        claim_dynamic: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(network, exclude=exclude, part=part)
         self.ifindex = socket.if_nametoindex(ifname)
         self.ifname = ifname
+        self.claim_dynamic = claim_dynamic
         self._routed: set[IPv6Network] = set()
 
     def allocate(self, static: IPv6Network | None = None) -> IPv6Network | None:
+        if static is None and self.claim_dynamic():
+            for _ in range(self.size):
+                prefix = super().allocate()
+                if prefix is None:
+                    return None
+                if self._claim(prefix, quiet=True):
+                    return prefix
+            return None
         prefix = super().allocate(static)
         if prefix is None or static is None:
             return prefix
+        return prefix if self._claim(prefix) else None
+
+    def _claim(self, prefix: IPv6Network, quiet: bool = False) -> bool:
+        """Route ``prefix`` here unless another worker has; on failure it is released."""
         try:
             route.add_prefix_route(prefix, self.ifindex)
         except FileExistsError:
-            log.warning("IPv6 prefix %s is held by a session of another worker", prefix)
+            if not quiet:
+                log.warning("IPv6 prefix %s is held by a session of another worker", prefix)
             super().release(prefix)
-            return None
+            return False
         except OSError as exc:
             log.error("cannot route %s to %s: %s", prefix, self.ifname, exc)
             super().release(prefix)
-            return None
+            return False
         self._routed.add(prefix)
-        return prefix
+        return True
 
     def release(self, prefix: IPv6Network) -> None:
         if prefix in self._routed:

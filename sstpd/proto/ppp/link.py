@@ -510,6 +510,12 @@ class _Link(LcpListener, IpcpListener, Ipv6cpListener):
     def ipcp_finished(self) -> None:
         self._ncp_finished()
 
+    @property
+    def ipcp_given_up(self) -> bool:
+        """IPCP ran and finished without opening (Protocol-Rejected by the peer, or its
+        Configure-Requests unanswered or refused until the restart counter ran out)."""
+        return self.ipcp is not None and self.ipcp.state in (State.CLOSED, State.STOPPED)
+
     def _ncp_finished(self) -> None:
         """One NCP finished: the link ends once none is negotiating or open any more."""
         if self.phase is not Phase.NETWORK:

@@ -17,13 +17,15 @@ Commands (arguments besides ``cmd`` in brackets):
 ``sessions``           the open sessions (``SessionRecord``, fields in ``SESSION_FIELDS``)
 ``stats``              counters since start, closed sessions included (``StatsRecord``)
 ``kick`` [id | user]   graceful Call Disconnect of that session / all sessions of that user
+                       (``KickRecord``)
 ``reload``             re-read config, certificate, key, users file; ``changed``,
-                       ``needs_restart`` on success, the reason in ``error`` on failure
+                       ``needs_restart`` on success (``ReloadRecord``), the reason in
+                       ``error`` on failure
 ``drain`` / ``undrain``  stop / resume accepting new sessions; existing ones continue
 ``cert``               the served certificate (names, issuer, validity) and the ACME
                        state (next renewal, last error, counters; null without [acme]);
                        with server.workers > 1 also ``workers``: per worker the hash it
-                       serves and the TLS-ALPN-01 validations it answered
+                       serves and the TLS-ALPN-01 validations it answered (``CertRecord``)
 ``renew``              start an ACME renewal now (answers at once; poll ``cert``)
 
 A request longer than ``MAX_REQUEST`` bytes, a line that is not a JSON object, an unknown

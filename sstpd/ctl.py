@@ -24,14 +24,17 @@ from typing import Any
 from sstpd import control
 from sstpd.display import format_bytes, format_duration
 from sstpd.records import (
+    CertRecord,
     HealthRecord,
+    KickRecord,
     RecordError,
+    ReloadRecord,
     SessionRecord,
     StatsRecord,
     sessions_from_json,
 )
 
-__all__ = ["cert_text", "main", "sessions_table", "stats_text"]
+__all__ = ["cert_text", "main", "reload_text", "sessions_table", "stats_text"]
 
 ENV_SOCKET = "SSTPD_CONTROL_SOCKET"
 
@@ -52,6 +55,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "sstpctl") -> int:
         return 1
     except (OSError, ValueError) as exc:  # an unreadable --config
         print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except RecordError as exc:  # cert renew polls: a daemon of another version
+        print(f"{prog}: {args.command}: unexpected answer: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(answer, indent=2, sort_keys=True))
@@ -104,24 +110,32 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _renew(path: str, timeout: float, wait: float) -> dict[str, Any]:
-    """Start a renewal, then poll ``cert`` until that attempt has finished."""
-    before = control.request(path, "cert", timeout=timeout)
-    if not before["ok"] or before.get("acme") is None:
+    """Start a renewal, then poll ``cert`` until that attempt has finished. The answer is
+    the last ``cert`` answer, with ``renewed`` (this command's, not the daemon's) or, when
+    the attempt failed, ``ok`` false and its error."""
+    before = _cert(control.request(path, "cert", timeout=timeout))
+    if before is None or before.acme is None:
         return {"ok": False, "error": "ACME is not configured (no [acme] names)"}
     started = control.request(path, "renew", timeout=timeout)
     if not started["ok"]:
         return started
-    last = before["acme"]["last_attempt"]
+    last = before.acme.last_attempt
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         time.sleep(0.5)
         now = control.request(path, "cert", timeout=timeout)
-        acme = now.get("acme") or {}
-        if acme.get("last_attempt") != last and not acme.get("in_progress"):
-            if acme.get("last_error"):
-                return {**now, "ok": False, "error": acme["last_error"]}
+        acme = rec.acme if (rec := _cert(now)) is not None else None
+        if acme is not None and acme.last_attempt != last and not acme.in_progress:
+            if acme.last_error:
+                return {**now, "ok": False, "error": acme.last_error}
             return {**now, "renewed": True}
     return {"ok": False, "error": f"no result within {wait:g} s (still running)"}
+
+
+def _cert(answer: dict[str, Any]) -> CertRecord | None:
+    """A ``cert`` answer's record; None when the daemon refused (RecordError: not sstpd,
+    or another version)."""
+    return CertRecord.from_json(answer) if answer["ok"] else None
 
 
 def _socket(args: argparse.Namespace) -> str:
@@ -149,18 +163,12 @@ def _render(command: str, answer: dict[str, Any]) -> str:
     if command == "stats":
         return stats_text(StatsRecord.from_json(answer))
     if command == "cert":
-        return cert_text(answer)
+        return cert_text(CertRecord.from_json(answer), renewed=answer.get("renewed") is True)
     if command == "kick":
-        ids = answer["kicked"]
+        ids = KickRecord.from_json(answer).kicked
         return f"disconnecting session{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
     if command == "reload":
-        lines = [
-            f"reloaded: {answer['users']} users, certificate sha256 "
-            f"{answer.get('cert_sha256') or '-'}",
-            f"changed: {', '.join(answer['changed']) or 'nothing'}",
-        ]
-        lines += [f"needs restart (not applied): {item}" for item in answer["needs_restart"]]
-        return "\n".join(lines)
+        return reload_text(ReloadRecord.from_json(answer))
     return _health_text(HealthRecord.from_json(answer))
 
 
@@ -237,50 +245,55 @@ def _opt_when(epoch: float | None) -> str:
     return _when(epoch) if epoch else "-"
 
 
-def cert_text(answer: dict[str, Any]) -> str:
-    cert = answer.get("certificate")
+def reload_text(rec: ReloadRecord) -> str:
+    lines = [
+        f"reloaded: {rec.users} users, certificate sha256 {rec.cert_sha256 or '-'}",
+        f"changed: {', '.join(rec.changed) or 'nothing'}",
+    ]
+    lines += [f"needs restart (not applied): {item}" for item in rec.needs_restart]
+    return "\n".join(lines)
+
+
+def cert_text(rec: CertRecord, *, renewed: bool = False) -> str:
+    cert = rec.certificate
     lines: list[tuple[str, str]] = []
-    if answer.get("renewed"):
+    if renewed:
         lines.append(("renewed", "new certificate installed"))
     if cert is None:
         lines.append(("certificate", "none (plain HTTP behind an offloader, or unreadable)"))
     else:
         lines += [
-            ("certificate", str(answer.get("path", ""))),
-            ("names", ", ".join(cert["names"]) or "-"),
-            ("issuer", cert["issuer"] + (" (self-signed)" if cert["self_signed"] else "")),
-            ("valid", f"{_when(cert['not_before'])} to {_when(cert['not_after'])}"),
-            ("sha256", cert["sha256"]),
+            ("certificate", rec.path),
+            ("names", ", ".join(cert.names) or "-"),
+            ("issuer", cert.issuer + (" (self-signed)" if cert.self_signed else "")),
+            ("valid", f"{_when(cert.not_before)} to {_when(cert.not_after)}"),
+            ("sha256", cert.sha256),
         ]
-    for w in answer.get("workers", []):  # server.workers: what each worker serves
-        if not w.get("running"):
-            lines.append((f"worker {w['worker']}", "not running (restarting)"))
+    for w in rec.workers:  # server.workers: what each worker serves
+        if not w.running:
+            lines.append((f"worker {w.worker}", "not running (restarting)"))
             continue
         lines.append(
             (
-                f"worker {w['worker']}",
-                f"sha256 {w['sha256'] or '-'}, "
-                f"{w['challenge_handshakes']} TLS-ALPN-01 validations answered",
+                f"worker {w.worker}",
+                f"sha256 {w.sha256 or '-'}, "
+                f"{w.challenge_handshakes} TLS-ALPN-01 validations answered",
             )
         )
-    acme = answer.get("acme")
+    acme = rec.acme
     if acme is None:
         lines.append(("acme", "not configured"))
     else:
-        state = "in progress" if acme["in_progress"] else "idle"
+        state = "in progress" if acme.in_progress else "idle"
         lines += [
-            ("acme", f"{acme['challenge']} via {acme['directory']} ({state})"),
-            ("acme names", ", ".join(acme["names"])),
-            ("next renewal", _opt_when(acme["next_renewal"])),
-            *(
-                [("ca suggests", _opt_when(acme["ari_suggestion"]))]
-                if acme.get("ari_suggestion")
-                else []
-            ),
-            ("last attempt", _opt_when(acme["last_attempt"])),
-            ("last success", _opt_when(acme["last_success"])),
-            ("last error", acme["last_error"] or "-"),
-            ("renewals", f"{acme['renewals']} ({acme['renewal_failures']} failed)"),
+            ("acme", f"{acme.challenge} via {acme.directory} ({state})"),
+            ("acme names", ", ".join(acme.names)),
+            ("next renewal", _opt_when(acme.next_renewal)),
+            *([("ca suggests", _opt_when(acme.ari_suggestion))] if acme.ari_suggestion else []),
+            ("last attempt", _opt_when(acme.last_attempt)),
+            ("last success", _opt_when(acme.last_success)),
+            ("last error", acme.last_error or "-"),
+            ("renewals", f"{acme.renewals} ({acme.renewal_failures} failed)"),
         ]
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)

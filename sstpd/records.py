@@ -1,10 +1,15 @@
-"""What the control socket answers to ``health``, ``sessions`` and ``stats``: one definition.
+"""What the control socket answers to ``health``, ``sessions``, ``stats``, ``cert``,
+``reload`` and ``kick``: one definition.
 
 The daemon builds these records and sends ``to_json()`` (``sstpd.control`` frames it);
 ``sstpctl``, the status page and ``/metrics`` read the answer back with ``from_json()``
 and use attributes, never the answer's keys. A record's fields are its JSON keys (the
 ``stats`` answer is flat: the ``health`` fields and the pre-authentication counters sit
 beside the others, as the README documents).
+
+A record is the answer without ``ok`` (the daemon sends ``{"ok": true, **to_json()}``;
+a refusal is ``{"ok": false, "error": ...}`` and has no record). With ``server.workers``
+the supervisor reads each worker's record and answers with the merged one.
 
 Reading is tolerant in one direction only: keys the record does not know are ignored (a
 newer daemon), keys with a default may be missing (an older daemon: ``stats`` without
@@ -24,12 +29,18 @@ from typing import Any, ClassVar, Self
 from sstpd.errors import SstpdError
 
 __all__ = [
+    "AcmeRecord",
     "AdmissionRecord",
+    "CertRecord",
+    "CertificateRecord",
     "HealthRecord",
     "HistogramRecord",
+    "KickRecord",
     "RecordError",
+    "ReloadRecord",
     "SessionRecord",
     "StatsRecord",
+    "WorkerCertRecord",
     "sessions_from_json",
     "sessions_to_json",
 ]
@@ -58,9 +69,17 @@ def _value(where: str, hint: object, value: object) -> object:
         value = float(value) if ok else value  # type: ignore[arg-type]
     elif hint is str:
         ok = isinstance(value, str)
-    elif hint == tuple[str, ...]:
-        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-        value = tuple(value) if ok else value  # type: ignore[arg-type]
+    elif typing.get_origin(hint) is tuple and typing.get_args(hint)[1:] == (Ellipsis,):
+        ok = isinstance(value, list | tuple)
+        if ok:  # each item as the item type says
+            item = typing.get_args(hint)[0]
+            seq: list[object] | tuple[object, ...] = value  # type: ignore[assignment]
+            return tuple(_value(f"{where}[{i}]", item, v) for i, v in enumerate(seq))
+    elif isinstance(hint, type) and issubclass(hint, _Record):  # a nested record
+        try:
+            return hint.from_json(value)
+        except RecordError as exc:  # where in the answer: "CertRecord.workers[1]: ..."
+            raise RecordError(f"{where}: {exc}") from None
     elif hint == dict[str, int]:
         ok = isinstance(value, dict) and all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
@@ -73,6 +92,14 @@ def _value(where: str, hint: object, value: object) -> object:
         what = getattr(hint, "__name__", str(hint))
         raise RecordError(f"{where}: {type(value).__name__} {value!r:.40} is not {what}")
     return value
+
+
+def _json(v: object) -> object:
+    if isinstance(v, _Record):
+        return v.to_json()
+    if isinstance(v, tuple):
+        return [_json(x) for x in v]
+    return dict(v) if isinstance(v, dict) else v
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,8 +129,7 @@ class _Record:
         for f in fields(self):
             if f.name in self.NESTED:
                 continue
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, dict) else v
+            out[f.name] = _json(getattr(self, f.name))
         return out
 
     @classmethod
@@ -295,3 +321,76 @@ class StatsRecord(_Record):
     def failed_handshakes(self) -> int:
         """Every finished handshake that did not open a tunnel."""
         return sum(n for k, n in self.handshakes.items() if k != "opened")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificateRecord(_Record):
+    """The served leaf certificate (``sstpd.certs.certificate_summary``)."""
+
+    names: tuple[str, ...]  # SAN DNS names, then addresses
+    subject: str  # RFC 4514
+    issuer: str
+    not_before: float  # Unix time
+    not_after: float
+    sha256: str  # hex fingerprint of the DER
+    self_signed: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class AcmeRecord(_Record):
+    """The ACME manager's state (``sstpd.aio.acme.AcmeManager.status``)."""
+
+    names: tuple[str, ...]  # [acme] names
+    directory: str
+    challenge: str  # "tls-alpn-01" | "http-01"
+    next_renewal: float | None  # Unix time; None: not scheduled yet
+    last_attempt: float | None
+    last_success: float | None
+    last_error: str  # "" after a success
+    in_progress: bool
+    renewals: int
+    renewal_failures: int
+    ari_suggestion: float | None = None  # the CA's suggested renewal time (ARI)
+    pending_challenges: tuple[str, ...] = ()  # TLS-ALPN-01 answers being served
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerCertRecord(_Record):
+    """One worker in the supervisor's ``cert`` answer (server.workers)."""
+
+    worker: int
+    running: bool  # answered; False: restarting (the other fields are then empty)
+    sha256: str = ""  # the certificate it serves ("" none)
+    challenge_handshakes: int = 0  # TLS-ALPN-01 validations its router answered
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertRecord(_Record):
+    """The ``cert`` answer: the served certificate and the ACME state. One process (or
+    a worker, to its supervisor) answers for itself; the supervisor's merged answer has
+    ``workers``, what each one serves, and the validations all of them answered."""
+
+    certificate: CertificateRecord | None  # None: no TLS here and no ACME, or unreadable
+    path: str  # the certificate file ("" without a certificate)
+    acme: AcmeRecord | None  # None: no [acme]
+    worker: int = 0  # the worker answering (0: one process, or the supervisor)
+    challenge_handshakes: int = 0  # TLS-ALPN-01 validations answered (all workers')
+    workers: tuple[WorkerCertRecord, ...] = ()  # server.workers > 1: per worker
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReloadRecord(_Record):
+    """The ``reload`` answer when the reload was applied (a rejected one is an error)."""
+
+    changed: tuple[str, ...]  # dotted keys applied, "certificate", "users"
+    needs_restart: tuple[str, ...]  # "tunnel.pool: 10.77.0.0/24 -> 10.78.0.0/24", ...
+    users: int  # entries in the users file
+    cert_sha256: str  # of the certificate now served ("" without TLS)
+    workers: int = 1  # worker processes that reloaded (one process: 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KickRecord(_Record):
+    """The ``kick`` answer: the sessions told to disconnect (none is an error)."""
+
+    kicked: tuple[int, ...]  # session ids, ascending

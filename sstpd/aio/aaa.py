@@ -9,6 +9,7 @@ is stored on the session's protocol object as ``grant``.
 
 Accounting: Start when the tunnel opens, Interim-Update every ``radius.interim_interval``
 (or Acct-Interim-Interval from the Accept), Stop with the terminate cause when it closes;
+every record after IPV6CP opened carries Framed-IPv6-Prefix and Framed-Interface-Id;
 Stops of all open sessions are sent (and awaited, bounded) at shutdown.
 """
 
@@ -18,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv6Network
 from typing import Any, Protocol
 
 from sstpd.aio.radius import RadiusClient, RadiusTimeout
@@ -51,6 +53,8 @@ class SessionHost(Protocol):
     session: ServerSession
     grant: aaa.Grant | None
     acct_session_id: str
+    prefix6: IPv6Network | None  # the /64 once IPV6CP opened (kept for the Stop)
+    interface_id6: bytes | None  # the peer's IPV6CP interface identifier then
     terminate_cause: int | None  # set when the server ends the session on purpose
 
     def _after_input(self) -> None: ...
@@ -218,6 +222,8 @@ class Aaa:
         c: Counters = s.counters
         grant = host.grant
         snapshot = (c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets)
+        prefix6 = host.prefix6
+        iid6 = host.interface_id6 if prefix6 is not None else None
 
         def make(delay: int) -> aaa.AcctRecord:
             return aaa.AcctRecord(
@@ -230,6 +236,8 @@ class Aaa:
                 input_packets=snapshot[2],
                 output_packets=snapshot[3],
                 framed_ip=s.peer_address,
+                framed_ipv6_prefix=prefix6,
+                framed_interface_id=iid6,
                 calling_station=host.peer_host,
                 classes=grant.classes if grant is not None else (),
                 terminate_cause=cause,

@@ -34,6 +34,7 @@ from typing import Any, Protocol, TypeVar
 from sstpd import acmeclient
 from sstpd.config import Config
 from sstpd.files import write_atomic
+from sstpd.records import AcmeRecord
 
 log = logging.getLogger("sstpd")
 
@@ -153,21 +154,22 @@ class AcmeManager:
         self._wake.set()
         return {"ok": True, "started": True, "message": "renewal started"}
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "names": list(self.cfg.names),
-            "directory": self.cfg.directory,
-            "challenge": self.cfg.challenge,
-            "next_renewal": self.next_renewal,
-            "last_attempt": self.last_attempt,
-            "last_success": self.last_success,
-            "last_error": self.last_error,
-            "in_progress": self.in_progress,
-            "renewals": self.renewals,
-            "renewal_failures": self.renewal_failures,
-            "ari_suggestion": self.ari,
-            "pending_challenges": self.server.router.pending,
-        }
+    def status(self) -> AcmeRecord:
+        """The ``acme`` part of the ``cert`` answer."""
+        return AcmeRecord(
+            names=tuple(self.cfg.names),
+            directory=self.cfg.directory,
+            challenge=self.cfg.challenge,
+            next_renewal=self.next_renewal,
+            last_attempt=self.last_attempt,
+            last_success=self.last_success,
+            last_error=self.last_error,
+            in_progress=self.in_progress,
+            renewals=self.renewals,
+            renewal_failures=self.renewal_failures,
+            ari_suggestion=self.ari,
+            pending_challenges=tuple(self.server.router.pending),
+        )
 
     # ------------------------------------------------ scheduling
     def due(self) -> float:

@@ -30,7 +30,16 @@ from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
 from sstpd.proto.datapath import Counters
 from sstpd.proto.sstp.constants import HashProtocol
-from sstpd.records import AdmissionRecord, HealthRecord, StatsRecord, sessions_to_json
+from sstpd.records import (
+    AdmissionRecord,
+    CertificateRecord,
+    CertRecord,
+    HealthRecord,
+    KickRecord,
+    ReloadRecord,
+    StatsRecord,
+    sessions_to_json,
+)
 
 if TYPE_CHECKING:
     from sstpd.aio.acme import AcmeManager
@@ -107,7 +116,7 @@ class Admin:
         if cmd in ("drain", "undrain"):
             return self.set_draining(cmd == "drain")
         if cmd == "cert":
-            return {"ok": True, **self.cert_status()}
+            return {"ok": True, **self.cert_status().to_json()}
         if cmd == "dae":  # from the supervisor only (workers.LINK_COMMANDS)
             return {"ok": True, "ended": self.dae_disconnect(criteria_from_json(req))}
         if cmd == "acme-challenge":  # from the supervisor's ACME manager only
@@ -118,18 +127,19 @@ class Admin:
             return self.acme.renew_now()
         return control_error(f"unknown command {cmd!r}")
 
-    def cert_status(self) -> dict[str, Any]:
+    def cert_status(self) -> CertRecord:
         """The ``cert`` answer: the served certificate and the ACME manager's state
         (with workers the supervisor's; a worker's answer has its index and how many
         TLS-ALPN-01 validations its router answered)."""
         role = self.daemon.role
-        return {
-            "certificate": self.cert_summary,
-            "path": self.config.server.certificate if self.cert_summary is not None else "",
-            "acme": self.acme.status() if self.acme is not None else None,
-            "worker": role.index if role is not None else 0,
-            "challenge_handshakes": self.daemon.router.challenge_handshakes,
-        }
+        summary = self.cert_summary
+        return CertRecord(
+            certificate=CertificateRecord.from_json(summary) if summary is not None else None,
+            path=self.config.server.certificate if summary is not None else "",
+            acme=self.acme.status() if self.acme is not None else None,
+            worker=role.index if role is not None else 0,
+            challenge_handshakes=self.daemon.router.challenge_handshakes,
+        )
 
     def acme_challenge(self, req: dict[str, Any]) -> dict[str, Any]:
         """A worker installs (or removes) the TLS-ALPN-01 answer the supervisor's ACME
@@ -237,7 +247,7 @@ class Admin:
             log.info("[%d] %s user %r kicked", p.id, p.peer, p.session.username)
             p.terminate_cause = radius.TERMINATE_ADMIN_RESET
             p.disconnect("disconnected by the administrator")
-        return {"ok": True, "kicked": sorted(p.id for p in targets)}
+        return {"ok": True, **KickRecord(kicked=tuple(sorted(p.id for p in targets))).to_json()}
 
     def dae_disconnect(self, criteria: aaa.DisconnectCriteria) -> int:
         """End the open sessions a Disconnect-Request names; how many there were."""
@@ -313,10 +323,10 @@ class Admin:
         )
         for item in needs_restart:
             log.warning("reload: %s needs a restart to take effect", item)
-        return {
-            "ok": True,
-            "changed": changed,
-            "needs_restart": needs_restart,
-            "users": len(user_map),
-            "cert_sha256": sha256,
-        }
+        answer = ReloadRecord(
+            changed=tuple(changed),
+            needs_restart=tuple(needs_restart),
+            users=len(user_map),
+            cert_sha256=sha256,
+        )
+        return {"ok": True, **answer.to_json()}

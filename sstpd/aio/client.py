@@ -202,6 +202,8 @@ def _ssl_context(opts: ClientOptions) -> ssl.SSLContext | None:
 class Tunnel:
     def __init__(self, proto: ClientProtocol, opened: SessionOpened) -> None:
         self.proto = proto
+        # a client session opens with IPCP (IPv6-only opens are the server's)
+        assert opened.local is not None and opened.peer is not None
         self.local_address: IPv4Address = opened.local
         self.peer_address: IPv4Address = opened.peer
         self.dns = opened.dns

@@ -70,6 +70,7 @@ class ServerProtocol(SstpStreamProtocol):
         self.peer_port = 0
         self.address: IPv4Address | None = None
         self.prefix6: IPv6Network | None = None  # the /64 routed here while IPv6 is open
+        self.interface_id6: bytes | None = None  # the peer's IPV6CP identifier (accounting)
         self.iid: bytes | None = None  # the peer's IPV6CP identifier, while routed
         self.started = server.loop.time()  # TCP accept: the handshake latency counts from here
         self.opened_at: float | None = None  # loop time the tunnel opened
@@ -242,7 +243,7 @@ class ServerProtocol(SstpStreamProtocol):
                 self.peer,
                 self.session.username,
                 self.session.auth_method,
-                ev.peer,
+                ev.peer if ev.peer is not None else f"none (IPv6 only, {self.prefix6})",
                 hp,
             )
         elif isinstance(ev, AuthSucceeded):
@@ -269,6 +270,7 @@ class ServerProtocol(SstpStreamProtocol):
         elif isinstance(ev, Session6Opened):
             self.prefix6 = ev.prefix
             srv.opened6(self, ev.prefix)
+            self.interface_id6 = self.session.peer_iid
             log.info(
                 "[%d] %s user %r IPv6: prefix %s, link-local %s",
                 self.id,

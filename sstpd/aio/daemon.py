@@ -122,6 +122,7 @@ class Daemon:
                     exclude=[tc.ipv6_address] if tc.ipv6_address is not None else [],
                     part=part6,
                     ifname=self.tun.name,
+                    claim_dynamic=lambda: "radius" in self.config.auth.backends,
                 )
         nofile = raise_nofile_limit()
         settings = RuntimeSettings.from_config(config)

@@ -27,10 +27,11 @@ from sstpd.aio.moderation import ReadModerator
 from sstpd.aio.settings import RuntimeSettings
 from sstpd.aio.stats import Stats
 from sstpd.config import Config
+from sstpd.proto import aaa
 from sstpd.proto.guard import AuthThrottle, PendingBudget
 from sstpd.proto.outcome import Outcome
 from sstpd.proto.pool import AddressPool
-from sstpd.proto.pool6 import PrefixPool
+from sstpd.proto.pool6 import SESSION_PREFIXLEN, PrefixPool
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest, local_verifier
 from sstpd.proto.registry import user_limit
 from sstpd.proto.session import ServerSession
@@ -393,15 +394,16 @@ class Server:
             wanted = u.address
         return self.pool.allocate(wanted)
 
-    def assign_prefix(self, name: str) -> IPv6Network | None:
-        """The user's static /64 from the users file, else the next free one of the pool;
-        None (IPv4 only for that session) when the pool is exhausted or the static
-        prefix is taken or outside ``tunnel.ipv6_pool`` (the TUN routes only the pool)."""
+    def assign_prefix(self, name: str, wanted: IPv6Network | None = None) -> IPv6Network | None:
+        """``wanted``: Framed-IPv6-Prefix from RADIUS (else the user's static /64 from the
+        users file, else the next free one of the pool); None (IPv4 only for that session)
+        when the pool is exhausted or the static prefix is taken or outside
+        ``tunnel.ipv6_pool`` (the TUN routes only the pool)."""
         pool = self.pool6
         if pool is None:
             return None
         u = self.users.get(name)
-        static = u.ipv6_prefix if u is not None else None
+        static = wanted if wanted is not None else u.ipv6_prefix if u is not None else None
         if static is not None and static not in pool:
             log.warning("static IPv6 prefix %s of %r is outside tunnel.ipv6_pool", static, name)
             return None
@@ -410,6 +412,29 @@ class Server:
             why = f"static prefix {static} in use" if static else "IPv6 prefix pool exhausted"
             log.warning("no IPv6 for %r: %s (%d/%d)", name, why, pool.in_use, pool.size)
         return prefix
+
+    def _radius_prefix(self, name: str, grant: aaa.Grant | None) -> IPv6Network | None:
+        """The session's /64 when the Access-Accept names one (Framed-IPv6-Prefix): that
+        /64 or nothing. A prefix that is malformed, not a /64, outside ``tunnel.ipv6_pool``
+        or held by another session refuses IPv6 for the session (IPV6CP Protocol-Reject,
+        IPv4 stays up), never another /64 in its place: the RADIUS server's firewall and
+        accounting expect exactly the one it sent."""
+        if grant is None or (grant.framed_ipv6_prefix is None and not grant.framed_ipv6_malformed):
+            return self.assign_prefix(name)
+        prefix = grant.framed_ipv6_prefix
+        pool = self.pool6
+        assert pool is not None
+        why = ""
+        if prefix is None:
+            why = "malformed"
+        elif prefix.prefixlen != SESSION_PREFIXLEN:
+            why = f"{prefix} is not a /{SESSION_PREFIXLEN}"
+        elif prefix not in pool:
+            why = f"{prefix} is outside tunnel.ipv6_pool {pool.network}"
+        if why:
+            log.warning("Framed-IPv6-Prefix for %r: %s; IPv6 refused, IPv4 only", name, why)
+            return None
+        return self.assign_prefix(name, prefix)
 
     def new_session(
         self,
@@ -429,6 +454,9 @@ class Server:
                 return None
             return self.assign_address(name, framed)
 
+        def assign6(name: str) -> IPv6Network | None:
+            return self._radius_prefix(name, proto.grant if proto is not None else None)
+
         verify = None
         if proto is not None:
             verify = self._unless_blocked(self.aaa.verifier(proto), proto)
@@ -443,14 +471,16 @@ class Server:
             now=self.loop.time(),
             timeouts=settings.timeouts,
             dhcp_settings=settings.dhcp,
-            assign_prefix=self.assign_prefix if self.pool6 is not None else None,
+            assign_prefix=assign6 if self.pool6 is not None else None,
             iid_in_use=self.peer_iids.__contains__,
             ipv6=settings.ipv6,
         )
 
-    def opened(self, proto: ServerProtocol, address: IPv4Address) -> None:
-        """IPCP is up: packets to ``address`` from the TUN go to ``proto``."""
-        self.by_ip[address.packed] = proto
+    def opened(self, proto: ServerProtocol, address: IPv4Address | None) -> None:
+        """IPCP is up: packets to ``address`` from the TUN go to ``proto`` (None: an
+        IPv6-only session, routed by its /64 alone)."""
+        if address is not None:
+            self.by_ip[address.packed] = proto
         if self.shared is not None:
             grant = proto.grant
             self.shared.send(
@@ -458,7 +488,7 @@ class Server:
                     "op": "opened",
                     "id": proto.id,
                     "acct": proto.acct_session_id,
-                    "address": str(address),
+                    "address": str(address) if address is not None else "",
                     "classes": [c.hex() for c in grant.classes] if grant is not None else [],
                 }
             )
@@ -469,6 +499,9 @@ class Server:
         proto.iid = proto.session.peer_iid
         if proto.iid is not None:
             self.peer_iids.add(proto.iid)
+        if self.shared is not None:  # for the Stop the supervisor sends should we die
+            iid = proto.iid.hex() if proto.iid is not None else ""
+            self.shared.send({"op": "opened6", "id": proto.id, "prefix": str(prefix), "iid": iid})
 
     def closed6(self, proto: ServerProtocol, prefix: IPv6Network) -> None:
         """IPV6CP went down: stop routing (the /64 stays allocated until the session ends)."""

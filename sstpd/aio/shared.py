@@ -23,7 +23,7 @@ import asyncio
 import copy
 import json
 import logging
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 from typing import Any
 
 from sstpd.aio.radius import RadiusClient, RadiusTimeout
@@ -181,6 +181,9 @@ class SharedLimits:
             classes = tuple(bytes.fromhex(c) for c in msg.get("classes", []))
             reg.opened(int(msg["id"]), now, str(msg["acct"]), str(msg["address"]), classes)
             return None
+        if op == "opened6":
+            reg.opened6(int(msg["id"]), str(msg["prefix"]), str(msg.get("iid", "")))
+            return None
         if op == "traffic":
             self.traffic([msg])
             return None
@@ -232,6 +235,8 @@ class SharedLimits:
                 input_packets=h.rx_packets,
                 output_packets=h.tx_packets,
                 framed_ip=IPv4Address(h.address) if h.address else None,
+                framed_ipv6_prefix=IPv6Network(h.prefix6) if h.prefix6 else None,
+                framed_interface_id=bytes.fromhex(h.interface_id6) if h.prefix6 else None,
                 calling_station=h.source,
                 classes=h.classes,
                 terminate_cause=radius.TERMINATE_NAS_ERROR,

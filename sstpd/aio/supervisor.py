@@ -24,6 +24,7 @@ import socket
 import sys
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from sstpd import __version__
@@ -38,10 +39,12 @@ from sstpd.aio.workers import (
     ENV_REGISTRY_FD,
     ENV_WORKER,
     WORKER_TIMEOUT,
+    worker_record,
 )
 from sstpd.config import Config, load_config
 from sstpd.control import MAX_RESPONSE, encode
 from sstpd.errors import SstpdError
+from sstpd.records import KickRecord, ReloadRecord
 
 log = logging.getLogger("sstpd")
 
@@ -349,11 +352,12 @@ class Supervisor:
         if cmd == "stats":
             return {"ok": True, **self.merge_stats(answers)}
         if cmd == "kick":
-            oks = [a for _, a in answers if a and a.get("ok")]
-            if not oks:
-                errors = [a for _, a in answers if a]
+            kicks = [k for w, a in answers if (k := worker_record(KickRecord, w.index, a))]
+            if not kicks:
+                errors = [a for _, a in answers if a and not a.get("ok")]
                 return errors[0] if errors else error("no worker answers")
-            return {"ok": True, "kicked": sorted(i for a in oks for i in a["kicked"])}
+            kicked = KickRecord(kicked=tuple(sorted(i for k in kicks for i in k.kicked)))
+            return {"ok": True, **kicked.to_json()}
         return error(f"unknown command {cmd!r}")
 
     async def reload(self) -> dict[str, Any]:
@@ -365,17 +369,17 @@ class Supervisor:
             return error(str(exc))
         self.shared.reconfigure(self.config)
         answers = await self.ask_all({"cmd": "reload"})
-        failed = [(w, a) for w, a in answers if a is None or not a.get("ok")]
-        oks = [a for _, a in answers if a and a.get("ok")]
-        if failed:
-            w, a = failed[0]
-            reason = a.get("error", "failed") if a else "does not answer"
-            return error(f"worker {w.index}: {reason}")
+        done: list[ReloadRecord] = []
+        for w, a in answers:
+            rec = worker_record(ReloadRecord, w.index, a)
+            if rec is None:
+                reason = a.get("error", "failed") if a else "does not answer"
+                return error(f"worker {w.index}: {reason}")
+            done.append(rec)
         self.dae.reconfigure(self.config.radius)
         self.acme.reloaded()
-        answer: dict[str, Any] = dict(oks[0]) if oks else {"ok": True}
-        answer["workers"] = len(oks)
-        return answer
+        # every worker read the same files: the first one's answer, with the count
+        return {"ok": True, **replace(done[0], workers=len(done)).to_json()}
 
     def merge_health(self, answers: Answers) -> dict[str, Any]:
         order = ["stopping", "draining", "full", "pool_full", "ok"]

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from sstpd.aio.control import error
 from sstpd.aio.tls import cert_summary
-from sstpd.aio.workers import WORKER_TIMEOUT, challenge_request
+from sstpd.aio.workers import WORKER_TIMEOUT, challenge_request, worker_record
 from sstpd.config import Config
+from sstpd.records import CertificateRecord, CertRecord, WorkerCertRecord
 
 if TYPE_CHECKING:
     from sstpd.aio.acme import AcmeManager
@@ -136,23 +137,24 @@ class SupervisorAcme:
         """``cert``: the certificate files, what each worker serves, the ACME state."""
         served = []
         for w, a in answers:
-            if a is None or not a.get("ok"):
-                served.append({"worker": w.index, "running": False})
+            rec = worker_record(CertRecord, w.index, a)
+            if rec is None:
+                served.append(WorkerCertRecord(worker=w.index, running=False))
                 continue
-            cert = a.get("certificate") or {}
             served.append(
-                {
-                    "worker": w.index,
-                    "running": True,
-                    "sha256": cert.get("sha256", ""),
-                    "challenge_handshakes": int(a.get("challenge_handshakes", 0)),
-                }
+                WorkerCertRecord(
+                    worker=w.index,
+                    running=True,
+                    sha256=rec.certificate.sha256 if rec.certificate is not None else "",
+                    challenge_handshakes=rec.challenge_handshakes,
+                )
             )
         summary = self.cert_summary
-        return {
-            "ok": True,
-            "certificate": summary,
-            "path": self.sup.config.server.certificate if summary is not None else "",
-            "acme": self.manager.status() if self.manager is not None else None,
-            "workers": served,
-        }
+        merged = CertRecord(
+            certificate=CertificateRecord.from_json(summary) if summary is not None else None,
+            path=self.sup.config.server.certificate if summary is not None else "",
+            acme=self.manager.status() if self.manager is not None else None,
+            challenge_handshakes=sum(x.challenge_handshakes for x in served),  # all workers'
+            workers=tuple(served),
+        )
+        return {"ok": True, **merged.to_json()}

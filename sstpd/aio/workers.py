@@ -21,8 +21,9 @@ was and nothing here runs):
   is held by one session at a time across all workers.
 * With ``tunnel.ipv6_pool`` the IPv6 pool is divided the same way
   (``sstpd.proto.pool6.slice_prefixes``): each worker hands out /64s from its own run of
-  the pool, routed to its TUN, and a static per-user /64 gets an exclusive route to the
-  TUN of the worker that holds the session (``RoutedPrefixPool``).
+  the pool, routed to its TUN, and a static per-user /64 (or a RADIUS
+  Framed-IPv6-Prefix) gets an exclusive route to the TUN of the worker that holds the
+  session (``RoutedPrefixPool``).
 * Worker and supervisor talk over three inherited socketpairs: a stream carrying control
   requests in the ``sstpd.control`` line protocol (``$SSTPD_CONTROL_FD``; besides the
   public commands the ``LINK_COMMANDS``), a datagram
@@ -64,7 +65,7 @@ import os
 import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any
+from typing import Any, TypeVar
 
 from sstpd.aio import route
 from sstpd.aio.control import error
@@ -73,6 +74,7 @@ from sstpd.control import MAX_REQUEST, decode_request, encode
 from sstpd.errors import SstpdError
 from sstpd.proto.pool import AddressPool, PoolSlice, fit_slices, slice_pool
 from sstpd.proto.pool6 import PrefixPool, PrefixSlice, fit_prefix_slices, slice_prefixes
+from sstpd.records import CertRecord, KickRecord, RecordError, ReloadRecord
 
 log = logging.getLogger("sstpd")
 
@@ -135,6 +137,23 @@ def decode_challenge(req: dict[str, Any]) -> tuple[str, tuple[bytes, bytes] | No
             raise ValueError(f'acme-challenge: "{field}" must be a PEM {marker.lower()}')
     assert isinstance(cert, str) and isinstance(key, str)
     return name, (cert.encode("ascii"), key.encode("ascii"))
+
+
+R = TypeVar("R", CertRecord, KickRecord, ReloadRecord)
+
+
+def worker_record(cls: type[R], index: int, answer: dict[str, Any] | None) -> R | None:
+    """Worker ``index``'s answer as its record, for the supervisor's merged view: None
+    when it did not answer or refused, or when the answer is not that record (logged; a
+    worker runs the supervisor's code, so that is a bug, and the worker counts as not
+    answering)."""
+    if answer is None or not answer.get("ok"):
+        return None
+    try:
+        return cls.from_json(answer)
+    except RecordError as exc:
+        log.warning("worker %d: unexpected answer: %s", index, exc)
+        return None
 
 
 def share(total: int, index: int, count: int, least: int = 1) -> int:
@@ -264,7 +283,12 @@ class RoutedPrefixPool(PrefixPool):
     """A worker's IPv6 pool: dynamic /64s from its slice (routed to its TUN at start); a
     static per-user /64 gets an exclusive route to this worker's TUN while it is held, so
     one session at a time holds it across the workers. Static /64s of the users file are
-    reserved in every worker: no dynamic allocation collides with them."""
+    reserved in every worker: no dynamic allocation collides with them.
+
+    A RADIUS Framed-IPv6-Prefix can lie in another worker's dynamic run: while
+    ``claim_dynamic()`` is true (RADIUS is a backend) every dynamic /64 is claimed with a
+    route of its own too, and one another worker holds is skipped (as ``RoutedPool``
+    does for Framed-IP-Address)."""
 
     def __init__(
         self,
@@ -273,28 +297,43 @@ class RoutedPrefixPool(PrefixPool):
         exclude: list[IPv6Address],
         part: PrefixSlice,
         ifname: str,
+        claim_dynamic: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(network, exclude=exclude, part=part)
         self.ifindex = socket.if_nametoindex(ifname)
         self.ifname = ifname
+        self.claim_dynamic = claim_dynamic
         self._routed: set[IPv6Network] = set()
 
     def allocate(self, static: IPv6Network | None = None) -> IPv6Network | None:
+        if static is None and self.claim_dynamic():
+            for _ in range(self.size):
+                prefix = super().allocate()
+                if prefix is None:
+                    return None
+                if self._claim(prefix, quiet=True):
+                    return prefix
+            return None
         prefix = super().allocate(static)
         if prefix is None or static is None:
             return prefix
+        return prefix if self._claim(prefix) else None
+
+    def _claim(self, prefix: IPv6Network, quiet: bool = False) -> bool:
+        """Route ``prefix`` here unless another worker has; on failure it is released."""
         try:
             route.add_prefix_route(prefix, self.ifindex)
         except FileExistsError:
-            log.warning("IPv6 prefix %s is held by a session of another worker", prefix)
+            if not quiet:
+                log.warning("IPv6 prefix %s is held by a session of another worker", prefix)
             super().release(prefix)
-            return None
+            return False
         except OSError as exc:
             log.error("cannot route %s to %s: %s", prefix, self.ifname, exc)
             super().release(prefix)
-            return None
+            return False
         self._routed.add(prefix)
-        return prefix
+        return True
 
     def release(self, prefix: IPv6Network) -> None:
         if prefix in self._routed:

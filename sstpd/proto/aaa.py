@@ -3,9 +3,10 @@
 * :func:`access_request` turns an ``auth.VerifyRequest`` (PAP or MS-CHAPv2, from PPP or
   EAP-MSCHAPv2 terminated here) into an Access-Request (docs/protocol/radius.md §2);
 * :func:`interpret` turns the verified Accept/Reject into an ``auth.Verdict`` plus a
-  :class:`Grant` (Framed-IP-Address, timeouts, Class, ...) for the I/O layer; an Accept
-  for MS-CHAPv2 without both MS-MPPE keys is a failure: the crypto binding could not be
-  verified with a zero HLAK while the client computes a real one (docs/protocol/radius.md §3);
+  :class:`Grant` (Framed-IP-Address, Framed-IPv6-Prefix, timeouts, Class, ...) for the
+  I/O layer; an Accept for MS-CHAPv2 without both MS-MPPE keys is a failure: the crypto
+  binding could not be verified with a zero HLAK while the client computes a real one
+  (docs/protocol/radius.md §3);
 * :func:`accounting_request` builds Start / Interim-Update / Stop (docs/protocol/radius.md §6).
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 
 from sstpd.proto import radius
 from sstpd.proto.ppp.auth import MSCHAPV2, PAP, ZERO_HLAK, Verdict, VerifyRequest
@@ -45,6 +46,10 @@ class Grant:
     """Authorization from an Access-Accept the I/O layer applies to the session."""
 
     framed_ip: IPv4Address | None = None
+    # Framed-IPv6-Prefix (RFC 3162): the first one as sent; the I/O layer checks it is a
+    # /64 of the pool. ``framed_ipv6_malformed``: one was sent but could not be read
+    framed_ipv6_prefix: IPv6Network | None = None
+    framed_ipv6_malformed: bool = False
     session_timeout: int | None = None
     idle_timeout: int | None = None
     interim_interval: int | None = None
@@ -98,8 +103,12 @@ _NAS_CHOOSES = (IPv4Address("255.255.255.254"), IPv4Address("255.255.255.255"))
 
 def _grant(pkt: RadiusPacket) -> Grant:
     framed = pkt.get_ipv4(Attr.FRAMED_IP_ADDRESS)
+    raw6 = pkt.get(Attr.FRAMED_IPV6_PREFIX)
+    prefix6 = radius.decode_ipv6_prefix(raw6) if raw6 is not None else None
     return Grant(
         framed_ip=None if framed in _NAS_CHOOSES else framed,  # RFC 2865 §5.8: the pool
+        framed_ipv6_prefix=prefix6,
+        framed_ipv6_malformed=raw6 is not None and prefix6 is None,
         session_timeout=pkt.get_int(Attr.SESSION_TIMEOUT),
         idle_timeout=pkt.get_int(Attr.IDLE_TIMEOUT),
         interim_interval=pkt.get_int(Attr.ACCT_INTERIM_INTERVAL),
@@ -174,6 +183,8 @@ class AcctRecord:
     input_packets: int = 0
     output_packets: int = 0
     framed_ip: IPv4Address | None = None
+    framed_ipv6_prefix: IPv6Network | None = None  # while IPv6 is open (RFC 3162)
+    framed_interface_id: bytes | None = None  # the peer's IPV6CP interface identifier
     calling_station: str = ""
     classes: tuple[bytes, ...] = ()
     terminate_cause: int | None = None
@@ -198,6 +209,10 @@ def accounting_request(
     pkt.add(Attr.TUNNEL_TYPE, TUNNEL_TYPE_SSTP)
     if rec.framed_ip is not None:
         pkt.add(Attr.FRAMED_IP_ADDRESS, rec.framed_ip.packed)
+    if rec.framed_ipv6_prefix is not None:
+        pkt.add(Attr.FRAMED_IPV6_PREFIX, radius.encode_ipv6_prefix(rec.framed_ipv6_prefix))
+    if rec.framed_interface_id is not None and len(rec.framed_interface_id) == 8:
+        pkt.add(Attr.FRAMED_INTERFACE_ID, rec.framed_interface_id)
     for c in rec.classes:
         pkt.add(Attr.CLASS, c)
     if rec.status != ACCT_START:

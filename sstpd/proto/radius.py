@@ -22,7 +22,7 @@ import hmac
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 
 from sstpd.errors import ParseError
 
@@ -30,6 +30,8 @@ __all__ = [
     "Code",
     "RadiusPacket",
     "decode",
+    "decode_ipv6_prefix",
+    "encode_ipv6_prefix",
     "salt_decrypt",
     "salt_encrypt",
     "verify_reply",
@@ -95,6 +97,8 @@ class Attr:
     EAP_MESSAGE = 79
     MESSAGE_AUTHENTICATOR = 80
     ACCT_INTERIM_INTERVAL = 85
+    FRAMED_INTERFACE_ID = 96  # RFC 3162 §2.2: 8 bytes
+    FRAMED_IPV6_PREFIX = 97  # RFC 3162 §2.3: see encode_ipv6_prefix
 
 
 class Ms:
@@ -187,6 +191,29 @@ class RadiusPacket:
     def encode(self) -> bytes:
         body = self.encode_attributes()
         return HEADER.pack(self.code, self.identifier, 20 + len(body), self.authenticator) + body
+
+
+def encode_ipv6_prefix(prefix: IPv6Network) -> bytes:
+    """Framed-IPv6-Prefix's value (RFC 3162 §2.3): a reserved zero byte, the prefix
+    length, then the prefix in as many bytes as its length needs (FreeRADIUS's form;
+    RFC 8044 §3.10 ipv6prefix)."""
+    n = (prefix.prefixlen + 7) // 8
+    return bytes([0, prefix.prefixlen]) + prefix.network_address.packed[:n]
+
+
+def decode_ipv6_prefix(value: bytes) -> IPv6Network | None:
+    """The prefix in a Framed-IPv6-Prefix value, or None when it is malformed: a length
+    over 128, fewer bytes than the length needs, more than 16, or bits set past the
+    prefix length (RFC 8044 §3.10). Shorter forms and the full 16 bytes are both read."""
+    if len(value) < 2 or len(value) > 18 or value[0] != 0:
+        return None
+    length, raw = value[1], value[2:]
+    if length > 128 or len(raw) * 8 < length:
+        return None
+    try:
+        return IPv6Network((raw + bytes(16 - len(raw)), length))  # strict: no host bits
+    except ValueError:
+        return None
 
 
 def encode_vsa(vendor: int, vtype: int, value: bytes) -> bytes:

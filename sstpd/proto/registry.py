@@ -63,6 +63,8 @@ class Held:
     acct_session_id: str = ""
     address: str = ""  # the tunnel address, once open
     classes: tuple[bytes, ...] = ()  # RADIUS Class attributes to echo in accounting
+    prefix6: str = ""  # the /64, once IPV6CP opened (Framed-IPv6-Prefix of the Stop)
+    interface_id6: str = ""  # the peer's IPV6CP identifier then, hex (Framed-Interface-Id)
     opened: float | None = None  # when the tunnel opened (None: not yet; no Start was sent)
     rx_bytes: int = 0  # the last traffic figures the supervisor saw (a ``sessions`` answer)
     tx_bytes: int = 0
@@ -132,6 +134,11 @@ class Registry:
             h.opened, h.acct_session_id, h.address, h.classes = (
                 now, acct_session_id, address, classes
             )  # fmt: skip
+
+    def opened6(self, sid: int, prefix: str, interface_id: str) -> None:
+        h = self.sessions.get(sid)
+        if h is not None:
+            h.prefix6, h.interface_id6 = prefix, interface_id
 
     def traffic(self, sid: int, rx_bytes: int, tx_bytes: int, rx_pkts: int, tx_pkts: int) -> None:
         h = self.sessions.get(sid)

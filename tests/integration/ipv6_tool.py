@@ -16,7 +16,7 @@ import json
 import os
 import struct
 import time
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 import sstpd.aio.client as client_module
 from sstpd.aio.client import ClientOptions, ClientProtocol, Tunnel
@@ -29,6 +29,8 @@ from sstpd.proto.ipv6.packet import (
     pseudo_header,
 )
 from sstpd.proto.ppp import link as ppp
+from sstpd.proto.ppp.frame import Code, Protocol
+from sstpd.proto.session import SessionOpened
 from tests.integration.client_tool import icmp_echo, is_echo_reply
 
 ECHO_REQUEST, ECHO_REPLY = 128, 129
@@ -52,7 +54,11 @@ def is_echo6_reply(pkt: bytes, src: IPv6Address, ident: int, seq: int) -> bool:
 
 
 class Ipv6Protocol(ClientProtocol):
-    """``ClientProtocol`` whose PPP link runs IPV6CP; IPv6 frames go to ``packets6``."""
+    """``ClientProtocol`` whose PPP link runs IPV6CP; IPv6 frames go to ``packets6``.
+    ``reject_ipcp``: IPV6CP alone, the server's IPCP answered with LCP Protocol-Reject
+    (a Windows client with IPv4 turned off on the VPN interface)."""
+
+    reject_ipcp = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.up: asyncio.Future[ppp.Network6Up] = self.loop.create_future()
@@ -62,12 +68,27 @@ class Ipv6Protocol(ClientProtocol):
         link = session.link
         link.ipv6_enabled = True
         start_network = link._start_network
+        reject = self.reject_ipcp
 
         def start(now: float) -> None:
-            start_network(now)
+            if reject:
+                link.phase = ppp.Phase.NETWORK
+            else:
+                start_network(now)
             link._open_ipv6cp(now)
 
         link._start_network = start  # type: ignore[method-assign]
+        if reject:
+            receive = link.receive_payload
+
+            def no_ipcp(protocol: int, payload: bytes, now: float) -> None:
+                if protocol != Protocol.IPCP:
+                    receive(protocol, payload, now)
+                else:
+                    rejected = struct.pack("!H", protocol) + payload
+                    link.lcp.send_packet(Code.PROTOCOL_REJECT, rejected)
+
+            link.receive_payload = no_ipcp  # type: ignore[method-assign]
         on_ppp_event = session._on_ppp_event
 
         def record(ev: object, now: float) -> None:
@@ -291,7 +312,41 @@ async def scenario_exhaust6(a: argparse.Namespace) -> dict[str, object]:
     return {"opened": len(clients), "ipv6": with_ipv6, "v4_replies": v4, "ipv6cp": states}
 
 
-SCENARIOS = {"ping6": scenario_ping6, "many6": scenario_many6, "exhaust6": scenario_exhaust6}
+async def scenario_v6only(a: argparse.Namespace) -> dict[str, object]:
+    """One tunnel that Protocol-Rejects IPCP and runs IPV6CP alone: its /64 and pings
+    over IPv6, then (``--hold``) again after the stdin line, to show it stayed up."""
+    Ipv6Protocol.reject_ipcp = True
+    loop = asyncio.get_running_loop()
+    opts = options(a)
+    ctx = client_module._ssl_context(opts)
+    _, proto = await loop.create_connection(
+        lambda: Ipv6Protocol(loop, opts), opts.host, opts.port, ssl=ctx, server_hostname=opts.host
+    )
+    assert isinstance(proto, Ipv6Protocol)
+    # the client side never opens without IPCP: a Tunnel around the protocol all the same
+    none = IPv4Address("0.0.0.0")
+    c = Ipv6Client(Tunnel(proto, SessionOpened(none, none, (), None)))
+    await c.configure(30.0)
+    result: dict[str, object] = {
+        "prefix": str(c.prefix),
+        "ipcp": proto.session.link.ipcp.state.name if proto.session.link.ipcp else "-",
+        "server6_replies": await c.ping6(IPv6Address(a.server6), 1, a.count),
+        "host6_replies": await c.ping6(IPv6Address(a.host6), 2, a.count),
+    }
+    if a.hold:
+        print(json.dumps(result), flush=True)
+        await loop.run_in_executor(None, input)
+        result["host6_replies_after"] = await c.ping6(IPv6Address(a.host6), 3, a.count)
+    await c.tunnel.close()
+    return result
+
+
+SCENARIOS = {
+    "ping6": scenario_ping6,
+    "many6": scenario_many6,
+    "exhaust6": scenario_exhaust6,
+    "v6only": scenario_v6only,
+}
 
 
 def main() -> int:

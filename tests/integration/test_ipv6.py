@@ -186,6 +186,54 @@ def test_a_session_gets_a_64_reaches_server_and_host_spoof_dropped(
     assert stats(daemon)["pool6_in_use"] == before["pool6_in_use"]
 
 
+def test_ipv6_only_client_counts_as_open_and_outlives_the_handshake_timeout(
+    daemon: Daemon, net: Netns
+) -> None:
+    """A client that Protocol-Rejects IPCP and runs IPV6CP alone (IPv4 off on its VPN
+    interface): listed as open with its /64 and no address, IPv6 both ways, still up
+    past ``server.handshake_timeout`` (20 s here), and both pools whole afterwards."""
+    before = stats(daemon)
+    proc = subprocess.Popen(
+        [
+            *("ip", "netns", "exec", net.cli, sys.executable),
+            *("-m", "tests.integration.ipv6_tool", "v6only", *daemon.client_args()),
+            *("--count", "2", "--hold"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(ROOT),
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline()
+        assert line, f"v6only exited ({proc.wait(10)})"
+        first = json.loads(line)
+        prefix = IPv6Network(first["prefix"])
+        assert prefix.subnet_of(POOL6) and first["ipcp"] == "-"  # never ran IPCP
+        assert first["server6_replies"] == 2 and first["host6_replies"] == 2
+        [row] = control.call(str(daemon.workdir / "control.sock"), "sessions")["sessions"]
+        assert row["ipv6_prefix"] == str(prefix) and row["address"] == ""
+        daemon.wait_log(f"connected: address none (IPv6 only, {prefix})")
+        time.sleep(21.0)  # past handshake_timeout: an unopened session is aborted by then
+        [row] = control.call(str(daemon.workdir / "control.sock"), "sessions")["sessions"]
+        assert row["ipv6_prefix"] == str(prefix)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        out = proc.stdout.read()
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert json.loads(out.strip().splitlines()[-1])["host6_replies_after"] == 2
+    deadline = time.monotonic() + 10
+    while stats(daemon)["pool6_in_use"] != before["pool6_in_use"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = stats(daemon)
+    assert after["pool6_in_use"] == before["pool6_in_use"]
+    assert after["pool_in_use"] == before["pool_in_use"]
+
+
 def test_static_prefix_from_the_users_file(daemon: Daemon, net: Netns) -> None:
     res = tool(
         net,

@@ -17,7 +17,7 @@ from sstpd import acmeclient, certs
 from sstpd.config import AcmeConfig, parse_config
 from sstpd.ctl import cert_text
 from sstpd.errors import ConfigError
-from sstpd.records import StatsRecord
+from sstpd.records import CertRecord, StatsRecord
 from sstpd.status.metrics import render_metrics
 
 NAME = "sstp.example.test"
@@ -165,11 +165,13 @@ def test_cert_text(tmp_path: Path) -> None:
             "pending_challenges": [],
         },
     }
-    text = cert_text(answer)
+    text = cert_text(CertRecord.from_json(answer))
     assert NAME in text and "Pebble Intermediate" in text and "self-signed" not in text
     assert "last error" in text and "connection refused" in text
-    assert "1 (2 failed)" in text
-    assert "not configured" in cert_text({"ok": True, "certificate": s, "acme": None})
+    assert "1 (2 failed)" in text and "renewed" not in text and "worker" not in text
+    plain = CertRecord.from_json({"ok": True, "certificate": s, "path": "/c", "acme": None})
+    assert "not configured" in cert_text(plain)
+    assert "new certificate installed" in cert_text(plain, renewed=True)
 
 
 def test_metrics_without_acme_fields_still_render() -> None:

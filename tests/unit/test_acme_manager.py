@@ -171,7 +171,7 @@ def test_ari_suggestion_earlier_than_two_thirds_wins(
         try:
             await until(lambda: m.next_renewal is not None)
             assert m.next_renewal == pytest.approx(suggested)
-            assert m.status()["ari_suggestion"] == pytest.approx(suggested)
+            assert m.status().ari_suggestion == pytest.approx(suggested)
             assert asked == [b"CERT"]
         finally:
             m.close()

@@ -25,6 +25,7 @@ from sstpd.aio.workers import challenge_request, decode_challenge
 from sstpd.config import parse_config
 from sstpd.control import MAX_REQUEST, decode_request, encode
 from sstpd.ctl import cert_text
+from sstpd.records import CertificateRecord, CertRecord, ReloadRecord
 
 NAME = "vpn.example.test"
 
@@ -156,7 +157,7 @@ def test_a_challenge_reaches_every_worker_before_add_returns(tmp_path: Path) -> 
         await in_thread(lambda: sup.acme.router.add_challenge(NAME, cert_pem, key_pem))
         assert len(asked) == 2 and sup.acme.router.pending == [NAME]
         manager = sup.acme.manager
-        assert manager is not None and manager.status()["pending_challenges"] == [NAME]
+        assert manager is not None and manager.status().pending_challenges == (NAME,)
         await in_thread(lambda: sup.acme.router.remove_challenge(NAME))
         assert sup.acme.router.pending == []
         sup.control.close()
@@ -219,7 +220,7 @@ def test_supervisor_manager_installs_through_every_workers_reload(
         return acmeclient.Issued(chain, certs.private_key_pem(leaf_key), "https://ca/o/1")
 
     monkeypatch.setattr(acmeclient, "obtain", fake_obtain)
-    served: dict[int, str] = {}
+    served: dict[int, dict[str, object]] = {}
 
     async def go() -> dict[str, Any]:
         sup = supervisor(tmp_path)
@@ -228,14 +229,25 @@ def test_supervisor_manager_installs_through_every_workers_reload(
 
         def answer(w: Worker, req: dict[str, Any]) -> dict[str, Any]:
             if req["cmd"] == "reload":  # the worker loads the files the manager wrote
-                served[w.index] = certs.certificate_summary(str(tmp_path / "c.pem"))["sha256"]
-                return {"ok": True, "changed": ["certificate"], "cert_sha256": served[w.index]}
+                summary = certs.certificate_summary(str(tmp_path / "c.pem"))
+                served[w.index] = summary
+                rec = ReloadRecord(
+                    changed=("certificate",),
+                    needs_restart=(),
+                    users=1,
+                    cert_sha256=str(summary["sha256"]),
+                )
+                return {"ok": True, **rec.to_json()}
             if req["cmd"] == "cert":
-                return {
-                    "ok": True,
-                    "certificate": {"sha256": served.get(w.index, "")},
-                    "challenge_handshakes": w.index + 1,
-                }
+                have = served.get(w.index)
+                cert = CertRecord(
+                    certificate=CertificateRecord.from_json(have) if have else None,
+                    path=str(tmp_path / "c.pem") if have else "",
+                    acme=None,  # a worker runs no manager
+                    worker=w.index,
+                    challenge_handshakes=w.index + 1,
+                )
+                return {"ok": True, **cert.to_json()}
             return {"ok": True}
 
         asked = fake_workers(sup, answer)
@@ -268,5 +280,6 @@ def test_supervisor_manager_installs_through_every_workers_reload(
         {"worker": 1, "running": True, "sha256": sha, "challenge_handshakes": 2},
     ]
     assert (tmp_path / "k.pem").stat().st_mode & 0o777 == 0o600
-    text = cert_text(merged)
+    assert merged["challenge_handshakes"] == 3  # both workers' validations
+    text = cert_text(CertRecord.from_json(merged))
     assert "worker 0" in text and "worker 1" in text and sha[:16] in text

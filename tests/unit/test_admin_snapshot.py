@@ -1,20 +1,24 @@
-"""``Admin.snapshot`` (the ``stats`` answer) over a fake daemon: every per-session counter
-is the closed sessions' total plus the live sessions', and the answer reads back."""
+"""``Admin`` over a fake daemon: in ``snapshot`` (the ``stats`` answer) every per-session
+counter is the closed sessions' total plus the live sessions', and the answer reads back;
+the ``cert`` and ``kick`` answers read back as their records."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import fields
 from ipaddress import IPv4Network
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from sstpd import certs
 from sstpd.aio.admin import Admin
 from sstpd.aio.stats import Stats
 from sstpd.config import Config
 from sstpd.proto.datapath import Counters
 from sstpd.proto.guard import AuthThrottle, PendingBudget
 from sstpd.proto.pool import AddressPool
-from sstpd.records import StatsRecord
+from sstpd.records import CertRecord, KickRecord, StatsRecord
 
 
 def counters(base: int) -> Counters:
@@ -71,3 +75,44 @@ def test_every_session_counter_is_a_stats_field() -> None:
     """A new ``Counters`` field needs its ``StatsRecord`` field (the ``stats`` key)."""
     stats_fields = {f.name for f in fields(StatsRecord)}
     assert {f.name for f in fields(Counters)} <= stats_fields
+
+
+def test_cert_answer_is_the_served_certificate_and_this_workers_validations(
+    tmp_path: Path,
+) -> None:
+    crt, key = str(tmp_path / "c.pem"), str(tmp_path / "k.pem")
+    certs.ensure_certificate(crt, key, "vpn.example.test", ["vpn.example.test"])
+    d = fake_daemon()
+    d.server.config = dataclasses.replace(
+        d.server.config, server=dataclasses.replace(d.server.config.server, certificate=crt)
+    )
+    d.cert_summary = certs.certificate_summary(crt)
+    d.role = SimpleNamespace(index=1)
+    d.router = SimpleNamespace(challenge_handshakes=2)
+    answer = Admin(d).handle_control({"cmd": "cert"})
+    rec = CertRecord.from_json(answer)
+    assert answer["ok"] is True and rec.path == crt and rec.acme is None
+    assert rec.certificate is not None and rec.certificate.names == ("vpn.example.test",)
+    assert rec.certificate.sha256 == d.cert_summary["sha256"] and rec.certificate.self_signed
+    assert rec.worker == 1 and rec.challenge_handshakes == 2 and rec.workers == ()
+
+
+def test_kick_answers_the_ids_it_disconnected_or_refuses() -> None:
+    d = fake_daemon()
+    ended: list[int] = []
+
+    def conn(i: int, user: str, is_open: bool = True) -> SimpleNamespace:
+        c = SimpleNamespace(id=i, is_open=is_open, peer="p", session=SimpleNamespace(username=user))
+        c.disconnect = lambda why: ended.append(i)
+        return c
+
+    d.server.connections = [conn(9, "bob"), conn(4, "bob"), conn(5, "eve"), conn(6, "bob", False)]
+    admin = Admin(d)
+    answer = admin.handle_control({"cmd": "kick", "user": "bob"})
+    assert KickRecord.from_json(answer) == KickRecord(kicked=(4, 9)) and answer["ok"] is True
+    assert sorted(ended) == [4, 9]
+    assert admin.handle_control({"cmd": "kick", "id": 6}) == {
+        "ok": False,
+        "error": "no open session 6",
+    }
+    assert admin.handle_control({"cmd": "kick", "id": "5"})["ok"] is False

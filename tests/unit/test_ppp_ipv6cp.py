@@ -22,6 +22,7 @@ from sstpd.proto.ppp.fsm import Fsm, State
 from sstpd.proto.ppp.ipv6cp import (
     OPT_INTERFACE_ID,
     Ipv6cpHandler,
+    Ipv6cpListener,
     link_local,
     random_iid,
 )
@@ -40,20 +41,25 @@ def constant_random(value: bytes) -> Callable[[int], bytes]:
     return lambda n: value[:n]
 
 
-class End:
-    """One IPV6CP end: a handler, its automaton and the layer events it saw."""
+class End(Ipv6cpListener):
+    """One IPV6CP end: a handler, its automaton and the layer events it saw (it is the
+    handler's listener)."""
 
     def __init__(self, name: str, **kwargs: object) -> None:
         self.events: list[str] = []
         kwargs.setdefault("random", counter_random())
-        self.handler = Ipv6cpHandler(
-            on_up=lambda: self.events.append("up"),
-            on_down=lambda: self.events.append("down"),
-            on_finished=lambda: self.events.append("finished"),
-            **kwargs,  # type: ignore[arg-type]
-        )
+        self.handler = Ipv6cpHandler(listener=self, **kwargs)  # type: ignore[arg-type]
         self.sent: list[Packet] = []
         self.fsm = Fsm(name, self.handler, self.sent.append)
+
+    def ipv6cp_up(self) -> None:
+        self.events.append("up")
+
+    def ipv6cp_down(self) -> None:
+        self.events.append("down")
+
+    def ipv6cp_finished(self) -> None:
+        self.events.append("finished")
 
     def start(self) -> None:
         self.fsm.open(0.0)
@@ -163,9 +169,7 @@ def test_server_and_pppd_with_header_compression_agree_without_it() -> None:
     pppd = End("pppd", local_iid=IID_B)
     pppd.handler = PppdWithCompression(
         random=counter_random(),
-        on_up=lambda: pppd.events.append("up"),
-        on_down=lambda: None,
-        on_finished=lambda: None,
+        listener=pppd,
         local_iid=IID_B,
     )
     pppd.fsm.handler = pppd.handler
@@ -327,7 +331,7 @@ def test_unknown_code_is_code_rejected() -> None:
     assert rej.code == Code.CODE_REJECT
 
 
-def test_layer_down_and_finished_reach_the_callbacks() -> None:
+def test_layer_down_and_finished_reach_the_listener() -> None:
     server = End("server", local_iid=IID_A)
     peer = End("peer", local_iid=IID_B)
     negotiate(server, peer)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 
 import pytest
 from hypothesis import given
@@ -31,6 +31,7 @@ CHAP_REQ = VerifyRequest(
     peer_challenge=PEER_CHALLENGE,
     nt_response=NT_RESPONSE,
 )
+PAP_REQ = VerifyRequest(PAP, "alice", "alice", password="pw")
 
 
 def test_mppe_key_vector_decrypts() -> None:
@@ -230,3 +231,97 @@ def test_accounting_on_off_carry_no_session_data() -> None:
     assert radius.verify_request(data, pkt, SECRET)
     assert pkt.get_int(Attr.ACCT_STATUS_TYPE) == 7 and pkt.get_str(Attr.NAS_IDENTIFIER) == "n"
     assert pkt.get(Attr.USER_NAME) is None and pkt.get(Attr.ACCT_INPUT_OCTETS) is None
+
+
+# ---------------------------------------------------------------- IPv6 (RFC 3162)
+
+
+def test_framed_ipv6_prefix_encoding_is_freeradius_short_form() -> None:
+    # FreeRADIUS (dictionary.rfc3162 "ipv6prefix") and RFC 8044 §3.10: as many prefix
+    # bytes as the length needs
+    assert radius.encode_ipv6_prefix(IPv6Network("2001:db8:1:5::/64")).hex() == (
+        "0040" + "20010db800010005"
+    )
+    assert radius.encode_ipv6_prefix(IPv6Network("::/0")) == b"\x00\x00"
+    assert radius.encode_ipv6_prefix(IPv6Network("2001:db8::/33")).hex() == "002120010db800"
+
+
+def test_framed_ipv6_prefix_reads_pyrads_full_form() -> None:
+    # pyrad 2.6 tools.EncodeIPv6Prefix("2001:db8:1:5::/64") sends all 16 bytes
+    full = bytes.fromhex("004020010db8000100050000000000000000")
+    assert radius.decode_ipv6_prefix(full) == IPv6Network("2001:db8:1:5::/64")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"",
+        b"\x00",
+        b"\x01\x40" + bytes(8),  # reserved byte not zero
+        b"\x00\x81" + bytes(16),  # longer than 128
+        b"\x00\x40" + bytes(7),  # fewer bytes than /64 needs
+        b"\x00\x40" + bytes(17),  # more than 16 bytes
+        b"\x00\x40" + bytes.fromhex("20010db800010005") + b"\x01",  # host bits set
+    ],
+)
+def test_malformed_framed_ipv6_prefix_is_none(bad: bytes) -> None:
+    assert radius.decode_ipv6_prefix(bad) is None
+
+
+@given(st.integers(0, 128), st.integers(0, (1 << 128) - 1))
+def test_framed_ipv6_prefix_round_trip(length: int, bits: int) -> None:
+    prefix = IPv6Network((bits, length), strict=False)
+    value = radius.encode_ipv6_prefix(prefix)
+    assert 2 <= len(value) <= 18
+    assert radius.decode_ipv6_prefix(value) == prefix
+    # and the same value padded to the full 16 bytes (pyrad's form) reads the same
+    assert radius.decode_ipv6_prefix(value + bytes(18 - len(value))) == prefix
+
+
+@given(st.binary(max_size=20))
+def test_framed_ipv6_prefix_decoder_fuzz(value: bytes) -> None:
+    prefix = radius.decode_ipv6_prefix(value)
+    if prefix is not None:
+        assert radius.decode_ipv6_prefix(radius.encode_ipv6_prefix(prefix)) == prefix
+
+
+def test_accept_grants_framed_ipv6_prefix() -> None:
+    ans = RadiusPacket(Code.ACCESS_ACCEPT, 1)
+    ans.add(Attr.FRAMED_IPV6_PREFIX, radius.encode_ipv6_prefix(IPv6Network("2001:db8:0:7::/64")))
+    ans.add(Attr.FRAMED_IPV6_PREFIX, radius.encode_ipv6_prefix(IPv6Network("2001:db8:0:8::/64")))
+    verdict, grant = aaa.interpret(PAP_REQ, ans, SECRET, REQ_AUTH)
+    assert verdict.success
+    assert grant.framed_ipv6_prefix == IPv6Network("2001:db8:0:7::/64")  # the first
+    assert not grant.framed_ipv6_malformed
+
+
+def test_accept_with_malformed_framed_ipv6_prefix_says_so() -> None:
+    ans = RadiusPacket(Code.ACCESS_ACCEPT, 1)
+    ans.add(Attr.FRAMED_IPV6_PREFIX, b"\x00\x40\x20\x01")
+    _, grant = aaa.interpret(PAP_REQ, ans, SECRET, REQ_AUTH)
+    assert grant.framed_ipv6_prefix is None and grant.framed_ipv6_malformed
+    _, plain = aaa.interpret(PAP_REQ, RadiusPacket(Code.ACCESS_ACCEPT, 1), SECRET, REQ_AUTH)
+    assert plain.framed_ipv6_prefix is None and not plain.framed_ipv6_malformed
+
+
+def test_accounting_carries_framed_ipv6_prefix_and_interface_id() -> None:
+    rec = aaa.AcctRecord(
+        "sess-6",
+        "alice",
+        aaa.ACCT_INTERIM,
+        framed_ipv6_prefix=IPv6Network("2001:db8:0:7::/64"),
+        framed_interface_id=bytes.fromhex("0211223344556677"),
+    )
+    _, data = aaa.accounting_request(rec, identifier=4, secret=SECRET, nas=aaa.NasInfo())
+    pkt = radius.decode(data)
+    assert radius.verify_request(data, pkt, SECRET)
+    value = pkt.get(Attr.FRAMED_IPV6_PREFIX)
+    assert value is not None
+    assert radius.decode_ipv6_prefix(value) == IPv6Network("2001:db8:0:7::/64")
+    assert pkt.get(Attr.FRAMED_INTERFACE_ID) == bytes.fromhex("0211223344556677")
+    # IPv4-only session: neither attribute
+    _, data4 = aaa.accounting_request(
+        aaa.AcctRecord("s", "bob", aaa.ACCT_START), identifier=5, secret=SECRET, nas=aaa.NasInfo()
+    )
+    pkt4 = radius.decode(data4)
+    assert pkt4.get(Attr.FRAMED_IPV6_PREFIX) is None and pkt4.get(Attr.FRAMED_INTERFACE_ID) is None

@@ -17,12 +17,18 @@ from sstpd.aio.stats import Histogram
 from sstpd.control import SESSION_FIELDS
 from sstpd.proto.outcome import Outcome
 from sstpd.records import (
+    AcmeRecord,
     AdmissionRecord,
+    CertificateRecord,
+    CertRecord,
     HealthRecord,
     HistogramRecord,
+    KickRecord,
     RecordError,
+    ReloadRecord,
     SessionRecord,
     StatsRecord,
+    WorkerCertRecord,
     sessions_from_json,
     sessions_to_json,
 )
@@ -121,6 +127,54 @@ stats_records = st.builds(
 )
 
 
+certificates = st.builds(
+    CertificateRecord,
+    names=st.lists(text, max_size=3).map(tuple),
+    subject=text,
+    issuer=text,
+    not_before=floats,
+    not_after=floats,
+    sha256=text,
+    self_signed=st.booleans(),
+)
+acmes = st.builds(
+    AcmeRecord,
+    names=st.lists(text, min_size=1, max_size=3).map(tuple),
+    directory=text,
+    challenge=st.sampled_from(["tls-alpn-01", "http-01"]),
+    next_renewal=st.none() | floats,
+    last_attempt=st.none() | floats,
+    last_success=st.none() | floats,
+    last_error=text,
+    in_progress=st.booleans(),
+    renewals=ints,
+    renewal_failures=ints,
+    ari_suggestion=st.none() | floats,
+    pending_challenges=st.lists(text, max_size=2).map(tuple),
+)
+worker_certs = st.builds(
+    WorkerCertRecord, worker=ints, running=st.booleans(), sha256=text, challenge_handshakes=ints
+)
+cert_records = st.builds(
+    CertRecord,
+    certificate=st.none() | certificates,
+    path=text,
+    acme=st.none() | acmes,
+    worker=ints,
+    challenge_handshakes=ints,
+    workers=st.lists(worker_certs, max_size=3).map(tuple),
+)
+reload_records = st.builds(
+    ReloadRecord,
+    changed=st.lists(text, max_size=3).map(tuple),
+    needs_restart=st.lists(text, max_size=3).map(tuple),
+    users=ints,
+    cert_sha256=text,
+    workers=ints,
+)
+kick_records = st.builds(KickRecord, kicked=st.lists(ints, max_size=5).map(tuple))
+
+
 @given(healths)
 def test_health_round_trip(rec: HealthRecord) -> None:
     assert HealthRecord.from_json(wire(rec.to_json())) == rec
@@ -147,6 +201,69 @@ def test_stats_answer_is_flat_with_the_documented_keys(rec: StatsRecord) -> None
     assert ("pending" in out) == (rec.admission is not None)
     assert out["handshake_latency"]["buckets"][-1][0] == "+Inf"
     assert set(out["handshakes"]) == {o.value for o in Outcome}
+
+
+@given(cert_records)
+def test_cert_round_trip(rec: CertRecord) -> None:
+    assert CertRecord.from_json(wire({"ok": True, **rec.to_json()})) == rec
+
+
+@given(reload_records)
+def test_reload_round_trip(rec: ReloadRecord) -> None:
+    assert ReloadRecord.from_json(wire({"ok": True, **rec.to_json()})) == rec
+
+
+@given(kick_records)
+def test_kick_round_trip(rec: KickRecord) -> None:
+    assert KickRecord.from_json(wire({"ok": True, **rec.to_json()})) == rec
+
+
+@given(cert_records)
+def test_cert_answer_has_the_keys_sstpctl_and_scripts_read(rec: CertRecord) -> None:
+    """Nested objects as before the records: ``certificate`` and ``acme`` are objects or
+    null, ``workers`` a list of objects (README, ``sstpctl --json cert``)."""
+    out = wire(rec.to_json())
+    assert {"certificate", "path", "acme", "workers", "challenge_handshakes"} <= set(out)
+    assert out["certificate"] is None or set(out["certificate"]) == {
+        "names",
+        "subject",
+        "issuer",
+        "not_before",
+        "not_after",
+        "sha256",
+        "self_signed",
+    }
+    assert out["acme"] is None or {"next_renewal", "last_error", "renewals"} <= set(out["acme"])
+    assert all(
+        set(w) == {"worker", "running", "sha256", "challenge_handshakes"} for w in out["workers"]
+    )
+
+
+def test_reload_and_kick_answers_keep_their_keys() -> None:
+    rec = ReloadRecord(changed=("users",), needs_restart=(), users=2, cert_sha256="ab")
+    assert rec.to_json() == {
+        "changed": ["users"],
+        "needs_restart": [],
+        "users": 2,
+        "cert_sha256": "ab",
+        "workers": 1,
+    }
+    # a daemon from before the records sent no "workers"
+    older = {"ok": True, "changed": [], "needs_restart": [], "users": 0, "cert_sha256": ""}
+    assert ReloadRecord.from_json(older).workers == 1
+    assert KickRecord(kicked=(3, 4)).to_json() == {"kicked": [3, 4]}
+
+
+def test_a_malformed_nested_record_names_its_place() -> None:
+    good = CertRecord(certificate=None, path="", acme=None).to_json()
+    with pytest.raises(RecordError, match=r"CertRecord.certificate: CertificateRecord: no 'names'"):
+        CertRecord.from_json(good | {"certificate": {"sha256": "ab"}})
+    with pytest.raises(RecordError, match=r"KickRecord.kicked\[1\]: str 'x' is not int"):
+        KickRecord.from_json({"kicked": [1, "x"]})
+    with pytest.raises(RecordError, match=r"CertRecord.workers\[0\]"):
+        CertRecord.from_json(good | {"workers": [{"worker": 0, "running": "yes"}]})
+    with pytest.raises(RecordError, match="not a JSON object"):
+        CertRecord.from_json(good | {"acme": []})
 
 
 def test_session_fields_are_the_record_fields() -> None:

@@ -4,6 +4,7 @@ counted, the RA timer, and an IPv4-only or exhausted server unchanged."""
 
 from __future__ import annotations
 
+import struct
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 from hypothesis import given, settings
@@ -15,6 +16,7 @@ from sstpd.proto.ipv6.packet import NEXT_HEADER_UDP, Ipv6Header, encode_ipv6
 from sstpd.proto.mschap import nt_password_hash
 from sstpd.proto.pool6 import PrefixPool
 from sstpd.proto.ppp import link as ppp
+from sstpd.proto.ppp.frame import Code, Protocol
 from sstpd.proto.ppp.ipv6cp import link_local
 from sstpd.proto.ppp.link import PppServerConfig
 from sstpd.proto.session import (
@@ -242,3 +244,88 @@ def test_fuzz_ipv6_frames_never_raise(packets: list[bytes]) -> None:
     for raw in packets:
         p.send6(b"\x60" + raw)
     assert p.server.is_open
+
+
+# ---------------------------------------------------------------- IPv6-only sessions
+
+
+class Ipv6OnlyPair(Pair6):
+    """A client that runs IPV6CP alone and answers the server's IPCP with an LCP
+    Protocol-Reject (``reject``) or not at all (a silent IPCP)."""
+
+    def __init__(self, *, reject: bool) -> None:
+        super().__init__()
+        link = self.client.link
+
+        def start(now: float) -> None:
+            link.phase = ppp.Phase.NETWORK
+            link._open_ipv6cp(now)
+
+        link._start_network = start  # type: ignore[method-assign]
+        receive = link.receive_payload
+
+        def no_ipcp(protocol: int, payload: bytes, now: float) -> None:
+            if protocol != Protocol.IPCP:
+                receive(protocol, payload, now)
+            elif reject:
+                link.lcp.send_packet(Code.PROTOCOL_REJECT, struct.pack("!H", protocol) + payload)
+
+        link.receive_payload = no_ipcp  # type: ignore[method-assign]
+
+
+def test_ipcp_protocol_rejected_ipv6cp_open_counts_as_open() -> None:
+    p = Ipv6OnlyPair(reject=True)
+    p.run()
+    six = opened(p)
+    assert p.server.is_open and p.server.prefix6 == six.prefix
+    [open_ev] = [e for e in p.server_events if isinstance(e, SessionOpened)]
+    assert open_ev.peer is None and open_ev.local is None  # IPv6 only
+    types = [type(e) for e in p.server_events]
+    assert types.index(Session6Opened) < types.index(SessionOpened)  # the /64 first
+    # IPv6 inside the /64 is forwarded; IPv4 from the peer fails the source check
+    before = p.server.counters.rx_packets
+    p.send6(udp6(six.prefix[7]))
+    assert p.server.counters.rx_packets == before + 1
+    assert p.server.forwardable6(udp6(six.prefix[7]))
+    ipv4 = bytes.fromhex("45000020000000004011 0000 0a4d0002 0a4d0001".replace(" ", "")) + bytes(12)
+    p.client.connection.send_ppp(b"\xff\x03\x00\x21" + ipv4)
+    p.run()
+    assert p.server.counters.dropped_spoofed == 1 and not p.server.check_ip_source(ipv4)
+    # and the downlink: IPv6 to the session goes out, counted
+    p.server.send_ip(udp6("2001:db8:ff::2", six.prefix[7]))
+    assert p.server.counters.tx_packets >= 1 and p.server.counters.dropped_not_open == 0
+
+
+def test_silent_ipcp_opens_ipv6_only_once_the_server_gives_ipcp_up() -> None:
+    p = Ipv6OnlyPair(reject=False)
+    p.run()
+    assert opened(p) and not p.server.is_open  # IPCP still trying: not open yet
+    assert not [e for e in p.server_events if isinstance(e, SessionOpened)]
+    t = 0.0
+    while not p.server.is_open and t < 60.0:  # the restart timer runs out (RFC 1661 §4.6)
+        t += 1.0
+        p.now = t
+        p.server.handle_timer(t)
+        p.run()
+    assert p.server.is_open and 0 < t < 60.0  # before the default handshake_timeout
+    [open_ev] = [e for e in p.server_events if isinstance(e, SessionOpened)]
+    assert open_ev.peer is None and not p.server.closed
+
+
+def test_ipv6_only_session_ends_when_ipv6cp_closes_too() -> None:
+    p = Ipv6OnlyPair(reject=True)
+    p.run()
+    assert p.server.is_open
+    p.client.link.ipv6cp.close(1.0)  # type: ignore[union-attr]
+    p.client._pump(1.0)
+    p.run()
+    assert not p.server.is_open and p.server.prefix6 is None  # IPv6 down: nothing open
+    assert [e for e in p.server_events if isinstance(e, Session6Closed)]
+    t = 1.0
+    while not p.server.closed and t < 30.0:  # IPV6CP's Stopping state times out
+        t += 1.0
+        p.now = t
+        p.server.handle_timer(t)
+        p.run()
+    # no NCP left: the server's link ends the session (RFC 1661, as pppd and RRAS do)
+    assert p.server.closed and t < 30.0

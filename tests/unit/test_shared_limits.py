@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 from typing import Any
 
 from sstpd.aio import workers
@@ -114,6 +114,9 @@ def test_a_dead_worker_releases_its_sessions_and_its_stops_are_sent() -> None:
                 "classes": [b"cls-a".hex()],
             }
         )
+        w1.link.send(
+            {"op": "opened6", "id": 2, "prefix": "2001:db8:77:85::/64", "iid": "1c2d3e4f50617283"}
+        )
         await w1.link.ask({"op": "login", "id": 4, "user": "bob", "source": "s"})  # not opened
         await w0.link.ask({"op": "login", "id": 1, "user": "carol", "source": "s"})
         await settle()
@@ -146,6 +149,10 @@ def test_a_dead_worker_releases_its_sessions_and_its_stops_are_sent() -> None:
     assert stop.get_int(Attr.ACCT_OUTPUT_OCTETS) == 2000
     assert stop.get(Attr.CLASS) == b"cls-a"
     assert stop.get_int(Attr.ACCT_SESSION_TIME) == 0
+    value = stop.get(Attr.FRAMED_IPV6_PREFIX)  # the /64 it had, though its worker is gone
+    assert value is not None
+    assert radius.decode_ipv6_prefix(value) == IPv6Network("2001:db8:77:85::/64")
+    assert stop.get(Attr.FRAMED_INTERFACE_ID) == bytes.fromhex("1c2d3e4f50617283")
 
 
 def test_retired_counters_keep_the_totals() -> None:

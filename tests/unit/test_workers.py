@@ -18,12 +18,19 @@ from sstpd.aio.dae import criteria_from_json, criteria_to_json
 from sstpd.aio.supervisor import Supervisor, Worker
 from sstpd.aio.workers import RoutedPool, RoutedPrefixPool, WorkerRole, share, worker_count
 from sstpd.config import Config, ConfigError, parse_config
-from sstpd.ctl import sessions_table, stats_text
+from sstpd.ctl import cert_text, sessions_table, stats_text
 from sstpd.proto import radius
 from sstpd.proto.pool import slice_pool
 from sstpd.proto.pool6 import slice_prefixes
 from sstpd.proto.radius import Attr, Code, RadiusPacket
-from sstpd.records import SessionRecord, StatsRecord
+from sstpd.records import (
+    CertRecord,
+    KickRecord,
+    ReloadRecord,
+    SessionRecord,
+    StatsRecord,
+    WorkerCertRecord,
+)
 from sstpd.status.metrics import render_metrics
 
 
@@ -277,6 +284,87 @@ def test_kick_and_sessions_merge(tmp_path: Path) -> None:
     assert kick == {"ok": True, "kicked": [4]}
     assert [r["id"] for r in rows["sessions"]] == [2, 3, 4]
     assert gone == {"ok": False, "error": "no worker answers"}
+
+
+def _answering(sup: Supervisor, answers: dict[int, list[dict[str, Any] | None]]) -> None:
+    """Each worker answers its list in order, then nothing (a worker that is down)."""
+
+    def fake(w: Worker) -> Any:
+        queue = list(answers[w.index])
+
+        async def call(req: dict[str, Any]) -> dict[str, Any] | None:
+            return queue.pop(0) if queue else None
+
+        return call
+
+    for w in sup.workers:
+        w.call = fake(w)  # type: ignore[method-assign]
+
+
+def test_kick_merges_both_workers_ids_and_ignores_a_malformed_answer(tmp_path: Path) -> None:
+    answers: dict[int, list[dict[str, Any] | None]] = {
+        0: [{"ok": True, "kicked": [7, 3]}, {"ok": True, "kicked": ["x"]}],
+        1: [{"ok": True, "kicked": [5]}, {"ok": False, "error": "no open session 9"}],
+    }
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        sup = _supervisor(tmp_path)
+        _answering(sup, answers)
+        return await sup.handle({"cmd": "kick", "user": "a"}), await sup.handle(
+            {"cmd": "kick", "id": 9}
+        )
+
+    both, refused = asyncio.run(go())
+    assert KickRecord.from_json(both) == KickRecord(kicked=(3, 5, 7))
+    assert refused == {"ok": False, "error": "no open session 9"}
+
+
+def _reload_answer(changed: tuple[str, ...] = ("users",)) -> dict[str, Any]:
+    rec = ReloadRecord(changed=changed, needs_restart=("x: a -> b",), users=3, cert_sha256="ab")
+    return {"ok": True, **rec.to_json()}
+
+
+def test_reload_merge_counts_the_workers_and_names_the_one_that_failed(tmp_path: Path) -> None:
+    answers: dict[int, list[dict[str, Any] | None]] = {
+        0: [_reload_answer(), _reload_answer(), {"ok": True, "users": "3"}],
+        1: [_reload_answer(), {"ok": False, "error": "TLS: bad key"}, _reload_answer()],
+    }
+
+    async def go() -> list[dict[str, Any]]:
+        sup = _supervisor(tmp_path)
+        _answering(sup, answers)
+        return [await sup.handle({"cmd": "reload"}) for _ in range(4)]
+
+    ok, refused, malformed, down = asyncio.run(go())
+    rec = ReloadRecord.from_json(ok)
+    assert rec.workers == 2 and rec.changed == ("users",) and rec.needs_restart == ("x: a -> b",)
+    assert ok["changed"] == ["users"] and ok["workers"] == 2  # the wire keys sstpctl reads
+    assert refused == {"ok": False, "error": "worker 1: TLS: bad key"}
+    assert malformed == {"ok": False, "error": "worker 0: failed"}
+    assert down == {"ok": False, "error": "worker 0: does not answer"}
+
+
+def test_cert_merge_shows_a_worker_that_does_not_answer(tmp_path: Path) -> None:
+    worker = CertRecord(certificate=None, path="", acme=None, worker=0, challenge_handshakes=4)
+    answers: dict[int, list[dict[str, Any] | None]] = {
+        0: [{"ok": True, **worker.to_json()}],
+        1: [],
+    }
+
+    async def go() -> dict[str, Any]:
+        sup = _supervisor(tmp_path)  # /x.crt does not exist: no certificate
+        _answering(sup, answers)
+        return await sup.handle({"cmd": "cert"})
+
+    merged = CertRecord.from_json(asyncio.run(go()))
+    assert merged.certificate is None and merged.path == "" and merged.acme is None
+    assert merged.workers == (
+        WorkerCertRecord(worker=0, running=True, sha256="", challenge_handshakes=4),
+        WorkerCertRecord(worker=1, running=False),
+    )
+    assert merged.challenge_handshakes == 4
+    text = cert_text(merged)
+    assert "worker 0     sha256 -, 4 TLS-ALPN-01" in text and "worker 1     not running" in text
 
 
 def test_sessions_table_shows_the_worker_column_with_several_workers() -> None:

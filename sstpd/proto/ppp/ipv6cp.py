@@ -38,6 +38,7 @@ __all__ = [
     "OPT_COMPRESSION",
     "OPT_INTERFACE_ID",
     "Ipv6cpHandler",
+    "Ipv6cpListener",
     "link_local",
     "random_iid",
 ]
@@ -48,7 +49,6 @@ IID_SIZE = 8
 ZERO_IID = bytes(IID_SIZE)
 _LINK_LOCAL_PREFIX = bytes.fromhex("fe80000000000000")
 _MAX_DRAWS = 64  # a working random source needs one draw; a broken one must not hang us
-_Callback = Callable[[], None]
 
 
 def link_local(iid: bytes) -> IPv6Address:
@@ -69,8 +69,18 @@ def random_iid(random: Callable[[int], bytes], *avoid: bytes) -> bytes:
     raise RuntimeError(f"no usable interface identifier in {_MAX_DRAWS} random draws")
 
 
+class Ipv6cpListener:
+    """What the link wants to hear from IPV6CP (as ``ipcp.IpcpListener`` for IPCP).
+    Methods default to doing nothing."""
+
+    def ipv6cp_up(self) -> None: ...
+    def ipv6cp_down(self) -> None: ...
+    def ipv6cp_finished(self) -> None: ...
+
+
 class Ipv6cpHandler:
-    """IPV6CP callbacks for one end of the link (the rules are symmetric).
+    """IPV6CP callbacks for one end of the link (the rules are symmetric); layer events
+    go to ``listener``.
 
     ``local_iid`` fixes our identifier (None = draw one). ``in_use(iid)`` says whether
     another session already has that peer identifier; the client passes nothing.
@@ -82,16 +92,14 @@ class Ipv6cpHandler:
         self,
         *,
         random: Callable[[int], bytes],
-        on_up: _Callback,
-        on_down: _Callback,
-        on_finished: _Callback,
+        listener: Ipv6cpListener,
         local_iid: bytes | None = None,
         in_use: Callable[[bytes], bool] = lambda iid: False,
     ) -> None:
         if local_iid is not None and (len(local_iid) != IID_SIZE or local_iid == ZERO_IID):
             raise ValueError("local_iid must be 8 non-zero bytes")
         self._random = random
-        self._on_up, self._on_down, self._on_finished = on_up, on_down, on_finished
+        self.listener = listener
         self._in_use = in_use
         self.local_iid = local_iid if local_iid is not None else random_iid(random)
         self.peer_iid: bytes | None = None
@@ -174,13 +182,13 @@ class Ipv6cpHandler:
     # ------------------------------------------------------------------ layer events
 
     def this_layer_up(self) -> None:
-        self._on_up()
+        self.listener.ipv6cp_up()
 
     def this_layer_down(self) -> None:
-        self._on_down()
+        self.listener.ipv6cp_down()
 
     def this_layer_started(self) -> None:
         pass
 
     def this_layer_finished(self) -> None:
-        self._on_finished()
+        self.listener.ipv6cp_finished()

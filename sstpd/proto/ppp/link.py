@@ -60,7 +60,7 @@ from sstpd.proto.ppp.eap import EAP_MSCHAPV2, EapPeer, EapServer
 from sstpd.proto.ppp.frame import Code, Packet, Protocol, decode_frame, encode_frame
 from sstpd.proto.ppp.fsm import Fsm, FsmHandler, State
 from sstpd.proto.ppp.ipcp import IpcpClientHandler, IpcpListener, IpcpServerHandler
-from sstpd.proto.ppp.ipv6cp import Ipv6cpHandler
+from sstpd.proto.ppp.ipv6cp import Ipv6cpHandler, Ipv6cpListener
 from sstpd.proto.ppp.lcp import LcpHandler, LcpListener
 
 __all__ = [
@@ -199,7 +199,7 @@ _AUTH_PROTOCOL = {MSCHAPV2: Protocol.CHAP, PAP: Protocol.PAP, EAP_MSCHAPV2: Prot
 MAX_CARRIED_PACKET = 4095 - 4 - 4
 
 
-class _Link(LcpListener, IpcpListener):
+class _Link(LcpListener, IpcpListener, Ipv6cpListener):
     """What server and client share: LCP, phases, dispatch, timers, output queues."""
 
     _is_server = False
@@ -510,6 +510,12 @@ class _Link(LcpListener, IpcpListener):
     def ipcp_finished(self) -> None:
         self._ncp_finished()
 
+    @property
+    def ipcp_given_up(self) -> bool:
+        """IPCP ran and finished without opening (Protocol-Rejected by the peer, or its
+        Configure-Requests unanswered or refused until the restart counter ran out)."""
+        return self.ipcp is not None and self.ipcp.state in (State.CLOSED, State.STOPPED)
+
     def _ncp_finished(self) -> None:
         """One NCP finished: the link ends once none is negotiating or open any more."""
         if self.phase is not Phase.NETWORK:
@@ -531,9 +537,7 @@ class _Link(LcpListener, IpcpListener):
         ``_open_ipcp``); ``in_use`` as for :class:`Ipv6cpHandler`."""
         handler = Ipv6cpHandler(
             random=self._random,
-            on_up=self._ipv6cp_up,
-            on_down=self._ipv6cp_down,
-            on_finished=self._ncp_finished,
+            listener=self,
             local_iid=local_iid,
             in_use=in_use or (lambda iid: False),
         )
@@ -545,7 +549,9 @@ class _Link(LcpListener, IpcpListener):
     def _network6_prefix(self) -> IPv6Network | None:
         return None
 
-    def _ipv6cp_up(self) -> None:
+    # ------------------------------------------------------------------ IPV6CP callbacks
+
+    def ipv6cp_up(self) -> None:
         handler = self.ipv6cp_handler
         assert handler is not None
         self.is_network6_up = True
@@ -553,10 +559,13 @@ class _Link(LcpListener, IpcpListener):
             Network6Up(handler.local_iid, handler.peer_iid, self._network6_prefix())
         )
 
-    def _ipv6cp_down(self) -> None:
+    def ipv6cp_down(self) -> None:
         if self.is_network6_up:
             self.is_network6_up = False
             self._events.append(Network6Down())
+
+    def ipv6cp_finished(self) -> None:
+        self._ncp_finished()
 
 
 class PppServer(_Link):

@@ -15,10 +15,13 @@ from sstpd.proto.sstp.constants import HashProtocol
 
 @dataclass(frozen=True, slots=True)
 class SessionOpened:
-    """Binding verified and IPCP up: IPv4 may flow. The I/O layer routes ``peer`` here."""
+    """Binding verified and IPCP up: IPv4 may flow. The I/O layer routes ``peer`` here.
 
-    local: IPv4Address
-    peer: IPv4Address
+    Server only: ``local`` and ``peer`` None is an IPv6-only session (IPV6CP open, IPCP
+    Protocol-Rejected by the peer or given up), announced after its ``Session6Opened``."""
+
+    local: IPv4Address | None
+    peer: IPv4Address | None
     dns: tuple[IPv4Address, ...]
     hash_protocol: HashProtocol | None
 

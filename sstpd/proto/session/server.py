@@ -19,7 +19,12 @@ from sstpd.proto.ppp import link as ppp
 from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest
 from sstpd.proto.ppp.link import AuthSucceeded, Notice
 from sstpd.proto.session.base import PPP_IPV6, Session, SessionState
-from sstpd.proto.session.events import IpReceived, Session6Closed, Session6Opened
+from sstpd.proto.session.events import (
+    IpReceived,
+    Session6Closed,
+    Session6Opened,
+    SessionOpened,
+)
 from sstpd.proto.sstp import connection as sstp
 from sstpd.proto.sstp.constants import HashProtocol
 
@@ -119,6 +124,15 @@ class ServerSession(Session):
         return self._ppp.prefix
 
     @property
+    def is_open(self) -> bool:
+        """Binding verified and IPCP up, or IPv6 only: IPV6CP open (its /64 routed here)
+        while IPCP was given up (``ppp.PppLink.ipcp_given_up``)."""
+        st = self._st
+        if not st.call_connected or st.closed:
+            return False
+        return st.network is not None or (self._opened6 is not None and self._ppp.ipcp_given_up)
+
+    @property
     def prefix6(self) -> IPv6Network | None:
         """The /64 routed to this session while IPv6 is open (``Session6Opened``)."""
         return None if self._st.closed else self._opened6
@@ -206,6 +220,9 @@ class ServerSession(Session):
             self._opened6 = path.prefix
             st.events.append(Session6Opened(path.prefix, path.peer_link_local))
             self._send6(path.start(now))
+        if not st._opened_sent and st.network is None and self.is_open:
+            st._opened_sent = True  # IPv6 only: no address; IPv4 frames fail the source check
+            st.events.append(SessionOpened(None, None, (), st.hash_protocol))
 
     # -- IPv6
     def _on_ppp_event(self, ev: object, now: float) -> None:

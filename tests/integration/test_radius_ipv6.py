@@ -1,0 +1,219 @@
+"""Framed-IPv6-Prefix from a real FreeRADIUS 3.2, with server.workers = 2 and an IPv6 pool.
+
+Topology as in ``test_workers_ipv6`` (client and server namespaces, an IPv6-only host
+behind the server); FreeRADIUS runs in the server namespace (once for the module, its
+own raddb, ``freeradius.py``) and answers some users with a Framed-IPv6-Prefix. The
+assertions are about what an admin sees: the session gets exactly that /64, the kernel
+routes it to the TUN of the worker holding the session (the host behind the server
+reaches it), the accounting records FreeRADIUS writes carry it, a prefix the server cannot
+give (outside ``tunnel.ipv6_pool``, not a /64, held by another session) leaves the
+session IPv4 only with a log line saying why, and the /64's route goes with the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from ipaddress import IPv6Network
+from typing import Any
+
+import pytest
+
+from tests.integration.freeradius import SECRET, FreeRadius, RadUser, serving
+from tests.integration.netns import SERVER_IP, Daemon, Netns, with_ipv6_host
+from tests.integration.test_workers_ipv6 import Held
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
+]
+
+POOL6 = IPv6Network("2001:db8:77::/56")
+TUNS = ("sstp0", "sstp0w1")
+SERVER6 = "2001:db8:77::1"
+LAN_SERVER6, LAN_HOST6 = "2001:db8:ff::1", "2001:db8:ff::2"
+FRAMED6 = IPv6Network("2001:db8:77:85::/64")  # in worker 1's run, wherever the session lands
+USERS6 = [
+    RadUser("v6user", "v6user-pass", {"Framed-IPv6-Prefix": str(FRAMED6)}),
+    RadUser("v6out", "v6out-pass", {"Framed-IPv6-Prefix": "2001:db8:99:1::/64"}),
+    RadUser("v6wide", "v6wide-pass", {"Framed-IPv6-Prefix": "2001:db8:77:40::/60"}),
+    RadUser("v6none", "v6none-pass"),
+]
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Netns]:
+    with with_ipv6_host("sstpr6", LAN_SERVER6, LAN_HOST6) as n:
+        yield n
+
+
+@pytest.fixture(scope="module")
+def freeradius(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreeRadius]:
+    fr = FreeRadius(tmp_path_factory.mktemp("raddb6"), SERVER_IP, users=list(USERS6))
+    with serving(fr, net, net.srv) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    net: Netns, freeradius: FreeRadius, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Daemon]:
+    d = Daemon(
+        net,
+        tmp_path_factory.mktemp("radius6"),
+        workers=2,
+        tunnel_config=f'ipv6_pool = "{POOL6}"',
+        extra_config=(
+            "\n[radius]\ntimeout = 2.0\nretries = 1\ninterim_interval = 2\n\n"
+            f'[[radius.server]]\naddress = "{SERVER_IP}"\nsecret = "{SECRET}"\n\n'
+            f'[[radius.accounting_server]]\naddress = "{SERVER_IP}"\nsecret = "{SECRET}"\n'
+        ),
+    )
+    try:
+        d.prepare()
+        d.config.write_text(
+            d.config.read_text().replace(
+                '[auth]\nusers_file = "users"',
+                '[auth]\nusers_file = "users"\nbackends = ["radius"]',
+            )
+        )
+        d.start()
+        yield d
+    finally:
+        d.stop()
+
+
+def routes_of(net: Netns, prefix: IPv6Network) -> list[str]:
+    """The devices the server namespace routes exactly ``prefix`` to."""
+    out = net.run(net.srv, "ip", "-6", "-j", "route", "show", "exact", str(prefix)).stdout
+    return [r.get("dev", "") for r in json.loads(out or "[]")]
+
+
+def acct(fr: FreeRadius, user: str) -> list[dict[str, str]]:
+    return [r for r in fr.records() if r.get("User-Name") == user]
+
+
+def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def exhaust6(net: Netns, d: Daemon, user: str) -> dict[str, Any]:
+    """One session of ``user``: did it get IPv6, does IPv4 work, where IPV6CP ended."""
+    r = net.run(
+        net.cli,
+        *(sys.executable, "-m", "tests.integration.ipv6_tool", "exhaust6", *d.client_args()),
+        *("--user", user, "--password", f"{user}-pass", "--sessions", "1"),
+        check=False,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_the_accepts_prefix_is_the_sessions_and_goes_with_it(
+    net: Netns, daemon: Daemon, freeradius: FreeRadius
+) -> None:
+    before = daemon.stats()["pool6_in_use"]
+    held = Held(
+        net, daemon, "ping6", "--user", "v6user", "--password", "v6user-pass", "--count", "2"
+    )
+    try:
+        first = held.first
+        assert IPv6Network(first["prefix"]) == FRAMED6
+        # through the tunnel to the server and to the host behind it: the host's replies
+        # come back only if the kernel routes the /64 to the TUN of the session's worker
+        assert first["server6_replies"] == 2 and first["host6_replies"] == 2
+        assert first["v4_replies"] == 1
+        [dev] = routes_of(net, FRAMED6)  # exactly one route: one holder across the workers
+        assert dev in TUNS
+        # a second session of the same user while the first holds the /64: IPv6 refused,
+        # IPv4 up (never another /64 in its place)
+        again = exhaust6(net, daemon, "v6user")
+        assert again["opened"] == 1 and again["ipv6"] == 0 and again["v4_replies"] == 1
+        assert again["ipv6cp"] == ["STOPPED"]  # Protocol-Rejected
+        assert routes_of(net, FRAMED6) == [dev]  # the holder keeps its route
+        # the Interim-Update while it is open carries the prefix and the interface id
+        interim = wait_for(
+            "an Interim-Update with the prefix",
+            lambda: [
+                r
+                for r in acct(freeradius, "v6user")
+                if r.get("Acct-Status-Type") == "Interim-Update"
+                and r.get("Framed-IPv6-Prefix") == str(FRAMED6)
+            ],
+        )
+        assert interim[0].get("Framed-Interface-Id"), interim[0]
+        result = held.finish()
+        assert result["prefix"] == str(FRAMED6)
+    finally:
+        held.kill()
+    stops = wait_for(
+        "both sessions' Stops",
+        lambda: (
+            len(s := [r for r in acct(freeradius, "v6user") if r.get("Acct-Status-Type") == "Stop"])
+            == 2
+            and s
+        ),
+    )
+    with_prefix = [r for r in stops if r.get("Framed-IPv6-Prefix") == str(FRAMED6)]
+    assert len(with_prefix) == 1, stops  # the holder's; the refused one had no IPv6
+    assert with_prefix[0].get("Framed-Interface-Id"), with_prefix[0]
+    assert int(with_prefix[0]["Acct-Session-Time"]) >= 2
+    # the /64's route and the pool's count go with the session
+    wait_for("the route to go", lambda: routes_of(net, FRAMED6) == [])
+    wait_for("the pool back to baseline", lambda: daemon.stats()["pool6_in_use"] == before)
+
+
+@pytest.mark.parametrize(
+    ("user", "why"),
+    [
+        ("v6out", "2001:db8:99:1::/64 is outside tunnel.ipv6_pool 2001:db8:77::/56"),
+        ("v6wide", "2001:db8:77:40::/60 is not a /64"),
+    ],
+)
+def test_a_prefix_the_server_cannot_give_leaves_the_session_ipv4_only(
+    net: Netns, daemon: Daemon, freeradius: FreeRadius, user: str, why: str
+) -> None:
+    before = daemon.stats()["pool6_in_use"]
+    res = exhaust6(net, daemon, user)
+    assert res == {"opened": 1, "ipv6": 0, "v4_replies": 1, "ipv6cp": ["STOPPED"]}
+    daemon.wait_log(f"Framed-IPv6-Prefix for {user!r}: {why}; IPv6 refused, IPv4 only")
+    assert routes_of(net, IPv6Network("2001:db8:99:1::/64")) == []
+    assert daemon.stats()["pool6_in_use"] == before  # nothing taken in its place
+    stop = wait_for(
+        "the Stop",
+        lambda: [r for r in acct(freeradius, user) if r.get("Acct-Status-Type") == "Stop"],
+    )
+    assert "Framed-IPv6-Prefix" not in stop[0]
+
+
+def test_without_the_attribute_a_dynamic_64_of_the_pool(
+    net: Netns, daemon: Daemon, freeradius: FreeRadius
+) -> None:
+    held = Held(
+        net, daemon, "ping6", "--user", "v6none", "--password", "v6none-pass", "--count", "1"
+    )
+    try:
+        prefix = IPv6Network(held.first["prefix"])
+        assert prefix.subnet_of(POOL6) and prefix != FRAMED6
+        assert held.first["host6_replies"] == 1
+        # RADIUS is a backend: each worker claims its dynamic /64s with their own route
+        assert len(routes_of(net, prefix)) == 1
+        held.finish()
+    finally:
+        held.kill()
+    stop = wait_for(
+        "the Stop",
+        lambda: [r for r in acct(freeradius, "v6none") if r.get("Acct-Status-Type") == "Stop"],
+    )
+    assert stop[0].get("Framed-IPv6-Prefix") == str(prefix)
+    wait_for("the route to go", lambda: routes_of(net, prefix) == [])

@@ -110,7 +110,7 @@ class Daemon:
             )
             pool = RoutedPool(
                 tc.pool,
-                exclude=[tc.address],
+                exclude=list(tc.reserved_addresses()),
                 part=role.part,
                 ifname=self.tun.name,
                 claim_dynamic=lambda: "radius" in self.config.auth.backends,

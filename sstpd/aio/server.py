@@ -74,7 +74,7 @@ class Server:
         self.role = role
         self.loop = asyncio.get_running_loop()
         tc, lc = config.tunnel, config.limits
-        self.pool = pool or AddressPool(tc.pool, exclude=[tc.address])
+        self.pool = pool or AddressPool(tc.pool, exclude=tc.reserved_addresses())
         self.pool6: PrefixPool | None = pool6
         if pool6 is None and tc.ipv6_pool is not None:
             exclude6 = [tc.ipv6_address] if tc.ipv6_address is not None else []

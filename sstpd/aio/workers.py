@@ -99,7 +99,7 @@ def worker_count(config: Config) -> int:
     at most one per slice the IPv4 pool (and the IPv6 pool, when set) allows."""
     wanted = config.server.workers or len(os.sched_getaffinity(0))
     tc = config.tunnel
-    count = fit_slices(tc.pool, wanted, [tc.address])
+    count = fit_slices(tc.pool, wanted, tc.reserved_addresses())
     if tc.ipv6_pool is not None:
         count = fit_prefix_slices(tc.ipv6_pool, count, _exclude6(config))
     return count
@@ -183,7 +183,7 @@ class WorkerRole:
         except (KeyError, ValueError):
             raise SstpdError("serve --worker is started by the supervisor only") from None
         tc = config.tunnel
-        part = slice_pool(tc.pool, count, [tc.address])[index]
+        part = slice_pool(tc.pool, count, tc.reserved_addresses())[index]
         part6 = None
         if tc.ipv6_pool is not None:
             part6 = slice_prefixes(tc.ipv6_pool, count, _exclude6(config))[index]

@@ -125,7 +125,10 @@ class TunnelConfig:
     """``[tunnel]``: the TUN device and the addresses handed out over IPCP.
 
     ``address`` is the server's own tunnel address; when it lies inside ``pool`` it is
-    never handed to a client. ``dns``/``nbns`` hold at most two servers each.
+    never handed to a client, nor is a ``dns``/``nbns`` server inside the pool
+    (``reserved_addresses``; taken when the pool is built at start, so a reload that
+    moves a server into the pool takes effect at the next restart). ``dns``/``nbns``
+    hold at most two servers each.
 
     IPv6 and split-tunnel routes (validated now; they take effect once the session data
     path is wired to them): ``ipv6_pool`` (None = IPv4 only) is split into one /64 per
@@ -158,6 +161,14 @@ class TunnelConfig:
     offload: bool = False
     read_moderation_bytes: int = 131072
     read_moderation_delay: float = 0.001
+
+    def reserved_addresses(self) -> tuple[IPv4Address, ...]:
+        """Pool addresses never handed to a client: the server's own tunnel address, and
+        every DNS or NBNS server address inside the pool (a client given one would stand
+        in for that server for every other client)."""
+        servers = dict.fromkeys(a for a in (*self.dns, *self.nbns) if a in self.pool)
+        servers.pop(self.address, None)
+        return (self.address, *servers)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sstpd.config import TunnelConfig, parse_config
 from sstpd.proto.pool import AddressPool, PoolSlice, fit_slices, slice_pool, usable_hosts
 
 NET = IPv4Network("10.77.0.0/24")
@@ -104,3 +105,38 @@ def test_slice_is_a_value() -> None:
     p = PoolSlice(0, IPv4Address("10.0.0.0"), IPv4Address("10.0.0.3"))
     assert IPv4Address("10.0.0.3") in p and IPv4Address("10.0.0.4") not in p
     assert "10.0.0.1" not in p
+
+
+# ---------------------------------------------------------------- reserved addresses
+
+
+def _tunnel(lines: str) -> TunnelConfig:
+    return parse_config(
+        '[server]\ncertificate = "/c.pem"\nkey = "/k.pem"\n[tunnel]\n' + lines
+    ).tunnel
+
+
+def test_dns_and_nbns_servers_inside_the_pool_are_never_handed_out() -> None:
+    tc = _tunnel(
+        'pool = "10.77.0.0/28"\naddress = "10.77.0.1"\n'
+        'dns = ["10.77.0.5", "10.9.9.9"]\nnbns = ["10.77.0.6", "10.77.0.1"]\n'
+    )
+    # the tunnel address first, then the servers inside the pool, each once
+    assert tc.reserved_addresses() == tuple(
+        IPv4Address(a) for a in ("10.77.0.1", "10.77.0.5", "10.77.0.6")
+    )
+    pool = AddressPool(tc.pool, exclude=tc.reserved_addresses())
+    given_out = []
+    while (a := pool.allocate()) is not None:
+        given_out.append(a)
+    assert len(given_out) == pool.size == 14 - 3
+    assert not {IPv4Address("10.77.0.5"), IPv4Address("10.77.0.6")} & set(given_out)
+    # and every worker's slice leaves them out too
+    parts = slice_pool(tc.pool, 2, tc.reserved_addresses())
+    dynamic = [AddressPool(tc.pool, exclude=tc.reserved_addresses(), part=p) for p in parts]
+    assert sum(p.size for p in dynamic) == 11
+
+
+def test_servers_outside_the_pool_reserve_nothing() -> None:
+    tc = _tunnel('dns = ["10.9.9.9"]\n')
+    assert tc.reserved_addresses() == (tc.address,)

@@ -14,15 +14,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.netns import SERVER_IP, USERS, Daemon, Netns, namespaces
+from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
 from tests.integration.pebble import (
     NAME,
     Pebble,
@@ -208,6 +210,55 @@ def test_a_pending_challenge_is_answered_by_every_worker(
     assert sum(grew.values()) == res["answered"] + 1  # each probe answered by one worker
     # and once it is over, no worker answers acme-tls/1 any more
     assert cert_state(daemon)["acme"]["pending_challenges"] == []
+
+
+def test_a_worker_restarted_during_a_pending_challenge_answers_it(
+    daemon: Daemon, net: Netns, pebble: Pebble
+) -> None:
+    """A worker killed while pebble validates: the supervisor hands the pending challenge
+    to the new worker process as soon as it is ready, so validator connections the kernel
+    gives it are answered with the challenge certificate too."""
+    wait_issued(daemon)
+    pebble.dns_a("10.231.100.99")  # nobody there: the challenge stays pending
+    sock = str(daemon.workdir / "control.sock")
+    renew = subprocess.Popen(
+        [sys.executable, "-m", "sstpd.ctl", "--socket", sock, "cert", "renew"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(ROOT),
+    )
+    probe = None
+    try:
+        deadline = time.monotonic() + 60
+        while not cert_state(daemon)["acme"]["pending_challenges"]:
+            assert time.monotonic() < deadline, "no challenge became pending"
+            time.sleep(0.1)
+        old = {int(k): int(v) for k, v in daemon.stats()["worker_pids"].items()}
+        os.kill(old[1], signal.SIGKILL)
+        while True:
+            pids = {int(k): int(v) for k, v in daemon.stats()["worker_pids"].items()}
+            workers = {w["worker"]: w for w in cert_state(daemon)["workers"]}
+            if pids.get(1, old[1]) != old[1] and workers[1]["running"]:
+                break
+            assert time.monotonic() < deadline, (pids, workers)
+            time.sleep(0.1)
+        assert cert_state(daemon)["acme"]["pending_challenges"], "validation ended too soon"
+        probe = net.popen(net.cli, sys.executable, "-c", PROBE, stdout=subprocess.PIPE)
+        out, _ = probe.communicate(timeout=120)
+        res = json.loads(out)
+        assert res["first"] is True and res["answered"] == PROBES, res
+        # the new worker 1 (its counters start at 0) answered some of them
+        assert handshakes(cert_state(daemon))[1] >= 1, cert_state(daemon)
+    finally:
+        pebble.dns_a(None)
+        if probe is not None and probe.poll() is None:
+            probe.kill()
+            probe.wait()
+        _, err = renew.communicate(timeout=120)
+    assert renew.returncode == 1 and "validation failed" in err, err
+    assert cert_state(daemon)["acme"]["pending_challenges"] == []
+    assert "worker 1" in daemon.log_text()
 
 
 def test_forced_renewal_reaches_both_workers(daemon: Daemon, net: Netns, root_ca: Path) -> None:

@@ -81,6 +81,18 @@ def kill_namespace(ns: str) -> None:
     sh("ip", "netns", "del", ns, check=False)
 
 
+def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
+    """Poll ``check()`` every 0.2 s until it returns something true (returned), or fail
+    naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def sh(*cmd: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)  # type: ignore[call-overload, no-any-return]
 

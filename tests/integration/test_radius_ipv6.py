@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from ipaddress import IPv6Network
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.integration.freeradius import SECRET, FreeRadius, RadUser, serving
-from tests.integration.netns import SERVER_IP, Daemon, Netns, with_ipv6_host
+from tests.integration.netns import SERVER_IP, Daemon, Netns, wait_for, with_ipv6_host
 from tests.integration.test_workers_ipv6 import Held
 
 pytestmark = [
@@ -94,16 +93,6 @@ def routes_of(net: Netns, prefix: IPv6Network) -> list[str]:
 
 def acct(fr: FreeRadius, user: str) -> list[dict[str, str]]:
     return [r for r in fr.records() if r.get("User-Name") == user]
-
-
-def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def exhaust6(net: Netns, d: Daemon, user: str) -> dict[str, Any]:

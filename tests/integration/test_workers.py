@@ -24,7 +24,7 @@ import pytest
 from sstpd import control
 from sstpd.records import StatsRecord
 from sstpd.status.metrics import render_metrics
-from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
+from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces, wait_for
 
 pytestmark = [
     pytest.mark.netns,
@@ -135,16 +135,6 @@ def host_routes(net: Netns) -> list[str]:
 
 def worker_pids(d: Daemon) -> dict[int, int]:
     return {int(k): int(v) for k, v in d.stats()["worker_pids"].items()}
-
-
-def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---------------------------------------------------------------------------------------

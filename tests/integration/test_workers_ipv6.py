@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any
@@ -30,6 +29,7 @@ from tests.integration.netns import (
     Daemon,
     Netns,
     sh,
+    wait_for,
     with_ipv6_host,
 )
 
@@ -104,16 +104,6 @@ def routes6(net: Netns) -> list[tuple[str, str]]:
 def route6_dev(net: Netns, address: str) -> str:
     out = net.run(net.srv, "ip", "-6", "route", "get", address).stdout.split()
     return out[out.index("dev") + 1]
-
-
-def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Held:

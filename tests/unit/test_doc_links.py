@@ -150,3 +150,21 @@ def test_checker_accepts_good_references(tmp_path: Path) -> None:
         "[web](https://example.org/x), https://example.org/docs/nope.md, docs/ itself\n"
     )
     assert problems(tmp_path) == []
+
+
+WHOLE = {"status", "profiles"}  # packages DESIGN.md describes in one entry
+
+
+def test_design_names_every_module() -> None:
+    """docs/DESIGN.md's layout has a line for every module of the package (a package
+    described as a whole, such as ``sstpd/status/``, covers its modules)."""
+    design = (ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    missing = []
+    for path in sorted((ROOT / "sstpd").rglob("*.py")):
+        rel = path.relative_to(ROOT / "sstpd")
+        if path.name == "__init__.py":
+            continue
+        named = re.search(rf"(^|[\s/]){re.escape(path.name)}(\s|:|$)", design, re.MULTILINE)
+        if not (named or rel.parts[0] in WHOLE):
+            missing.append(str(rel))
+    assert missing == [], f"docs/DESIGN.md does not name: {missing}"

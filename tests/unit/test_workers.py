@@ -264,17 +264,7 @@ def test_kick_and_sessions_merge(tmp_path: Path) -> None:
 
     async def go() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         sup = _supervisor(tmp_path)
-
-        def fake(w: Worker) -> Any:
-            queue = list(answers[w.index])
-
-            async def call(req: dict[str, Any]) -> dict[str, Any] | None:
-                return queue.pop(0) if queue else None
-
-            return call
-
-        for w in sup.workers:
-            w.call = fake(w)  # type: ignore[method-assign]
+        _answering(sup, answers)
         kick = await sup.handle({"cmd": "kick", "id": 4})
         rows = await sup.handle({"cmd": "sessions"})
         gone = await sup.handle({"cmd": "kick", "id": 9})

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from sstpd import users
-from sstpd.aio import workers
 from sstpd.aio.server import Server
 from sstpd.aio.workers import RoutedPrefixPool
 from sstpd.proto.aaa import Grant
@@ -90,10 +89,7 @@ def test_a_prefix_in_use_or_the_servers_own_is_refused(caplog: pytest.LogCapture
 def test_workers_a_framed_prefix_in_another_run_is_skipped_there(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    kernel = FakeRoutes()
-    monkeypatch.setattr(workers.route, "add_prefix_route", kernel.add)
-    monkeypatch.setattr(workers.route, "del_prefix_route", kernel.delete)
-    monkeypatch.setattr(workers.socket, "if_nametoindex", lambda name: {"t0": 10, "t1": 11}[name])
+    kernel = FakeRoutes.install(monkeypatch, "prefix")
     w0, w1 = (
         RoutedPrefixPool(NET, exclude=[SERVER6], part=p, ifname=f"t{i}", claim_dynamic=lambda: True)
         for i, p in enumerate(slice_prefixes(NET, 2, [SERVER6]))

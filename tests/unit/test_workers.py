@@ -409,14 +409,21 @@ class FakeRoutes:
             raise ProcessLookupError(3, "no such route")
         del self.routes[address]
 
+    @classmethod
+    def install(cls, monkeypatch: pytest.MonkeyPatch, kind: str) -> FakeRoutes:
+        """A fake kernel for the workers' ``kind`` routes (``host``: /32, ``prefix``:
+        /64), with TUN devices t0 and t1 at indexes 10 and 11."""
+        kernel = cls()
+        monkeypatch.setattr(workers.route, f"add_{kind}_route", kernel.add)
+        monkeypatch.setattr(workers.route, f"del_{kind}_route", kernel.delete)
+        monkeypatch.setattr(workers.socket, "if_nametoindex", {"t0": 10, "t1": 11}.__getitem__)
+        return kernel
+
 
 def _routed_pools(
     monkeypatch: pytest.MonkeyPatch, claim: bool
 ) -> tuple[FakeRoutes, RoutedPool, RoutedPool]:
-    kernel = FakeRoutes()
-    monkeypatch.setattr(workers.route, "add_host_route", kernel.add)
-    monkeypatch.setattr(workers.route, "del_host_route", kernel.delete)
-    monkeypatch.setattr(workers.socket, "if_nametoindex", lambda name: {"t0": 10, "t1": 11}[name])
+    kernel = FakeRoutes.install(monkeypatch, "host")
     net, server = IPv4Network("10.77.0.0/24"), IPv4Address("10.77.0.1")
     parts = slice_pool(net, 2, [server])
     pools = [
@@ -457,10 +464,7 @@ def test_with_radius_a_framed_address_in_another_slice_is_skipped_there(
 def test_a_static_ipv6_prefix_is_held_by_one_worker_at_a_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    kernel = FakeRoutes()
-    monkeypatch.setattr(workers.route, "add_prefix_route", kernel.add)
-    monkeypatch.setattr(workers.route, "del_prefix_route", kernel.delete)
-    monkeypatch.setattr(workers.socket, "if_nametoindex", lambda name: {"t0": 10, "t1": 11}[name])
+    kernel = FakeRoutes.install(monkeypatch, "prefix")
     net, server = IPv6Network("2001:db8:77::/56"), IPv6Address("2001:db8:77::1")
     static = IPv6Network("2001:db8:77:42::/64")  # in worker 0's slice
     w0, w1 = (

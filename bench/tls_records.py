@@ -35,8 +35,9 @@ from sstpd.aio.tls import direct_objects  # noqa: E402
 from sstpd.certs import generate_self_signed  # noqa: E402
 
 
-def pair(tmp: Path) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.SSLObject, ssl.MemoryBIO]:
-    """(server, its incoming BIO, client, its outgoing BIO), handshake done."""
+def contexts(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) TLS 1.3 contexts: the server's as the daemon's (a new self-signed
+    ECDSA certificate in ``tmp``, ``DirectSSLObject``), the client's trusting anything."""
     generate_self_signed(
         str(tmp / "c.pem"), str(tmp / "k.pem"), common_name="bench.invalid", sans=[], key_type="ec"
     )
@@ -47,6 +48,12 @@ def pair(tmp: Path) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.SSLObject, ssl.Me
     cc = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     cc.check_hostname = False
     cc.verify_mode = ssl.CERT_NONE
+    return sc, cc
+
+
+def pair(tmp: Path) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.SSLObject, ssl.MemoryBIO]:
+    """(server, its incoming BIO, client, its outgoing BIO), handshake done."""
+    sc, cc = contexts(tmp)
     si, so, ci, co = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
     server = sc.wrap_bio(si, so, server_side=True)
     client = cc.wrap_bio(ci, co)

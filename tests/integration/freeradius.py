@@ -236,6 +236,10 @@ server default {{
                 out.append(rec)
         return out
 
+    def records_of(self, user: str) -> list[dict[str, str]]:
+        """The accounting records of ``user``, in the detail file's order."""
+        return [r for r in self.records() if r.get("User-Name") == user]
+
 
 @contextlib.contextmanager
 def serving(fr: FreeRadius, net: Any, ns: str) -> Iterator[FreeRadius]:

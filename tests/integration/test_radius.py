@@ -21,7 +21,7 @@ import pytest
 from sstpd.proto.radius import Code, RadiusPacket
 from tests.integration.ctl_client import HeldClient
 from tests.integration.freeradius import SECRET, FreeRadius, serving
-from tests.integration.netns import CLIENT_IP, SERVER_IP, Daemon, Netns, namespaces
+from tests.integration.netns import CLIENT_IP, SERVER_IP, Daemon, Netns, namespaces, wait_for
 from tests.integration.test_control import ctl, ctl_json
 
 pytestmark = [
@@ -117,20 +117,6 @@ def connect(net: Netns, d: Daemon, user: str, password: str, auth: str) -> dict[
     )
 
 
-def acct_records(fr: FreeRadius, user: str) -> list[dict[str, str]]:
-    return [r for r in fr.records() if r.get("User-Name") == user]
-
-
-def wait_for(pred: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 # ---------------------------------------------------------------- authentication
 
 
@@ -180,9 +166,9 @@ def test_session_timeout_ends_session(net: Netns, daemon: Daemon, freeradius: Fr
     assert reason
     daemon.wait_log("session timeout from RADIUS reached")
     stop = wait_for(
-        lambda: [r for r in acct_records(freeradius, "short") if r["Acct-Status-Type"] == "Stop"],
-        10,
         "the Stop of 'short'",
+        lambda: [r for r in freeradius.records_of("short") if r["Acct-Status-Type"] == "Stop"],
+        10,
     )
     assert stop[-1]["Acct-Terminate-Cause"] == "Session-Timeout"
 
@@ -193,9 +179,9 @@ def test_idle_timeout_ends_session(net: Netns, daemon: Daemon, freeradius: FreeR
     c.wait_closed(timeout=20)
     daemon.wait_log("idle timeout from RADIUS reached")
     stop = wait_for(
-        lambda: [r for r in acct_records(freeradius, "idle") if r["Acct-Status-Type"] == "Stop"],
-        10,
         "the Stop of 'idle'",
+        lambda: [r for r in freeradius.records_of("idle") if r["Acct-Status-Type"] == "Stop"],
+        10,
     )
     assert stop[-1]["Acct-Terminate-Cause"] == "Idle-Timeout"
 
@@ -215,20 +201,20 @@ def test_accounting_start_interim_stop_match_sstpctl(
     def interim_after() -> list[dict[str, str]]:
         recs = [
             r
-            for r in acct_records(freeradius, "ruser")
+            for r in freeradius.records_of("ruser")
             if r["Acct-Status-Type"] == "Interim-Update"
             and int(r.get("Acct-Session-Time", "0")) >= row["duration"]
         ]
         return recs
 
     # traffic has stopped: the next interim carries exactly what sstpctl shows
-    interim = wait_for(interim_after, 3 * INTERIM + 5, "an Interim-Update")[-1]
+    interim = wait_for("an Interim-Update", interim_after, 3 * INTERIM + 5)[-1]
     assert int(interim["Acct-Input-Octets"]) == row["rx_bytes"]
     assert int(interim["Acct-Output-Octets"]) == row["tx_bytes"]
     assert int(interim["Acct-Input-Packets"]) == row["rx_packets"]
     assert interim["Acct-Input-Gigawords"] == "0"
     sid = interim["Acct-Session-Id"]
-    start = [r for r in acct_records(freeradius, "ruser") if r["Acct-Session-Id"] == sid]
+    start = [r for r in freeradius.records_of("ruser") if r["Acct-Session-Id"] == sid]
     assert start[0]["Acct-Status-Type"] == "Start"
     assert start[0]["Calling-Station-Id"] == CLIENT_IP
     assert start[0]["NAS-Port-Type"] == "Virtual"
@@ -239,13 +225,13 @@ def test_accounting_start_interim_stop_match_sstpctl(
     c.send("close")
     c.wait_closed()
     stop = wait_for(
+        "the Stop",
         lambda: [
             r
-            for r in acct_records(freeradius, "ruser")
+            for r in freeradius.records_of("ruser")
             if r["Acct-Session-Id"] == sid and r["Acct-Status-Type"] == "Stop"
         ],
         10,
-        "the Stop",
     )[0]
     assert stop["Acct-Terminate-Cause"] == "User-Request"
     assert int(stop["Acct-Input-Octets"]) >= row["rx_bytes"]
@@ -422,13 +408,13 @@ def test_disconnect_request_ends_the_session(
     daemon.wait_log("user 'ruser' disconnected by RADIUS")
     assert other.ping(1) == 1  # the other session is untouched
     stop = wait_for(
+        "the Admin-Reset Stop",
         lambda: [
             r
-            for r in acct_records(freeradius, "ruser")
+            for r in freeradius.records_of("ruser")
             if r["Acct-Status-Type"] == "Stop" and r.get("Acct-Terminate-Cause") == "Admin-Reset"
         ],
         10,
-        "the Admin-Reset Stop",
     )
     assert stop
     # by Framed-IP-Address
@@ -446,14 +432,14 @@ def test_stops_for_all_sessions_at_shutdown(
         net, tmp_path_factory.mktemp("rad-stop"), [(1812, SECRET)], 3, '["radius"]', "", second_ip
     )
     held = [HeldClient(net, second_ip, str(d.cert), "ruser", "ruser-pass") for _ in range(2)]
-    wait_for(lambda: d.log_text().count("accounting Start acknowledged") >= 2, 10, "2 Starts")
+    wait_for("2 Starts", lambda: d.log_text().count("accounting Start acknowledged") >= 2, 10)
     assert d.stop() == 0
     for h in held:
         h.wait_closed()
     assert d.log_text().count("accounting Stop acknowledged") == 2
     stops = [
         r
-        for r in acct_records(freeradius, "ruser")
+        for r in freeradius.records_of("ruser")
         if r["Acct-Status-Type"] == "Stop" and r.get("Acct-Terminate-Cause") == "NAS-Reboot"
     ]
     assert len(stops) == 2, stops
@@ -471,7 +457,7 @@ def test_stops_for_all_sessions_at_shutdown(
 def test_many_sessions_through_radius_back_to_baseline(
     net: Netns, daemon: Daemon, freeradius: FreeRadius
 ) -> None:
-    before = len(acct_records(freeradius, "ruser"))
+    before = len(freeradius.records_of("ruser"))
     res = net.client_tool(
         "many", *daemon.client_args(), "--user", "ruser", "--password", "ruser-pass",
         "--sessions", "40", timeout=180,
@@ -479,13 +465,13 @@ def test_many_sessions_through_radius_back_to_baseline(
     assert res["opened"] == 40 and res["replies"] == 40, res
     # every session got its Start and its Stop, and nothing is left allocated
     recs = wait_for(
+        "40 Stops",
         lambda: (
-            (r := acct_records(freeradius, "ruser")[before:])
+            (r := freeradius.records_of("ruser")[before:])
             and sum(x["Acct-Status-Type"] == "Stop" for x in r) == 40
             and r
         ),
         20,
-        "40 Stops",
     )
     assert sum(x["Acct-Status-Type"] == "Start" for x in recs) == 40
     stats = ctl_json(daemon, "stats")

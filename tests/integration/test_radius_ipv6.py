@@ -91,10 +91,6 @@ def routes_of(net: Netns, prefix: IPv6Network) -> list[str]:
     return [r.get("dev", "") for r in json.loads(out or "[]")]
 
 
-def acct(fr: FreeRadius, user: str) -> list[dict[str, str]]:
-    return [r for r in fr.records() if r.get("User-Name") == user]
-
-
 def exhaust6(net: Netns, d: Daemon, user: str) -> dict[str, Any]:
     """One session of ``user``: did it get IPv6, does IPv4 work, where IPV6CP ended."""
     r = net.run(
@@ -135,7 +131,7 @@ def test_the_accepts_prefix_is_the_sessions_and_goes_with_it(
             "an Interim-Update with the prefix",
             lambda: [
                 r
-                for r in acct(freeradius, "v6user")
+                for r in freeradius.records_of("v6user")
                 if r.get("Acct-Status-Type") == "Interim-Update"
                 and r.get("Framed-IPv6-Prefix") == str(FRAMED6)
             ],
@@ -148,7 +144,13 @@ def test_the_accepts_prefix_is_the_sessions_and_goes_with_it(
     stops = wait_for(
         "both sessions' Stops",
         lambda: (
-            len(s := [r for r in acct(freeradius, "v6user") if r.get("Acct-Status-Type") == "Stop"])
+            len(
+                s := [
+                    r
+                    for r in freeradius.records_of("v6user")
+                    if r.get("Acct-Status-Type") == "Stop"
+                ]
+            )
             == 2
             and s
         ),
@@ -180,7 +182,7 @@ def test_a_prefix_the_server_cannot_give_leaves_the_session_ipv4_only(
     assert daemon.stats()["pool6_in_use"] == before  # nothing taken in its place
     stop = wait_for(
         "the Stop",
-        lambda: [r for r in acct(freeradius, user) if r.get("Acct-Status-Type") == "Stop"],
+        lambda: [r for r in freeradius.records_of(user) if r.get("Acct-Status-Type") == "Stop"],
     )
     assert "Framed-IPv6-Prefix" not in stop[0]
 
@@ -202,7 +204,7 @@ def test_without_the_attribute_a_dynamic_64_of_the_pool(
         held.kill()
     stop = wait_for(
         "the Stop",
-        lambda: [r for r in acct(freeradius, "v6none") if r.get("Acct-Status-Type") == "Stop"],
+        lambda: [r for r in freeradius.records_of("v6none") if r.get("Acct-Status-Type") == "Stop"],
     )
     assert stop[0].get("Framed-IPv6-Prefix") == str(prefix)
     wait_for("the route to go", lambda: routes_of(net, prefix) == [])

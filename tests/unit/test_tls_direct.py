@@ -4,62 +4,25 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from pathlib import Path
 
 import pytest
 import uvloop
 
-from sstpd.aio.tls import DirectSSLObject, direct_objects
-from sstpd.certs import generate_self_signed
+from bench import tls_records
+from sstpd.aio.tls import DirectSSLObject
 
 
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tls")
-    generate_self_signed(
-        str(d / "c.pem"), str(d / "k.pem"), common_name="t.invalid", sans=[], key_type="ec"
-    )
-    return d / "c.pem", d / "k.pem"
-
-
-def _contexts(cert: tuple[Path, Path]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    sc = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    sc.load_cert_chain(*cert)
-    cc = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    cc.check_hostname = False
-    cc.verify_mode = ssl.CERT_NONE
-    return direct_objects(sc), cc
-
-
-def _pair(
-    cert: tuple[Path, Path],
-) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.SSLObject, ssl.MemoryBIO]:
-    sc, cc = _contexts(cert)
-    si, so, ci, co = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
-    server = sc.wrap_bio(si, so, server_side=True)
-    client = cc.wrap_bio(ci, co)
-    for _ in range(10):
-        for end in (client, server):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                end.do_handshake()
-        if data := co.read():
-            si.write(data)
-        if data := so.read():
-            ci.write(data)
-    return server, si, client, co
-
-
-def test_the_server_context_wraps_in_direct_objects(cert: tuple[Path, Path]) -> None:
-    server, _si, client, _co = _pair(cert)
+def test_the_server_context_wraps_in_direct_objects(tmp_path: Path) -> None:
+    server, _si, client, _co = tls_records.pair(tmp_path)
     assert type(server) is DirectSSLObject
     assert type(client) is ssl.SSLObject
     assert server.version() is not None  # the handshake completed
 
 
-def test_read_pending_write_as_the_wrappers(cert: tuple[Path, Path]) -> None:
-    server, si, client, co = _pair(cert)
+def test_read_pending_write_as_the_wrappers(tmp_path: Path) -> None:
+    server, si, client, co = tls_records.pair(tmp_path)
     with pytest.raises(ssl.SSLWantReadError):  # nothing there: the same exception
         server.read(100)
     for chunk in (b"a" * 1404, b"b" * 10, b"c" * 3000):
@@ -79,8 +42,8 @@ def test_read_pending_write_as_the_wrappers(cert: tuple[Path, Path]) -> None:
     assert server.write(b"reply") == 5
 
 
-def test_a_uvloop_tls_connection_carries_data_both_ways(cert: tuple[Path, Path]) -> None:
-    sc, cc = _contexts(cert)
+def test_a_uvloop_tls_connection_carries_data_both_ways(tmp_path: Path) -> None:
+    sc, cc = tls_records.contexts(tmp_path)
     seen: list[type] = []
     payload = bytes(range(256)) * 781 + b"xyz"  # 199,939 bytes in many records
 

@@ -16,7 +16,7 @@ from sstpd.proto import dhcp
 from sstpd.proto.ipv6.path import Ipv6Path
 from sstpd.proto.outcome import Outcome
 from sstpd.proto.ppp import link as ppp
-from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest
+from sstpd.proto.ppp.auth.common import Verdict, Verify, VerifyRequest
 from sstpd.proto.ppp.link import AuthSucceeded, Notice
 from sstpd.proto.session.base import PPP_IPV6, Session, SessionState
 from sstpd.proto.session.events import (

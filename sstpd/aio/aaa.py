@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from sstpd.aio.radius import RadiusClient, RadiusTimeout
 from sstpd.config import Config
 from sstpd.proto import aaa, radius
-from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest, local_verifier
+from sstpd.proto.ppp.auth.common import Verdict, Verify, VerifyRequest, local_verifier
 from sstpd.proto.session import Counters, ServerSession
 
 log = logging.getLogger("sstpd")

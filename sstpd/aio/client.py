@@ -39,7 +39,7 @@ from sstpd.aio.tun import TunDevice
 from sstpd.proto.dhcp import AckInfo, is_dhcp_reply
 from sstpd.proto.ipv6.autoconf import Ipv6Config
 from sstpd.proto.ppp.fsm import State
-from sstpd.proto.ppp.link import PppClientConfig
+from sstpd.proto.ppp.link.events import PppClientConfig
 from sstpd.proto.session import (
     AuthFailed,
     ClientSession,

@@ -32,7 +32,7 @@ from sstpd.proto.guard import AuthThrottle, PendingBudget
 from sstpd.proto.outcome import Outcome
 from sstpd.proto.pool import AddressPool
 from sstpd.proto.pool6 import SESSION_PREFIXLEN, PrefixPool
-from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest, local_verifier
+from sstpd.proto.ppp.auth.common import Verdict, Verify, VerifyRequest, local_verifier
 from sstpd.proto.registry import user_limit
 from sstpd.proto.session import ServerSession
 from sstpd.proto.sstp.constants import HashProtocol

@@ -16,7 +16,7 @@ from sstpd.aio.tls import binding_hashes
 from sstpd.config import Config
 from sstpd.proto.dhcp import InformSettings
 from sstpd.proto.guard import ThrottleConfig
-from sstpd.proto.ppp.link import PppServerConfig
+from sstpd.proto.ppp.link.events import PppServerConfig
 from sstpd.proto.session import Ipv6Settings
 from sstpd.proto.sstp.connection import Timeouts
 from sstpd.proto.sstp.constants import HashProtocol

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Network
 
 from sstpd.proto import radius
-from sstpd.proto.ppp.auth import MSCHAPV2, PAP, ZERO_HLAK, Verdict, VerifyRequest
+from sstpd.proto.ppp.auth.common import MSCHAPV2, PAP, ZERO_HLAK, Verdict, VerifyRequest
 from sstpd.proto.radius import Attr, Code, Ms, RadiusPacket
 
 __all__ = ["Grant", "NasInfo", "access_request", "accounting_request", "interpret"]

@@ -53,7 +53,7 @@ Connected, Router Solicitation, DHCPINFORM).
 from __future__ import annotations
 
 from sstpd.proto.datapath import Counters
-from sstpd.proto.ppp.link import AuthFailed, AuthSucceeded, Notice
+from sstpd.proto.ppp.link.events import AuthFailed, AuthSucceeded, Notice
 from sstpd.proto.session.base import Session, SessionState
 from sstpd.proto.session.client import ClientSession
 from sstpd.proto.session.events import (

@@ -11,7 +11,7 @@ from sstpd.proto.datapath import FAMILY_OF, PPP_HEADER, Counters, Family
 from sstpd.proto.outcome import Outcome
 from sstpd.proto.ppp import link as ppp
 from sstpd.proto.ppp.frame import decode_frame
-from sstpd.proto.ppp.link import AuthFailed, AuthSucceeded, Notice
+from sstpd.proto.ppp.link.events import AuthFailed, AuthSucceeded, Notice
 from sstpd.proto.session.events import Event, IpReceived, SessionClosed, SessionOpened
 from sstpd.proto.sstp import connection as sstp
 from sstpd.proto.sstp.constants import HashProtocol

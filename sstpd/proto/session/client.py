@@ -13,7 +13,7 @@ from sstpd.errors import ParseError
 from sstpd.proto import dhcp
 from sstpd.proto.ipv6.autoconf import Ipv6Config, RouterSolicitor
 from sstpd.proto.ppp import link as ppp
-from sstpd.proto.ppp.link import AuthSucceeded, Notice
+from sstpd.proto.ppp.link.events import AuthSucceeded, Notice
 from sstpd.proto.session.base import PPP_IPV6, Session, SessionState
 from sstpd.proto.session.events import IpReceived, Ipv6Configured, RoutesReceived
 from sstpd.proto.sstp import connection as sstp

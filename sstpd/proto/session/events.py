@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from sstpd.proto import dhcp
 from sstpd.proto.ipv6.autoconf import Ipv6Config
 from sstpd.proto.outcome import Outcome
-from sstpd.proto.ppp.link import AuthFailed, AuthSucceeded, Notice
+from sstpd.proto.ppp.link.events import AuthFailed, AuthSucceeded, Notice
 from sstpd.proto.sstp.constants import HashProtocol
 
 

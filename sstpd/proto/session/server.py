@@ -16,8 +16,8 @@ from sstpd.proto import dhcp
 from sstpd.proto.ipv6.path import Ipv6Path
 from sstpd.proto.outcome import Outcome
 from sstpd.proto.ppp import link as ppp
-from sstpd.proto.ppp.auth import Verdict, Verify, VerifyRequest
-from sstpd.proto.ppp.link import AuthSucceeded, Notice
+from sstpd.proto.ppp.auth.common import Verdict, Verify, VerifyRequest
+from sstpd.proto.ppp.link.events import AuthSucceeded, Notice
 from sstpd.proto.session.base import PPP_IPV6, Session, SessionState
 from sstpd.proto.session.events import (
     IpReceived,
@@ -126,7 +126,7 @@ class ServerSession(Session):
     @property
     def is_open(self) -> bool:
         """Binding verified and IPCP up, or IPv6 only: IPV6CP open (its /64 routed here)
-        while IPCP was given up (``ppp.PppLink.ipcp_given_up``)."""
+        while IPCP was given up (``ppp.PppServer.ipcp_given_up``)."""
         st = self._st
         if not st.call_connected or st.closed:
             return False

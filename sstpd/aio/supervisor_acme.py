@@ -122,7 +122,7 @@ class SupervisorAcme:
     def renew(self) -> dict[str, Any]:
         if self.manager is None:
             return error("ACME is not configured (no [acme] names)")
-        return self.manager.renew_now()
+        return {"ok": True, **self.manager.renew_now().to_json()}
 
     def stats(self) -> dict[str, Any]:
         """The renewal counters, the supervisor's (not a worker's)."""

@@ -360,7 +360,7 @@ def test_memory_returns_to_baseline_after_a_flood(
         assert first["connected"] >= 1900, first
         held, peak = d.stats()["pending"], rss_mib(d)
         assert held >= 1500, held
-        assert peak - base > 5 * RSS_MARGIN_MIB, (base, peak)  # the flood did cost memory
+        assert peak - base > 2 * RSS_MARGIN_MIB, (base, peak)  # the flood did cost memory
         finish(flood)
         wait_for(lambda: d.stats()["pending"] == 0 and d.open_fds() == base_fds, 60)
         try:

@@ -22,11 +22,13 @@ Commands (arguments besides ``cmd`` in brackets):
                        ``needs_restart`` on success (``ReloadRecord``), the reason in
                        ``error`` on failure
 ``drain`` / ``undrain``  stop / resume accepting new sessions; existing ones continue
+                       (the health and the open sessions: ``DrainRecord``)
 ``cert``               the served certificate (names, issuer, validity) and the ACME
                        state (next renewal, last error, counters; null without [acme]);
                        with server.workers > 1 also ``workers``: per worker the hash it
                        serves and the TLS-ALPN-01 validations it answered (``CertRecord``)
-``renew``              start an ACME renewal now (answers at once; poll ``cert``)
+``renew``              start an ACME renewal now (answers at once, ``RenewRecord``; poll
+                       ``cert``)
 
 A request longer than ``MAX_REQUEST`` bytes, a line that is not a JSON object, an unknown
 command or a bad argument gets ``{"ok": false, "error": ...}``; an over-long line also

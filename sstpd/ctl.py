@@ -25,16 +25,18 @@ from sstpd import control
 from sstpd.display import format_bytes, format_duration
 from sstpd.records import (
     CertRecord,
+    DrainRecord,
     HealthRecord,
     KickRecord,
     RecordError,
     ReloadRecord,
+    RenewRecord,
     SessionRecord,
     StatsRecord,
     sessions_from_json,
 )
 
-__all__ = ["cert_text", "main", "reload_text", "sessions_table", "stats_text"]
+__all__ = ["cert_text", "drain_text", "main", "reload_text", "sessions_table", "stats_text"]
 
 ENV_SOCKET = "SSTPD_CONTROL_SOCKET"
 
@@ -119,13 +121,17 @@ def _renew(path: str, timeout: float, wait: float) -> dict[str, Any]:
     started = control.request(path, "renew", timeout=timeout)
     if not started["ok"]:
         return started
+    # not started: one was in progress already, and its result is the one to wait for
+    ours = RenewRecord.from_json(started).started  # another version: RecordError
     last = before.acme.last_attempt
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         time.sleep(0.5)
         now = control.request(path, "cert", timeout=timeout)
         acme = rec.acme if (rec := _cert(now)) is not None else None
-        if acme is not None and acme.last_attempt != last and not acme.in_progress:
+        if acme is None or acme.in_progress:
+            continue
+        if acme.last_attempt != last or not ours:
             if acme.last_error:
                 return {**now, "ok": False, "error": acme.last_error}
             return {**now, "renewed": True}
@@ -169,7 +175,18 @@ def _render(command: str, answer: dict[str, Any]) -> str:
         return f"disconnecting session{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
     if command == "reload":
         return reload_text(ReloadRecord.from_json(answer))
+    if command in ("drain", "undrain"):
+        return drain_text(DrainRecord.from_json(answer))
     return _health_text(HealthRecord.from_json(answer))
+
+
+def drain_text(rec: DrainRecord) -> str:
+    """The health after ``drain``/``undrain``, and the sessions that continue."""
+    n = rec.sessions
+    if n is None:  # an older daemon
+        return _health_text(rec.health)
+    continues = "1 open session continues" if n == 1 else f"{n} open sessions continue"
+    return f"{_health_text(rec.health)}\n{continues}"
 
 
 def _health_text(health: HealthRecord) -> str:

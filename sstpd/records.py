@@ -1,5 +1,5 @@
 """What the control socket answers to ``health``, ``sessions``, ``stats``, ``cert``,
-``reload`` and ``kick``: one definition.
+``reload``, ``kick``, ``drain``/``undrain`` and ``renew``: one definition.
 
 The daemon builds these records and sends ``to_json()`` (``sstpd.control`` frames it);
 ``sstpctl``, the status page and ``/metrics`` read the answer back with ``from_json()``
@@ -33,11 +33,13 @@ __all__ = [
     "AdmissionRecord",
     "CertRecord",
     "CertificateRecord",
+    "DrainRecord",
     "HealthRecord",
     "HistogramRecord",
     "KickRecord",
     "RecordError",
     "ReloadRecord",
+    "RenewRecord",
     "SessionRecord",
     "StatsRecord",
     "WorkerCertRecord",
@@ -149,6 +151,8 @@ class HealthRecord(_Record):
     draining: bool = False
     pool_free: int | None = None  # addresses left in the pool (None: an older daemon)
     warnings: tuple[str, ...] = ()  # "address pool nearly full (230/253)", ...
+    # the statuses, worst first (the supervisor answers with its workers' worst)
+    STATUSES: ClassVar[tuple[str, ...]] = ("stopping", "draining", "full", "pool_full", "ok")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,6 +227,15 @@ class HistogramRecord(_Record):
             buckets.append((le, n))
         return cls._read(obj, buckets=tuple(buckets))
 
+    def __add__(self, other: HistogramRecord) -> HistogramRecord:
+        """Both histograms' observations (the same bounds: the workers run one code)."""
+        if [b for b, _ in self.buckets] != [b for b, _ in other.buckets]:
+            raise ValueError("histograms with different bounds")
+        pairs = zip(self.buckets, other.buckets, strict=True)
+        buckets = tuple((b, n + m) for (b, n), (_, m) in pairs)
+        total = round(self.sum + other.sum, 6)
+        return HistogramRecord(buckets=buckets, sum=total, count=self.count + other.count)
+
 
 @dataclass(frozen=True, kw_only=True)
 class AdmissionRecord(_Record):
@@ -294,6 +307,7 @@ class StatsRecord(_Record):
     workers_running: int = 1  # ... that answered
     worker_restarts: int = 0  # workers restarted after they died
     worker_sessions: dict[str, int] = field(default_factory=dict)  # "0" -> open sessions
+    worker_pids: dict[str, int] = field(default_factory=dict)  # "0" -> pid (running ones)
     NESTED: ClassVar[tuple[str, ...]] = ("health", "handshake_latency", "admission")
 
     def to_json(self) -> Json:
@@ -394,3 +408,34 @@ class KickRecord(_Record):
     """The ``kick`` answer: the sessions told to disconnect (none is an error)."""
 
     kicked: tuple[int, ...]  # session ids, ascending
+
+
+@dataclass(frozen=True, kw_only=True)
+class DrainRecord(_Record):
+    """The ``drain`` and ``undrain`` answer: the health after the change (flat in the
+    JSON, as the daemon has always sent it) and the open sessions, which continue."""
+
+    health: HealthRecord  # flat in the JSON
+    sessions: int | None = None  # open sessions (all workers'), which a drain does not
+    #   end; None: a daemon from before this record
+    NESTED: ClassVar[tuple[str, ...]] = ("health",)
+
+    def to_json(self) -> Json:
+        return {**self.health.to_json(), **self._write()}
+
+    @classmethod
+    def from_json(cls, obj: object) -> Self:
+        try:
+            health = HealthRecord.from_json(obj)
+        except RecordError as exc:  # the health part is flat: say whose it is
+            raise RecordError(f"{cls.__name__}: {exc}") from None
+        return cls._read(obj, health=health)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenewRecord(_Record):
+    """The ``renew`` answer: whether this command started an ACME renewal (not when one
+    is already in progress); the result shows later in ``cert``'s ``acme``."""
+
+    started: bool
+    message: str  # "renewal started" | "a renewal is in progress"

@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 from sstpd import acmeclient
 from sstpd.config import Config
 from sstpd.files import write_atomic
-from sstpd.records import AcmeRecord
+from sstpd.records import AcmeRecord, RenewRecord
 
 log = logging.getLogger("sstpd")
 
@@ -147,12 +147,13 @@ class AcmeManager:
         for srv in self._http:
             srv.close()
 
-    def renew_now(self) -> dict[str, Any]:
+    def renew_now(self) -> RenewRecord:
+        """The ``renew`` command: a renewal now, unless one is in progress."""
         if self.in_progress:
-            return {"ok": True, "started": False, "message": "a renewal is in progress"}
+            return RenewRecord(started=False, message="a renewal is in progress")
         self._force = True
         self._wake.set()
-        return {"ok": True, "started": True, "message": "renewal started"}
+        return RenewRecord(started=True, message="renewal started")
 
     def status(self) -> AcmeRecord:
         """The ``acme`` part of the ``cert`` answer."""

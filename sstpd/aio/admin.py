@@ -34,6 +34,7 @@ from sstpd.records import (
     AdmissionRecord,
     CertificateRecord,
     CertRecord,
+    DrainRecord,
     HealthRecord,
     KickRecord,
     ReloadRecord,
@@ -124,7 +125,7 @@ class Admin:
         if cmd == "renew":
             if self.acme is None:
                 return control_error("ACME is not configured (no [acme] names)")
-            return self.acme.renew_now()
+            return {"ok": True, **self.acme.renew_now().to_json()}
         return control_error(f"unknown command {cmd!r}")
 
     def cert_status(self) -> CertRecord:
@@ -266,16 +267,16 @@ class Admin:
     def set_draining(self, on: bool) -> dict[str, Any]:
         if self.server.stopping:
             return control_error("shutting down")
+        sessions = sum(1 for p in self.connections if p.is_open)
         if on != self.draining:
             self.server.draining = on
-            sessions = sum(1 for p in self.connections if p.is_open)
             if on:
                 log.info("draining: refusing new sessions, %d sessions continue", sessions)
                 sd_notify(f"STATUS=draining, {sessions} sessions")
             else:
                 log.info("accepting new sessions again")
                 sd_notify("STATUS=accepting sessions")
-        return {"ok": True, **self.health().to_json()}
+        return {"ok": True, **DrainRecord(health=self.health(), sessions=sessions).to_json()}
 
     def reload(self) -> dict[str, Any]:
         """SIGHUP and ``reload``: re-read the configuration file, the users file, the

@@ -20,9 +20,10 @@ restarted.
 from __future__ import annotations
 
 import asyncio
-import copy
+import dataclasses
 import json
 import logging
+import typing
 from ipaddress import IPv4Address, IPv6Network
 from typing import Any
 
@@ -34,49 +35,65 @@ from sstpd.control import encode
 from sstpd.proto import aaa, radius
 from sstpd.proto.guard import AuthThrottle
 from sstpd.proto.registry import Held, Registry
+from sstpd.records import AdmissionRecord, HistogramRecord, StatsRecord
 
 log = logging.getLogger("sstpd")
 
-# the parts of a worker's ``stats`` answer that are not counters since its start
+
+def _int_fields(cls: type[object]) -> tuple[str, ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple(f.name for f in dataclasses.fields(cls) if hints[f.name] is int)  # type: ignore[arg-type]
+
+
+# the int fields of a worker's ``stats`` answer that are not counters since its start:
+# what the workers have now (summed over those answering), or the supervisor's own
 GAUGES = frozenset(
+    {"sessions", "handshakes_in_progress", "pool_size", "pool_in_use", "pool6_size", "pool6_in_use"}
+)
+OWN = frozenset({"max_sessions", "workers", "workers_running", "worker_restarts"})
+ADMISSION_GAUGES = frozenset(
     {
-        "sessions",
-        "handshakes_in_progress",
-        "max_sessions",
-        "pool_size",
-        "pool_in_use",
-        "pool6_size",
-        "pool6_in_use",
         "authenticated",
         "pending",
         "pending_sources",
         "pending_total_limit",
         "pending_per_source_limit",
-        "open_files_limit",
-        "auth_blocked",
+        "open_files_limit",  # the smallest of the workers'
         "auth_blocks",  # the supervisor's own (the workers block nothing themselves)
-        "certificate_not_after",
-        "started_at",
-        "uptime",
-        "pool_free",
     }
 )
+# ... and the counters: every other int field (a new one counts unless listed above)
+COUNTERS = tuple(k for k in _int_fields(StatsRecord) if k not in GAUGES | OWN)
+ADMISSION_COUNTERS = tuple(k for k in _int_fields(AdmissionRecord) if k not in ADMISSION_GAUGES)
 
 
-def counters_of(answer: dict[str, Any]) -> dict[str, Any]:
-    """The counters of one worker's ``stats`` answer (what ``retire`` keeps)."""
-    out: dict[str, Any] = {}
-    for key, value in answer.items():
-        if key in GAUGES:
-            continue
-        counts = isinstance(value, dict) and all(map(_is_count, value.values()))
-        if key == "handshake_latency" or _is_count(value) or counts:
-            out[key] = value
-    return out
+@dataclasses.dataclass(frozen=True)
+class Counted:
+    """What workers counted since they started (their ``stats`` answers' counters, the
+    handshake outcomes and the latency histogram), added up: what ``retire`` keeps of a
+    dead worker and what the supervisor's merged ``stats`` sums."""
 
+    values: dict[str, int] = dataclasses.field(default_factory=dict)  # COUNTERS, ADMISSION_
+    handshakes: dict[str, int] = dataclasses.field(default_factory=dict)
+    latency: HistogramRecord | None = None  # None: nothing counted yet
 
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    @classmethod
+    def of(cls, st: StatsRecord) -> Counted:
+        values = {k: int(getattr(st, k)) for k in COUNTERS}
+        if st.admission is not None:
+            values.update({k: int(getattr(st.admission, k)) for k in ADMISSION_COUNTERS})
+        return cls(values, dict(st.handshakes), st.handshake_latency)
+
+    def __add__(self, other: Counted) -> Counted:
+        def plus(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+            return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
+
+        if self.latency is None or other.latency is None:
+            latency = self.latency or other.latency
+        else:
+            latency = self.latency + other.latency
+        handshakes = plus(self.handshakes, other.handshakes)
+        return Counted(plus(self.values, other.values), handshakes, latency)
 
 
 class SharedLimits:
@@ -85,7 +102,7 @@ class SharedLimits:
         self.registry = Registry(AuthThrottle(throttle_config(config)))
         self.config = config
         self.writers: dict[int, asyncio.StreamWriter] = {}  # worker index -> its link
-        self.retired: dict[str, Any] = {}  # counters of workers that died
+        self.retired = Counted()  # counters of workers that died
         self.acct: RadiusClient | None = None
         self.reconfigure(config)
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -252,10 +269,10 @@ class SharedLimits:
             self.stops_sent += 1
             log.info("accounting Stop of %s sent (its worker died)", h.acct_session_id)
 
-    def retire(self, last: dict[str, Any] | None) -> None:
+    def retire(self, last: StatsRecord | None) -> None:
         """Fold a dead worker's last ``stats`` counters into ``retired``."""
         if last is not None:
-            self.retired = fold(self.retired, counters_of(last))
+            self.retired = self.retired + Counted.of(last)
 
     # ------------------------------------------------------------ what stats shows
     def traffic(self, rows: list[dict[str, Any]]) -> None:
@@ -269,10 +286,11 @@ class SharedLimits:
                 int(r.get("tx_packets", 0)),
             )
 
-    def stats(self) -> dict[str, Any]:
-        """The throttle's figures (the workers' own are 0) for the merged ``stats``."""
+    def throttle_figures(self) -> tuple[int, dict[str, int]]:
+        """The throttle's ``auth_blocks`` and ``auth_blocked`` (the workers' own are 0)
+        for the merged ``stats``."""
         t = self.registry.throttle
-        return {"auth_blocks": t.blocks, "auth_blocked": t.blocked_count(self.loop.time())}
+        return t.blocks, t.blocked_count(self.loop.time())
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -284,25 +302,3 @@ class SharedLimits:
             task.cancel()
         if self.acct is not None:
             self.acct.close()
-
-
-def fold(acc: dict[str, Any], counters: dict[str, Any]) -> dict[str, Any]:
-    """``acc`` + ``counters`` (counters as ``counters_of`` keeps them)."""
-    out = copy.deepcopy(acc)
-    for key, value in counters.items():
-        if key == "handshake_latency":
-            if key not in out:
-                out[key] = copy.deepcopy(value)
-            else:
-                mine = out[key]
-                for b, theirs in zip(mine["buckets"], value["buckets"], strict=True):
-                    b[1] += theirs[1]
-                mine["sum"] = round(mine["sum"] + value["sum"], 6)
-                mine["count"] += value["count"]
-        elif isinstance(value, dict):
-            d = out.setdefault(key, {})
-            for k, v in value.items():
-                d[k] = d.get(k, 0) + v
-        else:
-            out[key] = out.get(key, 0) + value
-    return out

@@ -30,7 +30,14 @@ from typing import Any
 from sstpd import __version__
 from sstpd.aio.control import ControlServer, error
 from sstpd.aio.notify import sd_notify
-from sstpd.aio.shared import SharedLimits, counters_of
+from sstpd.aio.shared import (
+    ADMISSION_COUNTERS,
+    COUNTERS,
+    GAUGES,
+    Counted,
+    SharedLimits,
+)
+from sstpd.aio.stats import Histogram
 from sstpd.aio.supervisor_acme import SupervisorAcme
 from sstpd.aio.supervisor_dae import DaeFanout
 from sstpd.aio.workers import (
@@ -39,12 +46,20 @@ from sstpd.aio.workers import (
     ENV_REGISTRY_FD,
     ENV_WORKER,
     WORKER_TIMEOUT,
+    R,
     worker_record,
 )
 from sstpd.config import Config, load_config
 from sstpd.control import MAX_RESPONSE, encode
 from sstpd.errors import SstpdError
-from sstpd.records import KickRecord, ReloadRecord
+from sstpd.records import (
+    AdmissionRecord,
+    DrainRecord,
+    HealthRecord,
+    KickRecord,
+    ReloadRecord,
+    StatsRecord,
+)
 
 log = logging.getLogger("sstpd")
 
@@ -70,7 +85,7 @@ class Worker:
         self.restarts = 0
         self.started = 0.0
         self.delay = RESTART_DELAY
-        self.last_stats: dict[str, Any] | None = None  # its last stats answer (for retire)
+        self.last_stats: StatsRecord | None = None  # its last stats answer (for retire)
 
     @property
     def alive(self) -> bool:
@@ -98,6 +113,13 @@ class Worker:
 
 # each worker with its answer to one request (None: not running, or no answer)
 Answers = list[tuple[Worker, dict[str, Any] | None]]
+# ... as its record (None as well: it refused, or the answer is not that record)
+Records = list[tuple[Worker, R | None]]
+
+
+def records(cls: type[R], answers: Answers) -> Records[R]:
+    """Each worker's answer as its record (``workers.worker_record``)."""
+    return [(w, worker_record(cls, w.index, a)) for w, a in answers]
 
 
 def decode_answer(line: bytes) -> dict[str, Any]:
@@ -320,13 +342,17 @@ class Supervisor:
 
     # ---------------------------------------------------------------- control
     async def ask_all(self, req: dict[str, Any]) -> Answers:
-        gens = [w.generation for w in self.workers]
         answers = await asyncio.gather(*(w.call(req) for w in self.workers))
-        if req["cmd"] == "stats":  # what a worker had counted, should it die
-            for w, gen, a in zip(self.workers, gens, answers, strict=True):
-                if a is not None and a.get("ok") and w.alive and w.generation == gen:
-                    w.last_stats = a
         return list(zip(self.workers, answers, strict=True))
+
+    async def ask_stats(self) -> Records[StatsRecord]:
+        """Every worker's ``stats``; each one's is kept: what it had counted, should it die."""
+        gens = [w.generation for w in self.workers]
+        recs = records(StatsRecord, await self.ask_all({"cmd": "stats"}))
+        for (w, rec), gen in zip(recs, gens, strict=True):
+            if rec is not None and w.alive and w.generation == gen:
+                w.last_stats = rec
+        return recs
 
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req["cmd"]
@@ -340,17 +366,17 @@ class Supervisor:
             if self.stopping:
                 return error("shutting down")
             self.draining = cmd == "drain"
-            answers = await self.ask_all(req)
-            return {"ok": True, **self.merge_health(answers)}
+            drained = self.merge_drain(records(DrainRecord, await self.ask_all(req)))
+            return {"ok": True, **drained.to_json()}
+        if cmd == "stats":
+            return {"ok": True, **self.merge_stats(await self.ask_stats()).to_json()}
         answers = await self.ask_all(req)
         if cmd == "health":
-            return {"ok": True, **self.merge_health(answers)}
+            return {"ok": True, **self.merge_health(records(HealthRecord, answers)).to_json()}
         if cmd == "sessions":
             rows = [s for _, a in answers if a and a.get("ok") for s in a["sessions"]]
             self.shared.traffic(rows)  # the last traffic known, for a dead worker's Stops
             return {"ok": True, "sessions": sorted(rows, key=lambda r: int(r["id"]))}
-        if cmd == "stats":
-            return {"ok": True, **self.merge_stats(answers)}
         if cmd == "kick":
             kicks = [k for w, a in answers if (k := worker_record(KickRecord, w.index, a))]
             if not kicks:
@@ -381,90 +407,92 @@ class Supervisor:
         # every worker read the same files: the first one's answer, with the count
         return {"ok": True, **replace(done[0], workers=len(done)).to_json()}
 
-    def merge_health(self, answers: Answers) -> dict[str, Any]:
-        order = ["stopping", "draining", "full", "pool_full", "ok"]
+    def merge_health(self, recs: Records[HealthRecord]) -> HealthRecord:
+        """The worst status of the workers' (an unknown one counts as the worst), the
+        addresses left in all their pools, their warnings, and which of them is down."""
         statuses = []
         warnings: list[str] = []
         pool_free = 0
-        for w, a in answers:
-            if a is None or not a.get("ok"):
+        for w, h in recs:
+            if h is None:
                 warnings.append(f"worker {w.index} not running (restarting)")
                 continue
-            statuses.append(str(a.get("status", "ok")))
-            pool_free += int(a.get("pool_free", 0))
-            warnings += [f"worker {w.index}: {x}" for x in a.get("warnings", [])]
+            statuses.append(h.status)
+            pool_free += h.pool_free or 0
+            warnings += [f"worker {w.index}: {x}" for x in h.warnings]
+        order = HealthRecord.STATUSES
         if self.stopping:
             status = "stopping"
         elif not statuses:
-            status = "stopping" if self.stopping else "full"
+            status = "full"
             warnings.append("no worker is running")
         else:
             status = min(statuses, key=lambda s: order.index(s) if s in order else 0)
-        return {
-            "status": status,
-            "accepting": status == "ok",
-            "draining": self.draining,
-            "pool_free": pool_free,
-            "warnings": warnings,
-        }
+        return HealthRecord(
+            status=status,
+            accepting=status == "ok",
+            draining=self.draining,
+            pool_free=pool_free,
+            warnings=tuple(warnings),
+        )
 
-    def merge_stats(self, answers: Answers) -> dict[str, Any]:
-        live = [a for _, a in answers if a is not None and a.get("ok")]
-        out: dict[str, Any] = {}
+    def merge_drain(self, recs: Records[DrainRecord]) -> DrainRecord:
+        """``drain``/``undrain``: the merged health, and the sessions all workers keep."""
+        health = self.merge_health([(w, d.health if d else None) for w, d in recs])
+        return DrainRecord(health=health, sessions=sum(d.sessions or 0 for _, d in recs if d))
+
+    def merge_stats(self, recs: Records[StatsRecord]) -> StatsRecord:
+        """The ``stats`` of all workers: counters summed, gauges summed over the workers
+        that answered (``open_files_limit``: the smallest), the rest the supervisor's own
+        (or, ``tun_offload`` and ``certificate_not_after``, the first worker's)."""
+        live = [(w, r) for w, r in recs if r is not None]
         # a worker that did not answer (dying, or slow) counts with its last answer's
         # counters, a dead one with the retired: the totals never go backwards
-        silent = [
-            counters_of(w.last_stats)
-            for w, a in answers
-            if (a is None or not a.get("ok")) and w.last_stats is not None
-        ]
-        for a in [*live, *silent, self.shared.retired]:
-            for key, value in a.items():
-                if key in ("ok", "status", "accepting", "draining", "warnings", "pool_free"):
-                    continue
-                if key == "handshake_latency":
-                    out[key] = _merge_histogram(out.get(key), value)
-                elif isinstance(value, dict):
-                    acc = out.setdefault(key, {})
-                    for k, v in value.items():
-                        acc[k] = acc.get(k, 0) + v
-                elif isinstance(value, int) and not isinstance(value, bool):
-                    if key == "open_files_limit":
-                        out[key] = min(out.get(key, value), value)
-                    else:
-                        out[key] = out.get(key, 0) + value
-                else:
-                    out.setdefault(key, value)
-        out.update(self.merge_health(answers))
-        out.update(self.shared.stats())  # the throttle is the supervisor's
-        out["version"] = __version__
-        out["started_at"] = round(self.started_wall, 3)
-        out["uptime"] = round(self.loop.time() - self.started_at, 3)
-        out["max_sessions"] = self.config.server.max_sessions
-        out.update(self.acme.stats())  # the manager is the supervisor's, not a worker's
-        # sstpd.records.StatsRecord's worker fields, plus the pids (for operators and tests)
-        out["workers"] = self.count
-        out["workers_running"] = len(live)
-        out["worker_restarts"] = sum(w.restarts for w in self.workers)
-        out["worker_sessions"] = {
-            str(w.index): int(a.get("sessions", 0))
-            for w, a in answers
-            if a is not None and a.get("ok")
-        }
-        out["worker_pids"] = {
-            str(w.index): w.proc.pid for w in self.workers if w.proc is not None and w.alive
-        }
-        return out
-
-
-def _merge_histogram(acc: dict[str, Any] | None, h: dict[str, Any]) -> dict[str, Any]:
-    if acc is None:
-        return {"buckets": [list(b) for b in h["buckets"]], "sum": h["sum"], "count": h["count"]}
-    for mine, theirs in zip(acc["buckets"], h["buckets"], strict=True):
-        mine[1] += theirs[1]
-    acc["sum"] = round(acc["sum"] + h["sum"], 6)
-    acc["count"] += h["count"]
-    return acc
+        silent = [w.last_stats for w, r in recs if r is None and w.last_stats is not None]
+        total = Counted()
+        for r in [*(r for _, r in live), *silent]:
+            total = total + Counted.of(r)
+        total = total + self.shared.retired
+        first = live[0][1] if live else None
+        adm = [r.admission for _, r in live if r.admission is not None]
+        blocks, blocked = self.shared.throttle_figures()  # the throttle is the supervisor's
+        admission = AdmissionRecord(
+            authenticated=sum(a.authenticated for a in adm),
+            pending=sum(a.pending for a in adm),
+            pending_sources=sum(a.pending_sources for a in adm),
+            pending_total_limit=sum(a.pending_total_limit for a in adm),
+            pending_per_source_limit=sum(a.pending_per_source_limit for a in adm),
+            open_files_limit=min((a.open_files_limit for a in adm), default=0),
+            auth_blocks=blocks,
+            auth_blocked=blocked,
+            **{k: total.values.get(k, 0) for k in ADMISSION_COUNTERS},
+        )
+        counters = {k: total.values.get(k, 0) for k in COUNTERS}
+        acme = self.acme.counts()  # the manager is the supervisor's, not a worker's
+        if acme is not None:
+            counters["acme_renewals"], counters["acme_renewal_failures"] = acme
+        return StatsRecord(
+            version=__version__,
+            health=self.merge_health([(w, r.health if r else None) for w, r in recs]),
+            started_at=round(self.started_wall, 3),
+            uptime=round(self.loop.time() - self.started_at, 3),
+            max_sessions=self.config.server.max_sessions,
+            **{k: sum(int(getattr(r, k)) for _, r in live) for k in GAUGES},
+            **counters,
+            handshakes=total.handshakes,
+            handshake_latency=total.latency or Histogram().record(),
+            admission=admission,
+            certificate_not_after=first.certificate_not_after if first else None,
+            tun_offload=first.tun_offload if first else False,
+            workers=self.count,
+            workers_running=len(live),
+            worker_restarts=sum(w.restarts for w in self.workers),
+            worker_sessions={str(w.index): r.sessions for w, r in live},
+            # the pids, for operators and tests
+            worker_pids={
+                str(w.index): w.proc.pid for w in self.workers if w.proc is not None and w.alive
+            },
+        )
 
 
 def supervise(config: Config, config_path: str | None, count: int) -> int:

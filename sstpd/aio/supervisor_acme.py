@@ -122,16 +122,14 @@ class SupervisorAcme:
     def renew(self) -> dict[str, Any]:
         if self.manager is None:
             return error("ACME is not configured (no [acme] names)")
-        return self.manager.renew_now()
+        return {"ok": True, **self.manager.renew_now().to_json()}
 
-    def stats(self) -> dict[str, Any]:
-        """The renewal counters, the supervisor's (not a worker's)."""
+    def counts(self) -> tuple[int, int] | None:
+        """``acme_renewals`` and ``acme_renewal_failures``, the supervisor's (not a
+        worker's); None without [acme]."""
         if self.manager is None:
-            return {}
-        return {
-            "acme_renewals": self.manager.renewals,
-            "acme_renewal_failures": self.manager.renewal_failures,
-        }
+            return None
+        return self.manager.renewals, self.manager.renewal_failures
 
     def merge_cert(self, answers: Answers) -> dict[str, Any]:
         """``cert``: the certificate files, what each worker serves, the ACME state."""

@@ -74,7 +74,15 @@ from sstpd.control import MAX_REQUEST, decode_request, encode
 from sstpd.errors import SstpdError
 from sstpd.proto.pool import AddressPool, PoolSlice, fit_slices, slice_pool
 from sstpd.proto.pool6 import PrefixPool, PrefixSlice, fit_prefix_slices, slice_prefixes
-from sstpd.records import CertRecord, KickRecord, RecordError, ReloadRecord
+from sstpd.records import (
+    CertRecord,
+    DrainRecord,
+    HealthRecord,
+    KickRecord,
+    RecordError,
+    ReloadRecord,
+    StatsRecord,
+)
 
 log = logging.getLogger("sstpd")
 
@@ -139,7 +147,7 @@ def decode_challenge(req: dict[str, Any]) -> tuple[str, tuple[bytes, bytes] | No
     return name, (cert.encode("ascii"), key.encode("ascii"))
 
 
-R = TypeVar("R", CertRecord, KickRecord, ReloadRecord)
+R = TypeVar("R", CertRecord, DrainRecord, HealthRecord, KickRecord, ReloadRecord, StatsRecord)
 
 
 def worker_record(cls: type[R], index: int, answer: dict[str, Any] | None) -> R | None:

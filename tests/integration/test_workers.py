@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from sstpd import control
-from sstpd.records import StatsRecord
+from sstpd.records import DrainRecord, StatsRecord
 from sstpd.status.metrics import render_metrics
 from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces, wait_for
 
@@ -249,18 +249,24 @@ def test_static_address_works_on_either_worker_and_is_held_once(net: Netns, daem
 
 
 def test_drain_and_reload_reach_every_worker(net: Netns, daemon: Daemon) -> None:
-    assert ctl(daemon, "drain").returncode == 0
+    pool = Pool(net, daemon)
     try:
-        health = control.call(sock(daemon), "health")
-        assert health["status"] == "draining"
-        pool = Pool(net, daemon)
+        held = pool.say("open 2")  # open sessions go on through the drain
+        assert len(held["opened"]) == 2, held
+        r = ctl(daemon, "drain")  # sstpctl reads the supervisor's merged DrainRecord
+        assert r.returncode == 0 and r.stdout.endswith("2 open sessions continue\n"), r.stdout
         try:
+            health = control.call(sock(daemon), "health")
+            assert health["status"] == "draining"
             refused = pool.say("open 8")
             assert refused["opened"] == [] and len(refused["errors"]) == 8, refused
         finally:
-            pool.close()
+            undrained = DrainRecord.from_json(control.call(sock(daemon), "undrain"))
+        assert undrained.sessions == 2 and undrained.health.accepting, undrained
+        assert pool.say("closeall")["closed"] == 2
     finally:
-        assert ctl(daemon, "undrain").returncode == 0
+        pool.close()
+    wait_for("the sessions to end", lambda: not sessions(daemon))
     assert control.call(sock(daemon), "health")["status"] == "ok"
 
     text = daemon.config.read_text()

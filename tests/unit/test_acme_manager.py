@@ -78,7 +78,7 @@ def test_failure_backoff_then_forced_success(
             assert m.next_renewal == pytest.approx(m.last_attempt + 100, abs=1)
             assert server.reloads == 0
             # forced: tried at once, installed through the reload
-            assert m.renew_now()["started"] is True
+            assert m.renew_now().started is True
             await until(lambda: m.renewals == 1 and not m.in_progress)
             assert server.reloads == 1 and m.failures == 0 and m.last_error == ""
             assert (tmp_path / "c.pem").read_bytes() == b"CHAIN"

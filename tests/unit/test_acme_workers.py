@@ -265,7 +265,7 @@ def test_supervisor_manager_installs_through_every_workers_reload(
             renew = await sup.handle({"cmd": "renew"})
             assert renew == {"ok": True, "started": False, "message": "a renewal is in progress"}
             stats = sup.merge_stats([(w, None) for w in sup.workers])
-            assert stats["acme_renewals"] == 1 and stats["acme_renewal_failures"] == 0
+            assert stats.acme_renewals == 1 and stats.acme_renewal_failures == 0
         finally:
             acme.close()
             sup.control.close()

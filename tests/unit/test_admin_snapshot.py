@@ -18,7 +18,7 @@ from sstpd.config import Config
 from sstpd.proto.datapath import Counters
 from sstpd.proto.guard import AuthThrottle, PendingBudget
 from sstpd.proto.pool import AddressPool
-from sstpd.records import CertRecord, KickRecord, StatsRecord
+from sstpd.records import CertRecord, DrainRecord, KickRecord, StatsRecord
 
 
 def counters(base: int) -> Counters:
@@ -116,3 +116,28 @@ def test_kick_answers_the_ids_it_disconnected_or_refuses() -> None:
         "error": "no open session 6",
     }
     assert admin.handle_control({"cmd": "kick", "id": "5"})["ok"] is False
+
+
+def test_drain_answers_the_health_and_the_sessions_that_continue() -> None:
+    d = fake_daemon()
+    d.server.stopping = False
+    d.server.refusal = lambda: "draining" if d.server.draining else ""
+    admin = Admin(d)
+    answer = admin.handle_control({"cmd": "drain"})
+    assert answer["ok"] is True and d.server.draining is True
+    rec = DrainRecord.from_json(answer)
+    assert rec.sessions == 1  # the open one of the two connections
+    assert (rec.health.status, rec.health.accepting, rec.health.draining) == (
+        "draining",
+        False,
+        True,
+    )
+    undrained = DrainRecord.from_json(admin.handle_control({"cmd": "undrain"}))
+    assert undrained.health.status == "ok" and undrained.sessions == 1
+    d.server.stopping = True
+    assert admin.handle_control({"cmd": "drain"}) == {"ok": False, "error": "shutting down"}
+
+
+def test_renew_without_acme_is_refused() -> None:
+    answer = Admin(fake_daemon()).handle_control({"cmd": "renew"})
+    assert answer == {"ok": False, "error": "ACME is not configured (no [acme] names)"}

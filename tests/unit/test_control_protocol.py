@@ -23,7 +23,14 @@ from sstpd.aio.stats import Histogram, Stats
 from sstpd.config import Config, parse_config
 from sstpd.proto.outcome import Outcome
 from sstpd.proto.session import Counters
-from sstpd.records import SessionRecord
+from sstpd.records import (
+    AcmeRecord,
+    CertRecord,
+    DrainRecord,
+    HealthRecord,
+    RenewRecord,
+    SessionRecord,
+)
 
 
 class Running:
@@ -321,3 +328,85 @@ def test_sessions_table_shows_the_ipv6_prefix_only_when_a_session_has_one() -> N
     assert lines[0].split()[:6] == ["ID", "USER", "PEER", "ADDRESS", "IPV6", "PREFIX"]
     assert lines[1].split()[3:5] == ["10.77.0.2", "-"]
     assert lines[2].split()[3:5] == ["10.77.0.2", "2001:db8:77:5::/64"]
+
+
+class Scripted(Running):
+    """A daemon whose answers are scripted per command: the first left in its list, or
+    the last one when just one is left."""
+
+    def __init__(self, path: str, script: dict[str, list[dict[str, Any]]]) -> None:
+        self.script = script
+        super().__init__(path)
+
+    def handler(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(req)
+        queue = self.script[req["cmd"]]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def test_ctl_drain_reads_the_drain_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    health = HealthRecord(status="draining", accepting=False, draining=True, pool_free=9)
+    answers = [
+        {"ok": True, **DrainRecord(health=health, sessions=2).to_json()},
+        {"ok": True, **health.to_json()},  # a daemon from before DrainRecord
+        {"ok": True, **health.to_json(), "sessions": "2"},  # not sstpd's
+    ]
+    d = Scripted(str(tmp_path / "c.sock"), {"drain": answers})
+    try:
+        assert ctl.main(["--socket", d.path, "drain"]) == 0
+        out = "draining (draining: refusing new sessions)\n"
+        assert capsys.readouterr().out == out + "2 open sessions continue\n"
+        assert ctl.main(["--socket", d.path, "drain"]) == 0
+        assert capsys.readouterr().out == out
+        assert ctl.main(["--socket", d.path, "drain"]) == 1
+        err = "sstpctl: drain: unexpected answer: DrainRecord.sessions: str '2' is not int\n"
+        assert capsys.readouterr().err == err
+    finally:
+        d.stop()
+
+
+def _cert_answer(last_attempt: float | None, in_progress: bool, error: str = "") -> dict[str, Any]:
+    acme = AcmeRecord(
+        names=("vpn.example.com",),
+        directory="https://ca/dir",
+        challenge="tls-alpn-01",
+        next_renewal=None,
+        last_attempt=last_attempt,
+        last_success=None,
+        last_error=error,
+        in_progress=in_progress,
+        renewals=0,
+        renewal_failures=1 if error else 0,
+    )
+    return {"ok": True, **CertRecord(certificate=None, path="", acme=acme).to_json()}
+
+
+def test_ctl_cert_renew_reads_the_renew_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Started: it waits for a new attempt. Not started (one was in progress): it waits
+    for that one to finish, though its last_attempt was already there before."""
+    in_progress = RenewRecord(started=False, message="a renewal is in progress").to_json()
+    script = {
+        "renew": [{"ok": True, **in_progress}],
+        "cert": [
+            _cert_answer(100.0, True),  # before
+            _cert_answer(100.0, True),
+            _cert_answer(100.0, False, "the CA refused the order"),
+        ],
+    }
+    d = Scripted(str(tmp_path / "c.sock"), script)
+    try:
+        assert ctl.main(["--socket", d.path, "cert", "renew", "--wait", "10"]) == 1
+        assert capsys.readouterr().err == "sstpctl: cert renew: the CA refused the order\n"
+        assert [r["cmd"] for r in d.requests] == ["cert", "renew", "cert", "cert"]
+        # an answer that is not a RenewRecord: not polled for, said so
+        d.script["renew"] = [{"ok": True, "started": 1, "message": "?"}]
+        d.script["cert"] = [_cert_answer(100.0, False)]
+        assert ctl.main(["--socket", d.path, "cert", "renew", "--wait", "10"]) == 1
+        err = capsys.readouterr().err
+        assert err == "sstpctl: cert: unexpected answer: RenewRecord.started: int 1 is not bool\n"
+    finally:
+        d.stop()

@@ -21,11 +21,13 @@ from sstpd.records import (
     AdmissionRecord,
     CertificateRecord,
     CertRecord,
+    DrainRecord,
     HealthRecord,
     HistogramRecord,
     KickRecord,
     RecordError,
     ReloadRecord,
+    RenewRecord,
     SessionRecord,
     StatsRecord,
     WorkerCertRecord,
@@ -173,6 +175,8 @@ reload_records = st.builds(
     workers=ints,
 )
 kick_records = st.builds(KickRecord, kicked=st.lists(ints, max_size=5).map(tuple))
+drain_records = st.builds(DrainRecord, health=healths, sessions=st.none() | ints)
+renew_records = st.builds(RenewRecord, started=st.booleans(), message=text)
 
 
 @given(healths)
@@ -216,6 +220,65 @@ def test_reload_round_trip(rec: ReloadRecord) -> None:
 @given(kick_records)
 def test_kick_round_trip(rec: KickRecord) -> None:
     assert KickRecord.from_json(wire({"ok": True, **rec.to_json()})) == rec
+
+
+@given(drain_records)
+def test_drain_round_trip(rec: DrainRecord) -> None:
+    assert DrainRecord.from_json(wire({"ok": True, **rec.to_json()})) == rec
+
+
+@given(renew_records)
+def test_renew_round_trip(rec: RenewRecord) -> None:
+    assert RenewRecord.from_json(wire({"ok": True, **rec.to_json()})) == rec
+
+
+def test_drain_and_renew_answers_keep_their_keys() -> None:
+    """``drain``/``undrain`` answered the health fields before the record (and still do,
+    with ``sessions``); ``renew`` answered ``started`` and ``message``."""
+    health = HealthRecord(status="draining", accepting=False, draining=True, pool_free=3)
+    assert DrainRecord(health=health, sessions=2).to_json() == {
+        "status": "draining",
+        "accepting": False,
+        "draining": True,
+        "pool_free": 3,
+        "warnings": [],
+        "sessions": 2,
+    }
+    # a daemon from before the record: the health fields only
+    older = DrainRecord.from_json({"ok": True, **health.to_json()})
+    assert older == DrainRecord(health=health) and older.sessions is None
+    assert RenewRecord(started=True, message="renewal started").to_json() == {
+        "started": True,
+        "message": "renewal started",
+    }
+
+
+def test_malformed_drain_and_renew_answers_name_the_key() -> None:
+    good = DrainRecord(health=HealthRecord(status="ok", accepting=True), sessions=1).to_json()
+    with pytest.raises(RecordError) as exc:
+        DrainRecord.from_json(good | {"sessions": "1"})
+    assert str(exc.value) == "DrainRecord.sessions: str '1' is not int"
+    with pytest.raises(RecordError) as exc:  # the flat health part says whose it is
+        DrainRecord.from_json(good | {"warnings": ["a", 2]})
+    assert str(exc.value) == "DrainRecord: HealthRecord.warnings[1]: int 2 is not str"
+    with pytest.raises(RecordError, match=r"^DrainRecord: HealthRecord: no 'accepting'$"):
+        DrainRecord.from_json({"status": "ok"})
+    with pytest.raises(RecordError, match=r"^RenewRecord.started: str 'yes' is not bool$"):
+        RenewRecord.from_json({"ok": True, "started": "yes", "message": ""})
+    with pytest.raises(RecordError, match=r"^RenewRecord: no 'message'$"):
+        RenewRecord.from_json({"ok": True, "started": True})
+
+
+def test_histograms_add_up() -> None:
+    a, b = Histogram(bounds=(0.1, 1.0)), Histogram(bounds=(0.1, 1.0))
+    for v in (0.05, 0.5):
+        a.observe(v)
+    b.observe(3.0)
+    both = a.record() + b.record()
+    assert both.buckets == ((0.1, 1), (1.0, 2), (math.inf, 3))
+    assert (both.sum, both.count) == (3.55, 3)
+    with pytest.raises(ValueError, match="different bounds"):
+        a.record() + Histogram(bounds=(0.1,)).record()
 
 
 @given(cert_records)

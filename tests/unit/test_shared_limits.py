@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import fields
 from ipaddress import IPv4Address, IPv6Network
 from typing import Any
 
 from sstpd.aio import workers
-from sstpd.aio.shared import SharedLimits, counters_of
+from sstpd.aio.shared import Counted, SharedLimits
 from sstpd.aio.workers import RegistryLink
 from sstpd.config import Config, parse_config
 from sstpd.proto import radius
 from sstpd.proto.radius import Attr
+from sstpd.records import AdmissionRecord, StatsRecord
 from tests.unit.test_radius_client import SECRET, accept, start_peer
 
 
@@ -82,7 +84,7 @@ def test_limits_and_throttle_across_two_worker_links() -> None:
         late.link.close()
         chk = await w1.link.ask({"op": "check", "source": "192.0.2.8", "user": "X"})
         assert chk is not None and chk["blocked"]  # the user name, from another source
-        assert shared.stats()["auth_blocked"] == {"sources": 1, "users": 1}
+        assert shared.throttle_figures()[1] == {"sources": 1, "users": 1}
         # a bad message is logged and skipped: the link goes on
         w0.link.send({"op": "nonsense"})
         assert await w0.link.ask({"op": "check", "source": "s", "user": "u"}) is not None
@@ -158,32 +160,70 @@ def test_a_dead_worker_releases_its_sessions_and_its_stops_are_sent() -> None:
 def test_retired_counters_keep_the_totals() -> None:
     async def go() -> None:
         shared = SharedLimits(config())
-        last = {
-            "ok": True,
-            "sessions": 3,
-            "pool_in_use": 3,
-            "rx_bytes": 500,
-            "handshakes": {"opened": 4, "refused": 1},
-            "auth_blocked": {"sources": 1, "users": 0},
-            "handshake_latency": {"buckets": [[0.1, 1], ["+Inf", 4]], "sum": 0.5, "count": 4},
-            "tun_offload": True,
-            "status": "ok",
-        }
-        assert set(counters_of(last)) == {"rx_bytes", "handshakes", "handshake_latency"}
+        last = StatsRecord.from_json(
+            _stats_answer(
+                sessions=3,
+                pool_in_use=3,
+                rx_bytes=500,
+                handshakes={"opened": 4, "refused": 1},
+                auth_blocked={"sources": 1, "users": 0},
+                handshake_latency={"buckets": [[0.1, 1], ["+Inf", 4]], "sum": 0.5, "count": 4},
+                tun_offload=True,
+                internal_errors=2,
+                open_files_limit=1024,
+            )
+        )
+        counted = Counted.of(last)
+        # counters only: no gauge (sessions, pool_in_use, open_files_limit, auth_blocked)
+        assert {k for k, v in counted.values.items() if v} == {"rx_bytes", "internal_errors"}
+        assert not {"sessions", "pool_in_use", "open_files_limit"} & set(counted.values)
         shared.retire(last)
         shared.retire(None)  # a worker that died before anyone asked for stats
         shared.retire(last)
         r = shared.retired
-        assert r["rx_bytes"] == 1000 and r["handshakes"] == {"opened": 8, "refused": 2}
-        assert r["handshake_latency"] == {
+        assert r.values["rx_bytes"] == 1000 and r.values["internal_errors"] == 4
+        assert r.handshakes == {"opened": 8, "refused": 2}
+        assert r.latency is not None
+        assert r.latency.to_json() == {
             "buckets": [[0.1, 2], ["+Inf", 8]],
             "sum": 1.0,
             "count": 8,
         }
-        assert last["handshakes"] == {"opened": 4, "refused": 1}  # not changed under it
+        assert last.handshakes == {"opened": 4, "refused": 1}  # not changed under it
         shared.close()
 
     asyncio.run(go())
+
+
+def test_every_int_field_of_stats_is_a_counter_or_a_gauge() -> None:
+    """A new ``stats`` field is summed by the supervisor's merge as one or the other."""
+    from sstpd.aio import shared
+
+    for cls, counters, gauges in [
+        (StatsRecord, shared.COUNTERS, shared.GAUGES | shared.OWN),
+        (AdmissionRecord, shared.ADMISSION_COUNTERS, shared.ADMISSION_GAUGES),
+    ]:
+        ints = {f.name for f in fields(cls) if f.type in ("int", int)}
+        assert set(counters) | gauges == ints, cls
+        assert not set(counters) & gauges
+    assert {"rx_bytes", "reloads", "acme_renewals"} <= set(shared.COUNTERS)
+    assert shared.ADMISSION_COUNTERS == ("auth_delayed", "accept_errors", "internal_errors")
+
+
+def _stats_answer(**kw: Any) -> dict[str, Any]:
+    """A worker's ``stats`` answer: zeros, and ``kw``."""
+    base: dict[str, Any] = {"ok": True, "status": "ok", "accepting": True}
+    for f in fields(StatsRecord) + fields(AdmissionRecord):
+        if f.type in ("int", int):
+            base[f.name] = 0
+    base |= {
+        "started_at": 1.0,
+        "uptime": 1.0,
+        "handshakes": {},
+        "auth_blocked": {},
+        "handshake_latency": {"buckets": [["+Inf", 0]], "sum": 0, "count": 0},
+    }
+    return base | kw
 
 
 def test_a_long_message_does_not_end_the_link() -> None:

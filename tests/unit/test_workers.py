@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import os
 import socket
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -15,7 +16,7 @@ import pytest
 
 from sstpd.aio import workers
 from sstpd.aio.dae import criteria_from_json, criteria_to_json
-from sstpd.aio.supervisor import Supervisor, Worker
+from sstpd.aio.supervisor import Answers, Supervisor, Worker, records
 from sstpd.aio.workers import RoutedPool, RoutedPrefixPool, WorkerRole, share, worker_count
 from sstpd.config import Config, ConfigError, parse_config
 from sstpd.ctl import cert_text, sessions_table, stats_text
@@ -25,6 +26,8 @@ from sstpd.proto.pool6 import slice_prefixes
 from sstpd.proto.radius import Attr, Code, RadiusPacket
 from sstpd.records import (
     CertRecord,
+    DrainRecord,
+    HealthRecord,
     KickRecord,
     ReloadRecord,
     SessionRecord,
@@ -174,6 +177,15 @@ def _stats(sessions: int, opened: int, latency: list[int]) -> dict[str, Any]:
     }
 
 
+def _merge_stats(sup: Supervisor, answers: Answers) -> dict[str, Any]:
+    """The supervisor's merged ``stats``, as it sends it (``handle`` without the workers)."""
+    return sup.merge_stats(records(StatsRecord, answers)).to_json()
+
+
+def _merge_health(sup: Supervisor, answers: Answers) -> dict[str, Any]:
+    return sup.merge_health(records(HealthRecord, answers)).to_json()
+
+
 def _supervisor(tmp_path: Path) -> Supervisor:
     c = config(f"max_sessions = 1000\ncontrol_socket = '{tmp_path}/c.sock'")
     return Supervisor(c, None, 2)
@@ -186,7 +198,7 @@ def test_stats_merge(tmp_path: Path) -> None:
         # the throttle is the supervisor's (the workers' own figures are not used)
         for _ in range(10):
             sup.shared.registry.failed("192.0.2.9", "mallory", sup.loop.time())
-        return sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, _stats(4, 6, [1, 6]))])
+        return _merge_stats(sup, [(w0, _stats(3, 5, [2, 5])), (w1, _stats(4, 6, [1, 6]))])
 
     st = asyncio.run(go())
     assert st["sessions"] == 7 and st["rx_bytes"] == 7000
@@ -214,15 +226,16 @@ def test_a_dead_workers_counters_stay_in_the_merged_totals(tmp_path: Path) -> No
     async def go() -> tuple[dict[str, Any], dict[str, Any]]:
         sup = _supervisor(tmp_path)
         w0, w1 = sup.workers
-        before = sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, _stats(4, 6, [1, 6]))])
-        w1.last_stats = _stats(4, 6, [1, 6])  # what ask_all keeps of each stats answer
+        before = _merge_stats(sup, [(w0, _stats(3, 5, [2, 5])), (w1, _stats(4, 6, [1, 6]))])
+        # what ask_stats keeps of each stats answer
+        w1.last_stats = StatsRecord.from_json(_stats(4, 6, [1, 6]))
         # dying: it does not answer, and is not retired yet
-        dying = sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, None)])
+        dying = _merge_stats(sup, [(w0, _stats(3, 5, [2, 5])), (w1, None)])
         assert dying["rx_bytes"] == 7000 and dying["handshakes"] == before["handshakes"]
         assert dying["sessions"] == 3 and dying["workers_running"] == 1
         sup.shared.retire(w1.last_stats)  # worker 1 died; restarted, it counts anew
         w1.last_stats = None
-        after = sup.merge_stats([(w0, _stats(3, 5, [2, 5])), (w1, _stats(0, 0, [0, 0]))])
+        after = _merge_stats(sup, [(w0, _stats(3, 5, [2, 5])), (w1, _stats(0, 0, [0, 0]))])
         return before, after
 
     before, after = asyncio.run(go())
@@ -236,15 +249,107 @@ def test_a_dead_workers_counters_stay_in_the_merged_totals(tmp_path: Path) -> No
     assert StatsRecord.from_json(after).rx_bytes == 7000
 
 
+def _worker_stats(index: int, **kw: Any) -> StatsRecord:
+    """Worker ``index``'s typed ``stats``: distinct figures per worker, and ``kw``."""
+    base = StatsRecord.from_json(_stats(2 + index, 4 + index, [index, 4 + index]))
+    assert base.admission is not None
+    admission = dataclasses.replace(
+        base.admission, auth_delayed=10 * (index + 1), accept_errors=index, pending=index + 1
+    )
+    traffic = {"rx_bytes": 100 + index, "tx6_packets": 7 * (index + 1), "reloads": 1}
+    return dataclasses.replace(base, admission=admission, **traffic, **kw)
+
+
+def test_stats_merge_of_two_typed_worker_answers(tmp_path: Path) -> None:
+    """Counters and gauges summed, the smallest open files limit, the worst status, the
+    first worker's certificate expiry and offload, the supervisor's own figures."""
+    w0_health = HealthRecord(status="ok", accepting=True, pool_free=60, warnings=("low",))
+    w1_health = HealthRecord(status="pool_full", accepting=False, pool_free=0)
+
+    async def go() -> tuple[StatsRecord, StatsRecord]:
+        sup = _supervisor(tmp_path)
+        w0, w1 = sup.workers
+        w1.restarts = 2
+        a = _worker_stats(0, health=w0_health, tun_offload=True)
+        b = _worker_stats(1, health=w1_health, certificate_not_after=2e9)
+        merged = sup.merge_stats([(w0, a), (w1, b)])
+        none = sup.merge_stats([(w0, None), (w1, None)])
+        return merged, none
+
+    m, none = asyncio.run(go())
+    assert (m.sessions, m.pool_in_use, m.pool_size) == (5, 5, 252)
+    assert (m.rx_bytes, m.tx6_packets, m.reloads) == (201, 21, 2)
+    assert m.handshakes == {"opened": 9, "refused": 2}
+    assert m.handshake_latency.buckets == ((0.1, 1), (math.inf, 9))
+    assert (m.handshake_latency.sum, m.handshake_latency.count) == (1.0, 9)
+    assert m.health == HealthRecord(
+        status="pool_full",
+        accepting=False,
+        draining=False,
+        pool_free=60,
+        warnings=("worker 0: low",),
+    )
+    assert m.certificate_not_after == 1.8e9 and m.tun_offload is True  # worker 0's
+    assert m.admission is not None
+    assert (m.admission.auth_delayed, m.admission.accept_errors) == (30, 1)
+    assert (m.admission.pending, m.admission.pending_total_limit) == (3, 1000)
+    assert m.admission.open_files_limit == 1026  # the smaller: worker 0's 1024 + 2
+    assert m.admission.auth_blocks == 0 and m.admission.auth_blocked == {"sources": 0, "users": 0}
+    assert (m.max_sessions, m.workers, m.workers_running, m.worker_restarts) == (1000, 2, 2, 2)
+    assert m.worker_sessions == {"0": 2, "1": 3} and m.worker_pids == {}
+    assert StatsRecord.from_json(m.to_json()) == m  # what the supervisor sends reads back
+    # no worker answers: still a stats answer sstpctl and /metrics read, with nothing in it
+    assert StatsRecord.from_json(none.to_json()) == none
+    assert (none.sessions, none.rx_bytes, none.workers_running) == (0, 0, 0)
+    assert none.handshake_latency.count == 0 and none.health.status == "full"
+
+
+def test_drain_merges_the_workers_drain_records(tmp_path: Path) -> None:
+    def drained(sessions: int, *warnings: str) -> dict[str, Any]:
+        h = HealthRecord(
+            status="draining", accepting=False, draining=True, pool_free=50, warnings=warnings
+        )
+        return {"ok": True, **DrainRecord(health=h, sessions=sessions).to_json()}
+
+    ok = HealthRecord(status="ok", accepting=True, pool_free=50)
+    answers: dict[int, list[dict[str, Any] | None]] = {
+        0: [drained(3), {"ok": True, **DrainRecord(health=ok, sessions=3).to_json()}],
+        1: [drained(4, "address pool nearly full (230/253)"), {"ok": True, "sessions": 1}],
+    }
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any], bool]:
+        sup = _supervisor(tmp_path)
+        _answering(sup, answers)
+        drain = await sup.handle({"cmd": "drain"})
+        draining = sup.draining
+        undrain = await sup.handle({"cmd": "undrain"})  # worker 1's answer is malformed
+        return drain, undrain, draining
+
+    drain, undrain, draining = asyncio.run(go())
+    assert draining
+    assert drain == {
+        "ok": True,
+        "status": "draining",
+        "accepting": False,
+        "draining": True,
+        "pool_free": 100,
+        "warnings": ["worker 1: address pool nearly full (230/253)"],
+        "sessions": 7,
+    }
+    rec = DrainRecord.from_json(undrain)
+    assert rec.sessions == 3 and rec.health.status == "ok" and not rec.health.draining
+    assert rec.health.warnings == ("worker 1 not running (restarting)",)
+
+
 def test_health_merge_reports_the_worst_and_missing_workers(tmp_path: Path) -> None:
     async def go() -> list[dict[str, Any]]:
         sup = _supervisor(tmp_path)
         w0, w1 = sup.workers
         return [
-            sup.merge_health([(w0, _health()), (w1, _health("full"))]),
-            sup.merge_health([(w0, _health("pool_full", 0)), (w1, _health("draining"))]),
-            sup.merge_health([(w0, _health()), (w1, None)]),
-            sup.merge_health([(w0, None), (w1, None)]),
+            _merge_health(sup, [(w0, _health()), (w1, _health("full"))]),
+            _merge_health(sup, [(w0, _health("pool_full", 0)), (w1, _health("draining"))]),
+            _merge_health(sup, [(w0, _health()), (w1, None)]),
+            _merge_health(sup, [(w0, None), (w1, None)]),
         ]
 
     full, draining, one_down, none = asyncio.run(go())

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,16 +81,26 @@ def kill_namespace(ns: str) -> None:
     sh("ip", "netns", "del", ns, check=False)
 
 
-def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
-    """Poll ``check()`` every 0.2 s until it returns something true (returned), or fail
-    naming ``what`` after ``timeout`` seconds."""
+def wait_for(
+    what: str,
+    check: Any,
+    timeout: float = 30.0,
+    *,
+    interval: float = 0.2,
+    detail: Callable[[], object] | None = None,
+) -> Any:
+    """Poll ``check()`` every ``interval`` seconds until it returns something true
+    (returned), or fail naming ``what`` after ``timeout`` seconds, with ``detail()`` (the
+    state that did not settle, a log tail) in the message when given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out waiting for {what}" + (f":\n{detail()}" if detail is not None else "")
+    )
 
 
 def sh(*cmd: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:

@@ -195,6 +195,7 @@ class Daemon:
                     proxy_protocol=sc.proxy_protocol,
                     router=self.router if tls_alpn else None,
                     reuse_port=self.role is not None,
+                    own_tls=sc.tls_transport == "sstpd",
                 )
             )
         await self.control.start()

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from sstpd.aio import tlsstream
 from sstpd.aio.tlsroute import ChallengeProtocol, TlsRouter
 from sstpd.errors import ParseError
 from sstpd.proto import proxy
@@ -114,6 +115,7 @@ class Listener:
         proxy_protocol: bool = False,
         router: TlsRouter | None = None,
         reuse_port: bool = False,
+        own_tls: bool = True,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -129,6 +131,7 @@ class Listener:
         self.gate = gate
         self.proxy_protocol = proxy_protocol
         self.router = router
+        self.own_tls = own_tls  # sstpd's TLS transport (aio.tlsstream); False: the loop's
         self.accept_errors = 0
         self._last_log = -LOG_INTERVAL
         self._suppressed = 0
@@ -214,6 +217,11 @@ class Listener:
                 context, factory, challenge = route.context, ChallengeProtocol, True
             remaining = max(pending.deadline - self.loop.time(), 0.1)
         try:
+            if context is not None and not challenge and self.own_tls:
+                async with asyncio.timeout(remaining):
+                    transport = await tlsstream.handshake(self.loop, conn, context)
+                transport.start(factory())  # type: ignore[arg-type]  # ServerProtocol
+                return
             async with asyncio.timeout(remaining + 0.5):
                 await self.loop.connect_accepted_socket(
                     factory,

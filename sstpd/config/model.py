@@ -50,6 +50,7 @@ MESSAGE_AUTHENTICATOR_MODES = ("yes", "auto", "no")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SESSION_LIMIT_ACTIONS = ("deny", "replace")
 TLS_VERSIONS = ("1.2", "1.3")
+TLS_TRANSPORTS = ("sstpd", "event-loop")  # server.tls_transport: aio.tlsstream, or the loop's
 ACME_CHALLENGES = ("tls-alpn-01", "http-01")
 ACME_KEY_TYPES = ("ec", "rsa")
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -105,6 +106,7 @@ class ServerConfig:
     cert_hash_sha1: bytes | None = None
     hash_protocols: tuple[str, ...] = HASH_PROTOCOLS
     tls_min_version: str = "1.2"
+    tls_transport: str = "sstpd"
     ciphers: str = DEFAULT_CIPHERS
     max_sessions: int = 1000
     handshake_timeout: float = 60.0

@@ -359,7 +359,7 @@ def test_memory_returns_to_baseline_after_a_flood(
         assert first["connected"] >= 1900, first
         held, peak = d.stats()["pending"], rss_mib(d)
         assert held >= 1500, held
-        assert peak - base > 5 * RSS_MARGIN_MIB, (base, peak)  # the flood did cost memory
+        assert peak - base > 2 * RSS_MARGIN_MIB, (base, peak)  # the flood did cost memory
         finish(flood)
         wait_for(
             "no handshake pending and the descriptors back to baseline",

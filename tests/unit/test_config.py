@@ -44,6 +44,7 @@ def test_defaults() -> None:
     assert s.cert_hash_sha256 is None and s.cert_hash_sha1 is None
     assert s.hash_protocols == ("sha256", "sha1")
     assert s.tls_min_version == "1.2"
+    assert s.tls_transport == "sstpd"
     assert s.ciphers == DEFAULT_CIPHERS
     assert s.max_sessions == 1000
     assert s.handshake_timeout == 60.0 and s.hello_interval == 60.0
@@ -267,6 +268,10 @@ ERRORS = [
     (
         '[server]\ntls_min_version = "1.1"\n',
         f"{FILE}:2: server.tls_min_version: '1.1' is not one of 1.2, 1.3",
+    ),
+    (
+        '[server]\ntls_transport = "uvloop"\n',
+        f"{FILE}:2: server.tls_transport: 'uvloop' is not one of sstpd, event-loop",
     ),
     (
         '[server]\nciphers = "NOPE"\n',

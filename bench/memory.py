@@ -65,6 +65,10 @@ def after_close(d: Daemon, trims_before: int, timeout: float = 15.0) -> int:
 def part1(a: argparse.Namespace, net: Netns) -> dict[int, float]:
     work = Path(tempfile.mkdtemp(prefix="sstpd-mem-"))
     d = bench_daemon(net, work, max_sessions=a.sessions + 100, traced=bool(a.buffer))
+    if a.server:
+        text = d.config.read_text().replace("[server]\n", f"[server]\n{a.server}\n", 1)
+        d.config.write_text(text)
+        print(f"[server] {a.server}")
     d.start()
     assert d.proc is not None
     pid = d.proc.pid
@@ -326,6 +330,11 @@ def main() -> int:
         default=0,
         help="after the last step, every session sends this many 1400-byte echo requests "
         "in one batch and gets the replies, then idles again (active-then-idle memory)",
+    )
+    ap.add_argument(
+        "--server",
+        default="",
+        help='one more [server] line for part 1, e.g. tls_transport = "event-loop"',
     )
     ap.add_argument("--openssl", type=int, default=2000, help="connections in the TLS probe")
     ap.add_argument("--openssl-probe", nargs=2, metavar=("CERT", "KEY"), help=argparse.SUPPRESS)

@@ -11,7 +11,9 @@ Several sstpd daemons run side by side (``--variants``; port 443 + i, ``sstp<i>`
 figures with and without an optimisation come from the same run: by default
 ``default`` (the shipped configuration) and ``plain`` (read moderation and the TUN
 offload off: the data path as it was before issue 15's goal 1); ``offload`` adds
-``[tunnel] offload = true``.
+``[tunnel] offload = true``; ``looptls`` serves TLS with uvloop's transport instead of
+sstpd's own (``[server] tls_transport = "event-loop"``). A variant's lines go to
+``[tunnel]``, or to ``[server]`` when they start with ``server.``.
 
 Per measurement: server CPU = utime + stime of the server's whole process tree (ocserv
 forks a security module and one worker per client; all are summed, reaped children
@@ -61,6 +63,8 @@ VARIANTS = {
     "default": "",  # as shipped
     "plain": "read_moderation_bytes = 0\noffload = false",  # neither optimisation: before
     "offload": "offload = true",
+    # uvloop's TLS transport instead of sstpd's own (aio.tlsstream), as before it existed
+    "looptls": 'server.tls_transport = "event-loop"',
 }
 
 
@@ -171,11 +175,13 @@ class Bench:
         self.daemons: dict[str, Daemon] = {}
         for i, mode in enumerate(self.modes):
             port, tun, net, addr = variant_net(i)
+            lines = self.variants[mode].splitlines()
+            server = [x.removeprefix("server.") for x in lines if x.startswith("server.")]
             d = Daemon(
                 self.net,
                 self.work / f"sstpd-{mode}",
-                extra_config='tls_min_version = "1.3"',
-                tunnel_config=self.variants[mode],
+                extra_config="\n".join(['tls_min_version = "1.3"', *server]),
+                tunnel_config="\n".join(x for x in lines if not x.startswith("server.")),
                 port=port,
                 interface=tun,
                 tunnel_ip=addr,

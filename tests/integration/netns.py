@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,16 +81,26 @@ def kill_namespace(ns: str) -> None:
     sh("ip", "netns", "del", ns, check=False)
 
 
-def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
-    """Poll ``check()`` every 0.2 s until it returns something true (returned), or fail
-    naming ``what`` after ``timeout`` seconds."""
+def wait_for(
+    what: str,
+    check: Any,
+    timeout: float = 30.0,
+    *,
+    interval: float = 0.2,
+    detail: Callable[[], object] | None = None,
+) -> Any:
+    """Poll ``check()`` every ``interval`` seconds until it returns something true
+    (returned), or fail naming ``what`` after ``timeout`` seconds, with ``detail()`` (the
+    state that did not settle, a log tail) in the message when given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out waiting for {what}" + (f":\n{detail()}" if detail is not None else "")
+    )
 
 
 def sh(*cmd: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -244,9 +254,10 @@ def sstpd_connect_args(
 ) -> list[str]:
     """The command line of ``sstpd connect`` as ``user`` to ``daemon`` (its address, port
     and certificate) with TUN ``tun`` and ``options``; writes the password file it names,
-    ``workdir/pw``."""
+    ``workdir/pw``. ``user`` may carry a Windows domain (``CORP\\carol``): it is sent so,
+    and the password is that of the name after the backslash."""
     pw = workdir / "pw"
-    pw.write_text(USERS[user] + "\n")
+    pw.write_text(USERS[user.rpartition("\\")[2]] + "\n")
     return [
         *(sys.executable, "-m", "sstpd", "connect", f"{daemon.listen}:{daemon.port}"),
         *("--user", user, "--password-file", str(pw), "--ca-file", str(daemon.cert)),
@@ -255,7 +266,13 @@ def sstpd_connect_args(
 
 
 def start_sstpd_connect(
-    net: Netns, daemon: Daemon, workdir: Path, tun: str, *options: str, **popen: Any
+    net: Netns,
+    daemon: Daemon,
+    workdir: Path,
+    tun: str,
+    *options: str,
+    user: str = "alice",
+    **popen: Any,
 ) -> subprocess.Popen[str]:
     """``sstpd connect`` (``sstpd_connect_args``) started in the client namespace; its
     stdout and stderr are pipes unless ``popen`` says otherwise (the first stdout line is
@@ -263,17 +280,19 @@ def start_sstpd_connect(
     for a client that outlives a ``with`` block (the benchmarks)."""
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
-    return net.popen(net.cli, *sstpd_connect_args(daemon, workdir, tun, *options), **popen)
+    args = sstpd_connect_args(daemon, workdir, tun, *options, user=user)
+    return net.popen(net.cli, *args, **popen)
 
 
 @contextlib.contextmanager
 def sstpd_connect(
-    net: Netns, daemon: Daemon, workdir: Path, tun: str, *options: str
+    net: Netns, daemon: Daemon, workdir: Path, tun: str, *options: str, user: str = "alice"
 ) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
-    """``sstpd connect`` as alice from the client namespace to ``daemon`` with TUN ``tun``:
-    (the process, its first JSON line: the tunnel is up). SIGTERM when the block ends;
-    the caller checks the exit status (``returncode``) after it."""
-    client = start_sstpd_connect(net, daemon, workdir, tun, *options)
+    """``sstpd connect`` as ``user`` (alice unless said) from the client namespace to
+    ``daemon`` with TUN ``tun``: (the process, its first JSON line: the tunnel is up).
+    SIGTERM when the block ends; the caller checks the exit status (``returncode``) after
+    it."""
+    client = start_sstpd_connect(net, daemon, workdir, tun, *options, user=user)
     try:
         assert client.stdout is not None
         line = client.stdout.readline()

@@ -9,13 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces
+from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces, wait_for
 from tests.integration.pebble import (
     NAME,
     Pebble,
@@ -64,16 +63,16 @@ def daemon(
     d.stop()
 
 
-def wait_for(
-    what: str, check: Callable[[dict[str, Any]], Any], d: Daemon, timeout: float
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def cert_state_when(
+    d: Daemon, check: Callable[[dict[str, Any]], Any]
+) -> Callable[[], dict[str, Any] | None]:
+    """For ``wait_for``: the daemon's certificate state once ``check`` accepts it."""
+
+    def poll() -> dict[str, Any] | None:
         ans = cert_state(d)
-        if check(ans):
-            return ans
-        time.sleep(0.5)
-    raise AssertionError(f"{what}:\n{d.log_text()[-5000:]}")
+        return ans if check(ans) else None
+
+    return poll
 
 
 def sessions_by_worker(net: Netns, d: Daemon, root: str) -> dict[int, set[str]]:
@@ -125,10 +124,11 @@ def test_one_responder_in_the_supervisor_and_both_workers_serve_the_certificate(
     daemon: Daemon, net: Netns, pebble: Pebble
 ) -> None:
     ans = wait_for(
-        "no certificate from pebble",
-        lambda a: a["certificate"] and not a["certificate"]["self_signed"],
-        daemon,
+        "a certificate from pebble",
+        cert_state_when(daemon, lambda a: a["certificate"] and not a["certificate"]["self_signed"]),
         90,
+        interval=0.5,
+        detail=lambda: daemon.log_text()[-5000:],
     )
     sha = ans["certificate"]["sha256"]
     log = daemon.log_text()
@@ -153,10 +153,13 @@ def test_renewal_by_the_schedule_reaches_both_workers(
     first = cert_state(daemon)
     old = first["certificate"]["sha256"]
     ans = wait_for(
-        "no renewal",
-        lambda a: a["certificate"]["sha256"] != old and not a["acme"]["in_progress"],
-        daemon,
+        "the renewal",
+        cert_state_when(
+            daemon, lambda a: a["certificate"]["sha256"] != old and not a["acme"]["in_progress"]
+        ),
         VALIDITY + 30,
+        interval=0.5,
+        detail=lambda: daemon.log_text()[-5000:],
     )
     new = ans["certificate"]["sha256"]
     assert {w["sha256"] for w in ans["workers"]} == {new}

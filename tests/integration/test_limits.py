@@ -20,7 +20,7 @@ import pytest
 
 from sstpd import control
 from tests.integration.ctl_client import HeldClient
-from tests.integration.netns import CLIENT_IP, ROOT, SERVER_IP, USERS, Daemon, Netns
+from tests.integration.netns import CLIENT_IP, ROOT, SERVER_IP, USERS, Daemon, Netns, wait_for
 
 pytestmark = [
     pytest.mark.netns,
@@ -70,17 +70,6 @@ def daemon(net: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dae
     d.start()
     yield d
     d.stop()
-
-
-
-
-def wait_for(pred: Any, timeout: float = 15.0, state: Any = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"condition not reached in time: {state() if state else ''}")
 
 
 def hostile(net: Netns, d: Daemon, scenario: str, *args: str) -> subprocess.Popen[str]:
@@ -146,9 +135,11 @@ def test_slowloris_and_raw_connections_neither_lock_out_nor_pile_up(
     res = finish(flood)
     assert res["max_lifetime"] is not None and res["max_lifetime"] < 5  # setup_timeout 2 s
     wait_for(
+        "no handshake pending and the descriptors back to baseline",
         lambda: daemon.stats()["pending"] == 0 and daemon.open_fds() == baseline,
-        state=lambda: (daemon.stats(), daemon.open_fds(), baseline,
-                       os.listdir(f"/proc/{daemon.proc.pid}/fd") if daemon.proc else None),
+        15,
+        detail=lambda: (daemon.stats(), daemon.open_fds(), baseline,
+                        os.listdir(f"/proc/{daemon.proc.pid}/fd") if daemon.proc else None),
     )
     after = daemon.stats()["handshakes"]
     refused = after["limit_per_source"] - before["limit_per_source"]
@@ -221,7 +212,7 @@ def test_pool_full_is_reported_unhealthy(daemon: Daemon, net: Netns) -> None:
     finally:
         for h in held:
             h.stop()
-    wait_for(lambda: daemon.stats()["pool_in_use"] == 0)
+    wait_for("the pool back to empty", lambda: daemon.stats()["pool_in_use"] == 0, 15)
     assert control.call(str(daemon.workdir / "control.sock"), "health")["status"] == "ok"
 
 
@@ -254,7 +245,11 @@ def test_max_sessions_per_user(daemon: Daemon, net: Netns, action: str) -> None:
     finally:
         daemon.config.write_text(text)
         control.call(str(daemon.workdir / "control.sock"), "reload")
-    wait_for(lambda: daemon.stats()["pool_in_use"] == daemon.stats()["sessions"] == 0)
+    wait_for(
+        "no session and the pool empty",
+        lambda: daemon.stats()["pool_in_use"] == daemon.stats()["sessions"] == 0,
+        15,
+    )
 
 
 def test_no_traceback(daemon: Daemon) -> None:
@@ -300,7 +295,7 @@ def test_fd_exhaustion_refuses_quietly_and_control_keeps_working(
         assert st["handshakes"]["limit_fds"] > 0, st["handshakes"]
         assert d.open_fds() < 200
         finish(flood)
-        wait_for(lambda: d.stats()["pending"] == 0, 30)
+        wait_for("no handshake pending", lambda: d.stats()["pending"] == 0, 30)
         assert connect(net, d)["ok"] is True
         log = d.log_text()
         assert log.count("refusing connections:") <= 3, log[-3000:]
@@ -349,7 +344,11 @@ def test_memory_returns_to_baseline_after_a_flood(
     d.start()
     try:
         assert connect(net, d)["ok"] is True  # warm: one whole login, then gone
-        wait_for(lambda: d.stats()["pending"] == 0 and d.stats()["sessions"] == 0)
+        wait_for(
+            "no handshake pending and no session",
+            lambda: d.stats()["pending"] == 0 and d.stats()["sessions"] == 0,
+            15,
+        )
         base_fds, base = d.open_fds(), rss_mib(d)
         flood = hostile(
             net, d, "flood", "--raw", "1000", "--slow", "1000", "--source", ATTACKER,
@@ -362,14 +361,20 @@ def test_memory_returns_to_baseline_after_a_flood(
         assert held >= 1500, held
         assert peak - base > 2 * RSS_MARGIN_MIB, (base, peak)  # the flood did cost memory
         finish(flood)
-        wait_for(lambda: d.stats()["pending"] == 0 and d.open_fds() == base_fds, 60)
-        try:
-            wait_for(lambda: rss_mib(d) <= base + RSS_MARGIN_MIB, 30)  # a trim is <= 10 s away
-        except AssertionError:
-            raise AssertionError(
+        wait_for(
+            "no handshake pending and the descriptors back to baseline",
+            lambda: d.stats()["pending"] == 0 and d.open_fds() == base_fds,
+            60,
+        )
+        wait_for(
+            "the RSS back within its margin",
+            lambda: rss_mib(d) <= base + RSS_MARGIN_MIB,
+            30,  # a trim is <= 10 s away
+            detail=lambda: (
                 f"RSS {base:.1f} MiB before, {peak:.1f} with {held} pending, "
                 f"{rss_mib(d):.1f} after all closed (margin {RSS_MARGIN_MIB} MiB)"
-            ) from None
+            ),
+        )
         assert "heap trimmed after" in d.log_text()
         assert "Traceback" not in d.log_text()
     finally:

@@ -13,12 +13,11 @@ figure is asserted: bench/memory.py measures those.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.netns import Daemon, Netns, namespaces
+from tests.integration.netns import Daemon, Netns, namespaces, wait_for
 
 pytestmark = [
     pytest.mark.netns,
@@ -27,14 +26,6 @@ pytestmark = [
 
 SESSIONS = 300  # above SESSION_TRIM_HIGH (256): closing them all is worth a heap trim
 BURST = 24
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +79,14 @@ def test_many_sessions_carry_data_and_give_everything_back(daemon: Daemon, net: 
         st = daemon.stats()
         return st["sessions"] == st["authenticated"] == st["pool_in_use"] == st["pending"] == 0
 
-    wait_for(settled, 60)
+    wait_for("every session closed and the pool empty", settled, 60, interval=0.3)
     st = daemon.stats()
     assert st["rx_packets"] - before["rx_packets"] >= SESSIONS * BURST
     assert st["internal_errors"] == 0
     assert st["dropped_spoofed"] == 0
-    wait_for(lambda: daemon.open_fds() == base_fds, 30)
+    wait_for(
+        "the descriptors back to baseline", lambda: daemon.open_fds() == base_fds, 30, interval=0.3
+    )
     # the session trimmer ran once the count fell to half of its peak (2 s later), and
     # again after the rest closed (at most 10 s after that)
     log = daemon.wait_log("sessions fell to", 30)

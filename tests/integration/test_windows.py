@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.integration.netns import SERVER_IP, TUNNEL_IP, Daemon, Netns, namespaces, running
+from tests.integration.netns import (
+    SERVER_IP,
+    TUNNEL_IP,
+    Daemon,
+    Netns,
+    namespaces,
+    running,
+    sstpd_connect,
+)
 
 pytestmark = [
     pytest.mark.netns,
@@ -132,39 +139,17 @@ def test_identification_and_eap_floods_end_that_session_only(daemon: Daemon, net
     assert_open_tunnel(windows(net, daemon, "powershell-eap"))  # the daemon still serves
 
 
-def test_package_client_eap_mschapv2(daemon: Daemon, net: Netns) -> None:
+def test_package_client_eap_mschapv2(daemon: Daemon, net: Netns, tmp_path: Path) -> None:
     res = net.client_tool("ping", *daemon.client_args(), "--auth", "eap-mschapv2")
     assert res["replies"] == 3 and res["hash"] == "SHA256"
     daemon.wait_log("user 'alice' (eap-mschapv2) connected")
-    cli = net.popen(
-        net.cli,
-        sys.executable,
-        "-m",
-        "sstpd",
-        "connect",
-        f"{SERVER_IP}:443",
-        "--user",
-        "CORP\\carol",
-        "--password",
-        "carol-secret",
-        "--auth",
-        "eap-mschapv2",
-        "--ca-file",
-        str(daemon.cert),
-        "--tun",
-        "sstpw0",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert cli.stdout is not None
-        line = cli.stdout.readline()
-        assert json.loads(line)["peer"] == TUNNEL_IP, line
+    # a domain-qualified name, as Windows sends it; the password in a file, not on argv
+    with sstpd_connect(
+        net, daemon, tmp_path, "sstpw0", "--auth", "eap-mschapv2", user="CORP\\carol"
+    ) as (cli, info):
+        assert info["peer"] == TUNNEL_IP, info
         r = net.run(net.cli, "ping", "-c", "2", "-i", "0.2", "-W", "2", TUNNEL_IP)
         assert " 0% packet loss" in r.stdout
-    finally:
-        cli.send_signal(signal.SIGTERM)
-        cli.wait(15)
     assert cli.returncode == 0
     daemon.wait_log("user 'carol' (eap-mschapv2) connected")
 

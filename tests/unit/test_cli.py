@@ -15,6 +15,7 @@ import pytest
 
 from sstpd import certs, cli
 from sstpd.certs import fingerprints, generate_self_signed, load_certificate_der
+from sstpd.cli import common as cli_common
 from sstpd.config import Config
 from sstpd.users import load_users
 
@@ -24,7 +25,8 @@ CLIENT_PASS_NT = "44ebba8d5312b8d611474411f56989ae"
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never look at the real /etc/sstpd or /var/lib/sstpd."""
-    monkeypatch.setattr(cli, "DEFAULT_CONFIG_PATH", str(tmp_path / "etc" / "sstpd.toml"))
+    # where the subcommands' effective_config() reads it
+    monkeypatch.setattr(cli_common, "DEFAULT_CONFIG_PATH", str(tmp_path / "etc" / "sstpd.toml"))
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     monkeypatch.setattr("socket.gethostname", lambda: "vpn.test")
 

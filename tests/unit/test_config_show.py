@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sstpd import cli
+from sstpd.cli import common as cli_common
 from sstpd.config import Config, default_config, parse_config
 from sstpd.config_view import REDACTED, config_view, view_toml
 
@@ -17,7 +18,8 @@ SECRET = "radius-Secret-xyz"
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "DEFAULT_CONFIG_PATH", str(tmp_path / "etc" / "sstpd.toml"))
+    # where the subcommands' effective_config() reads it
+    monkeypatch.setattr(cli_common, "DEFAULT_CONFIG_PATH", str(tmp_path / "etc" / "sstpd.toml"))
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
 
 

@@ -1,0 +1,3 @@
+from sstpd.cli import main
+
+raise SystemExit(main())

@@ -86,6 +86,7 @@ class TlsTransport(asyncio.Transport):
         self._high, self._low = HIGH_WATER, HIGH_WATER // 4
         self._writing_paused = False  # the protocol was told pause_writing
         self._closing = False
+        self._close_timer: asyncio.TimerHandle | None = None  # close(): CLOSE_TIMEOUT
         self._lost = False
 
     # ------------------------------------------------------------ start
@@ -193,7 +194,7 @@ class TlsTransport(asyncio.Transport):
         if self._out.pending:
             self._send([self._out.read()])
         if not self._lost:
-            self._loop.call_later(CLOSE_TIMEOUT, self.abort)
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self.abort)
             if not self._backlog:
                 self._await_peer()
 
@@ -384,6 +385,9 @@ class TlsTransport(asyncio.Transport):
         if self._lost:
             return
         self._lost = True
+        if self._close_timer is not None:  # it would keep this transport for its 30 s
+            self._close_timer.cancel()
+            self._close_timer = None
         self._remove_reader()
         self._loop.remove_writer(self._fd)
         self._rest = b""

@@ -8,9 +8,11 @@ resumes it; close sends close_notify; abort, EOF and bad records end the connect
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,33 @@ def test_close_sends_close_notify_after_the_queued_data(kind: str, tmp_path: Pat
         assert await r.read() == down  # then a clean EOF: close_notify, not a reset
         await until(lambda: bool(sink.lost))
         w.close()
+
+    sink = run(kind, tmp_path, body)
+    assert sink.lost == [None]
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+@pytest.mark.parametrize("who", ["server", "client"])
+def test_a_closed_connection_is_not_kept_alive(kind: str, who: str, tmp_path: Path) -> None:
+    """Nothing (a timer, the loop's reader) holds the transport, its SSL object and BIOs
+    once the connection is lost: 1000 closed sessions must give their memory back."""
+    refs: list[weakref.ref[tlsstream.TlsTransport]] = []
+
+    async def body(sink: Sink, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        assert sink.transport is not None
+        refs.append(weakref.ref(sink.transport))
+        sink.transport.write(b"bye")
+        if who == "server":
+            sink.transport.close()
+            assert await r.read() == b"bye"
+        else:
+            assert await r.readexactly(3) == b"bye"
+        w.close()
+        await until(lambda: bool(sink.lost))
+        await asyncio.sleep(0.01)
+        sink.transport = None
+        gc.collect()
+        assert refs[0]() is None
 
     sink = run(kind, tmp_path, body)
     assert sink.lost == [None]

@@ -45,6 +45,7 @@ def bench_daemon(
     key_type: str = "rsa",
     traced: bool = False,
     workers: int = 1,
+    server_lines: str = "",
 ) -> Daemon:
     d = Daemon(
         _TracedNet(net) if traced else net,  # type: ignore[arg-type]
@@ -67,6 +68,8 @@ def bench_daemon(
     # comes from the one client address: room for its concurrency (up to 1000 handshakes
     # in flight), else sessions would be refused by the flood protection
     text += "\n[limits]\npending_total = 2000\npending_per_source = 1000\n"
+    if server_lines:  # e.g. tls_transport = "event-loop" (the benchmarks' --server)
+        text = text.replace("[server]\n", f"[server]\n{server_lines}\n", 1)
     d.config.write_text(text)
     return d
 

@@ -43,7 +43,12 @@ def run_key_type(
     bench/_traced_serve.py (untraced) with the pure-Python or cryptography's DES."""
     work = Path(tempfile.mkdtemp(prefix=f"sstpd-hs-{key_type}-"))
     d = bench_daemon(
-        net, work, max_sessions=a.batch + 100, key_type=key_type, traced=pure_des is not None
+        net,
+        work,
+        max_sessions=a.batch + 100,
+        key_type=key_type,
+        traced=pure_des is not None,
+        server_lines=a.server,
     )
     os.environ.pop("SSTPD_BENCH_PURE_DES", None)
     if pure_des:
@@ -158,6 +163,9 @@ def main() -> int:
         "--compare-des",
         action="store_true",
         help="per key type, one daemon with the pure-Python DES, then one with cryptography's",
+    )
+    ap.add_argument(
+        "--server", default="", help='one more [server] line, e.g. tls_transport = "event-loop"'
     )
     a = ap.parse_args()
     raise_nofile(a.batch + 2048)  # per process: daemon, client

@@ -64,10 +64,10 @@ def after_close(d: Daemon, trims_before: int, timeout: float = 15.0) -> int:
 
 def part1(a: argparse.Namespace, net: Netns) -> dict[int, float]:
     work = Path(tempfile.mkdtemp(prefix="sstpd-mem-"))
-    d = bench_daemon(net, work, max_sessions=a.sessions + 100, traced=bool(a.buffer))
+    d = bench_daemon(
+        net, work, max_sessions=a.sessions + 100, traced=bool(a.buffer), server_lines=a.server
+    )
     if a.server:
-        text = d.config.read_text().replace("[server]\n", f"[server]\n{a.server}\n", 1)
-        d.config.write_text(text)
         print(f"[server] {a.server}")
     d.start()
     assert d.proc is not None

@@ -24,7 +24,7 @@ from sstpd.aio.reload import live_config
 from sstpd.aio.server import read_users
 from sstpd.aio.settings import RuntimeSettings
 from sstpd.aio.tls import cert_summary, configure_tls, make_ssl_context
-from sstpd.aio.workers import decode_challenge
+from sstpd.aio.workers_link import decode_challenge
 from sstpd.config import Config, load_config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius

@@ -30,6 +30,7 @@ from typing import Any
 from sstpd import __version__
 from sstpd.aio.control import ControlServer, error
 from sstpd.aio.notify import sd_notify
+from sstpd.aio.refresh import Refresher, refresh_worker
 from sstpd.aio.shared import (
     ADMISSION_COUNTERS,
     COUNTERS,
@@ -148,6 +149,8 @@ class Supervisor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.shared = SharedLimits(config)  # per-user limits and the throttle, all workers
         self.acme = SupervisorAcme(self)  # [acme]'s manager runs here; the cert view
+        # each worker's counters and traffic, asked every 10 s: what a dead worker keeps
+        self.refresher = Refresher(self.workers, self._refresh, self.background)
 
     # ---------------------------------------------------------------- processes
     async def spawn(self, w: Worker) -> None:
@@ -292,6 +295,7 @@ class Supervisor:
         where = ", ".join(f"{a}:{sc.port}" for a in sc.listen)
         log.info("%d workers listening on %s", self.count, where)
         sd_notify(f"READY=1\nSTATUS=listening on {where} with {self.count} workers")
+        self.background(self.refresher.run(lambda: self.stopping))
         await self._stopped.wait()
         await self._finish()
         return 0
@@ -344,6 +348,9 @@ class Supervisor:
     async def ask_all(self, req: dict[str, Any]) -> Answers:
         answers = await asyncio.gather(*(w.call(req) for w in self.workers))
         return list(zip(self.workers, answers, strict=True))
+
+    async def _refresh(self, w: Worker) -> None:
+        await refresh_worker(w, self.shared, bool(self.config.radius.accounting_servers))
 
     async def ask_stats(self) -> Records[StatsRecord]:
         """Every worker's ``stats``; each one's is kept: what it had counted, should it die."""

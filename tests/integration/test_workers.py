@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from sstpd import control
+from sstpd.aio.refresh import REFRESH_INTERVAL
 from sstpd.records import DrainRecord, StatsRecord
 from sstpd.status.metrics import render_metrics
 from tests.integration.netns import ROOT, SERVER_IP, USERS, Daemon, Netns, namespaces, wait_for
@@ -337,6 +338,44 @@ def test_a_killed_worker_is_restarted_and_the_other_keeps_its_sessions(
         assert route_dev(net, "10.77.0.130") == "sstp0w1"
     finally:
         pool.close()
+
+
+def test_a_killed_worker_keeps_what_it_counted_up_to_the_last_refresh(
+    net: Netns, daemon: Daemon
+) -> None:
+    """The supervisor asks each worker for its stats every REFRESH_INTERVAL: traffic
+    counted before the last refresh survives a kill -9 even if nobody ran sstpctl."""
+    pool = Pool(net, daemon)
+    try:
+        assert len(pool.say("open 8")["opened"]) == 8
+        rows = sessions(daemon)
+        worker = {r["address"]: r["worker"] for r in rows}
+        assert set(worker.values()) == {0, 1}, worker
+        pid = worker_pids(daemon)[1]
+        before = daemon.stats()  # the last control request until the kill
+        replies = {0: 0, 1: 0}
+        for _ in range(10):
+            for address, n in pool.say("pingeach")["by_address"].items():
+                replies[worker[address]] += n
+        assert replies[1] >= 10, replies
+        time.sleep(REFRESH_INTERVAL + 3)  # one refresh after the pings, no sstpctl
+        os.kill(pid, signal.SIGKILL)
+        wait_for(
+            "worker 1 to be restarted",
+            lambda: (
+                lambda st: st["worker_restarts"] == before["worker_restarts"] + 1
+                and st["workers_running"] == 2
+            )(daemon.stats()),
+        )
+        after = daemon.stats()
+        # every echo request that got a reply was counted, on both workers: worker 1's
+        # as of the refresh, before it died
+        grew = after["rx_packets"] - before["rx_packets"]
+        assert grew >= replies[0] + replies[1], (grew, replies)
+        assert after["tx_packets"] - before["tx_packets"] >= replies[0] + replies[1]
+    finally:
+        pool.close()
+    wait_for("all sessions to end", lambda: daemon.stats()["pool_in_use"] == 0)
 
 
 def test_sigterm_stops_every_worker(net: Netns, daemon: Daemon) -> None:

@@ -3,7 +3,8 @@
 ``auth.max_sessions_per_user`` and the failed-login throttle are counted by the
 supervisor's registry (``sstpd.proto.registry``), so sessions and attempts landing on
 different workers count together; a worker killed with SIGKILL has its sessions
-released, an Accounting-Stop sent to FreeRADIUS for each, and its counters kept in the
+released, an Accounting-Stop sent to FreeRADIUS for each (with the traffic of the last
+Interim-Update or of the supervisor's 10 s refresh), and its counters kept in the
 merged ``stats``.
 
 Which worker took a connection: the ``worker`` field of ``sessions``, or from a log
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from sstpd import control
+from sstpd.aio.refresh import REFRESH_INTERVAL
 from tests.integration.freeradius import SECRET, FreeRadius, serving
 from tests.integration.netns import SERVER_IP, Daemon, Netns, namespaces
 from tests.integration.test_limits import connect, finish, hostile
@@ -272,6 +274,58 @@ def test_a_killed_worker_releases_its_sessions_sends_their_stops_and_keeps_its_c
         assert pool.say("pingeach")["by_address"][survivor["address"]] == 1
     finally:
         pool.close()
+    wait_for("every session to end", lambda: daemon.stats()["pool_in_use"] == 0)
+
+
+def test_a_dead_workers_stop_carries_the_traffic_of_the_last_refresh(
+    net: Netns, daemon: Daemon, freeradius: FreeRadius
+) -> None:
+    """No Interim-Update (interim_interval = 600 for these sessions) and no sstpctl call
+    after the pings: the supervisor's refresh alone tells it of the traffic, and the
+    Stop it sends for the dead worker's session carries it."""
+    text = daemon.config.read_text()
+    daemon.config.write_text(text.replace("interim_interval = 2\n", "interim_interval = 600\n"))
+    try:
+        assert control.call(sock(daemon), "reload")["workers"] == 2
+        pool = alice_on_both_workers(net, daemon)
+        try:
+            (victim,) = [r for r in sessions(daemon) if r["worker"] == 1]
+            restarts = daemon.stats()["worker_restarts"]
+            pid = worker_pids(daemon)[1]
+            sid = wait_for(
+                "the victim's Accounting-Start",
+                lambda: [r for r in freeradius.records()
+                         if r.get("Acct-Status-Type") == "Start"
+                         and r.get("Framed-IP-Address") == victim["address"]],
+            )[-1]["Acct-Session-Id"]  # fmt: skip
+            for _ in range(5):
+                assert pool.say("ping")["replies"] == 2
+            time.sleep(REFRESH_INTERVAL + 3)  # one refresh after the pings
+            os.kill(pid, signal.SIGKILL)
+            wait_for(
+                "worker 1 to be restarted",
+                lambda: daemon.stats()["worker_restarts"] == restarts + 1,
+            )
+            stop = wait_for(
+                "the Accounting-Stop of the dead worker's session",
+                lambda: [r for r in freeradius.records()
+                         if r.get("Acct-Status-Type") == "Stop"
+                         and r.get("Acct-Session-Id") == sid],
+            )  # fmt: skip
+            assert len(stop) == 1, stop
+            interims = [r for r in freeradius.records()
+                        if r.get("Acct-Status-Type") == "Interim-Update"
+                        and r.get("Acct-Session-Id") == sid]  # fmt: skip
+            assert not interims, interims
+            # five echo requests of 28 bytes and more since the last sessions answer
+            grew = int(stop[0]["Acct-Input-Octets"]) - victim["rx_bytes"]
+            assert grew >= 5 * 28, (stop[0], victim)
+            assert int(stop[0]["Acct-Input-Packets"]) - victim["rx_packets"] >= 5, stop[0]
+        finally:
+            pool.close()
+    finally:
+        daemon.config.write_text(text)
+        assert control.call(sock(daemon), "reload")["workers"] == 2
     wait_for("every session to end", lambda: daemon.stats()["pool_in_use"] == 0)
 
 

@@ -14,7 +14,7 @@ Accounting-Stop (Acct-Terminate-Cause NAS-Error) is sent for each session that h
 opened (whose Start the worker sent), with the traffic last known (of the last
 Interim-Update or ``sessions`` answer). ``retire`` folds a dead worker's last ``stats``
 counters into ``retired``, so the merged totals do not go backwards when it is
-restarted.
+restarted. ``sstpd.aio.refresh`` asks for both every 10 s, so that is at most 10 s old.
 """
 
 from __future__ import annotations

@@ -283,11 +283,15 @@ class InvalidAttribute(ValueError):
 def disconnect_criteria(pkt: RadiusPacket) -> DisconnectCriteria:
     """The identification attributes of a Disconnect-Request (User-Name, Acct-Session-Id,
     Framed-IP-Address, Framed-IPv6-Prefix); others are ignored. InvalidAttribute for a
-    malformed Framed-IPv6-Prefix (RFC 8044 §3.10: see ``radius.decode_ipv6_prefix``)."""
+    malformed Framed-IPv6-Prefix (RFC 8044 §3.10: see ``radius.decode_ipv6_prefix``) or a
+    Framed-IP-Address that is not 4 bytes."""
     raw6 = pkt.get(Attr.FRAMED_IPV6_PREFIX)
     prefix6 = radius.decode_ipv6_prefix(raw6) if raw6 is not None else None
     if raw6 is not None and prefix6 is None:
         raise InvalidAttribute(f"malformed Framed-IPv6-Prefix {raw6.hex()}")
+    raw4 = pkt.get(Attr.FRAMED_IP_ADDRESS)
+    if raw4 is not None and len(raw4) != 4:
+        raise InvalidAttribute(f"malformed Framed-IP-Address {raw4.hex()}")
     return DisconnectCriteria(
         user=pkt.get_str(Attr.USER_NAME),
         session_id=pkt.get_str(Attr.ACCT_SESSION_ID),

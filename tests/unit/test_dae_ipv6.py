@@ -77,6 +77,27 @@ def test_a_malformed_prefix_is_invalid_not_absent(bad: bytes) -> None:
         aaa.disconnect_criteria(request((Attr.USER_NAME, b"alice"), (Attr.FRAMED_IPV6_PREFIX, bad)))
 
 
+@pytest.mark.parametrize("bad", [b"\x0a\x4d\x00", b"\x0a\x4d\x00\x05\x01", b"\x00"])
+def test_a_malformed_framed_ip_address_is_invalid_not_absent(bad: bytes) -> None:
+    """The same for IPv4: ``User-Name + a 3-byte Framed-IP-Address`` must end nothing."""
+    with pytest.raises(aaa.InvalidAttribute, match="malformed Framed-IP-Address"):
+        aaa.disconnect_criteria(request((Attr.USER_NAME, b"alice"), (Attr.FRAMED_IP_ADDRESS, bad)))
+
+
+def test_malformed_framed_ip_address_is_nak_407_and_ends_nothing() -> None:
+    asked: list[aaa.DisconnectCriteria] = []
+
+    def disconnect(c: aaa.DisconnectCriteria) -> int:
+        asked.append(c)
+        return 1
+
+    pkt = request((Attr.USER_NAME, b"alice"), (Attr.FRAMED_IP_ADDRESS, b"\x0a\x4d\x00"))
+    nak = radius.decode(dae_reply(pkt, SECRET, disconnect, "192.0.2.9"))  # type: ignore[arg-type]
+    assert nak.code == Code.DISCONNECT_NAK
+    assert nak.get_int(Attr.ERROR_CAUSE) == 407
+    assert asked == []
+
+
 @given(st.binary(max_size=20))
 def test_decoding_any_value_gives_criteria_or_invalid(value: bytes) -> None:
     try:

@@ -23,6 +23,7 @@ name they define.
 from __future__ import annotations
 
 from sstpd.proto.radius.codec import (
+    ERROR_INVALID_ATTRIBUTE_VALUE,
     ERROR_INVALID_REQUEST,
     ERROR_MISSING_ATTRIBUTE,
     ERROR_SESSION_NOT_FOUND,
@@ -62,6 +63,7 @@ from sstpd.proto.radius.crypto import (
 )
 
 __all__ = [
+    "ERROR_INVALID_ATTRIBUTE_VALUE",
     "ERROR_INVALID_REQUEST",
     "ERROR_MISSING_ATTRIBUTE",
     "ERROR_SESSION_NOT_FOUND",

@@ -24,7 +24,7 @@ from sstpd.aio.reload import live_config
 from sstpd.aio.server import read_users
 from sstpd.aio.settings import RuntimeSettings
 from sstpd.aio.tls import cert_summary, configure_tls, make_ssl_context
-from sstpd.aio.workers import decode_challenge
+from sstpd.aio.workers_link import decode_challenge
 from sstpd.config import Config, load_config
 from sstpd.errors import SstpdError
 from sstpd.proto import aaa, radius
@@ -256,7 +256,9 @@ class Admin:
             p
             for p in self.connections
             if p.is_open
-            and criteria.matches(p.session.username, p.acct_session_id, p.session.peer_address)
+            and criteria.matches(
+                p.session.username, p.acct_session_id, p.session.peer_address, p.session.prefix6
+            )
         ]
         for p in targets:
             log.info("[%d] %s user %r disconnected by RADIUS", p.id, p.peer, p.session.username)

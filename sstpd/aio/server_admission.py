@@ -33,7 +33,8 @@ from sstpd.proto.sstp.constants import HashProtocol
 
 if TYPE_CHECKING:
     from sstpd.aio.connection import ServerProtocol
-    from sstpd.aio.workers import RegistryLink, WorkerRole
+    from sstpd.aio.workers import WorkerRole
+    from sstpd.aio.workers_link import RegistryLink
 
 FD_RESERVE = 64  # file descriptors kept free for the TUN, the control socket, reloads
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from sstpd.aio.radius import RadiusClient, RadiusTimeout
 from sstpd.aio.settings import throttle_config
-from sstpd.aio.workers import REGISTRY_LINE
+from sstpd.aio.workers_link import REGISTRY_LINE
 from sstpd.config import Config
 from sstpd.control import encode
 from sstpd.proto import aaa, radius

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sstpd.aio.control import error
 from sstpd.aio.tls import cert_summary
-from sstpd.aio.workers import WORKER_TIMEOUT, challenge_request, worker_record
+from sstpd.aio.workers_link import WORKER_TIMEOUT, challenge_request, worker_record
 from sstpd.config import Config
 from sstpd.records import CertificateRecord, CertRecord, WorkerCertRecord
 

@@ -28,7 +28,7 @@ from sstpd.aio.shared import (
 )
 from sstpd.aio.stats import Histogram
 from sstpd.aio.supervisor_worker import Answers, Records, Worker, records
-from sstpd.aio.workers import worker_record
+from sstpd.aio.workers_link import worker_record
 from sstpd.config import Config, load_config
 from sstpd.errors import SstpdError
 from sstpd.records import (

@@ -16,7 +16,7 @@ import json
 import socket
 from typing import Any
 
-from sstpd.aio.workers import WORKER_TIMEOUT, R, worker_record
+from sstpd.aio.workers_link import WORKER_TIMEOUT, R, worker_record
 from sstpd.control import encode
 from sstpd.records import StatsRecord
 

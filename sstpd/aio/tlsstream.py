@@ -315,6 +315,8 @@ class TlsTransport(asyncio.Transport):
         self._remove_reader()
         if not self._backlog:
             self._finish(None)
+        else:  # what is queued still goes out, if the peer reads within CLOSE_TIMEOUT
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self.abort)
 
     # ------------------------------------------------------------ writing
     def _send(self, chunks: list[bytes]) -> None:

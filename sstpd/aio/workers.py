@@ -28,7 +28,8 @@ was and nothing here runs):
   requests in the ``sstpd.control`` line protocol (``$SSTPD_CONTROL_FD``; besides the
   public commands the ``LINK_COMMANDS``), a datagram
   socket for the worker's sd_notify messages (``$SSTPD_NOTIFY_FD``), and the registry
-  link (``$SSTPD_REGISTRY_FD``, ``RegistryLink`` here, ``sstpd.aio.shared`` there).
+  link (``$SSTPD_REGISTRY_FD``, ``RegistryLink`` in ``sstpd.aio.workers_link``,
+  ``sstpd.aio.shared`` there).
 * With ``radius.dae_listen`` the supervisor alone listens for Disconnect-Requests
   (``sstpd.aio.dae``) and asks every worker to end the sessions one names; the answer is
   Disconnect-ACK if any worker ended one.
@@ -52,54 +53,66 @@ is a local process that answers in microseconds, so silence means it is wedged, 
 admitting then would lift both limits exactly when they cannot be checked). A dead
 worker's sessions are released there, with an Accounting-Stop for each.
 
-This module is the worker's side (and the pure arithmetic both sides share).
+This module is the worker's side (and the pure arithmetic both sides share): its role
+(``WorkerRole``: TUN name, pool slices, limit shares, session ids) and ``worker_count``.
+The links between the processes are ``sstpd.aio.workers_link``, the worker's routed
+pools ``sstpd.aio.workers_pool``; their names are importable from here too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
-import logging
 import os
-import socket
-from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any, TypeVar
+from ipaddress import IPv6Address
 
-from sstpd.aio import route
-from sstpd.aio.control import error
-from sstpd.config import Config
-from sstpd.control import MAX_REQUEST, decode_request, encode
-from sstpd.errors import SstpdError
-from sstpd.proto.pool import AddressPool, PoolSlice, fit_slices, slice_pool
-from sstpd.proto.pool6 import PrefixPool, PrefixSlice, fit_prefix_slices, slice_prefixes
-from sstpd.records import (
-    CertRecord,
-    DrainRecord,
-    HealthRecord,
-    KickRecord,
-    RecordError,
-    ReloadRecord,
-    StatsRecord,
+from sstpd.aio.workers_link import (
+    LINK_COMMANDS,
+    MAX_NAME,
+    REGISTRY_LINE,
+    REGISTRY_TIMEOUT,
+    WORKER_TIMEOUT,
+    LinkControl,
+    R,
+    RegistryLink,
+    challenge_request,
+    decode_challenge,
+    worker_record,
 )
+from sstpd.aio.workers_pool import RoutedPool, RoutedPrefixPool
+from sstpd.config import Config
+from sstpd.errors import SstpdError
+from sstpd.proto.pool import PoolSlice, fit_slices, slice_pool
+from sstpd.proto.pool6 import PrefixSlice, fit_prefix_slices, slice_prefixes
 
-log = logging.getLogger("sstpd")
+__all__ = [
+    "ENV_CONTROL_FD",
+    "ENV_NOTIFY_FD",
+    "ENV_REGISTRY_FD",
+    "ENV_WORKER",
+    "IDS_PER_GENERATION",
+    "LINK_COMMANDS",
+    "MAX_NAME",
+    "REGISTRY_LINE",
+    "REGISTRY_TIMEOUT",
+    "WORKER_TIMEOUT",
+    "LinkControl",
+    "R",
+    "RegistryLink",
+    "RoutedPool",
+    "RoutedPrefixPool",
+    "WorkerRole",
+    "challenge_request",
+    "decode_challenge",
+    "share",
+    "worker_count",
+    "worker_record",
+]
 
 ENV_WORKER = "SSTPD_WORKER"  # "index/count/generation"
 ENV_CONTROL_FD = "SSTPD_CONTROL_FD"
 ENV_NOTIFY_FD = "SSTPD_NOTIFY_FD"
 ENV_REGISTRY_FD = "SSTPD_REGISTRY_FD"
-REGISTRY_TIMEOUT = 5.0  # seconds the supervisor has to answer a registry question
-WORKER_TIMEOUT = 10.0  # seconds a worker has to answer one control request
-# one registry message at most (a login's RADIUS Class attributes, hex: a few KB)
-REGISTRY_LINE = 1 << 20
 IDS_PER_GENERATION = 1_000_000  # a restarted worker numbers its sessions from here on
-# commands the supervisor sends a worker besides the public ones (sstpd.control.COMMANDS):
-# "dae": end the sessions a RADIUS Disconnect-Request names (sstpd.aio.dae), answer "ended"
-# "acme-challenge": install or remove a TLS-ALPN-01 answer (challenge_request)
-LINK_COMMANDS = ("dae", "acme-challenge")
-MAX_NAME = 253  # characters of a DNS name
 
 
 def worker_count(config: Config) -> int:
@@ -116,52 +129,6 @@ def worker_count(config: Config) -> int:
 def _exclude6(config: Config) -> list[IPv6Address]:
     tc = config.tunnel
     return [tc.ipv6_address] if tc.ipv6_address is not None else []
-
-
-def challenge_request(
-    name: str, cert_pem: bytes | None = None, key_pem: bytes | None = None
-) -> dict[str, Any]:
-    """The link request that installs the TLS-ALPN-01 answer for ``name`` (its challenge
-    certificate and key, PEM) in a worker's TLS router, or removes it (no PEMs). It is
-    well under ``MAX_REQUEST``: an EC P-256 key and a certificate for one name."""
-    req: dict[str, Any] = {"cmd": "acme-challenge", "name": name}
-    if cert_pem is not None and key_pem is not None:
-        req["cert"] = cert_pem.decode("ascii")
-        req["key"] = key_pem.decode("ascii")
-    return req
-
-
-def decode_challenge(req: dict[str, Any]) -> tuple[str, tuple[bytes, bytes] | None]:
-    """``(name, (cert_pem, key_pem))`` of an ``acme-challenge`` request, ``(name, None)``
-    to remove it. Raises ValueError with the reason (never with the key's text)."""
-    name = req.get("name")
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isascii():
-        raise ValueError('acme-challenge: "name" must be a DNS name')
-    cert, key = req.get("cert"), req.get("key")
-    if cert is None and key is None:
-        return name, None
-    for field, text, marker in (("cert", cert, "CERTIFICATE"), ("key", key, "PRIVATE KEY")):
-        if not isinstance(text, str) or not text.isascii() or f"-----BEGIN {marker}" not in text:
-            raise ValueError(f'acme-challenge: "{field}" must be a PEM {marker.lower()}')
-    assert isinstance(cert, str) and isinstance(key, str)
-    return name, (cert.encode("ascii"), key.encode("ascii"))
-
-
-R = TypeVar("R", CertRecord, DrainRecord, HealthRecord, KickRecord, ReloadRecord, StatsRecord)
-
-
-def worker_record(cls: type[R], index: int, answer: dict[str, Any] | None) -> R | None:
-    """Worker ``index``'s answer as its record, for the supervisor's merged view: None
-    when it did not answer or refused, or when the answer is not that record (logged; a
-    worker runs the supervisor's code, so that is a bug, and the worker counts as not
-    answering)."""
-    if answer is None or not answer.get("ok"):
-        return None
-    try:
-        return cls.from_json(answer)
-    except RecordError as exc:
-        log.warning("worker %d: unexpected answer: %s", index, exc)
-        return None
 
 
 def share(total: int, index: int, count: int, least: int = 1) -> int:
@@ -220,259 +187,3 @@ class WorkerRole:
                 pending_per_source=share(lc.pending_per_source, i, n),
             ),
         )
-
-
-class RoutedPool(AddressPool):
-    """A worker's pool: dynamic addresses from its slice (routed to its TUN at start);
-    any address asked for by name (static, Framed-IP-Address) gets an exclusive /32
-    route to this worker's TUN while it is held.
-
-    Static addresses of the users file are reserved in every worker, so no dynamic
-    allocation can collide with them. A RADIUS Framed-IP-Address can lie in another
-    worker's dynamic range: while ``claim_dynamic()`` is true (RADIUS is a backend) every
-    dynamic address is claimed with a /32 too, and one another worker holds is skipped."""
-
-    def __init__(
-        self,
-        network: IPv4Network,
-        *,
-        exclude: list[IPv4Address],
-        part: PoolSlice,
-        ifname: str,
-        claim_dynamic: Callable[[], bool] = lambda: False,
-    ) -> None:
-        super().__init__(network, exclude=exclude, part=part)
-        self.ifindex = socket.if_nametoindex(ifname)
-        self.ifname = ifname
-        self.claim_dynamic = claim_dynamic
-        self._routed: set[IPv4Address] = set()
-
-    def allocate(self, static: IPv4Address | None = None) -> IPv4Address | None:
-        if static is None and self.claim_dynamic():
-            for _ in range(self.size):
-                addr = super().allocate()
-                if addr is None:
-                    return None
-                if self._claim(addr, quiet=True):
-                    return addr
-            return None
-        addr = super().allocate(static)
-        if addr is None or static is None:
-            return addr
-        return addr if self._claim(addr) else None
-
-    def _claim(self, addr: IPv4Address, quiet: bool = False) -> bool:
-        """Route ``addr``/32 here unless another worker has; on failure it is released."""
-        try:
-            route.add_host_route(addr, self.ifindex)
-        except FileExistsError:
-            if not quiet:
-                log.warning("address %s is held by a session of another worker", addr)
-            super().release(addr)
-            return False
-        except OSError as exc:
-            log.error("cannot route %s/32 to %s: %s", addr, self.ifname, exc)
-            super().release(addr)
-            return False
-        self._routed.add(addr)
-        return True
-
-    def release(self, address: IPv4Address) -> None:
-        if address in self._routed:
-            self._routed.discard(address)
-            try:
-                route.del_host_route(address, self.ifindex)
-            except OSError as exc:
-                log.warning("removing the route %s/32 via %s: %s", address, self.ifname, exc)
-        super().release(address)
-
-
-class RoutedPrefixPool(PrefixPool):
-    """A worker's IPv6 pool: dynamic /64s from its slice (routed to its TUN at start); a
-    static per-user /64 gets an exclusive route to this worker's TUN while it is held, so
-    one session at a time holds it across the workers. Static /64s of the users file are
-    reserved in every worker: no dynamic allocation collides with them.
-
-    A RADIUS Framed-IPv6-Prefix can lie in another worker's dynamic run: while
-    ``claim_dynamic()`` is true (RADIUS is a backend) every dynamic /64 is claimed with a
-    route of its own too, and one another worker holds is skipped (as ``RoutedPool``
-    does for Framed-IP-Address)."""
-
-    def __init__(
-        self,
-        network: IPv6Network,
-        *,
-        exclude: list[IPv6Address],
-        part: PrefixSlice,
-        ifname: str,
-        claim_dynamic: Callable[[], bool] = lambda: False,
-    ) -> None:
-        super().__init__(network, exclude=exclude, part=part)
-        self.ifindex = socket.if_nametoindex(ifname)
-        self.ifname = ifname
-        self.claim_dynamic = claim_dynamic
-        self._routed: set[IPv6Network] = set()
-
-    def allocate(self, static: IPv6Network | None = None) -> IPv6Network | None:
-        if static is None and self.claim_dynamic():
-            for _ in range(self.size):
-                prefix = super().allocate()
-                if prefix is None:
-                    return None
-                if self._claim(prefix, quiet=True):
-                    return prefix
-            return None
-        prefix = super().allocate(static)
-        if prefix is None or static is None:
-            return prefix
-        return prefix if self._claim(prefix) else None
-
-    def _claim(self, prefix: IPv6Network, quiet: bool = False) -> bool:
-        """Route ``prefix`` here unless another worker has; on failure it is released."""
-        try:
-            route.add_prefix_route(prefix, self.ifindex)
-        except FileExistsError:
-            if not quiet:
-                log.warning("IPv6 prefix %s is held by a session of another worker", prefix)
-            super().release(prefix)
-            return False
-        except OSError as exc:
-            log.error("cannot route %s to %s: %s", prefix, self.ifname, exc)
-            super().release(prefix)
-            return False
-        self._routed.add(prefix)
-        return True
-
-    def release(self, prefix: IPv6Network) -> None:
-        if prefix in self._routed:
-            self._routed.discard(prefix)
-            try:
-                route.del_prefix_route(prefix, self.ifindex)
-            except OSError as exc:
-                log.warning("removing the route %s via %s: %s", prefix, self.ifname, exc)
-        super().release(prefix)
-
-
-class LinkControl:
-    """The worker's end of the control link: answers the supervisor's requests with the
-    same handler the public socket uses in a single process; the link's end (the
-    supervisor is gone) stops the worker."""
-
-    def __init__(
-        self,
-        fd: int,
-        handler: Callable[[dict[str, Any]], dict[str, Any]],
-        on_lost: Callable[[], None],
-    ) -> None:
-        self.fd = fd
-        self.handler = handler
-        self.on_lost = on_lost
-        self._task: asyncio.Task[None] | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def start(self) -> None:
-        sock = socket.socket(fileno=self.fd)
-        sock.setblocking(False)
-        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_REQUEST)
-        self._writer = writer
-        self._task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    req = decode_request(line.rstrip(b"\n"), LINK_COMMANDS)
-                    answer = self.handler(req)
-                except ValueError as exc:
-                    answer = error(str(exc))
-                except Exception as exc:  # a bug in a command must not end the worker
-                    log.exception("control command failed")
-                    answer = error(f"internal error: {exc}")
-                writer.write(encode(answer))
-                await writer.drain()
-        except (ConnectionError, OSError, ValueError):
-            pass
-        log.warning("the supervisor is gone: stopping")
-        self.on_lost()
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        if self._writer is not None:
-            self._writer.close()
-
-
-class RegistryLink:
-    """The worker's end of the registry link: it tells the supervisor's
-    ``sstpd.proto.registry.Registry`` about logins and sessions (``send``), asks it
-    before a password is checked or a login counts (``ask``: the answer, or None when
-    none came in ``REGISTRY_TIMEOUT``), and hands what the supervisor pushes unasked
-    (``{"push": "block", ...}``, ``{"push": "kick", ...}``) to ``on_push``.
-
-    One line of JSON per message, both ways (``sstpd.control.encode``). Requests that
-    want an answer carry ``seq``; the answer carries the same ``seq``."""
-
-    def __init__(self, fd: int, on_push: Callable[[dict[str, Any]], None]) -> None:
-        self.fd = fd
-        self.on_push = on_push
-        self._seq = 0
-        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._writer: asyncio.StreamWriter | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        sock = socket.socket(fileno=self.fd)
-        sock.setblocking(False)
-        reader, self._writer = await asyncio.open_unix_connection(sock=sock, limit=REGISTRY_LINE)
-        self._task = asyncio.get_running_loop().create_task(self._read(reader))
-
-    def send(self, msg: dict[str, Any]) -> None:
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(encode(msg))
-
-    async def ask(self, msg: dict[str, Any]) -> dict[str, Any] | None:
-        if self._writer is None or self._writer.is_closing():
-            return None
-        self._seq += 1
-        seq = self._seq
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[seq] = fut
-        self.send({**msg, "seq": seq})
-        try:
-            return await asyncio.wait_for(fut, REGISTRY_TIMEOUT) or None  # {}: link lost
-        except TimeoutError:
-            log.error("the supervisor did not answer %r in %g s", msg.get("op"), REGISTRY_TIMEOUT)
-            return None
-        finally:
-            self._waiting.pop(seq, None)
-
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(obj, dict):
-                    continue
-                if "push" in obj:
-                    try:
-                        self.on_push(obj)
-                    except Exception:  # a bug in a handler must not end the link
-                        log.exception("registry push %r failed", obj.get("push"))
-                    continue
-                fut = self._waiting.get(obj.get("seq", -1))
-                if fut is not None and not fut.done():
-                    fut.set_result(obj)
-        except (ConnectionError, OSError, ValueError):
-            pass
-        # the supervisor is gone: LinkControl stops the worker; nothing waits meanwhile
-        for fut in self._waiting.values():
-            if not fut.done():
-                fut.set_result({})
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        if self._writer is not None:
-            self._writer.close()

@@ -3,8 +3,8 @@
 With several worker processes the limits that span sessions must be counted in one place:
 ``auth.max_sessions_per_user`` and the failed-login throttle (``guard.AuthThrottle``).
 The supervisor holds one :class:`Registry`; the workers tell it every login attempt's
-outcome and every session's opening and end (``sstpd.aio.workers.RegistryLink``), and ask
-it before a password is checked (:meth:`Registry.check`) and before a login counts
+outcome and every session's opening and end (``sstpd.aio.workers_link.RegistryLink``),
+and ask it before a password is checked (:meth:`Registry.check`) and before a login counts
 (:meth:`Registry.login`). It also remembers what a worker's sessions were, so that when
 the worker dies their counts are released and their accounting Stop can be sent
 (:meth:`Registry.worker_gone`).

@@ -18,8 +18,9 @@ import struct
 import time
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
-import sstpd.aio.client as client_module
-from sstpd.aio.client import ClientOptions, ClientProtocol, Tunnel
+from sstpd.aio import client_tunnel
+from sstpd.aio.client_protocol import ClientOptions, ClientProtocol, ssl_context
+from sstpd.aio.client_tunnel import Tunnel
 from sstpd.proto.ipv6 import nd
 from sstpd.proto.ipv6.packet import (
     NEXT_HEADER_ICMPV6,
@@ -104,8 +105,8 @@ class Ipv6Protocol(ClientProtocol):
         session._ip6_from_peer = take6  # type: ignore[method-assign]
 
 
-# Tunnel.open builds its protocol from the module's name: every tunnel of this tool speaks IPv6
-client_module.ClientProtocol = Ipv6Protocol  # type: ignore[misc]
+# Tunnel.open builds its protocol from its module's name: every tunnel of this tool speaks IPv6
+client_tunnel.ClientProtocol = Ipv6Protocol  # type: ignore[attr-defined]
 
 
 class Ipv6Client:
@@ -318,7 +319,7 @@ async def scenario_v6only(a: argparse.Namespace) -> dict[str, object]:
     Ipv6Protocol.reject_ipcp = True
     loop = asyncio.get_running_loop()
     opts = options(a)
-    ctx = client_module._ssl_context(opts)
+    ctx = ssl_context(opts)
     _, proto = await loop.create_connection(
         lambda: Ipv6Protocol(loop, opts), opts.host, opts.port, ssl=ctx, server_hostname=opts.host
     )

@@ -17,11 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sstpd import acmeclient
-from sstpd.aio import workers
 from sstpd.aio.acme import in_thread
 from sstpd.aio.supervisor import Supervisor, Worker
 from sstpd.aio.tlsroute import TlsRouter
-from sstpd.aio.workers import challenge_request, decode_challenge
+from sstpd.aio.workers_link import LINK_COMMANDS, MAX_NAME, challenge_request, decode_challenge
 from sstpd.config import parse_config
 from sstpd.control import MAX_REQUEST, decode_request, encode
 from sstpd.ctl import cert_text
@@ -33,7 +32,7 @@ NAME = "vpn.example.test"
 def test_challenge_request_round_trip_through_the_link_codec() -> None:
     cert_pem, key_pem = acmeclient.challenge_certificate(NAME, "token.thumbprint")
     line = encode(challenge_request(NAME, cert_pem, key_pem))
-    req = decode_request(line.rstrip(b"\n"), workers.LINK_COMMANDS)
+    req = decode_request(line.rstrip(b"\n"), LINK_COMMANDS)
     assert decode_challenge(req) == (NAME, (cert_pem, key_pem))
     # the worker's router takes it as it is
     router = TlsRouter()
@@ -42,7 +41,7 @@ def test_challenge_request_round_trip_through_the_link_codec() -> None:
     router.add_challenge(name, *pems)
     assert router.pending == [NAME]
     # removal carries the name only
-    clear = decode_request(encode(challenge_request(NAME)).rstrip(b"\n"), workers.LINK_COMMANDS)
+    clear = decode_request(encode(challenge_request(NAME)).rstrip(b"\n"), LINK_COMMANDS)
     assert set(clear) == {"cmd", "name"} and decode_challenge(clear) == (NAME, None)
 
 
@@ -52,7 +51,7 @@ def test_the_longest_name_fits_one_link_request() -> None:
     cert_pem, key_pem = acmeclient.challenge_certificate(name, "t" * 43 + "." + "x" * 43)
     line = encode(challenge_request(name, cert_pem, key_pem))
     assert len(line) < MAX_REQUEST
-    assert decode_challenge(decode_request(line.rstrip(b"\n"), workers.LINK_COMMANDS))[0] == name
+    assert decode_challenge(decode_request(line.rstrip(b"\n"), LINK_COMMANDS))[0] == name
 
 
 def test_acme_challenge_is_a_link_command_only() -> None:
@@ -95,7 +94,7 @@ def test_decode_challenge_fuzz(req: dict[str, Any]) -> None:
         name, pems = decode_challenge(req)
     except ValueError:
         return
-    assert isinstance(name, str) and 0 < len(name) <= workers.MAX_NAME
+    assert isinstance(name, str) and 0 < len(name) <= MAX_NAME
     assert pems is None or all(isinstance(p, bytes) for p in pems)
 
 
@@ -105,7 +104,7 @@ def test_link_line_fuzz(line: bytes) -> None:
     """Whatever arrives on the link: a request or ValueError, and the codec's own
     round trip holds for what it accepts."""
     try:
-        req = decode_request(line, workers.LINK_COMMANDS)
+        req = decode_request(line, LINK_COMMANDS)
         name, pems = decode_challenge(req)
     except ValueError:
         return

@@ -13,7 +13,7 @@ import pytest
 
 from sstpd import users
 from sstpd.aio.server import Server
-from sstpd.aio.workers import RoutedPrefixPool
+from sstpd.aio.workers_pool import RoutedPrefixPool
 from sstpd.proto.aaa import Grant
 from sstpd.proto.pool6 import PrefixPool, slice_prefixes
 

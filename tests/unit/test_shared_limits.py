@@ -1,5 +1,5 @@
 """The registry link between workers and the supervisor, both ends in one event loop over
-real socketpairs (``aio.workers.RegistryLink`` <-> ``aio.shared.SharedLimits``), and the
+real socketpairs (``aio.workers_link.RegistryLink`` <-> ``aio.shared.SharedLimits``), and the
 Accounting-Stop of a dead worker's session sent to a scripted RADIUS peer on 127.0.0.1."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from dataclasses import fields
 from ipaddress import IPv4Address, IPv6Network
 from typing import Any
 
-from sstpd.aio import workers
+from sstpd.aio import workers_link
 from sstpd.aio.shared import Counted, SharedLimits
-from sstpd.aio.workers import RegistryLink
+from sstpd.aio.workers_link import RegistryLink
 from sstpd.config import Config, parse_config
 from sstpd.proto import radius
 from sstpd.proto.radius import Attr
@@ -250,7 +250,7 @@ def test_a_long_message_does_not_end_the_link() -> None:
 
 def test_no_answer_in_time_or_a_lost_link_is_none(monkeypatch: Any) -> None:
     """What the worker then does is refuse the login (fail closed, ``aio.server``)."""
-    monkeypatch.setattr(workers, "REGISTRY_TIMEOUT", 0.2)
+    monkeypatch.setattr(workers_link, "REGISTRY_TIMEOUT", 0.2)
 
     async def go() -> None:
         silent, mine = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -287,6 +287,33 @@ def test_a_bare_fin_and_abort(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", LOOPS)
+@pytest.mark.parametrize("how", ["server closes", "client half-closes"])
+def test_a_peer_that_never_reads_cannot_hold_a_closing_connection(
+    kind: str, how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With megabytes queued for a client that reads nothing, a closing connection ends
+    after ``CLOSE_TIMEOUT`` (its socket and memory with it), whoever started the close."""
+    monkeypatch.setattr(tlsstream, "CLOSE_TIMEOUT", 0.3)
+
+    async def body(sink: Sink, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        tr = sink.transport
+        assert tr is not None
+        tr.write(os.urandom(8_000_000))
+        assert tr.get_write_buffer_size() > 0
+        if how == "server closes":
+            tr.close()
+        else:
+            with raw_socket(w) as raw:
+                raw.shutdown(socket.SHUT_WR)  # a bare FIN, and it reads nothing
+        await until(lambda: bool(sink.lost))
+        assert tr.get_extra_info("socket").fileno() == -1
+        w.transport.abort()
+
+    sink = run(kind, tmp_path, body)
+    assert sink.lost == [None]
+
+
+@pytest.mark.parametrize("kind", LOOPS)
 def test_a_forged_record_ends_the_connection_with_the_error(kind: str, tmp_path: Path) -> None:
     async def body(sink: Sink, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         with raw_socket(w) as raw:
@@ -298,14 +325,26 @@ def test_a_forged_record_ends_the_connection_with_the_error(kind: str, tmp_path:
     assert sink.data == b""
 
 
-def test_a_client_that_speaks_no_tls_fails_the_handshake(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("peer", "error"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", ssl.SSLError),  # speaks no TLS
+        (None, ConnectionResetError),  # leaves before its ClientHello
+    ],
+)
+def test_a_handshake_that_fails_raises(
+    peer: bytes | None, error: type[Exception], tmp_path: Path
+) -> None:
     sc, _cc = tls_records.contexts(tmp_path)
 
     async def main() -> Any:
         loop = asyncio.get_running_loop()
         a, b = socket.socketpair()
         a.setblocking(False)
-        b.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        if peer is None:
+            b.close()
+        else:
+            b.sendall(peer)
         try:
             return await tlsstream.handshake(loop, a, sc)
         finally:
@@ -314,28 +353,7 @@ def test_a_client_that_speaks_no_tls_fails_the_handshake(tmp_path: Path) -> None
 
     loop = uvloop.new_event_loop()
     try:
-        with pytest.raises(ssl.SSLError):
-            loop.run_until_complete(main())
-    finally:
-        loop.close()
-
-
-def test_a_client_that_leaves_mid_handshake(tmp_path: Path) -> None:
-    sc, _cc = tls_records.contexts(tmp_path)
-
-    async def main() -> Any:
-        loop = asyncio.get_running_loop()
-        a, b = socket.socketpair()
-        a.setblocking(False)
-        b.close()
-        try:
-            return await tlsstream.handshake(loop, a, sc)
-        finally:
-            a.close()
-
-    loop = uvloop.new_event_loop()
-    try:
-        with pytest.raises(ConnectionResetError):
+        with pytest.raises(error):
             loop.run_until_complete(main())
     finally:
         loop.close()

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from sstpd.aio import workers
+from sstpd.aio import workers, workers_pool
 from sstpd.aio.dae import criteria_from_json, criteria_to_json
 from sstpd.aio.supervisor import Answers, Supervisor, Worker, records
-from sstpd.aio.workers import RoutedPool, RoutedPrefixPool, WorkerRole, share, worker_count
+from sstpd.aio.workers import WorkerRole, share, worker_count
+from sstpd.aio.workers_pool import RoutedPool, RoutedPrefixPool
 from sstpd.config import Config, ConfigError, parse_config
 from sstpd.ctl import cert_text, sessions_table, stats_text
 from sstpd.proto import radius
@@ -519,9 +520,9 @@ class FakeRoutes:
         """A fake kernel for the workers' ``kind`` routes (``host``: /32, ``prefix``:
         /64), with TUN devices t0 and t1 at indexes 10 and 11."""
         kernel = cls()
-        monkeypatch.setattr(workers.route, f"add_{kind}_route", kernel.add)
-        monkeypatch.setattr(workers.route, f"del_{kind}_route", kernel.delete)
-        monkeypatch.setattr(workers.socket, "if_nametoindex", {"t0": 10, "t1": 11}.__getitem__)
+        monkeypatch.setattr(workers_pool.route, f"add_{kind}_route", kernel.add)
+        monkeypatch.setattr(workers_pool.route, f"del_{kind}_route", kernel.delete)
+        monkeypatch.setattr(workers_pool.socket, "if_nametoindex", {"t0": 10, "t1": 11}.__getitem__)
         return kernel
 
 
@@ -662,6 +663,7 @@ def test_dae_on_the_supervisor_asks_every_worker(tmp_path: Path) -> None:
         "user": "bob",
         "session_id": None,
         "framed_ip": None,
+        "framed_ipv6_prefix": None,
     }
 
 
@@ -676,4 +678,9 @@ def test_dae_is_a_link_command_only() -> None:
     with pytest.raises(ValueError):
         criteria_from_json({"cmd": "dae", "framed_ip": "not-an-address"})
     c = criteria_from_json({"cmd": "dae", "user": "u", "framed_ip": "10.0.0.2"})
-    assert criteria_to_json(c) == {"user": "u", "session_id": None, "framed_ip": "10.0.0.2"}
+    assert criteria_to_json(c) == {
+        "user": "u",
+        "session_id": None,
+        "framed_ip": "10.0.0.2",
+        "framed_ipv6_prefix": None,
+    }

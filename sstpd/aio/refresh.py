@@ -24,7 +24,7 @@ from sstpd.records import StatsRecord
 
 if TYPE_CHECKING:
     from sstpd.aio.shared import SharedLimits
-    from sstpd.aio.supervisor import Worker
+    from sstpd.aio.supervisor_worker import Worker
 
 # A fixed figure, not a setting: it bounds what a crash loses, it is not a policy an
 # operator tunes, and the cost is one small JSON request per worker (the RADIUS interim

@@ -356,6 +356,22 @@ def ipv4_from(src: IPv4Address) -> bytes:
 def test_ipcp_opening_after_an_ipv6_only_open_is_announced_once_with_its_address() -> None:
     p = Ipv6OnlyPair(reject=True)
     p.run()
+    _late_ipcp_routes_the_held_address(p)
+
+
+def test_ipcp_opening_after_a_silent_ipcp_gave_up_is_announced_too() -> None:
+    p = Ipv6OnlyPair(reject=False)
+    p.run()
+    t = 0.0
+    while not p.server.is_open and t < 60.0:  # the server's IPCP gives up (Stopped)
+        t += 1.0
+        p.now = t
+        p.server.handle_timer(t)
+        p.run()
+    _late_ipcp_routes_the_held_address(p)
+
+
+def _late_ipcp_routes_the_held_address(p: Ipv6OnlyPair) -> None:
     assert p.server.is_open and p.server.peer_address is None
     held = p.server.allocated_address
     assert held is not None and p.pool.in_use == 1  # allocated at authentication

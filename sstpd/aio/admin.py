@@ -256,7 +256,9 @@ class Admin:
             p
             for p in self.connections
             if p.is_open
-            and criteria.matches(p.session.username, p.acct_session_id, p.session.peer_address)
+            and criteria.matches(
+                p.session.username, p.acct_session_id, p.session.peer_address, p.session.prefix6
+            )
         ]
         for p in targets:
             log.info("[%d] %s user %r disconnected by RADIUS", p.id, p.peer, p.session.username)

@@ -3,10 +3,12 @@
 A datagram is answered only when it comes from a configured ``[[radius.dae_client]]``
 address and its Request Authenticator (and Message-Authenticator, when present) verify
 with that client's secret; anything else is logged and dropped without an answer. A
-Disconnect-Request must name the session by User-Name, Acct-Session-Id and/or
-Framed-IP-Address; every open session matching all of them is ended (Acct-Terminate-Cause
-Admin-Reset) and the answer is Disconnect-ACK, else Disconnect-NAK with Error-Cause
-(402 Missing Attribute, 503 Session Context Not Found). CoA-Requests get CoA-NAK 406.
+Disconnect-Request must name the session by User-Name, Acct-Session-Id, Framed-IP-Address
+and/or Framed-IPv6-Prefix (the session's /64 exactly: another length matches nothing);
+every open session matching all of them is ended (Acct-Terminate-Cause Admin-Reset) and
+the answer is Disconnect-ACK, else Disconnect-NAK with Error-Cause (402 Missing Attribute,
+407 Invalid Attribute Value for a malformed Framed-IPv6-Prefix, 503 Session Context Not
+Found). CoA-Requests get CoA-NAK 406.
 A retransmitted request (same source, identifier and authenticator) gets the same answer.
 
 With ``server.workers`` > 1 the supervisor alone listens; its ``disconnect`` is a
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 from typing import Any
 
 from sstpd.config import RadiusConfig
@@ -123,7 +125,11 @@ def dae_reply(
     if pkt.code == Code.COA_REQUEST:
         log.info("CoA-Request from %s: not supported, CoA-NAK", host)
         return aaa.dae_reply(pkt, ERROR_UNSUPPORTED_EXTENSION, secret)
-    criteria = aaa.disconnect_criteria(pkt)
+    try:
+        criteria = aaa.disconnect_criteria(pkt)
+    except aaa.InvalidAttribute as e:
+        log.info("Disconnect-Request from %s: %s: NAK", host, e)
+        return aaa.dae_reply(pkt, radius.ERROR_INVALID_ATTRIBUTE_VALUE, secret)
     if criteria.empty:
         log.info("Disconnect-Request from %s names no session: NAK", host)
         return aaa.dae_reply(pkt, radius.ERROR_MISSING_ATTRIBUTE, secret)
@@ -152,20 +158,33 @@ def _ended_reply(
 
 def criteria_to_json(c: aaa.DisconnectCriteria) -> dict[str, Any]:
     """The criteria as the arguments of the worker link's ``dae`` command."""
+    prefix6 = c.framed_ipv6_prefix
     return {
         "user": c.user,
         "session_id": c.session_id,
         "framed_ip": str(c.framed_ip) if c.framed_ip is not None else None,
+        "framed_ipv6_prefix": str(prefix6) if prefix6 is not None else None,
     }
 
 
 def criteria_from_json(req: dict[str, Any]) -> aaa.DisconnectCriteria:
     """The inverse of ``criteria_to_json``; ValueError for a malformed request."""
     user, sid, ip = req.get("user"), req.get("session_id"), req.get("framed_ip")
-    for name, value in (("user", user), ("session_id", sid), ("framed_ip", ip)):
+    ip6 = req.get("framed_ipv6_prefix")
+    for name, value in (
+        ("user", user),
+        ("session_id", sid),
+        ("framed_ip", ip),
+        ("framed_ipv6_prefix", ip6),
+    ):
         if value is not None and not isinstance(value, str):
             raise ValueError(f'"{name}" must be a string or null')
-    c = aaa.DisconnectCriteria(user, sid, IPv4Address(ip) if ip is not None else None)
+    c = aaa.DisconnectCriteria(
+        user,
+        sid,
+        IPv4Address(ip) if ip is not None else None,
+        IPv6Network(ip6) if ip6 is not None else None,
+    )
     if c.empty:
         raise ValueError("dae names no session")
     return c
@@ -174,7 +193,12 @@ def criteria_from_json(req: dict[str, Any]) -> aaa.DisconnectCriteria:
 def _show(c: aaa.DisconnectCriteria) -> str:
     parts: Iterable[str] = (
         f"{k}={v}"
-        for k, v in (("user", c.user), ("session", c.session_id), ("ip", c.framed_ip))
+        for k, v in (
+            ("user", c.user),
+            ("session", c.session_id),
+            ("ip", c.framed_ip),
+            ("ipv6-prefix", c.framed_ipv6_prefix),
+        )
         if v is not None
     )
     return " ".join(parts)

@@ -6,17 +6,21 @@ as ``sstpd serve --worker`` with its three socketpairs, restarts a worker that d
 control requests by asking every worker and merging their answers, fans SIGTERM and
 SIGHUP out, and sends systemd ``READY=1`` once every worker is ready. Its
 ``sstpd.aio.shared.SharedLimits`` keeps the per-user limit and the failed-login throttle
-for all workers, and what a dead worker leaves behind (sessions, counters). Two parts
-live in modules of their own: ``supervisor_dae`` (with ``radius.dae_listen``, the one
-listener for Disconnect-Requests, asking every worker) and ``supervisor_acme`` (the
-``[acme]`` manager's site, the challenge fan-out, and the ``cert`` view).
+for all workers, and what a dead worker leaves behind (sessions, counters).
+
+This module holds the process lifecycle (spawn, notify, restart, start, stop, signals).
+Four parts live in modules of their own: ``supervisor_worker`` (``Worker``, the handle on
+one process, and the fan-out's ``Answers``), ``supervisor_control`` (``SupervisorControl``,
+the base class: control requests asked of every worker, the answers merged),
+``supervisor_dae`` (with ``radius.dae_listen``, the one listener for Disconnect-Requests,
+asking every worker) and ``supervisor_acme`` (the ``[acme]`` manager's site, the
+challenge fan-out, and the ``cert`` view).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -24,112 +28,58 @@ import socket
 import sys
 import time
 from collections.abc import Coroutine
-from dataclasses import replace
 from typing import Any
 
-from sstpd import __version__
-from sstpd.aio.control import ControlServer, error
+from sstpd.aio.control import ControlServer
 from sstpd.aio.notify import sd_notify
-from sstpd.aio.shared import (
-    ADMISSION_COUNTERS,
-    COUNTERS,
-    GAUGES,
-    Counted,
-    SharedLimits,
-)
-from sstpd.aio.stats import Histogram
+from sstpd.aio.shared import SharedLimits
 from sstpd.aio.supervisor_acme import SupervisorAcme
+from sstpd.aio.supervisor_control import SupervisorControl
 from sstpd.aio.supervisor_dae import DaeFanout
+from sstpd.aio.supervisor_worker import (
+    RESTART_DELAY,
+    RESTART_DELAY_MAX,
+    STABLE_AFTER,
+    Answers,
+    Records,
+    Worker,
+    decode_answer,
+    records,
+)
 from sstpd.aio.workers import (
     ENV_CONTROL_FD,
     ENV_NOTIFY_FD,
     ENV_REGISTRY_FD,
     ENV_WORKER,
-    WORKER_TIMEOUT,
-    R,
-    worker_record,
 )
-from sstpd.config import Config, load_config
-from sstpd.control import MAX_RESPONSE, encode
-from sstpd.errors import SstpdError
-from sstpd.records import (
-    AdmissionRecord,
-    DrainRecord,
-    HealthRecord,
-    KickRecord,
-    ReloadRecord,
-    StatsRecord,
-)
+from sstpd.config import Config
+from sstpd.control import MAX_RESPONSE
+
+__all__ = [
+    "RESTART_DELAY",
+    "RESTART_DELAY_MAX",
+    "STABLE_AFTER",
+    "START_TIMEOUT",
+    "STOP_TIMEOUT",
+    "Answers",
+    "Records",
+    "Supervisor",
+    "SupervisorControl",
+    "Worker",
+    "decode_answer",
+    "records",
+    "supervise",
+]
 
 log = logging.getLogger("sstpd")
 
-RESTART_DELAY = 1.0  # first wait before restarting a dead worker, doubled up to ...
-RESTART_DELAY_MAX = 30.0
-STABLE_AFTER = 60.0  # ... and back to the first once a worker ran this long
 STOP_TIMEOUT = 20.0  # seconds workers have to disconnect their clients at SIGTERM
 START_TIMEOUT = 60.0
 
 
-class Worker:
-    """The supervisor's handle on one worker process."""
+class Supervisor(SupervisorControl):
+    """The worker processes' lifecycle, on top of ``SupervisorControl``."""
 
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.generation = -1
-        self.proc: asyncio.subprocess.Process | None = None
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.notify: socket.socket | None = None
-        self.lock = asyncio.Lock()
-        self.ready = asyncio.Event()
-        self.restarts = 0
-        self.started = 0.0
-        self.delay = RESTART_DELAY
-        self.last_stats: StatsRecord | None = None  # its last stats answer (for retire)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    async def call(self, req: dict[str, Any]) -> dict[str, Any] | None:
-        """The worker's answer, or None when it is not running or does not answer."""
-        if not self.alive or self.writer is None or self.reader is None:
-            return None
-        async with self.lock:
-            try:
-                self.writer.write(encode(req))
-                await self.writer.drain()
-                line = await asyncio.wait_for(self.reader.readline(), WORKER_TIMEOUT)
-            except (OSError, ConnectionError, TimeoutError, ValueError):
-                return None
-        if not line:
-            return None
-        try:
-            obj = decode_answer(line)
-        except ValueError:
-            return None
-        return obj
-
-
-# each worker with its answer to one request (None: not running, or no answer)
-Answers = list[tuple[Worker, dict[str, Any] | None]]
-# ... as its record (None as well: it refused, or the answer is not that record)
-Records = list[tuple[Worker, R | None]]
-
-
-def records(cls: type[R], answers: Answers) -> Records[R]:
-    """Each worker's answer as its record (``workers.worker_record``)."""
-    return [(w, worker_record(cls, w.index, a)) for w, a in answers]
-
-
-def decode_answer(line: bytes) -> dict[str, Any]:
-    obj = json.loads(line)
-    if not isinstance(obj, dict):
-        raise ValueError("not an object")
-    return obj
-
-
-class Supervisor:
     def __init__(self, config: Config, config_path: str | None, count: int) -> None:
         self.config = config
         self.config_path = config_path
@@ -339,160 +289,6 @@ class Supervisor:
 
     def _sighup(self) -> None:
         self.background(self.handle({"cmd": "reload"}))
-
-    # ---------------------------------------------------------------- control
-    async def ask_all(self, req: dict[str, Any]) -> Answers:
-        answers = await asyncio.gather(*(w.call(req) for w in self.workers))
-        return list(zip(self.workers, answers, strict=True))
-
-    async def ask_stats(self) -> Records[StatsRecord]:
-        """Every worker's ``stats``; each one's is kept: what it had counted, should it die."""
-        gens = [w.generation for w in self.workers]
-        recs = records(StatsRecord, await self.ask_all({"cmd": "stats"}))
-        for (w, rec), gen in zip(recs, gens, strict=True):
-            if rec is not None and w.alive and w.generation == gen:
-                w.last_stats = rec
-        return recs
-
-    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
-        cmd = req["cmd"]
-        if cmd == "renew":
-            return self.acme.renew()
-        if cmd == "cert":
-            return self.acme.merge_cert(await self.ask_all(req))
-        if cmd == "reload":
-            return await self.reload()
-        if cmd in ("drain", "undrain"):
-            if self.stopping:
-                return error("shutting down")
-            self.draining = cmd == "drain"
-            drained = self.merge_drain(records(DrainRecord, await self.ask_all(req)))
-            return {"ok": True, **drained.to_json()}
-        if cmd == "stats":
-            return {"ok": True, **self.merge_stats(await self.ask_stats()).to_json()}
-        answers = await self.ask_all(req)
-        if cmd == "health":
-            return {"ok": True, **self.merge_health(records(HealthRecord, answers)).to_json()}
-        if cmd == "sessions":
-            rows = [s for _, a in answers if a and a.get("ok") for s in a["sessions"]]
-            self.shared.traffic(rows)  # the last traffic known, for a dead worker's Stops
-            return {"ok": True, "sessions": sorted(rows, key=lambda r: int(r["id"]))}
-        if cmd == "kick":
-            kicks = [k for w, a in answers if (k := worker_record(KickRecord, w.index, a))]
-            if not kicks:
-                errors = [a for _, a in answers if a and not a.get("ok")]
-                return errors[0] if errors else error("no worker answers")
-            kicked = KickRecord(kicked=tuple(sorted(i for k in kicks for i in k.kicked)))
-            return {"ok": True, **kicked.to_json()}
-        return error(f"unknown command {cmd!r}")
-
-    async def reload(self) -> dict[str, Any]:
-        try:
-            if self.config_path:
-                self.config = load_config(self.config_path)
-        except SstpdError as exc:
-            log.error("reload rejected, keeping the running configuration: %s", exc)
-            return error(str(exc))
-        self.shared.reconfigure(self.config)
-        answers = await self.ask_all({"cmd": "reload"})
-        done: list[ReloadRecord] = []
-        for w, a in answers:
-            rec = worker_record(ReloadRecord, w.index, a)
-            if rec is None:
-                reason = a.get("error", "failed") if a else "does not answer"
-                return error(f"worker {w.index}: {reason}")
-            done.append(rec)
-        self.dae.reconfigure(self.config.radius)
-        self.acme.reloaded()
-        # every worker read the same files: the first one's answer, with the count
-        return {"ok": True, **replace(done[0], workers=len(done)).to_json()}
-
-    def merge_health(self, recs: Records[HealthRecord]) -> HealthRecord:
-        """The worst status of the workers' (an unknown one counts as the worst), the
-        addresses left in all their pools, their warnings, and which of them is down."""
-        statuses = []
-        warnings: list[str] = []
-        pool_free = 0
-        for w, h in recs:
-            if h is None:
-                warnings.append(f"worker {w.index} not running (restarting)")
-                continue
-            statuses.append(h.status)
-            pool_free += h.pool_free or 0
-            warnings += [f"worker {w.index}: {x}" for x in h.warnings]
-        order = HealthRecord.STATUSES
-        if self.stopping:
-            status = "stopping"
-        elif not statuses:
-            status = "full"
-            warnings.append("no worker is running")
-        else:
-            status = min(statuses, key=lambda s: order.index(s) if s in order else 0)
-        return HealthRecord(
-            status=status,
-            accepting=status == "ok",
-            draining=self.draining,
-            pool_free=pool_free,
-            warnings=tuple(warnings),
-        )
-
-    def merge_drain(self, recs: Records[DrainRecord]) -> DrainRecord:
-        """``drain``/``undrain``: the merged health, and the sessions all workers keep."""
-        health = self.merge_health([(w, d.health if d else None) for w, d in recs])
-        return DrainRecord(health=health, sessions=sum(d.sessions or 0 for _, d in recs if d))
-
-    def merge_stats(self, recs: Records[StatsRecord]) -> StatsRecord:
-        """The ``stats`` of all workers: counters summed, gauges summed over the workers
-        that answered (``open_files_limit``: the smallest), the rest the supervisor's own
-        (or, ``tun_offload`` and ``certificate_not_after``, the first worker's)."""
-        live = [(w, r) for w, r in recs if r is not None]
-        # a worker that did not answer (dying, or slow) counts with its last answer's
-        # counters, a dead one with the retired: the totals never go backwards
-        silent = [w.last_stats for w, r in recs if r is None and w.last_stats is not None]
-        total = Counted()
-        for r in [*(r for _, r in live), *silent]:
-            total = total + Counted.of(r)
-        total = total + self.shared.retired
-        first = live[0][1] if live else None
-        adm = [r.admission for _, r in live if r.admission is not None]
-        blocks, blocked = self.shared.throttle_figures()  # the throttle is the supervisor's
-        admission = AdmissionRecord(
-            authenticated=sum(a.authenticated for a in adm),
-            pending=sum(a.pending for a in adm),
-            pending_sources=sum(a.pending_sources for a in adm),
-            pending_total_limit=sum(a.pending_total_limit for a in adm),
-            pending_per_source_limit=sum(a.pending_per_source_limit for a in adm),
-            open_files_limit=min((a.open_files_limit for a in adm), default=0),
-            auth_blocks=blocks,
-            auth_blocked=blocked,
-            **{k: total.values.get(k, 0) for k in ADMISSION_COUNTERS},
-        )
-        counters = {k: total.values.get(k, 0) for k in COUNTERS}
-        acme = self.acme.counts()  # the manager is the supervisor's, not a worker's
-        if acme is not None:
-            counters["acme_renewals"], counters["acme_renewal_failures"] = acme
-        return StatsRecord(
-            version=__version__,
-            health=self.merge_health([(w, r.health if r else None) for w, r in recs]),
-            started_at=round(self.started_wall, 3),
-            uptime=round(self.loop.time() - self.started_at, 3),
-            max_sessions=self.config.server.max_sessions,
-            **{k: sum(int(getattr(r, k)) for _, r in live) for k in GAUGES},
-            **counters,
-            handshakes=total.handshakes,
-            handshake_latency=total.latency or Histogram().record(),
-            admission=admission,
-            certificate_not_after=first.certificate_not_after if first else None,
-            tun_offload=first.tun_offload if first else False,
-            workers=self.count,
-            workers_running=len(live),
-            worker_restarts=sum(w.restarts for w in self.workers),
-            worker_sessions={str(w.index): r.sessions for w, r in live},
-            # the pids, for operators and tests
-            worker_pids={
-                str(w.index): w.proc.pid for w in self.workers if w.proc is not None and w.alive
-            },
-        )
 
 
 def supervise(config: Config, config_path: str | None, count: int) -> int:

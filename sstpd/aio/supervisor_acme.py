@@ -22,7 +22,8 @@ from sstpd.records import CertificateRecord, CertRecord, WorkerCertRecord
 
 if TYPE_CHECKING:
     from sstpd.aio.acme import AcmeManager
-    from sstpd.aio.supervisor import Answers, Supervisor, Worker
+    from sstpd.aio.supervisor import Supervisor
+    from sstpd.aio.supervisor_worker import Answers, Worker
 
 # how long the order's thread waits for every worker (each has WORKER_TIMEOUT), plus slack
 FANOUT_SLACK = 5.0

@@ -233,31 +233,70 @@ def accounting_request(
 # ---------------------------------------------------------------- Disconnect (RFC 5176)
 
 
+SESSION_PREFIXLEN = 64  # every session's IPv6 prefix is a /64 (tunnel.ipv6_pool)
+
+
 @dataclass(frozen=True)
 class DisconnectCriteria:
-    """Which sessions a Disconnect-Request names; a session must match every one given."""
+    """Which sessions a Disconnect-Request names; a session must match every one given.
+
+    ``framed_ipv6_prefix`` matches the session holding exactly that /64 (the one it holds
+    now, as ``sstpctl sessions`` shows it); any other prefix length matches no session,
+    even one whose /64 lies inside it: a Disconnect-Request names a session, not a range.
+    """
 
     user: str | None = None
     session_id: str | None = None
     framed_ip: IPv4Address | None = None
+    framed_ipv6_prefix: IPv6Network | None = None
 
     @property
     def empty(self) -> bool:
-        return self.user is None and self.session_id is None and self.framed_ip is None
+        return (
+            self.user is None
+            and self.session_id is None
+            and self.framed_ip is None
+            and self.framed_ipv6_prefix is None
+        )
 
-    def matches(self, user: str, session_id: str, framed_ip: IPv4Address | None) -> bool:
+    def matches(
+        self,
+        user: str,
+        session_id: str,
+        framed_ip: IPv4Address | None,
+        prefix6: IPv6Network | None = None,
+    ) -> bool:
+        want6 = self.framed_ipv6_prefix
         return (
             (self.user is None or self.user == user)
             and (self.session_id is None or self.session_id == session_id)
             and (self.framed_ip is None or self.framed_ip == framed_ip)
+            and (want6 is None or (want6.prefixlen == SESSION_PREFIXLEN and want6 == prefix6))
         )
 
 
+class InvalidAttribute(ValueError):
+    """A Disconnect-Request attribute that names a session cannot be read (Error-Cause 407):
+    answering as if it were absent could end more sessions than were named."""
+
+
 def disconnect_criteria(pkt: RadiusPacket) -> DisconnectCriteria:
+    """The identification attributes of a Disconnect-Request (User-Name, Acct-Session-Id,
+    Framed-IP-Address, Framed-IPv6-Prefix); others are ignored. InvalidAttribute for a
+    malformed Framed-IPv6-Prefix (RFC 8044 §3.10: see ``radius.decode_ipv6_prefix``) or a
+    Framed-IP-Address that is not 4 bytes."""
+    raw6 = pkt.get(Attr.FRAMED_IPV6_PREFIX)
+    prefix6 = radius.decode_ipv6_prefix(raw6) if raw6 is not None else None
+    if raw6 is not None and prefix6 is None:
+        raise InvalidAttribute(f"malformed Framed-IPv6-Prefix {raw6.hex()}")
+    raw4 = pkt.get(Attr.FRAMED_IP_ADDRESS)
+    if raw4 is not None and len(raw4) != 4:
+        raise InvalidAttribute(f"malformed Framed-IP-Address {raw4.hex()}")
     return DisconnectCriteria(
         user=pkt.get_str(Attr.USER_NAME),
         session_id=pkt.get_str(Attr.ACCT_SESSION_ID),
         framed_ip=pkt.get_ipv4(Attr.FRAMED_IP_ADDRESS),
+        framed_ipv6_prefix=prefix6,
     )
 
 

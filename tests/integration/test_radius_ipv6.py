@@ -8,6 +8,8 @@ routes it to the TUN of the worker holding the session (the host behind the serv
 reaches it), the accounting records FreeRADIUS writes carry it, a prefix the server cannot
 give (outside ``tunnel.ipv6_pool``, not a /64, held by another session) leaves the
 session IPv4 only with a log line saying why, and the /64's route goes with the session.
+The supervisor listens for Disconnect-Requests: radclient naming a session by its
+Framed-IPv6-Prefix ends exactly the session holding that /64, whichever worker has it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Any
 
 import pytest
 
+from sstpd import control
 from tests.integration.freeradius import SECRET, FreeRadius, RadUser, serving
 from tests.integration.netns import SERVER_IP, Daemon, Netns, wait_for, with_ipv6_host
-from tests.integration.test_workers_ipv6 import Held
+from tests.integration.test_workers_ipv6 import DAE_PORT, DAE_SECRET, Held, radclient
 
 pytestmark = [
     pytest.mark.netns,
@@ -66,7 +69,9 @@ def daemon(
         workers=2,
         tunnel_config=f'ipv6_pool = "{POOL6}"',
         extra_config=(
-            "\n[radius]\ntimeout = 2.0\nretries = 1\ninterim_interval = 2\n\n"
+            "\n[radius]\ntimeout = 2.0\nretries = 1\ninterim_interval = 2\n"
+            f'dae_listen = "{SERVER_IP}:{DAE_PORT}"\n\n'
+            f'[[radius.dae_client]]\naddress = "{SERVER_IP}"\nsecret = "{DAE_SECRET}"\n\n'
             f'[[radius.server]]\naddress = "{SERVER_IP}"\nsecret = "{SECRET}"\n\n'
             f'[[radius.accounting_server]]\naddress = "{SERVER_IP}"\nsecret = "{SECRET}"\n'
         ),
@@ -208,3 +213,79 @@ def test_without_the_attribute_a_dynamic_64_of_the_pool(
     )
     assert stop[0].get("Framed-IPv6-Prefix") == str(prefix)
     wait_for("the route to go", lambda: routes_of(net, prefix) == [])
+
+
+def login(user: str) -> tuple[str, ...]:
+    return ("--user", user, "--password", f"{user}-pass")
+
+
+def _sessions(d: Daemon) -> list[dict[str, Any]]:
+    return control.call(str(d.workdir / "control.sock"), "sessions")["sessions"]  # type: ignore[no-any-return]
+
+
+def test_disconnect_request_by_framed_ipv6_prefix_ends_only_that_session(
+    net: Netns, daemon: Daemon, freeradius: FreeRadius
+) -> None:
+    """radclient (FreeRADIUS) to the supervisor's DAE port with Framed-IPv6-Prefix: the
+    session holding exactly that /64 ends (Admin-Reset, its route goes), the other one,
+    which the host behind the server still reaches, is untouched; another length, another
+    /64, or a User-Name that does not hold the /64 end nothing (NAK 503)."""
+    v6user = Held(net, daemon, "many6", "--sessions", "1", *login("v6user"))
+    other = Held(net, daemon, "many6", "--sessions", "1", *login("v6none"))
+    try:
+        for h in (v6user, other):
+            assert h.first["open"] == 1, h.first
+        rows = {r["user"]: r for r in _sessions(daemon)}
+        assert set(rows) == {"v6user", "v6none"}, rows
+        assert IPv6Network(rows["v6user"]["ipv6_prefix"]) == FRAMED6
+        other6 = IPv6Network(rows["v6none"]["ipv6_prefix"])
+        assert other6 != FRAMED6 and other6.subnet_of(POOL6)
+        [other_addr] = other.first["addresses"]
+
+        # names no session: the pool's /56 (holding both /64s), a free /64, the /64
+        # together with a user who does not hold it
+        for attrs in (
+            f"Framed-IPv6-Prefix = {POOL6}",
+            "Framed-IPv6-Prefix = 2001:db8:77:86::/64",
+            f"User-Name = v6none, Framed-IPv6-Prefix = {FRAMED6}",
+        ):
+            out = radclient(net, attrs)
+            assert "Disconnect-NAK" in out and "Session-Context-Not-Found" in out, (attrs, out)
+        assert len(_sessions(daemon)) == 2
+
+        out = radclient(net, f"Framed-IPv6-Prefix = {FRAMED6}")
+        assert "Received Disconnect-ACK" in out, out
+        daemon.wait_log(f"ipv6-prefix={FRAMED6}: 1 sessions ended")
+        daemon.wait_log("user 'v6user' disconnected by RADIUS")
+        wait_for(
+            "the /64's holder to end",
+            lambda: [r["user"] for r in _sessions(daemon)] == ["v6none"],
+        )
+        wait_for("its route to go", lambda: routes_of(net, FRAMED6) == [])
+        stop = wait_for(
+            "the Admin-Reset Stop with the prefix",
+            lambda: [
+                r
+                for r in freeradius.records_of("v6user")
+                if r.get("Acct-Status-Type") == "Stop"
+                and r.get("Acct-Terminate-Cause") == "Admin-Reset"
+                and r.get("Framed-IPv6-Prefix") == str(FRAMED6)
+            ],
+        )
+        assert stop
+
+        # the other session: still listed with its /64, routed, reached from behind
+        [row] = _sessions(daemon)
+        assert IPv6Network(row["ipv6_prefix"]) == other6 and len(routes_of(net, other6)) == 1
+        host = net.host  # type: ignore[attr-defined]
+        r = net.run(host, "ping", "-6", "-c", "1", "-W", "3", other_addr, check=False)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+
+        # with User-Name as well: both must match, and then it ends
+        out = radclient(net, f"User-Name = v6none, Framed-IPv6-Prefix = {other6}")
+        assert "Received Disconnect-ACK" in out, out
+        wait_for("the other session to end", lambda: _sessions(daemon) == [])
+        wait_for("its route to go", lambda: routes_of(net, other6) == [])
+    finally:
+        v6user.kill()
+        other.kill()

@@ -325,14 +325,26 @@ def test_a_forged_record_ends_the_connection_with_the_error(kind: str, tmp_path:
     assert sink.data == b""
 
 
-def test_a_client_that_speaks_no_tls_fails_the_handshake(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("peer", "error"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", ssl.SSLError),  # speaks no TLS
+        (None, ConnectionResetError),  # leaves before its ClientHello
+    ],
+)
+def test_a_handshake_that_fails_raises(
+    peer: bytes | None, error: type[Exception], tmp_path: Path
+) -> None:
     sc, _cc = tls_records.contexts(tmp_path)
 
     async def main() -> Any:
         loop = asyncio.get_running_loop()
         a, b = socket.socketpair()
         a.setblocking(False)
-        b.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        if peer is None:
+            b.close()
+        else:
+            b.sendall(peer)
         try:
             return await tlsstream.handshake(loop, a, sc)
         finally:
@@ -341,28 +353,7 @@ def test_a_client_that_speaks_no_tls_fails_the_handshake(tmp_path: Path) -> None
 
     loop = uvloop.new_event_loop()
     try:
-        with pytest.raises(ssl.SSLError):
-            loop.run_until_complete(main())
-    finally:
-        loop.close()
-
-
-def test_a_client_that_leaves_mid_handshake(tmp_path: Path) -> None:
-    sc, _cc = tls_records.contexts(tmp_path)
-
-    async def main() -> Any:
-        loop = asyncio.get_running_loop()
-        a, b = socket.socketpair()
-        a.setblocking(False)
-        b.close()
-        try:
-            return await tlsstream.handshake(loop, a, sc)
-        finally:
-            a.close()
-
-    loop = uvloop.new_event_loop()
-    try:
-        with pytest.raises(ConnectionResetError):
+        with pytest.raises(error):
             loop.run_until_complete(main())
     finally:
         loop.close()

@@ -663,6 +663,7 @@ def test_dae_on_the_supervisor_asks_every_worker(tmp_path: Path) -> None:
         "user": "bob",
         "session_id": None,
         "framed_ip": None,
+        "framed_ipv6_prefix": None,
     }
 
 
@@ -677,4 +678,9 @@ def test_dae_is_a_link_command_only() -> None:
     with pytest.raises(ValueError):
         criteria_from_json({"cmd": "dae", "framed_ip": "not-an-address"})
     c = criteria_from_json({"cmd": "dae", "user": "u", "framed_ip": "10.0.0.2"})
-    assert criteria_to_json(c) == {"user": "u", "session_id": None, "framed_ip": "10.0.0.2"}
+    assert criteria_to_json(c) == {
+        "user": "u",
+        "session_id": None,
+        "framed_ip": "10.0.0.2",
+        "framed_ipv6_prefix": None,
+    }

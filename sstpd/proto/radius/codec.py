@@ -1,24 +1,20 @@
-"""RADIUS (RFC 2865/2866/2869/3579/5176) packets, sans-I/O: encode, decode, sign, verify.
+"""RADIUS packets as bytes: header, attributes, Microsoft VSAs, the numbers the daemon uses.
 
-What the daemon needs from RADIUS and nothing more: Access-Request for PAP and MS-CHAPv2
-(RFC 2548 Microsoft attributes), the Accept/Reject it gets back, Accounting-Request, and
-Disconnect-Request/ACK/NAK for dynamic authorization. No socket and no clock here: the
-I/O layer (``sstpd.aio.radius``) sends the bytes, keeps the timers and picks the server.
-
-Security rules (BlastRADIUS, CVE-2024-3596): every Access-Request carries
-Message-Authenticator as its *first* attribute; :func:`verify_reply` checks the Response
-Authenticator and, when present or required, the Message-Authenticator of an answer.
-The MS-MPPE keys are salt-decrypted with the Request Authenticator of *our* request
-(RFC 2548 §2.4.2), never with anything taken from the answer.
+Kept apart from :mod:`.crypto` (authenticators and hidden values) because this part is
+plain layout with round-trip tests and a fuzzed decoder, and needs no secret:
+:class:`RadiusPacket` reads and builds the ordered attribute list, :func:`decode` parses
+a datagram (raising only ParseError, RFC 2865 §3), :func:`ms_attributes` reads the
+Microsoft sub-attributes of the Vendor-Specific ones (RFC 2548) and
+:func:`encode_ipv6_prefix`/:func:`decode_ipv6_prefix` handle Framed-IPv6-Prefix (RFC
+3162). :class:`Code`, :class:`Attr`, :class:`Ms` and the Acct-Terminate-Cause and
+Error-Cause values are the dictionary: only what the daemon sends or reads.
 
 Attributes are kept as an ordered list of ``(type, value)``; Microsoft VSAs as
-``(26, vendor-specific bytes)``, read with :func:`ms_attributes`.
+``(26, vendor-specific bytes)``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,15 +23,15 @@ from ipaddress import IPv4Address, IPv6Network
 from sstpd.errors import ParseError
 
 __all__ = [
+    "Attr",
     "Code",
+    "Ms",
     "RadiusPacket",
     "decode",
     "decode_ipv6_prefix",
     "encode_ipv6_prefix",
-    "salt_decrypt",
-    "salt_encrypt",
-    "verify_reply",
-    "verify_request",
+    "encode_vsa",
+    "ms_attributes",
 ]
 
 HEADER = struct.Struct("!BBH16s")
@@ -131,6 +127,7 @@ TERMINATE_USER_ERROR = 17
 ERROR_SESSION_NOT_FOUND = 503
 ERROR_MISSING_ATTRIBUTE = 402
 ERROR_INVALID_REQUEST = 404
+ERROR_INVALID_ATTRIBUTE_VALUE = 407
 
 Attributes = list[tuple[int, bytes]]
 
@@ -258,155 +255,3 @@ def decode(data: bytes) -> RadiusPacket:
         attrs.append((t, bytes(data[pos + 2 : pos + alen])))
         pos += alen
     return RadiusPacket(code, ident, auth, attrs)
-
-
-# ---------------------------------------------------------------- authenticators
-
-
-def _md5(*parts: bytes) -> bytes:
-    return hashlib.md5(b"".join(parts), usedforsecurity=False).digest()
-
-
-def _hmac_md5(secret: bytes, data: bytes) -> bytes:
-    return hmac.new(secret, data, "md5").digest()
-
-
-def _zero_message_authenticator(pkt: RadiusPacket, header_auth: bytes) -> bytes:
-    zeroed = RadiusPacket(
-        pkt.code,
-        pkt.identifier,
-        header_auth,
-        [(t, bytes(16) if t == Attr.MESSAGE_AUTHENTICATOR else v) for t, v in pkt.attributes],
-    )
-    return zeroed.encode()
-
-
-def sign_access_request(pkt: RadiusPacket, secret: bytes) -> bytes:
-    """Encode an Access-Request (authenticator already random) with Message-Authenticator
-    as the first attribute."""
-    pkt.attributes = [(t, v) for t, v in pkt.attributes if t != Attr.MESSAGE_AUTHENTICATOR]
-    pkt.attributes.insert(0, (Attr.MESSAGE_AUTHENTICATOR, bytes(16)))
-    mac = _hmac_md5(secret, pkt.encode())
-    pkt.attributes[0] = (Attr.MESSAGE_AUTHENTICATOR, mac)
-    return pkt.encode()
-
-
-def sign_request(pkt: RadiusPacket, secret: bytes) -> bytes:
-    """Accounting-, Disconnect-, CoA-Request: authenticator = MD5 over the packet with a
-    zero authenticator (RFC 2866 §3, RFC 5176 §2.3)."""
-    pkt.authenticator = bytes(16)
-    pkt.authenticator = _md5(pkt.encode(), secret)
-    return pkt.encode()
-
-
-def verify_request(data: bytes, pkt: RadiusPacket, secret: bytes) -> bool:
-    """Check the authenticator of an Accounting-/Disconnect-/CoA-Request (and its
-    Message-Authenticator when it carries one)."""
-    length = HEADER.unpack_from(data)[2]
-    expected = _md5(data[:4], bytes(16), data[20:length], secret)
-    if not hmac.compare_digest(expected, pkt.authenticator):
-        return False
-    mac = pkt.get(Attr.MESSAGE_AUTHENTICATOR)
-    if mac is not None:
-        want = _hmac_md5(secret, _zero_message_authenticator(pkt, bytes(16)))
-        return len(mac) == 16 and hmac.compare_digest(mac, want)
-    return True
-
-
-def sign_reply(
-    pkt: RadiusPacket, request_authenticator: bytes, secret: bytes, *, message_auth: bool = True
-) -> bytes:
-    """Encode an answer (Accept/Reject, Accounting-Response, Disconnect-ACK/NAK): the
-    Message-Authenticator is computed with the Request Authenticator in the header, then
-    the Response Authenticator over the whole packet (RFC 3579 §3.2)."""
-    pkt.attributes = [(t, v) for t, v in pkt.attributes if t != Attr.MESSAGE_AUTHENTICATOR]
-    if message_auth:
-        pkt.attributes.insert(0, (Attr.MESSAGE_AUTHENTICATOR, bytes(16)))
-        pkt.authenticator = request_authenticator
-        pkt.attributes[0] = (Attr.MESSAGE_AUTHENTICATOR, _hmac_md5(secret, pkt.encode()))
-    pkt.authenticator = request_authenticator
-    pkt.authenticator = _md5(pkt.encode(), secret)
-    return pkt.encode()
-
-
-def verify_reply(
-    data: bytes,
-    pkt: RadiusPacket,
-    request_authenticator: bytes,
-    secret: bytes,
-    *,
-    require_message_authenticator: bool,
-) -> str:
-    """ "" if ``pkt`` (decoded from ``data``) is a genuine answer to the request with
-    ``request_authenticator``, else why not."""
-    length = HEADER.unpack_from(data)[2]
-    expected = _md5(data[:4], request_authenticator, data[20:length], secret)
-    if not hmac.compare_digest(expected, pkt.authenticator):
-        return "bad Response Authenticator"
-    macs = pkt.get_all(Attr.MESSAGE_AUTHENTICATOR)
-    if not macs:
-        return "no Message-Authenticator" if require_message_authenticator else ""
-    if len(macs) > 1 or len(macs[0]) != 16:
-        return "malformed Message-Authenticator"
-    want = _hmac_md5(secret, _zero_message_authenticator(pkt, request_authenticator))
-    return "" if hmac.compare_digest(macs[0], want) else "bad Message-Authenticator"
-
-
-# ---------------------------------------------------------------- hidden values
-
-
-def encrypt_password(password: bytes, secret: bytes, request_authenticator: bytes) -> bytes:
-    """User-Password (RFC 2865 §5.2): padded to 16, chained MD5 XOR, at most 128 bytes."""
-    p = password[:128]
-    p += bytes(-len(p) % 16 or (16 if not p else 0))
-    out = b""
-    last = request_authenticator
-    for i in range(0, len(p), 16):
-        b = _md5(secret, last)
-        c = bytes(x ^ y for x, y in zip(p[i : i + 16], b, strict=True))
-        out += c
-        last = c
-    return out
-
-
-def decrypt_password(value: bytes, secret: bytes, request_authenticator: bytes) -> bytes:
-    out = b""
-    last = request_authenticator
-    for i in range(0, len(value) - len(value) % 16, 16):
-        c = value[i : i + 16]
-        out += bytes(x ^ y for x, y in zip(c, _md5(secret, last), strict=True))
-        last = c
-    return out.rstrip(b"\x00")
-
-
-def salt_encrypt(plain: bytes, salt: bytes, secret: bytes, request_authenticator: bytes) -> bytes:
-    """RFC 2548 §2.4.2: Salt ‖ C, P = len ‖ key ‖ zero padding to a multiple of 16."""
-    p = bytes([len(plain)]) + plain
-    p += bytes(-len(p) % 16)
-    out = b""
-    last = request_authenticator + salt
-    for i in range(0, len(p), 16):
-        c = bytes(x ^ y for x, y in zip(p[i : i + 16], _md5(secret, last), strict=True))
-        out += c
-        last = c
-    return salt + out
-
-
-def salt_decrypt(value: bytes, secret: bytes, request_authenticator: bytes) -> bytes | None:
-    """The key inside an MS-MPPE-Send/Recv-Key value, or None when it is malformed.
-
-    Each block is chained on the previous *ciphertext* block (pyrad <= 2.5.4 chained on the
-    plaintext and corrupted the 16th key byte)."""
-    if len(value) < 18 or (len(value) - 2) % 16 or not value[0] & 0x80:
-        return None
-    salt, c = value[:2], value[2:]
-    p = b""
-    last = request_authenticator + salt
-    for i in range(0, len(c), 16):
-        block = c[i : i + 16]
-        p += bytes(x ^ y for x, y in zip(block, _md5(secret, last), strict=True))
-        last = block
-    n = p[0]
-    if n == 0 or n > len(p) - 1:
-        return None
-    return p[1 : 1 + n]

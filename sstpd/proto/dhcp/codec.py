@@ -1,25 +1,14 @@
-"""DHCPINFORM in, DHCPACK out: split-tunnel routes and the DNS suffix for Windows clients.
+"""The DHCP byte formats: IPv4 + UDP envelope, BOOTP/DHCP message, RFC 3442 routes.
 
-After IPCP a Windows client sends a DHCPINFORM through the tunnel, IPv4 from its own
-address to 255.255.255.255, UDP 68 -> 67, ``ciaddr`` = its address (docs/protocol/ipv6-dhcp.md §7).
-The server answers into the same session with a DHCPACK (§8): IPv4 from the server's
-tunnel address to ``ciaddr``, UDP 67 -> 68, options 53 (ACK), 54 (server identifier),
-1 (255.255.255.255), 15 (domain), 6 (DNS) and the classless static routes twice,
-identical, as 121 (RFC 3442) and 249 (Microsoft) - and neither a lease time (51, RFC 2131
-§4.3.5) nor a router (3, which RFC 3442 tells clients to ignore anyway).
+Kept apart from the INFORM/ACK exchange (:mod:`.exchange`) because these are plain
+codecs with round-trip tests and a fuzzed decoder, and know nothing of sessions: the
+exchange decides what a packet must contain, this module only how it is laid out.
 
-The module is the whole codec, IPv4 and UDP included, so the data path can hand it the
-packet as it came off the link: :func:`is_dhcp_request` is the cheap test before the IPv4
-fast path, :func:`parse_inform` decodes and checks a request against the session's
-address, :func:`build_ack` makes the answer and :func:`answer_inform` does both for a
-session (:class:`InformSettings` is what the server pushes). Everything a peer can get
-wrong - truncation, bad checksums, fragments, oversized messages, a ``ciaddr`` or source
-that is not the session's - raises ParseError; the caller drops the packet and counts it.
-
-The client side (``sstpd connect --accept-routes``) is here too: :func:`build_inform`
-makes the request, :func:`is_dhcp_reply` is the receive path's cheap test and
-:func:`parse_ack` checks the answer against the request and returns an :class:`AckInfo`
-(routes from option 121, or 249 when 121 is absent; domain; DNS servers).
+The codec covers IPv4 and UDP too, so the data path can hand a packet over as it came
+off the link. :func:`is_dhcp_request` and :func:`is_dhcp_reply` are the data path's cheap
+tests (a UDP packet to port 67 or 68) before anything is decoded. Decoders raise only
+ParseError: truncation, bad checksums, fragments, a protocol other than UDP, messages
+over :data:`MAX_MESSAGE`, options or routes that overrun their bytes.
 """
 
 from __future__ import annotations
@@ -34,13 +23,8 @@ from sstpd.proto.inet import checksum
 
 __all__ = [
     "MAX_MESSAGE",
-    "AckInfo",
     "BootpMessage",
     "IPv4Udp",
-    "InformSettings",
-    "answer_inform",
-    "build_ack",
-    "build_inform",
     "decode_bootp",
     "decode_classless_routes",
     "decode_ipv4_udp",
@@ -49,8 +33,6 @@ __all__ = [
     "encode_ipv4_udp",
     "is_dhcp_reply",
     "is_dhcp_request",
-    "parse_ack",
-    "parse_inform",
 ]
 
 SERVER_PORT, CLIENT_PORT = 67, 68
@@ -69,7 +51,6 @@ TTL = 64
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _UDP = struct.Struct("!HHHH")
 _BOOTP = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
-_BROADCAST = IPv4Address("255.255.255.255")
 _ANY = IPv4Address(0)
 
 
@@ -280,157 +261,3 @@ def decode_classless_routes(data: bytes) -> list[tuple[IPv4Network, IPv4Address]
         routes.append((network, IPv4Address(data[off + 1 + size : off + 5 + size])))
         off += 5 + size
     return routes
-
-
-# ---------------------------------------------------------------------------- INFORM -> ACK
-
-
-def parse_inform(packet: bytes, session_address: IPv4Address) -> BootpMessage:
-    """Decode a DHCPINFORM the session at ``session_address`` sent and check it the way
-    strongSwan's responder does: UDP 68 -> 67, BOOTREQUEST, type 8, IP source and
-    ``ciaddr`` both the session's address."""
-    d = decode_ipv4_udp(packet)
-    if d.src_port != CLIENT_PORT or d.dst_port != SERVER_PORT:
-        raise ParseError(f"UDP {d.src_port} -> {d.dst_port} is not DHCP client -> server")
-    if d.src != session_address:
-        raise ParseError(f"DHCP request from {d.src}, the session has {session_address}")
-    m = decode_bootp(d.payload)
-    if m.op != BOOTREQUEST or m.message_type != DHCPINFORM:
-        raise ParseError(f"not a DHCPINFORM (op {m.op}, message type {m.message_type})")
-    if m.ciaddr != session_address:
-        raise ParseError(f"DHCPINFORM ciaddr {m.ciaddr} is not the session's {session_address}")
-    if m.hlen > 16:
-        raise ParseError(f"hardware address length {m.hlen}")
-    return m
-
-
-def build_ack(
-    inform: BootpMessage,
-    *,
-    server: IPv4Address,
-    domain: str = "",
-    dns: tuple[IPv4Address, ...] = (),
-    routes: tuple[IPv4Network, ...] = (),
-) -> bytes:
-    """The IPv4 packet answering ``inform``: from ``server`` to its ``ciaddr``, with the
-    ``routes`` (reached through ``server``) in identical options 121 and 249."""
-    options = {
-        OPT_MESSAGE_TYPE: bytes((DHCPACK,)),
-        OPT_SERVER_ID: server.packed,
-        OPT_SUBNET_MASK: _BROADCAST.packed,
-    }
-    if domain:
-        options[OPT_DOMAIN] = domain.encode("ascii")
-    if dns:
-        options[OPT_DNS] = b"".join(a.packed for a in dns)
-    if routes:
-        encoded = encode_classless_routes((r, server) for r in routes)
-        options[OPT_CLASSLESS_ROUTES] = encoded
-        options[OPT_MS_CLASSLESS_ROUTES] = encoded
-    reply = BootpMessage(
-        op=BOOTREPLY,
-        xid=inform.xid,
-        chaddr=inform.chaddr,
-        htype=inform.htype,
-        hlen=inform.hlen,
-        flags=inform.flags,
-        ciaddr=inform.ciaddr,
-        giaddr=inform.giaddr,
-        options=options,
-    )
-    udp = IPv4Udp(server, inform.ciaddr, SERVER_PORT, CLIENT_PORT, encode_bootp(reply))
-    return encode_ipv4_udp(udp)
-
-
-@dataclass(frozen=True)
-class InformSettings:
-    """What the server pushes in every DHCPACK (``[tunnel] domain``, ``dns``, ``routes``)."""
-
-    domain: str = ""
-    dns: tuple[IPv4Address, ...] = ()
-    routes: tuple[IPv4Network, ...] = ()
-
-
-def answer_inform(
-    packet: bytes, *, session: IPv4Address, server: IPv4Address, settings: InformSettings
-) -> bytes:
-    """The DHCPACK (an IPv4 packet from ``server``) for a DHCPINFORM the session at
-    ``session`` sent; ParseError (drop and count) for anything else sent to port 67."""
-    return build_ack(
-        parse_inform(packet, session),
-        server=server,
-        domain=settings.domain,
-        dns=settings.dns,
-        routes=settings.routes,
-    )
-
-
-# ---------------------------------------------------------------------------- client side
-
-# what the package's client asks for: subnet mask, domain, DNS, both route options
-CLIENT_PARAMETERS = bytes((OPT_SUBNET_MASK, OPT_DOMAIN, OPT_DNS, 121, 249))
-
-
-@dataclass(frozen=True)
-class AckInfo:
-    """What a DHCPACK told the client."""
-
-    server: IPv4Address
-    routes: tuple[tuple[IPv4Network, IPv4Address], ...]
-    domain: str
-    dns: tuple[IPv4Address, ...]
-
-
-def build_inform(client: IPv4Address, xid: int, chaddr: bytes = bytes(6)) -> bytes:
-    """The DHCPINFORM a client at ``client`` sends into the tunnel, as Windows does:
-    IPv4 from its address to 255.255.255.255, UDP 68 -> 67, ``ciaddr`` = its address."""
-    if len(chaddr) > 16:
-        raise ValueError("a hardware address has at most 16 bytes")
-    message = BootpMessage(
-        op=BOOTREQUEST,
-        xid=xid,
-        chaddr=chaddr.ljust(16, b"\0"),
-        hlen=len(chaddr),
-        ciaddr=client,
-        options={
-            OPT_MESSAGE_TYPE: bytes((DHCPINFORM,)),
-            OPT_CLIENT_ID: b"\x01" + chaddr,
-            OPT_VENDOR_CLASS: b"sstpd",
-            OPT_PARAMETER_REQUEST_LIST: CLIENT_PARAMETERS,
-        },
-    )
-    udp = IPv4Udp(client, _BROADCAST, CLIENT_PORT, SERVER_PORT, encode_bootp(message))
-    return encode_ipv4_udp(udp)
-
-
-def parse_ack(packet: bytes, client: IPv4Address, xid: int) -> AckInfo:
-    """Decode and check the answer to our DHCPINFORM ``xid``: UDP 67 -> 68 to ``client``,
-    BOOTREPLY, DHCPACK, same xid, with a server identifier. Routes come from option 121,
-    or from 249 when 121 is absent (RFC 3442 and [MS-DHCPE] §2.2.8)."""
-    d = decode_ipv4_udp(packet)
-    if d.src_port != SERVER_PORT or d.dst_port != CLIENT_PORT:
-        raise ParseError(f"UDP {d.src_port} -> {d.dst_port} is not DHCP server -> client")
-    if d.dst not in (client, _BROADCAST):
-        raise ParseError(f"DHCP reply to {d.dst}, we are {client}")
-    m = decode_bootp(d.payload)
-    if m.op != BOOTREPLY or m.message_type != DHCPACK:
-        raise ParseError(f"not a DHCPACK (op {m.op}, message type {m.message_type})")
-    if m.xid != xid:
-        raise ParseError(f"DHCPACK for transaction {m.xid:#x}, we sent {xid:#x}")
-    server_id = m.options.get(OPT_SERVER_ID, b"")
-    if len(server_id) != 4:
-        raise ParseError("DHCPACK without a server identifier")
-    encoded = m.options.get(OPT_CLASSLESS_ROUTES, m.options.get(OPT_MS_CLASSLESS_ROUTES, b""))
-    dns = m.options.get(OPT_DNS, b"")
-    if len(dns) % 4:
-        raise ParseError(f"DNS option of {len(dns)} bytes")
-    try:
-        domain = m.options.get(OPT_DOMAIN, b"").rstrip(b"\0").decode("ascii")
-    except UnicodeDecodeError:
-        raise ParseError("domain name option is not ASCII") from None
-    return AckInfo(
-        server=IPv4Address(server_id),
-        routes=tuple(decode_classless_routes(encoded)),
-        domain=domain,
-        dns=tuple(IPv4Address(dns[i : i + 4]) for i in range(0, len(dns), 4)),
-    )

@@ -1,20 +1,10 @@
-"""The RFC 1661 option-negotiation automaton, shared by LCP and IPCP.
+"""The RFC 1661 automaton's engine: :class:`Fsm`, one per control protocol of a link.
 
-Theory of operation
-===================
+Kept apart from the table (:mod:`.table`, what the RFC says) and the handler contract
+(:mod:`.handler`, what each protocol supplies): this module is the mechanism between
+them, turning packets and timeouts into events, looking the transition up and running
+its actions.
 
-RFC 1661 §4 describes every PPP control protocol with one automaton of ten states and
-sixteen events; the protocols differ only in their options. As in pppd (``fsm.c`` plus the
-``fsm_callbacks`` of ``lcp.c``/``ipcp.c``) this module holds the automaton once and asks
-an :class:`FsmHandler` for everything protocol specific: which options to request, how to
-judge the peer's request, what to make of a Nak or Reject, and what to do when the layer
-goes up, down, starts or finishes.
-
-* The transitions are data: :data:`TRANSITIONS` maps ``(State, FsmEvent)`` to
-  ``(actions, next State)``, transcribed from the table in RFC 1661 §4.1 with the RFC's
-  names. A pair missing from the table is an event the RFC calls impossible in that state
-  ("-"); it is counted in ``ignored`` and changes nothing. The passive/restart options
-  ("p", "r") are not implemented.
 * Received packets are turned into events here: a Configure-Request is RCR+ when the
   handler accepts every option, RCR- otherwise; a Configure-Ack/Nak/Reject whose
   Identifier is not that of our outstanding request (or whose Ack does not repeat our
@@ -35,259 +25,14 @@ goes up, down, starts or finishes.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 from sstpd.errors import ParseError
-from sstpd.proto.ppp.frame import Code, Option, Packet, decode_options, encode_options
+from sstpd.proto.ppp.frame import Code, Packet, decode_options, encode_options
+from sstpd.proto.ppp.fsm.handler import FsmHandler
+from sstpd.proto.ppp.fsm.table import TIMED_STATES, TRANSITIONS, Action, FsmEvent, State
 
-__all__ = ["TRANSITIONS", "Action", "Fsm", "FsmEvent", "FsmHandler", "State", "Verdict"]
-
-
-@enum.unique
-class State(enum.IntEnum):
-    INITIAL = 0
-    STARTING = 1
-    CLOSED = 2
-    STOPPED = 3
-    CLOSING = 4
-    STOPPING = 5
-    REQ_SENT = 6
-    ACK_RCVD = 7
-    ACK_SENT = 8
-    OPENED = 9
-
-
-@enum.unique
-class FsmEvent(enum.Enum):
-    """The RFC 1661 §4.1 events (named ``FsmEvent``: the session's events are other things)."""
-
-    UP = "Up"
-    DOWN = "Down"
-    OPEN = "Open"
-    CLOSE = "Close"
-    TO_PLUS = "TO+"
-    TO_MINUS = "TO-"
-    RCR_PLUS = "RCR+"
-    RCR_MINUS = "RCR-"
-    RCA = "RCA"
-    RCN = "RCN"
-    RTR = "RTR"
-    RTA = "RTA"
-    RUC = "RUC"
-    RXJ_PLUS = "RXJ+"
-    RXJ_MINUS = "RXJ-"
-    RXR = "RXR"
-
-
-@enum.unique
-class Action(enum.Enum):
-    TLU = "tlu"  # This-Layer-Up
-    TLD = "tld"  # This-Layer-Down
-    TLS = "tls"  # This-Layer-Started
-    TLF = "tlf"  # This-Layer-Finished
-    IRC = "irc"  # Initialize-Restart-Count
-    ZRC = "zrc"  # Zero-Restart-Count
-    SCR = "scr"  # Send-Configure-Request
-    SCA = "sca"  # Send-Configure-Ack
-    SCN = "scn"  # Send-Configure-Nak/Rej
-    STR = "str"  # Send-Terminate-Request
-    STA = "sta"  # Send-Terminate-Ack
-    SCJ = "scj"  # Send-Code-Reject
-    SER = "ser"  # Send-Echo-Reply
-
-
-S, E, A = State, FsmEvent, Action
-_T = dict[tuple[State, FsmEvent], tuple[tuple[Action, ...], State]]
-
-#: RFC 1661 §4.1 state transition table.
-TRANSITIONS: _T = {
-    (S.INITIAL, E.UP): ((), S.CLOSED),
-    (S.INITIAL, E.OPEN): ((A.TLS,), S.STARTING),
-    (S.INITIAL, E.CLOSE): ((), S.INITIAL),
-    (S.STARTING, E.UP): ((A.IRC, A.SCR), S.REQ_SENT),
-    (S.STARTING, E.OPEN): ((), S.STARTING),
-    (S.STARTING, E.CLOSE): ((A.TLF,), S.INITIAL),
-    # Closed
-    (S.CLOSED, E.DOWN): ((), S.INITIAL),
-    (S.CLOSED, E.OPEN): ((A.IRC, A.SCR), S.REQ_SENT),
-    (S.CLOSED, E.CLOSE): ((), S.CLOSED),
-    (S.CLOSED, E.RCR_PLUS): ((A.STA,), S.CLOSED),
-    (S.CLOSED, E.RCR_MINUS): ((A.STA,), S.CLOSED),
-    (S.CLOSED, E.RCA): ((A.STA,), S.CLOSED),
-    (S.CLOSED, E.RCN): ((A.STA,), S.CLOSED),
-    (S.CLOSED, E.RTR): ((A.STA,), S.CLOSED),
-    (S.CLOSED, E.RTA): ((), S.CLOSED),
-    (S.CLOSED, E.RUC): ((A.SCJ,), S.CLOSED),
-    (S.CLOSED, E.RXJ_PLUS): ((), S.CLOSED),
-    (S.CLOSED, E.RXJ_MINUS): ((A.TLF,), S.CLOSED),
-    (S.CLOSED, E.RXR): ((), S.CLOSED),
-    # Stopped
-    (S.STOPPED, E.DOWN): ((A.TLS,), S.STARTING),
-    (S.STOPPED, E.OPEN): ((), S.STOPPED),
-    (S.STOPPED, E.CLOSE): ((), S.CLOSED),
-    (S.STOPPED, E.RCR_PLUS): ((A.IRC, A.SCR, A.SCA), S.ACK_SENT),
-    (S.STOPPED, E.RCR_MINUS): ((A.IRC, A.SCR, A.SCN), S.REQ_SENT),
-    (S.STOPPED, E.RCA): ((A.STA,), S.STOPPED),
-    (S.STOPPED, E.RCN): ((A.STA,), S.STOPPED),
-    (S.STOPPED, E.RTR): ((A.STA,), S.STOPPED),
-    (S.STOPPED, E.RTA): ((), S.STOPPED),
-    (S.STOPPED, E.RUC): ((A.SCJ,), S.STOPPED),
-    (S.STOPPED, E.RXJ_PLUS): ((), S.STOPPED),
-    (S.STOPPED, E.RXJ_MINUS): ((A.TLF,), S.STOPPED),
-    (S.STOPPED, E.RXR): ((), S.STOPPED),
-    # Closing
-    (S.CLOSING, E.DOWN): ((), S.INITIAL),
-    (S.CLOSING, E.OPEN): ((), S.STOPPING),
-    (S.CLOSING, E.CLOSE): ((), S.CLOSING),
-    (S.CLOSING, E.TO_PLUS): ((A.STR,), S.CLOSING),
-    (S.CLOSING, E.TO_MINUS): ((A.TLF,), S.CLOSED),
-    (S.CLOSING, E.RCR_PLUS): ((), S.CLOSING),
-    (S.CLOSING, E.RCR_MINUS): ((), S.CLOSING),
-    (S.CLOSING, E.RCA): ((), S.CLOSING),
-    (S.CLOSING, E.RCN): ((), S.CLOSING),
-    (S.CLOSING, E.RTR): ((A.STA,), S.CLOSING),
-    (S.CLOSING, E.RTA): ((A.TLF,), S.CLOSED),
-    (S.CLOSING, E.RUC): ((A.SCJ,), S.CLOSING),
-    (S.CLOSING, E.RXJ_PLUS): ((), S.CLOSING),
-    (S.CLOSING, E.RXJ_MINUS): ((A.TLF,), S.CLOSED),
-    (S.CLOSING, E.RXR): ((), S.CLOSING),
-    # Stopping
-    (S.STOPPING, E.DOWN): ((), S.STARTING),
-    (S.STOPPING, E.OPEN): ((), S.STOPPING),
-    (S.STOPPING, E.CLOSE): ((), S.CLOSING),
-    (S.STOPPING, E.TO_PLUS): ((A.STR,), S.STOPPING),
-    (S.STOPPING, E.TO_MINUS): ((A.TLF,), S.STOPPED),
-    (S.STOPPING, E.RCR_PLUS): ((), S.STOPPING),
-    (S.STOPPING, E.RCR_MINUS): ((), S.STOPPING),
-    (S.STOPPING, E.RCA): ((), S.STOPPING),
-    (S.STOPPING, E.RCN): ((), S.STOPPING),
-    (S.STOPPING, E.RTR): ((A.STA,), S.STOPPING),
-    (S.STOPPING, E.RTA): ((A.TLF,), S.STOPPED),
-    (S.STOPPING, E.RUC): ((A.SCJ,), S.STOPPING),
-    (S.STOPPING, E.RXJ_PLUS): ((), S.STOPPING),
-    (S.STOPPING, E.RXJ_MINUS): ((A.TLF,), S.STOPPED),
-    (S.STOPPING, E.RXR): ((), S.STOPPING),
-    # Req-Sent
-    (S.REQ_SENT, E.DOWN): ((), S.STARTING),
-    (S.REQ_SENT, E.OPEN): ((), S.REQ_SENT),
-    (S.REQ_SENT, E.CLOSE): ((A.IRC, A.STR), S.CLOSING),
-    (S.REQ_SENT, E.TO_PLUS): ((A.SCR,), S.REQ_SENT),
-    (S.REQ_SENT, E.TO_MINUS): ((A.TLF,), S.STOPPED),
-    (S.REQ_SENT, E.RCR_PLUS): ((A.SCA,), S.ACK_SENT),
-    (S.REQ_SENT, E.RCR_MINUS): ((A.SCN,), S.REQ_SENT),
-    (S.REQ_SENT, E.RCA): ((A.IRC,), S.ACK_RCVD),
-    (S.REQ_SENT, E.RCN): ((A.IRC, A.SCR), S.REQ_SENT),
-    (S.REQ_SENT, E.RTR): ((A.STA,), S.REQ_SENT),
-    (S.REQ_SENT, E.RTA): ((), S.REQ_SENT),
-    (S.REQ_SENT, E.RUC): ((A.SCJ,), S.REQ_SENT),
-    (S.REQ_SENT, E.RXJ_PLUS): ((), S.REQ_SENT),
-    (S.REQ_SENT, E.RXJ_MINUS): ((A.TLF,), S.STOPPED),
-    (S.REQ_SENT, E.RXR): ((), S.REQ_SENT),
-    # Ack-Rcvd
-    (S.ACK_RCVD, E.DOWN): ((), S.STARTING),
-    (S.ACK_RCVD, E.OPEN): ((), S.ACK_RCVD),
-    (S.ACK_RCVD, E.CLOSE): ((A.IRC, A.STR), S.CLOSING),
-    (S.ACK_RCVD, E.TO_PLUS): ((A.SCR,), S.REQ_SENT),
-    (S.ACK_RCVD, E.TO_MINUS): ((A.TLF,), S.STOPPED),
-    (S.ACK_RCVD, E.RCR_PLUS): ((A.SCA, A.TLU), S.OPENED),
-    (S.ACK_RCVD, E.RCR_MINUS): ((A.SCN,), S.ACK_RCVD),
-    (S.ACK_RCVD, E.RCA): ((A.SCR,), S.REQ_SENT),  # crossed connection ("x")
-    (S.ACK_RCVD, E.RCN): ((A.SCR,), S.REQ_SENT),
-    (S.ACK_RCVD, E.RTR): ((A.STA,), S.REQ_SENT),
-    (S.ACK_RCVD, E.RTA): ((), S.REQ_SENT),
-    (S.ACK_RCVD, E.RUC): ((A.SCJ,), S.ACK_RCVD),
-    (S.ACK_RCVD, E.RXJ_PLUS): ((), S.REQ_SENT),
-    (S.ACK_RCVD, E.RXJ_MINUS): ((A.TLF,), S.STOPPED),
-    (S.ACK_RCVD, E.RXR): ((), S.ACK_RCVD),
-    # Ack-Sent
-    (S.ACK_SENT, E.DOWN): ((), S.STARTING),
-    (S.ACK_SENT, E.OPEN): ((), S.ACK_SENT),
-    (S.ACK_SENT, E.CLOSE): ((A.IRC, A.STR), S.CLOSING),
-    (S.ACK_SENT, E.TO_PLUS): ((A.SCR,), S.ACK_SENT),
-    (S.ACK_SENT, E.TO_MINUS): ((A.TLF,), S.STOPPED),
-    (S.ACK_SENT, E.RCR_PLUS): ((A.SCA,), S.ACK_SENT),
-    (S.ACK_SENT, E.RCR_MINUS): ((A.SCN,), S.REQ_SENT),
-    (S.ACK_SENT, E.RCA): ((A.IRC, A.TLU), S.OPENED),
-    (S.ACK_SENT, E.RCN): ((A.IRC, A.SCR), S.ACK_SENT),
-    (S.ACK_SENT, E.RTR): ((A.STA,), S.REQ_SENT),
-    (S.ACK_SENT, E.RTA): ((), S.ACK_SENT),
-    (S.ACK_SENT, E.RUC): ((A.SCJ,), S.ACK_SENT),
-    (S.ACK_SENT, E.RXJ_PLUS): ((), S.ACK_SENT),
-    (S.ACK_SENT, E.RXJ_MINUS): ((A.TLF,), S.STOPPED),
-    (S.ACK_SENT, E.RXR): ((), S.ACK_SENT),
-    # Opened
-    (S.OPENED, E.DOWN): ((A.TLD,), S.STARTING),
-    (S.OPENED, E.OPEN): ((), S.OPENED),
-    (S.OPENED, E.CLOSE): ((A.TLD, A.IRC, A.STR), S.CLOSING),
-    (S.OPENED, E.RCR_PLUS): ((A.TLD, A.SCR, A.SCA), S.ACK_SENT),
-    (S.OPENED, E.RCR_MINUS): ((A.TLD, A.SCR, A.SCN), S.REQ_SENT),
-    (S.OPENED, E.RCA): ((A.TLD, A.SCR), S.REQ_SENT),
-    (S.OPENED, E.RCN): ((A.TLD, A.SCR), S.REQ_SENT),
-    (S.OPENED, E.RTR): ((A.TLD, A.ZRC, A.STA), S.STOPPING),
-    (S.OPENED, E.RTA): ((A.TLD, A.SCR), S.REQ_SENT),
-    (S.OPENED, E.RUC): ((A.SCJ,), S.OPENED),
-    (S.OPENED, E.RXJ_PLUS): ((), S.OPENED),
-    (S.OPENED, E.RXJ_MINUS): ((A.TLD, A.IRC, A.STR), S.STOPPING),
-    (S.OPENED, E.RXR): ((A.SER,), S.OPENED),
-}
-del S, E, A
-
-_TIMED_STATES = frozenset(
-    {State.CLOSING, State.STOPPING, State.REQ_SENT, State.ACK_RCVD, State.ACK_SENT}
-)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The handler's judgement of a peer Configure-Request (pppd ``reqci``)."""
-
-    nak: tuple[Option, ...] = ()
-    reject: tuple[Option, ...] = ()
-
-
-class FsmHandler(Protocol):
-    """Protocol-specific callbacks, in the shape of pppd's ``fsm_callbacks``."""
-
-    def reset_request(self) -> None:
-        """Negotiation (re)starts from Closed/Stopped/Starting: reset our wanted options."""
-
-    def build_request(self) -> list[Option]:
-        """Options for our next Configure-Request (``addci``)."""
-        ...
-
-    def judge_request(self, options: list[Option]) -> Verdict:
-        """Judge the peer's Configure-Request; empty verdict = acknowledge all (``reqci``)."""
-        ...
-
-    def request_acked(self, options: list[Option]) -> None:
-        """Our request was acknowledged (``ackci``)."""
-
-    def request_naked(self, options: list[Option]) -> bool:
-        """Adjust our wants after a Configure-Nak; False = malformed, drop it."""
-        ...
-
-    def request_rejected(self, options: list[Option]) -> bool:
-        """Stop asking for the rejected options; False = malformed, drop it."""
-        ...
-
-    def extension_event(self, packet: Packet, state: State) -> FsmEvent | None:
-        """Classify a code beyond Code-Reject: RXR, RXJ+, RXJ-, or None = unknown (RUC)."""
-        ...
-
-    def extension_reply(self, packet: Packet) -> Packet | None:
-        """``ser``: the answer to an RXR packet in Opened (Echo-Reply), if any."""
-        ...
-
-    def this_layer_up(self) -> None: ...
-
-    def this_layer_down(self) -> None: ...
-
-    def this_layer_started(self) -> None: ...
-
-    def this_layer_finished(self) -> None: ...
+__all__ = ["Fsm"]
 
 
 class Fsm:
@@ -457,7 +202,7 @@ class Fsm:
         self._prev_state, self._event = self.state, event
         self.state = new_state
         self._packet = packet
-        if new_state not in _TIMED_STATES:
+        if new_state not in TIMED_STATES:
             self.deadline = None
         for action in actions:
             self._run(action, terminating=Action.STR in actions)

@@ -296,6 +296,13 @@ class Aaa:
         if interval:
             live.handles.append(self.loop.call_later(interval, self._interim, host, interval))
 
+    def address_added(self, host: SessionHost) -> None:
+        """IPCP opened after an IPv6-only open: an Interim-Update at once, so the RADIUS
+        server learns the Framed-IP-Address (the Start had none; the Stop has it too)."""
+        live = self.live.get(host)
+        if live is not None:
+            self.account(host, aaa.ACCT_INTERIM, self.loop.time() - live.opened)
+
     def _expire(self, host: SessionHost, what: str) -> None:
         if host not in self.live:
             return

@@ -31,6 +31,7 @@ from sstpd.proto.session import (
     IpReceived,
     Notice,
     ServerSession,
+    Session4Opened,
     Session6Closed,
     Session6Opened,
     SessionClosed,
@@ -278,6 +279,17 @@ class ServerProtocol(SstpStreamProtocol):
                 self.session.username,
                 ev.prefix,
                 ev.peer_link_local or "?",
+            )
+        elif isinstance(ev, Session4Opened):
+            self.address = ev.peer
+            srv.opened4(self, ev.peer)
+            srv.aaa.address_added(self)
+            log.info(
+                "[%d] %s user %r IPv4 opened after IPv6 only: address %s",
+                self.id,
+                self.peer,
+                self.session.username,
+                ev.peer,
             )
         elif isinstance(ev, Session6Closed):
             srv.closed6(self, ev.prefix)

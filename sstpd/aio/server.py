@@ -155,6 +155,13 @@ class Server(ServerLogins):
                 }
             )
 
+    def opened4(self, proto: ServerProtocol, address: IPv4Address) -> None:
+        """IPCP opened on a session that opened IPv6-only: ``address`` (allocated, and with
+        workers routed to this worker, at authentication) goes to ``proto`` too."""
+        self.by_ip[address.packed] = proto
+        if self.shared is not None:  # the Stop the supervisor sends should we die
+            self.shared.send({"op": "address", "id": proto.id, "address": str(address)})
+
     def opened6(self, proto: ServerProtocol, prefix: IPv6Network) -> None:
         """IPV6CP is up and the binding verified: the /64 from the TUN goes to ``proto``."""
         self.by_prefix6[prefix.network_address.packed[:8]] = proto

@@ -198,6 +198,9 @@ class SharedLimits:
             classes = tuple(bytes.fromhex(c) for c in msg.get("classes", []))
             reg.opened(int(msg["id"]), now, str(msg["acct"]), str(msg["address"]), classes)
             return None
+        if op == "address":
+            reg.address(int(msg["id"]), str(msg["address"]))
+            return None
         if op == "opened6":
             reg.opened6(int(msg["id"]), str(msg["prefix"]), str(msg.get("iid", "")))
             return None

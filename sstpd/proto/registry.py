@@ -135,6 +135,12 @@ class Registry:
                 now, acct_session_id, address, classes
             )  # fmt: skip
 
+    def address(self, sid: int, address: str) -> None:
+        """IPCP opened after an IPv6-only open: the address the Stop carries."""
+        h = self.sessions.get(sid)
+        if h is not None:
+            h.address = address
+
     def opened6(self, sid: int, prefix: str, interface_id: str) -> None:
         h = self.sessions.get(sid)
         if h is not None:

@@ -31,8 +31,10 @@ from sstpd.proto.ipv6.packet import (
 )
 from sstpd.proto.ppp import link as ppp
 from sstpd.proto.ppp.frame import Code, Protocol
+from sstpd.proto.ppp.ipcp import IpcpClientHandler
 from sstpd.proto.session import SessionOpened
-from tests.integration.client_tool import icmp_echo, is_echo_reply
+from tests.integration.client_tool import checksum as checksum4
+from tests.integration.client_tool import icmp_echo, ipv4, is_echo_reply
 
 ECHO_REQUEST, ECHO_REPLY = 128, 129
 
@@ -90,6 +92,7 @@ class Ipv6Protocol(ClientProtocol):
                     link.lcp.send_packet(Code.PROTOCOL_REJECT, rejected)
 
             link.receive_payload = no_ipcp  # type: ignore[method-assign]
+            self._receive = receive
         on_ppp_event = session._on_ppp_event
 
         def record(ev: object, now: float) -> None:
@@ -103,6 +106,16 @@ class Ipv6Protocol(ClientProtocol):
 
         session._on_ppp_event = record  # type: ignore[method-assign]
         session._ip6_from_peer = take6  # type: ignore[method-assign]
+
+    def open_ipcp_late(self) -> None:
+        """An IPv6-only client turns IPv4 back on: it answers IPCP from now on and asks
+        for it itself (the server's IPCP, given up, is in Stopped and opens on it)."""
+        link = self.session.link
+        link.receive_payload = self._receive  # type: ignore[method-assign]
+        handler = IpcpClientHandler(request_dns=link.config.request_dns, listener=link)
+        link._ipcp_handler = handler
+        link._open_ipcp(handler, self.loop.time())
+        self._after_input()
 
 
 # Tunnel.open builds its protocol from its module's name: every tunnel of this tool speaks IPv6
@@ -342,11 +355,66 @@ async def scenario_v6only(a: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+async def answer_echos4(t: Tunnel) -> None:
+    """Answer ICMP echo requests to the tunnel's IPv4 address (pings from the server's
+    side, which reach the tunnel only if the daemon routes the address to the session)."""
+    me = t.local_address  # the client's side: local is its own address, peer the server's
+    while True:
+        pkt = await t.recv_ip()
+        ihl = (pkt[0] & 0x0F) * 4
+        if pkt[0] >> 4 != 4 or pkt[9] != 1 or len(pkt) < ihl + 8 or pkt[ihl] != 8:
+            continue
+        if pkt[16:20] != me.packed:
+            continue
+        total = struct.unpack("!H", pkt[2:4])[0]
+        msg = bytearray(b"\0\0\0\0" + pkt[ihl + 4 : total])
+        msg[2:4] = struct.pack("!H", checksum4(bytes(msg)))
+        t.send_ip(ipv4(me, IPv4Address(pkt[12:16]), 1, bytes(msg)))
+
+
+async def scenario_v6then4(a: argparse.Namespace) -> dict[str, object]:
+    """IPv6-only first (IPCP Protocol-Rejected, pings over IPv6), then IPCP after all:
+    the address the server gives, a ping to the server's tunnel address (its reply is
+    routed back by that address), and (``--hold``) echo requests to the address
+    answered until the stdin line."""
+    Ipv6Protocol.reject_ipcp = True
+    loop = asyncio.get_running_loop()
+    opts = options(a)
+    ctx = ssl_context(opts)
+    _, proto = await loop.create_connection(
+        lambda: Ipv6Protocol(loop, opts), opts.host, opts.port, ssl=ctx, server_hostname=opts.host
+    )
+    assert isinstance(proto, Ipv6Protocol)
+    none = IPv4Address("0.0.0.0")
+    c = Ipv6Client(Tunnel(proto, SessionOpened(none, none, (), None)))
+    await c.configure(30.0)
+    result: dict[str, object] = {
+        "prefix": str(c.prefix),
+        "host6_replies": await c.ping6(IPv6Address(a.host6), 1, a.count),
+    }
+    await asyncio.sleep(a.v4_after)
+    proto.open_ipcp_late()
+    opened = await asyncio.wait_for(proto.opened, 20.0)
+    t = Tunnel(proto, opened)
+    result["address"] = str(t.local_address)
+    result["server"] = str(t.peer_address)
+    result["v4_replies"] = sum([await Ipv6Client(t).ping4(100 + i) for i in range(a.count)])
+    result["host6_replies_after"] = await c.ping6(IPv6Address(a.host6), 2, a.count)
+    if a.hold:
+        print(json.dumps(result), flush=True)
+        answering = asyncio.ensure_future(answer_echos4(t))
+        await loop.run_in_executor(None, input)
+        answering.cancel()
+    await c.tunnel.close()
+    return result
+
+
 SCENARIOS = {
     "ping6": scenario_ping6,
     "many6": scenario_many6,
     "exhaust6": scenario_exhaust6,
     "v6only": scenario_v6only,
+    "v6then4": scenario_v6then4,
 }
 
 
@@ -365,6 +433,7 @@ def main() -> int:
     p.add_argument("--spoofed", default="2001:db8:77:ff::5")
     p.add_argument("--rs-flood", type=int, default=50)
     p.add_argument("--sessions", type=int, default=50)
+    p.add_argument("--v4-after", type=float, default=1.0, help="v6then4: seconds before IPCP")
     p.add_argument("--hold", action="store_true", help="wait for a stdin line before closing")
     a = p.parse_args()
     result = asyncio.run(SCENARIOS[a.scenario](a))

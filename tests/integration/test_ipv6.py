@@ -335,3 +335,53 @@ def test_exhausted_prefix_pool_leaves_later_sessions_ipv4_only(small: Daemon, ne
     assert after["pool6_in_use"] == 0 and after["pool_in_use"] == 0
     again = tool(net, small, "exhaust6", "--sessions", "1", "--server6", "2001:db8:78::1")
     assert again["ipv6"] == 1
+
+
+def test_ipv6_only_client_that_opens_ipcp_later_is_routed_its_ipv4(
+    daemon: Daemon, net: Netns
+) -> None:
+    """An IPv6-only client (IPCP Protocol-Rejected) opens IPCP after all: its address is
+    listed, the server's reply to its ping comes back through the tunnel, a ping from the
+    server's namespace to the address is answered by the client (the TUN delivers to the
+    session), IPv6 keeps working, and both pools are whole afterwards."""
+    before = stats(daemon)
+    proc = subprocess.Popen(
+        [
+            *("ip", "netns", "exec", net.cli, sys.executable),
+            *("-m", "tests.integration.ipv6_tool", "v6then4", *daemon.client_args()),
+            *("--count", "2", "--hold"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(ROOT),
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline()
+        assert line, f"v6then4 exited ({proc.wait(10)})"
+        first = json.loads(line)
+        prefix = IPv6Network(first["prefix"])
+        assert first["host6_replies"] == 2 and first["host6_replies_after"] == 2
+        address = first["address"]
+        daemon.wait_log(f"connected: address none (IPv6 only, {prefix})")
+        daemon.wait_log(f"IPv4 opened after IPv6 only: address {address}")
+        assert first["v4_replies"] == 2  # the server's echo replies routed back by address
+        [row] = control.call(str(daemon.workdir / "control.sock"), "sessions")["sessions"]
+        assert row["address"] == address and row["ipv6_prefix"] == str(prefix)
+        r = net.run(net.srv, "ping", "-c", "2", "-W", "3", address, check=False)
+        assert r.returncode == 0 and " 0% packet loss" in r.stdout, r.stdout
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.stdout.read()
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 10
+    while stats(daemon)["pool_in_use"] != before["pool_in_use"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = stats(daemon)
+    assert after["pool_in_use"] == before["pool_in_use"]
+    assert after["pool6_in_use"] == before["pool6_in_use"]
+    assert control.call(str(daemon.workdir / "control.sock"), "sessions")["sessions"] == []

@@ -210,6 +210,43 @@ def test_sessions_on_both_workers_reachable_from_behind_the_server(
     assert routes6(net) == baseline
 
 
+def test_ipv6_only_sessions_that_open_ipcp_later_are_routed_on_their_worker(
+    net: Netns, daemon: Daemon
+) -> None:
+    """IPv6-only clients (IPCP Protocol-Rejected) that open IPCP later, on both workers:
+    each address is listed with its worker, routed to that worker's TUN, and answers a
+    ping from the server's namespace; both pools and the routes are whole afterwards."""
+    baseline = routes6(net)
+    held: list[Held] = []
+    try:
+        # SO_REUSEPORT spreads connections by hash: go on until both workers hold some
+        while len(held) < 12 and (
+            len(held) < 4 or len({r["worker"] for r in sessions(daemon)}) < 2
+        ):
+            held.append(Held(net, daemon, "v6then4", "--count", "1", "--v4-after", "0.2"))
+        for h in held:
+            assert h.first["v4_replies"] == 1 and h.first["host6_replies_after"] == 1, h.first
+        rows = {r["address"]: r for r in sessions(daemon)}
+        assert sorted(rows) == sorted(h.first["address"] for h in held)
+        workers = set()
+        for address, row in rows.items():
+            workers.add(int(row["worker"]))
+            out = net.run(net.srv, "ip", "route", "get", address).stdout.split()
+            assert out[out.index("dev") + 1] == TUNS[int(row["worker"])], (address, row)
+            r = net.run(net.srv, "ping", "-c", "1", "-W", "3", address, check=False)
+            assert r.returncode == 0, (address, r.stdout, r.stderr)
+        assert workers == {0, 1}, rows
+        for h in held:
+            h.finish()
+    finally:
+        for h in held:
+            h.kill()
+    wait_for("the sessions to end", lambda: daemon.stats()["sessions"] == 0)
+    st = daemon.stats()
+    assert st["pool6_in_use"] == 0 and st["pool_in_use"] == 0
+    assert routes6(net) == baseline
+
+
 def test_a_static_64_is_held_by_one_worker_at_a_time(net: Netns, daemon: Daemon) -> None:
     baseline = routes6(net)
     first = Held(net, daemon, "ping6", "--user", "carol", "--password", "carol-secret")

@@ -127,3 +127,14 @@ def test_next_delay_matches_what_failure_gives() -> None:
         assert t.failure("s", "u", now).delay == expect
     assert t.next_delay("s", "u", 100.0) == 0.5  # the window forgot them
     assert t.next_delay("", "", 0.0) == 0.0
+
+
+def test_an_address_after_an_ipv6_only_open_reaches_a_dead_workers_stop() -> None:
+    r = registry()
+    r.login(0, 0, 1, "alice", "s")
+    r.opened(1, 100.0, "boot-00000001", "")  # IPv6 only: no address at open
+    r.opened6(1, "2001:db8:77:1::/64", "0a0b0c0d0e0f0001")
+    r.address(1, "10.77.0.9")  # IPCP opened later
+    r.address(99, "10.77.0.10")  # unknown (already closed): nothing
+    [h] = r.worker_gone(0, 0)
+    assert (h.address, h.prefix6, h.opened) == ("10.77.0.9", "2001:db8:77:1::/64", 100.0)

@@ -17,12 +17,14 @@ from sstpd.proto.mschap import nt_password_hash
 from sstpd.proto.pool6 import PrefixPool
 from sstpd.proto.ppp import link as ppp
 from sstpd.proto.ppp.frame import Code, Protocol
+from sstpd.proto.ppp.ipcp import IpcpClientHandler
 from sstpd.proto.ppp.ipv6cp import link_local
 from sstpd.proto.ppp.link import PppServerConfig
 from sstpd.proto.session import (
     IpReceived,
     Ipv6Settings,
     ServerSession,
+    Session4Opened,
     Session6Closed,
     Session6Opened,
     SessionOpened,
@@ -271,6 +273,18 @@ class Ipv6OnlyPair(Pair6):
                 link.lcp.send_packet(Code.PROTOCOL_REJECT, struct.pack("!H", protocol) + payload)
 
         link.receive_payload = no_ipcp  # type: ignore[method-assign]
+        self._receive = receive
+
+    def open_ipcp_late(self) -> None:
+        """The client changes its mind: answers IPCP from now on and asks for it itself
+        (as a client whose IPv4 is turned back on renegotiates)."""
+        link = self.client.link
+        link.receive_payload = self._receive  # type: ignore[method-assign]
+        handler = IpcpClientHandler(request_dns=link.config.request_dns, listener=link)
+        link._ipcp_handler = handler
+        link._open_ipcp(handler, self.now)
+        self.client._pump(self.now)
+        self.run()
 
 
 def test_ipcp_protocol_rejected_ipv6cp_open_counts_as_open() -> None:
@@ -329,3 +343,68 @@ def test_ipv6_only_session_ends_when_ipv6cp_closes_too() -> None:
         p.run()
     # no NCP left: the server's link ends the session (RFC 1661, as pppd and RRAS do)
     assert p.server.closed and t < 30.0
+
+
+def ipv4_from(src: IPv4Address) -> bytes:
+    return (
+        bytes.fromhex("4500002000000000401100 00".replace(" ", ""))
+        + src.packed
+        + (IPv4Address("10.9.9.9").packed + bytes(12))
+    )
+
+
+def test_ipcp_opening_after_an_ipv6_only_open_is_announced_once_with_its_address() -> None:
+    p = Ipv6OnlyPair(reject=True)
+    p.run()
+    _late_ipcp_routes_the_held_address(p)
+
+
+def test_ipcp_opening_after_a_silent_ipcp_gave_up_is_announced_too() -> None:
+    p = Ipv6OnlyPair(reject=False)
+    p.run()
+    t = 0.0
+    while not p.server.is_open and t < 60.0:  # the server's IPCP gives up (Stopped)
+        t += 1.0
+        p.now = t
+        p.server.handle_timer(t)
+        p.run()
+    _late_ipcp_routes_the_held_address(p)
+
+
+def _late_ipcp_routes_the_held_address(p: Ipv6OnlyPair) -> None:
+    assert p.server.is_open and p.server.peer_address is None
+    held = p.server.allocated_address
+    assert held is not None and p.pool.in_use == 1  # allocated at authentication
+    assert not p.server.check_ip_source(ipv4_from(held))  # not yet: IPCP is down
+    p.open_ipcp_late()
+    late = [e for e in p.server_events if isinstance(e, Session4Opened)]
+    assert late == [Session4Opened(SERVER_IP, held, (IPv4Address("10.77.0.53"),))]
+    types = [type(e) for e in p.server_events]
+    assert types.index(SessionOpened) < types.index(Session4Opened)
+    assert types.count(SessionOpened) == 1  # the session opened once (one Start)
+    assert p.server.is_open and p.server.peer_address == held and p.pool.in_use == 1
+    assert p.server.prefix6 is not None  # IPv6 stays as it was
+    # IPv4 both ways now: the peer's address passes the source check, the downlink flows
+    assert p.server.check_ip_source(ipv4_from(held))
+    before = p.server.counters.rx_packets
+    p.client.connection.send_ppp(b"\xff\x03\x00\x21" + ipv4_from(held))
+    p.run()
+    assert p.server.counters.rx_packets == before + 1 and p.server.counters.dropped_spoofed == 0
+    p.server.send_ip(ipv4_from(IPv4Address("10.9.9.9"))[:12] + b"\x0a\x09\x09\x09" + held.packed)
+    assert p.server.counters.dropped_not_open == 0
+    # a later IPCP renegotiation does not announce the address again
+    p.open_ipcp_late()
+    assert len([e for e in p.server_events if isinstance(e, Session4Opened)]) == 1
+
+
+def test_dual_stack_and_silent_ipcp_sessions_never_announce_a_late_address() -> None:
+    p = Pair6()
+    p.run()
+    assert p.server.is_open and p.server.peer_address is not None
+    assert not [e for e in p.server_events if isinstance(e, Session4Opened)]
+    q = Ipv6OnlyPair(reject=True)
+    q.run()
+    q.server.disconnect(1.0, "bye")
+    q.run()
+    assert q.server.closed
+    assert not [e for e in q.server_events if isinstance(e, Session4Opened)]

@@ -23,7 +23,8 @@ everything else goes through ``receive_packet``/``receive_data``.
 
 Events for the I/O layer: the link's ``AuthSucceeded``, ``AuthFailed`` and ``Notice`` as
 the link made them, and ``events``' ``SessionOpened``, ``IpReceived``, ``SessionClosed``,
-``Session6Opened`` and ``Session6Closed``.
+``Session6Opened`` and ``Session6Closed``, and (server) ``Session4Opened`` when IPCP opens
+on a session that had opened IPv6-only.
 
 IPv6 (server): with ``assign_prefix`` the link runs IPV6CP too (``ppp.link``). Once it
 is open and the binding verified, an ``ipv6.path.Ipv6Path`` sends the Router
@@ -61,6 +62,7 @@ from sstpd.proto.session.events import (
     IpReceived,
     Ipv6Configured,
     RoutesReceived,
+    Session4Opened,
     Session6Closed,
     Session6Opened,
     SessionClosed,
@@ -81,6 +83,7 @@ __all__ = [
     "RoutesReceived",
     "ServerSession",
     "Session",
+    "Session4Opened",
     "Session6Closed",
     "Session6Opened",
     "SessionClosed",

@@ -27,6 +27,16 @@ class SessionOpened:
 
 
 @dataclass(frozen=True, slots=True)
+class Session4Opened:
+    """Server only: IPCP opened on a session that had opened IPv6-only (its
+    ``SessionOpened`` had no address). The I/O layer routes ``peer`` here from now on."""
+
+    local: IPv4Address
+    peer: IPv4Address
+    dns: tuple[IPv4Address, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class IpReceived:
     """An IPv4 or IPv6 packet that arrived through the slow path (already source-checked)."""
 
@@ -82,4 +92,5 @@ Event = (
     | Ipv6Configured
     | Session6Opened
     | Session6Closed
+    | Session4Opened
 )

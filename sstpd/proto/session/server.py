@@ -21,6 +21,7 @@ from sstpd.proto.ppp.link.events import AuthSucceeded, Notice
 from sstpd.proto.session.base import PPP_IPV6, Session, SessionState
 from sstpd.proto.session.events import (
     IpReceived,
+    Session4Opened,
     Session6Closed,
     Session6Opened,
     SessionOpened,
@@ -71,6 +72,7 @@ class ServerSession(Session):
         self._ipv6 = ipv6 or Ipv6Settings()
         self._path6: Ipv6Path | None = None
         self._opened6: IPv6Network | None = None
+        self._late4 = False  # opened IPv6-only: a later IPCP gets its own Session4Opened
         self._conn = sstp.SstpServerConnection(
             cert_hashes=cert_hashes,
             hash_protocols=hash_protocols,
@@ -223,6 +225,11 @@ class ServerSession(Session):
         if not st._opened_sent and st.network is None and self.is_open:
             st._opened_sent = True  # IPv6 only: no address; IPv4 frames fail the source check
             st.events.append(SessionOpened(None, None, (), st.hash_protocol))
+            self._late4 = True
+        elif self._late4 and n is not None and not st.closed:
+            # the peer negotiated IPCP after all (from Stopped, RFC 1661): route it now
+            self._late4 = False
+            st.events.append(Session4Opened(n.local, n.peer, n.dns))
 
     # -- IPv6
     def _on_ppp_event(self, ev: object, now: float) -> None:

@@ -44,6 +44,11 @@ pytestmark = [
 ]
 
 SESSIONS = 12  # P(all on one worker) = 2**-11
+BLACKHOLE = "10.231.100.98"
+BLACKHOLE_NEIGHBOUR = (
+    *("ip", "neigh", "replace", BLACKHOLE, "lladdr", "02:00:00:5e:00:98"),
+    *("dev", "sti-c", "nud", "permanent"),
+)
 PROBES = 24
 
 
@@ -219,7 +224,12 @@ def test_a_worker_restarted_during_a_pending_challenge_answers_it(
     to the new worker process as soon as it is ready, so validator connections the kernel
     gives it are answered with the challenge certificate too."""
     wait_issued(daemon)
-    pebble.dns_a("10.231.100.99")  # nobody there: the challenge stays pending
+    # nobody there, and silently so: a neighbour entry with a MAC nobody has makes pebble's
+    # connections wait for its dial timeout. (An address nobody answers ARP for fails in
+    # seconds, and at once while the kernel remembers the failure from the test before:
+    # the challenge then ended before the new worker was up, on a slow machine.)
+    net.run(net.cli, *BLACKHOLE_NEIGHBOUR)
+    pebble.dns_a(BLACKHOLE)
     sock = str(daemon.workdir / "control.sock")
     renew = subprocess.Popen(
         [sys.executable, "-m", "sstpd.ctl", "--socket", sock, "cert", "renew"],
@@ -255,7 +265,8 @@ def test_a_worker_restarted_during_a_pending_challenge_answers_it(
         if probe is not None and probe.poll() is None:
             probe.kill()
             probe.wait()
-        _, err = renew.communicate(timeout=120)
+        _, err = renew.communicate(timeout=180)
+        net.run(net.cli, "ip", "neigh", "del", BLACKHOLE, "dev", "sti-c", check=False)
     assert renew.returncode == 1 and "validation failed" in err, err
     assert cert_state(daemon)["acme"]["pending_challenges"] == []
     assert "worker 1" in daemon.log_text()

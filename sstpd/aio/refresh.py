@@ -19,8 +19,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sstpd.aio.workers import worker_record
-from sstpd.records import StatsRecord
+from sstpd.aio.workers_link import worker_answer, worker_record
+from sstpd.records import StatsRecord, sessions_from_json
 
 if TYPE_CHECKING:
     from sstpd.aio.shared import SharedLimits
@@ -94,6 +94,6 @@ async def refresh_worker(w: Worker, shared: SharedLimits, accounting: bool) -> N
     if rec is not None and w.alive and w.generation == gen:  # not a restarted one's
         w.last_stats = rec
     if accounting:
-        answer = await w.call({"cmd": "sessions"})
-        if answer and answer.get("ok") and w.alive and w.generation == gen:
-            shared.traffic(answer["sessions"])
+        rows = worker_answer(sessions_from_json, w.index, await w.call({"cmd": "sessions"}))
+        if rows is not None and w.alive and w.generation == gen:
+            shared.traffic(rows)

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import typing
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Network
 from typing import Any
 
@@ -35,7 +36,7 @@ from sstpd.control import encode
 from sstpd.proto import aaa, radius
 from sstpd.proto.guard import AuthThrottle
 from sstpd.proto.registry import Held, Registry
-from sstpd.records import AdmissionRecord, HistogramRecord, StatsRecord
+from sstpd.records import AdmissionRecord, HistogramRecord, SessionRecord, StatsRecord
 
 log = logging.getLogger("sstpd")
 
@@ -204,8 +205,14 @@ class SharedLimits:
         if op == "opened6":
             reg.opened6(int(msg["id"]), str(msg["prefix"]), str(msg.get("iid", "")))
             return None
-        if op == "traffic":
-            self.traffic([msg])
+        if op == "traffic":  # an Interim-Update's figures
+            reg.traffic(
+                int(msg["id"]),
+                int(msg.get("rx_bytes", 0)),
+                int(msg.get("tx_bytes", 0)),
+                int(msg.get("rx_packets", 0)),
+                int(msg.get("tx_packets", 0)),
+            )
             return None
         if op == "closed":
             reg.closed(int(msg["id"]))
@@ -278,16 +285,10 @@ class SharedLimits:
             self.retired = self.retired + Counted.of(last)
 
     # ------------------------------------------------------------ what stats shows
-    def traffic(self, rows: list[dict[str, Any]]) -> None:
+    def traffic(self, rows: Iterable[SessionRecord]) -> None:
         """The traffic of each session in a ``sessions`` answer (for a dead worker's Stops)."""
         for r in rows:
-            self.registry.traffic(
-                int(r["id"]),
-                int(r.get("rx_bytes", 0)),
-                int(r.get("tx_bytes", 0)),
-                int(r.get("rx_packets", 0)),
-                int(r.get("tx_packets", 0)),
-            )
+            self.registry.traffic(r.id, r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets)
 
     def throttle_figures(self) -> tuple[int, dict[str, int]]:
         """The throttle's ``auth_blocks`` and ``auth_blocked`` (the workers' own are 0)

@@ -3,11 +3,11 @@
 ``SupervisorControl`` is the base of ``aio.supervisor.Supervisor``: ``handle`` answers a
 control request (from the public control socket, or SIGHUP's ``reload``) by asking every
 worker (``ask_all``) and merging their records into one (``merge_health``,
-``merge_drain``, ``merge_stats``: the totals count a dead worker's last figures and never
-go backwards); ``reload`` validates the configuration here first and then has every
-worker apply it. It is separate from the process lifecycle (``aio.supervisor``: spawn,
-restart, signals, stop) because it only reads the state that class sets up, listed below
-as annotations.
+``merge_drain``, ``merge_sessions``, ``merge_stats``: the totals count a dead worker's
+last figures and never go backwards); ``reload`` validates the configuration here first
+and then has every worker apply it. It is separate from the process lifecycle
+(``aio.supervisor``: spawn, restart, signals, stop) because it only reads the state that
+class sets up, listed below as annotations.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sstpd.aio.shared import (
 )
 from sstpd.aio.stats import Histogram
 from sstpd.aio.supervisor_worker import Answers, Records, Worker, records
-from sstpd.aio.workers_link import worker_record
+from sstpd.aio.workers_link import worker_answer, worker_record
 from sstpd.config import Config, load_config
 from sstpd.errors import SstpdError
 from sstpd.records import (
@@ -37,7 +37,10 @@ from sstpd.records import (
     HealthRecord,
     KickRecord,
     ReloadRecord,
+    SessionRecord,
     StatsRecord,
+    sessions_from_json,
+    sessions_to_json,
 )
 
 if TYPE_CHECKING:
@@ -96,9 +99,9 @@ class SupervisorControl:
         if cmd == "health":
             return {"ok": True, **self.merge_health(records(HealthRecord, answers)).to_json()}
         if cmd == "sessions":
-            rows = [s for _, a in answers if a and a.get("ok") for s in a["sessions"]]
+            rows = self.merge_sessions(answers)
             self.shared.traffic(rows)  # the last traffic known, for a dead worker's Stops
-            return {"ok": True, "sessions": sorted(rows, key=lambda r: int(r["id"]))}
+            return {"ok": True, **sessions_to_json(rows)}
         if cmd == "kick":
             kicks = [k for w, a in answers if (k := worker_record(KickRecord, w.index, a))]
             if not kicks:
@@ -157,6 +160,13 @@ class SupervisorControl:
             pool_free=pool_free,
             warnings=tuple(warnings),
         )
+
+    def merge_sessions(self, answers: Answers) -> list[SessionRecord]:
+        """``sessions``: every worker's rows (``sessions_from_json``), by session id; a
+        worker that does not answer, refuses or answers something else (logged) has none
+        listed, like one that is not running."""
+        rows = [s for w, a in answers for s in worker_answer(sessions_from_json, w.index, a) or ()]
+        return sorted(rows, key=lambda s: s.id)
 
     def merge_drain(self, recs: Records[DrainRecord]) -> DrainRecord:
         """``drain``/``undrain``: the merged health, and the sessions all workers keep."""

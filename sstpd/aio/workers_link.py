@@ -1,7 +1,7 @@
 """The links between a worker and its supervisor (``server.workers``, see
 ``sstpd.aio.workers``): their limits and timeouts, the link-only commands
-(``LINK_COMMANDS``) and the ``acme-challenge`` codec, the supervisor's reading of a
-worker's answer (``worker_record``), and the worker's ends of the control link
+(``LINK_COMMANDS``) and the ``acme-challenge`` codec, the supervisor's reading of a worker's answer
+(``worker_record``, ``worker_answer``), and the worker's ends of the control link
 (``LinkControl``) and of the registry link (``RegistryLink``; the supervisor's end is
 ``sstpd.aio.shared``).
 
@@ -29,6 +29,21 @@ from sstpd.records import (
     ReloadRecord,
     StatsRecord,
 )
+
+__all__ = [
+    "LINK_COMMANDS",
+    "MAX_NAME",
+    "REGISTRY_LINE",
+    "REGISTRY_TIMEOUT",
+    "WORKER_TIMEOUT",
+    "LinkControl",
+    "R",
+    "RegistryLink",
+    "challenge_request",
+    "decode_challenge",
+    "worker_answer",
+    "worker_record",
+]
 
 log = logging.getLogger("sstpd")
 
@@ -73,20 +88,29 @@ def decode_challenge(req: dict[str, Any]) -> tuple[str, tuple[bytes, bytes] | No
 
 
 R = TypeVar("R", CertRecord, DrainRecord, HealthRecord, KickRecord, ReloadRecord, StatsRecord)
+T = TypeVar("T")
 
 
-def worker_record(cls: type[R], index: int, answer: dict[str, Any] | None) -> R | None:
-    """Worker ``index``'s answer as its record, for the supervisor's merged view: None
-    when it did not answer or refused, or when the answer is not that record (logged; a
-    worker runs the supervisor's code, so that is a bug, and the worker counts as not
+def worker_answer(
+    decode: Callable[[object], T], index: int, answer: dict[str, Any] | None
+) -> T | None:
+    """Worker ``index``'s answer as ``decode`` reads it (a record's ``from_json``,
+    ``sstpd.records.sessions_from_json``), for the supervisor's merged view: None when it
+    did not answer or refused, or when ``decode`` raises ``RecordError`` (logged; a worker
+    runs the supervisor's code, so that is a bug, and the worker counts as not
     answering)."""
     if answer is None or not answer.get("ok"):
         return None
     try:
-        return cls.from_json(answer)
+        return decode(answer)
     except RecordError as exc:
         log.warning("worker %d: unexpected answer: %s", index, exc)
         return None
+
+
+def worker_record(cls: type[R], index: int, answer: dict[str, Any] | None) -> R | None:
+    """Worker ``index``'s answer as its record (``worker_answer``)."""
+    return worker_answer(cls.from_json, index, answer)
 
 
 class LinkControl:

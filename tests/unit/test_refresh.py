@@ -7,7 +7,9 @@ import asyncio
 from typing import Any
 
 from sstpd.aio.refresh import REFRESH_INTERVAL, Refresher, refresh_worker
+from sstpd.records import SessionRecord
 from tests.unit.test_shared_limits import _stats_answer
+from tests.unit.test_workers import SESSION_ROW
 
 
 class FakeWorker:
@@ -32,9 +34,9 @@ class FakeWorker:
 
 class FakeShared:
     def __init__(self) -> None:
-        self.rows: list[list[dict[str, Any]]] = []
+        self.rows: list[list[SessionRecord]] = []
 
-    def traffic(self, rows: list[dict[str, Any]]) -> None:
+    def traffic(self, rows: list[SessionRecord]) -> None:
         self.rows.append(rows)
 
 
@@ -114,21 +116,27 @@ def test_refresh_keeps_the_stats_answer_and_with_accounting_the_traffic() -> Non
     async def go() -> None:
         w = FakeWorker(1)
         shared = FakeShared()
-        rows = [{"id": 7, "rx_bytes": 1234, "tx_bytes": 99}]
+        row = {**SESSION_ROW, "id": 7, "rx_bytes": 1234, "tx_bytes": 99}
         w.answers = {
             "stats": _stats_answer(rx_bytes=4321, sessions=1),
-            "sessions": {"ok": True, "sessions": rows},
+            "sessions": {"ok": True, "sessions": [row]},
         }
         await refresh_worker(w, shared, False)  # no accounting: no sessions request
         assert w.requests == ["stats"] and w.last_stats.rx_bytes == 4321
         assert shared.rows == []
         await refresh_worker(w, shared, True)
-        assert w.requests == ["stats", "stats", "sessions"] and shared.rows == [rows]
+        assert w.requests == ["stats", "stats", "sessions"]
+        assert shared.rows == [[SessionRecord.from_json(row)]]  # typed rows
 
         # no answer (timed out, not running): the last one stays
         w.answers = {}
         await refresh_worker(w, shared, True)
-        assert w.last_stats.rx_bytes == 4321 and shared.rows == [rows]
+        assert w.last_stats.rx_bytes == 4321 and len(shared.rows) == 1
+
+        # an answer that is not a sessions answer: logged, and not passed on
+        w.answers = {"sessions": {"ok": True, "sessions": [{"id": 7, "rx_bytes": 1}]}}
+        await refresh_worker(w, shared, True)
+        assert len(shared.rows) == 1
 
     asyncio.run(go())
 
@@ -139,7 +147,7 @@ def test_an_answer_from_before_a_restart_is_not_kept() -> None:
         shared = FakeShared()
         w.answers = {
             "stats": _stats_answer(rx_bytes=10),
-            "sessions": {"ok": True, "sessions": [{"id": 1}]},
+            "sessions": {"ok": True, "sessions": [SESSION_ROW]},
         }
 
         def restarted() -> None:  # it died and came back while the request was out

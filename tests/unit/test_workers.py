@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 import os
 import socket
@@ -34,6 +35,7 @@ from sstpd.records import (
     SessionRecord,
     StatsRecord,
     WorkerCertRecord,
+    sessions_from_json,
 )
 from sstpd.status.metrics import render_metrics
 
@@ -362,10 +364,39 @@ def test_health_merge_reports_the_worst_and_missing_workers(tmp_path: Path) -> N
     assert none["status"] == "full" and "no worker is running" in none["warnings"]
 
 
+# one row of a worker's ``sessions`` answer (a SessionRecord's JSON)
+SESSION_ROW: dict[str, Any] = {
+    "id": 2,
+    "user": "a",
+    "peer": "p",
+    "peer_host": "p",
+    "peer_port": 1,
+    "address": "10.77.0.128",
+    "connected_since": 0.0,
+    "duration": 1.0,
+    "rx_packets": 0,
+    "rx_bytes": 0,
+    "tx_packets": 0,
+    "tx_bytes": 0,
+    "dropped": 0,
+    "auth_method": "pap",
+    "tls_version": "",
+    "tls_cipher": "",
+    "binding_hash": "",
+    "cert_hash": "",
+    "worker": 1,
+}
+
+
+def _sessions(worker: int, *ids: int) -> dict[str, Any]:
+    rows = [{**SESSION_ROW, "id": i, "worker": worker, "rx_bytes": 10 * i} for i in ids]
+    return {"ok": True, "sessions": rows}
+
+
 def test_kick_and_sessions_merge(tmp_path: Path) -> None:
     answers = {
-        0: [{"ok": False, "error": "no open session 4"}, {"ok": True, "sessions": [{"id": 3}]}],
-        1: [{"ok": True, "kicked": [4]}, {"ok": True, "sessions": [{"id": 2}, {"id": 4}]}],
+        0: [{"ok": False, "error": "no open session 4"}, _sessions(0, 3)],
+        1: [{"ok": True, "kicked": [4]}, _sessions(1, 4, 2)],
     }
 
     async def go() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -380,6 +411,44 @@ def test_kick_and_sessions_merge(tmp_path: Path) -> None:
     assert kick == {"ok": True, "kicked": [4]}
     assert [r["id"] for r in rows["sessions"]] == [2, 3, 4]
     assert gone == {"ok": False, "error": "no worker answers"}
+    # what sstpctl and the status app read: the rows as the workers wrote them, by id
+    merged = sessions_from_json(rows)
+    assert [(r.id, r.worker, r.rx_bytes) for r in merged] == [(2, 1, 20), (3, 0, 30), (4, 1, 40)]
+    assert rows["sessions"][0] == {**SessionRecord.from_json(SESSION_ROW).to_json(), "rx_bytes": 20}
+
+
+def test_a_malformed_sessions_answer_counts_as_a_worker_not_running(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Worker 1's rows do not read as SessionRecords (a row without "user"): logged, and
+    its rows left out as if it were down; worker 0's are listed and their traffic kept for
+    the Accounting-Stops should it die."""
+    bad = _sessions(1, 5)
+    del bad["sessions"][0]["user"]
+    answers: dict[int, list[dict[str, Any] | None]] = {
+        0: [_sessions(0, 7, 3), _sessions(0, 3)],
+        1: [bad, {"ok": True, "sessions": "none"}],
+    }
+    kept: list[list[SessionRecord]] = []
+
+    async def go() -> list[dict[str, Any]]:
+        sup = _supervisor(tmp_path)
+        _answering(sup, answers)
+        sup.shared.traffic = kept.append  # type: ignore[method-assign]
+        return [await sup.handle({"cmd": "sessions"}) for _ in range(3)]
+
+    caplog.set_level(logging.WARNING, logger="sstpd")
+    first, second, none = asyncio.run(go())
+    assert [r["id"] for r in first["sessions"]] == [3, 7]
+    assert [r["id"] for r in second["sessions"]] == [3]
+    assert none == {"ok": True, "sessions": []}  # no worker answers: an empty list
+    assert [[r.id for r in rows] for rows in kept] == [[3, 7], [3], []]
+    assert all(isinstance(r, SessionRecord) for rows in kept for r in rows)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "worker 1: unexpected answer: SessionRecord: no 'user'",
+        'worker 1: unexpected answer: sessions: no "sessions" list',
+    ]
 
 
 def _answering(sup: Supervisor, answers: dict[int, list[dict[str, Any] | None]]) -> None:
@@ -464,27 +533,7 @@ def test_cert_merge_shows_a_worker_that_does_not_answer(tmp_path: Path) -> None:
 
 
 def test_sessions_table_shows_the_worker_column_with_several_workers() -> None:
-    row = {
-        "id": 2,
-        "user": "a",
-        "peer": "p",
-        "peer_host": "p",
-        "peer_port": 1,
-        "address": "10.77.0.128",
-        "connected_since": 0.0,
-        "duration": 1.0,
-        "rx_packets": 0,
-        "rx_bytes": 0,
-        "tx_packets": 0,
-        "tx_bytes": 0,
-        "dropped": 0,
-        "auth_method": "pap",
-        "tls_version": "",
-        "tls_cipher": "",
-        "binding_hash": "",
-        "cert_hash": "",
-        "worker": 1,
-    }
+    row = SESSION_ROW
     assert sessions_table([SessionRecord.from_json(row)]).splitlines()[0].split()[-1] == "WORKER"
     assert "WORKER" not in sessions_table([SessionRecord.from_json({**row, "worker": 0})])
 
@@ -684,3 +733,4 @@ def test_dae_is_a_link_command_only() -> None:
         "framed_ip": "10.0.0.2",
         "framed_ipv6_prefix": None,
     }
+

@@ -29,6 +29,7 @@ from sstpd.records import (
     ReloadRecord,
     StatsRecord,
 )
+from sstpd.records_link import ChallengeRecord, DaeRecord
 
 __all__ = [
     "LINK_COMMANDS",
@@ -87,7 +88,17 @@ def decode_challenge(req: dict[str, Any]) -> tuple[str, tuple[bytes, bytes] | No
     return name, (cert.encode("ascii"), key.encode("ascii"))
 
 
-R = TypeVar("R", CertRecord, DrainRecord, HealthRecord, KickRecord, ReloadRecord, StatsRecord)
+R = TypeVar(
+    "R",
+    CertRecord,
+    ChallengeRecord,
+    DaeRecord,
+    DrainRecord,
+    HealthRecord,
+    KickRecord,
+    ReloadRecord,
+    StatsRecord,
+)
 T = TypeVar("T")
 
 

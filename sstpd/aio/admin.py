@@ -41,6 +41,7 @@ from sstpd.records import (
     StatsRecord,
     sessions_to_json,
 )
+from sstpd.records_link import DaeRecord
 
 if TYPE_CHECKING:
     from sstpd.aio.acme import AcmeManager
@@ -119,7 +120,8 @@ class Admin:
         if cmd == "cert":
             return {"ok": True, **self.cert_status().to_json()}
         if cmd == "dae":  # from the supervisor only (workers.LINK_COMMANDS)
-            return {"ok": True, "ended": self.dae_disconnect(criteria_from_json(req))}
+            ended = self.dae_disconnect(criteria_from_json(req))
+            return {"ok": True, **DaeRecord(ended=ended).to_json()}
         if cmd == "acme-challenge":  # from the supervisor's ACME manager only
             return self.acme_challenge(req)
         if cmd == "renew":

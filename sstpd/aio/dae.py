@@ -12,10 +12,10 @@ Found). CoA-Requests get CoA-NAK 406.
 A retransmitted request (same source, identifier and authenticator) gets the same answer.
 
 With ``server.workers`` > 1 the supervisor alone listens; its ``disconnect`` is a
-coroutine that asks every worker (the control link's ``dae`` command, the criteria as
-``criteria_to_json`` writes them) and adds up the sessions they ended. A retransmission
-that arrives while the workers are still being asked is dropped: the first answer goes
-out when they have answered.
+coroutine that asks every worker (the control link's ``dae`` command: a
+``sstpd.records_link.DaeRequest``, answered with a ``DaeRecord``) and adds up the
+sessions they ended. A retransmission that arrives while the workers are still being
+asked is dropped: the first answer goes out when they have answered.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from ipaddress import IPv4Address, IPv6Network
 from typing import Any
 
 from sstpd.config import RadiusConfig
 from sstpd.errors import ParseError
 from sstpd.proto import aaa, radius
 from sstpd.proto.radius import Code
+from sstpd.records import RecordError
+from sstpd.records_link import DaeRequest
 
 log = logging.getLogger("sstpd.radius")
 
@@ -157,37 +158,17 @@ def _ended_reply(
 
 
 def criteria_to_json(c: aaa.DisconnectCriteria) -> dict[str, Any]:
-    """The criteria as the arguments of the worker link's ``dae`` command."""
-    prefix6 = c.framed_ipv6_prefix
-    return {
-        "user": c.user,
-        "session_id": c.session_id,
-        "framed_ip": str(c.framed_ip) if c.framed_ip is not None else None,
-        "framed_ipv6_prefix": str(prefix6) if prefix6 is not None else None,
-    }
+    """The criteria as the arguments of the worker link's ``dae`` command (``DaeRequest``)."""
+    return DaeRequest.of(c).to_json()
 
 
 def criteria_from_json(req: dict[str, Any]) -> aaa.DisconnectCriteria:
-    """The inverse of ``criteria_to_json``; ValueError for a malformed request."""
-    user, sid, ip = req.get("user"), req.get("session_id"), req.get("framed_ip")
-    ip6 = req.get("framed_ipv6_prefix")
-    for name, value in (
-        ("user", user),
-        ("session_id", sid),
-        ("framed_ip", ip),
-        ("framed_ipv6_prefix", ip6),
-    ):
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f'"{name}" must be a string or null')
-    c = aaa.DisconnectCriteria(
-        user,
-        sid,
-        IPv4Address(ip) if ip is not None else None,
-        IPv6Network(ip6) if ip6 is not None else None,
-    )
-    if c.empty:
-        raise ValueError("dae names no session")
-    return c
+    """The inverse of ``criteria_to_json`` (``DaeRequest.from_json``); ValueError with the
+    reason for a malformed request (the worker link refuses it)."""
+    try:
+        return DaeRequest.from_json(req).criteria()
+    except RecordError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _show(c: aaa.DisconnectCriteria) -> str:

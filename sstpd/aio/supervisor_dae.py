@@ -3,8 +3,10 @@
 With ``server.workers`` the supervisor alone listens, so a Disconnect-Request is answered
 once whichever worker holds the sessions. ``sstpd.aio.dae.DaeServer`` keeps the checks,
 the answers and the cached answer for a retransmission; ``DaeFanout.disconnect`` is its
-``disconnect``: every worker is asked over the link-only ``dae`` command (the criteria as
-``criteria_to_json`` writes them) and the sessions they ended are added up.
+``disconnect``: every worker is asked over the link-only ``dae`` command (a
+``sstpd.records_link.DaeRequest``) and the sessions they ended (each one's ``DaeRecord``)
+are added up; a worker that refuses, does not answer or answers something else counts
+as having ended none, and is logged.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sstpd.aio.dae import DaeServer, criteria_to_json
+from sstpd.aio.dae import DaeServer
+from sstpd.aio.workers_link import worker_record
 from sstpd.config import RadiusConfig
 from sstpd.proto import aaa
+from sstpd.records_link import DaeRecord, DaeRequest
 
 if TYPE_CHECKING:
     from sstpd.aio.supervisor import Supervisor
@@ -46,12 +50,13 @@ class DaeFanout:
 
     async def disconnect(self, criteria: aaa.DisconnectCriteria) -> int:
         """A Disconnect-Request: every worker ends the sessions it names; how many ended."""
-        answers = await self.sup.ask_all({"cmd": "dae", **criteria_to_json(criteria)})
+        answers = await self.sup.ask_all(DaeRequest.of(criteria).to_request())
         ended = 0
         for w, a in answers:
             if a is None or not a.get("ok"):
                 reason = a.get("error", "failed") if a else "does not answer"
                 log.warning("Disconnect-Request: worker %d: %s", w.index, reason)
                 continue
-            ended += int(a.get("ended", 0))
+            rec = worker_record(DaeRecord, w.index, a)  # None: logged there
+            ended += rec.ended if rec is not None else 0
         return ended

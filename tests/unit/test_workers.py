@@ -22,7 +22,7 @@ from sstpd.aio.workers import WorkerRole, share, worker_count
 from sstpd.aio.workers_pool import RoutedPool, RoutedPrefixPool
 from sstpd.config import Config, ConfigError, parse_config
 from sstpd.ctl import cert_text, sessions_table, stats_text
-from sstpd.proto import radius
+from sstpd.proto import aaa, radius
 from sstpd.proto.pool import slice_pool
 from sstpd.proto.pool6 import slice_prefixes
 from sstpd.proto.radius import Attr, Code, RadiusPacket
@@ -37,6 +37,7 @@ from sstpd.records import (
     WorkerCertRecord,
     sessions_from_json,
 )
+from sstpd.records_link import DaeRequest
 from sstpd.status.metrics import render_metrics
 
 
@@ -734,3 +735,43 @@ def test_dae_is_a_link_command_only() -> None:
         "framed_ipv6_prefix": None,
     }
 
+
+def test_dae_fanout_adds_up_the_workers_dae_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each worker gets the criteria as a DaeRequest; an answer that is not a DaeRecord
+    (a count that is not an int, or negative) is logged and counts as no session ended,
+    as does a refusal or a worker that does not answer."""
+    answers: dict[int, list[dict[str, Any] | None]] = {
+        0: [{"ok": True, "ended": 2}, {"ok": True, "ended": -1}, None],
+        1: [{"ok": True, "ended": "1"}, {"ok": False, "error": "dae names no session"}, None],
+    }
+    asked: list[DaeRequest] = []
+
+    async def go() -> list[int]:
+        sup = _supervisor(tmp_path)
+        queues = {i: list(a) for i, a in answers.items()}
+        for w in sup.workers:
+
+            async def call(req: dict[str, Any], w: Worker = w) -> dict[str, Any] | None:
+                assert req["cmd"] == "dae"
+                asked.append(DaeRequest.from_json(req))
+                return queues[w.index].pop(0)
+
+            w.call = call  # type: ignore[method-assign]
+        c = aaa.DisconnectCriteria(user="bob", framed_ip=IPv4Address("10.77.0.9"))
+        return [await sup.dae.disconnect(c) for _ in range(3)]
+
+    caplog.set_level(logging.WARNING, logger="sstpd")
+    assert asyncio.run(go()) == [2, 0, 0]
+    assert {r.criteria() for r in asked} == {
+        aaa.DisconnectCriteria(user="bob", framed_ip=IPv4Address("10.77.0.9"))
+    }
+    assert len(asked) == 6
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "worker 1: unexpected answer: DaeRecord.ended: str '1' is not int",
+        "worker 0: unexpected answer: DaeRecord.ended: -1 is negative",
+        "Disconnect-Request: worker 1: dae names no session",
+        "Disconnect-Request: worker 0: does not answer",
+        "Disconnect-Request: worker 1: does not answer",
+    ]

@@ -41,7 +41,7 @@ from sstpd.records import (
     StatsRecord,
     sessions_to_json,
 )
-from sstpd.records_link import DaeRecord
+from sstpd.records_link import ChallengeRecord, DaeRecord
 
 if TYPE_CHECKING:
     from sstpd.aio.acme import AcmeManager
@@ -155,7 +155,7 @@ class Admin:
         else:
             router.add_challenge(name, *pems)
             log.info("ACME: answering the TLS-ALPN-01 challenge for %s", name)
-        return {"ok": True, "pending": router.pending}
+        return {"ok": True, **ChallengeRecord(pending=tuple(router.pending)).to_json()}
 
     def health(self) -> HealthRecord:
         why = self.refusal()

@@ -19,6 +19,7 @@ from sstpd.aio.tls import cert_summary
 from sstpd.aio.workers_link import WORKER_TIMEOUT, challenge_request, worker_record
 from sstpd.config import Config
 from sstpd.records import CertificateRecord, CertRecord, WorkerCertRecord
+from sstpd.records_link import ChallengeRecord, ChallengeRequest
 
 if TYPE_CHECKING:
     from sstpd.aio.acme import AcmeManager
@@ -35,8 +36,9 @@ class ChallengeFanout:
     validation connection lands on whichever worker the kernel picks. ``add_challenge``
     runs in the ACME order's thread and returns once every running worker has it (the
     order then tells the CA to validate); a running worker that does not take it fails the
-    attempt (the manager's backoff retries). A worker restarted meanwhile gets the pending
-    answers when it is ready (``replay``)."""
+    attempt (the manager's backoff retries; a worker took it when its answer, the names
+    its router answers for, includes this one). A worker restarted meanwhile gets the
+    pending answers when it is ready (``replay``)."""
 
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
@@ -48,7 +50,7 @@ class ChallengeFanout:
 
     def add_challenge(self, name: str, cert_pem: bytes, key_pem: bytes) -> None:
         self._pending[name.lower()] = (cert_pem, key_pem)
-        failed = self._send(challenge_request(name, cert_pem, key_pem))
+        failed = self._send(ChallengeRequest.of(name, cert_pem, key_pem))
         if failed:
             from sstpd.acmeclient import AcmeFailure  # [acme] only: an optional extra
 
@@ -56,11 +58,14 @@ class ChallengeFanout:
 
     def remove_challenge(self, name: str) -> None:
         self._pending.pop(name.lower(), None)
-        self._send(challenge_request(name))
+        self._send(ChallengeRequest.of(name))
 
-    def _send(self, req: dict[str, Any]) -> list[str]:
-        """Ask every worker from the order's thread; the running workers that failed."""
-        ask = self.sup.ask_all(req)
+    def _send(self, req: ChallengeRequest) -> list[str]:
+        """Ask every worker from the order's thread; the running workers that failed: did
+        not answer, refused, or answered with a ``ChallengeRecord`` whose ``pending``
+        names do not show the change (the name missing after an install, still there
+        after a removal)."""
+        ask = self.sup.ask_all(req.to_request())
         try:
             fut = asyncio.run_coroutine_threadsafe(ask, self.sup.loop)
         except RuntimeError:  # the loop is closed: the supervisor is stopping
@@ -70,7 +75,13 @@ class ChallengeFanout:
             answers = fut.result(WORKER_TIMEOUT + FANOUT_SLACK)
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
             return ["(all)"]
-        return [str(w.index) for w, a in answers if w.alive and (a is None or not a.get("ok"))]
+        name, install = req.name.lower(), req.pems is not None
+        failed = []
+        for w, a in answers:
+            rec = worker_record(ChallengeRecord, w.index, a)
+            if w.alive and (rec is None or (name in rec.pending) != install):
+                failed.append(str(w.index))
+        return failed
 
     async def replay(self, w: Worker) -> None:
         for name, (cert_pem, key_pem) in list(self._pending.items()):

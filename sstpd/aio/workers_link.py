@@ -1,6 +1,7 @@
 """The links between a worker and its supervisor (``server.workers``, see
 ``sstpd.aio.workers``): their limits and timeouts, the link-only commands
-(``LINK_COMMANDS``) and the ``acme-challenge`` codec, the supervisor's reading of a worker's answer
+(``LINK_COMMANDS``, whose requests and answers are ``sstpd.records_link``'s records) and
+the ``acme-challenge`` codec, the supervisor's reading of a worker's answer
 (``worker_record``, ``worker_answer``), and the worker's ends of the control link
 (``LinkControl``) and of the registry link (``RegistryLink``; the supervisor's end is
 ``sstpd.aio.shared``).
@@ -29,7 +30,7 @@ from sstpd.records import (
     ReloadRecord,
     StatsRecord,
 )
-from sstpd.records_link import ChallengeRecord, DaeRecord
+from sstpd.records_link import MAX_NAME, ChallengeRecord, ChallengeRequest, DaeRecord
 
 __all__ = [
     "LINK_COMMANDS",
@@ -54,38 +55,28 @@ WORKER_TIMEOUT = 10.0  # seconds a worker has to answer one control request
 REGISTRY_LINE = 1 << 20
 # commands the supervisor sends a worker besides the public ones (sstpd.control.COMMANDS):
 # "dae": end the sessions a RADIUS Disconnect-Request names (sstpd.aio.dae), answer "ended"
-# "acme-challenge": install or remove a TLS-ALPN-01 answer (challenge_request)
+# "acme-challenge": install or remove a TLS-ALPN-01 answer (challenge_request), answer
+#   "pending" (requests and answers: sstpd.records_link)
 LINK_COMMANDS = ("dae", "acme-challenge")
-MAX_NAME = 253  # characters of a DNS name
 
 
 def challenge_request(
     name: str, cert_pem: bytes | None = None, key_pem: bytes | None = None
 ) -> dict[str, Any]:
     """The link request that installs the TLS-ALPN-01 answer for ``name`` (its challenge
-    certificate and key, PEM) in a worker's TLS router, or removes it (no PEMs). It is
-    well under ``MAX_REQUEST``: an EC P-256 key and a certificate for one name."""
-    req: dict[str, Any] = {"cmd": "acme-challenge", "name": name}
-    if cert_pem is not None and key_pem is not None:
-        req["cert"] = cert_pem.decode("ascii")
-        req["key"] = key_pem.decode("ascii")
-    return req
+    certificate and key, PEM) in a worker's TLS router, or removes it (no PEMs): a
+    ``sstpd.records_link.ChallengeRequest``."""
+    return ChallengeRequest.of(name, cert_pem, key_pem).to_request()
 
 
 def decode_challenge(req: dict[str, Any]) -> tuple[str, tuple[bytes, bytes] | None]:
     """``(name, (cert_pem, key_pem))`` of an ``acme-challenge`` request, ``(name, None)``
     to remove it. Raises ValueError with the reason (never with the key's text)."""
-    name = req.get("name")
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isascii():
-        raise ValueError('acme-challenge: "name" must be a DNS name')
-    cert, key = req.get("cert"), req.get("key")
-    if cert is None and key is None:
-        return name, None
-    for field, text, marker in (("cert", cert, "CERTIFICATE"), ("key", key, "PRIVATE KEY")):
-        if not isinstance(text, str) or not text.isascii() or f"-----BEGIN {marker}" not in text:
-            raise ValueError(f'acme-challenge: "{field}" must be a PEM {marker.lower()}')
-    assert isinstance(cert, str) and isinstance(key, str)
-    return name, (cert.encode("ascii"), key.encode("ascii"))
+    try:
+        rec = ChallengeRequest.from_json(req)
+    except RecordError as exc:
+        raise ValueError(str(exc)) from None
+    return rec.name, rec.pems
 
 
 R = TypeVar(

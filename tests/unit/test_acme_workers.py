@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from sstpd.config import parse_config
 from sstpd.control import MAX_REQUEST, decode_request, encode
 from sstpd.ctl import cert_text
 from sstpd.records import CertificateRecord, CertRecord, ReloadRecord
+from sstpd.records_link import ChallengeRecord
 
 NAME = "vpn.example.test"
 
@@ -146,12 +148,29 @@ def fake_workers(sup: Supervisor, answer: Any) -> list[dict[str, Any]]:
     return asked
 
 
+def routers(sup: Supervisor) -> Any:
+    """Each worker's answer to ``acme-challenge`` as a worker gives it (``Admin``): a TLS
+    router per worker takes the request, the answer lists its pending names."""
+    held = {w.index: TlsRouter() for w in sup.workers}
+
+    def answer(w: Worker, req: dict[str, Any]) -> dict[str, Any]:
+        name, pems = decode_challenge(req)
+        router = held[w.index]
+        if pems is None:
+            router.remove_challenge(name)
+        else:
+            router.add_challenge(name, *pems)
+        return {"ok": True, **ChallengeRecord(pending=tuple(router.pending)).to_json()}
+
+    return answer
+
+
 def test_a_challenge_reaches_every_worker_before_add_returns(tmp_path: Path) -> None:
     cert_pem, key_pem = acmeclient.challenge_certificate(NAME, "k.a")
 
     async def go() -> list[dict[str, Any]]:
         sup = supervisor(tmp_path)
-        asked = fake_workers(sup, lambda w, req: {"ok": True})
+        asked = fake_workers(sup, routers(sup))
         # from another thread, as the order does; the loop answers meanwhile
         await in_thread(lambda: sup.acme.router.add_challenge(NAME, cert_pem, key_pem))
         assert len(asked) == 2 and sup.acme.router.pending == [NAME]
@@ -178,7 +197,8 @@ def test_a_worker_that_does_not_take_the_challenge_fails_the_attempt(tmp_path: P
 
     async def go() -> None:
         sup = supervisor(tmp_path)
-        fake_workers(sup, lambda w, req: None if w.index == 1 else {"ok": True})
+        took = routers(sup)
+        fake_workers(sup, lambda w, req: None if w.index == 1 else took(w, req))
         with pytest.raises(acmeclient.AcmeFailure, match="worker 1 did not take the challenge"):
             await in_thread(lambda: sup.acme.router.add_challenge(NAME, cert_pem, key_pem))
         # a worker that is not running (restarting) does not count: it does not listen
@@ -186,12 +206,41 @@ def test_a_worker_that_does_not_take_the_challenge_fails_the_attempt(tmp_path: P
         await in_thread(lambda: sup.acme.router.add_challenge(NAME, cert_pem, key_pem))
         # and gets the pending challenge once it is ready again
         sup.workers[1].proc = Alive()  # type: ignore[assignment]
-        asked = fake_workers(sup, lambda w, req: {"ok": True})
+        asked = fake_workers(sup, took)
         await sup.acme.router.replay(sup.workers[1])
         assert [(a["worker"], a["name"], "key" in a) for a in asked] == [(1, NAME, True)]
         sup.control.close()
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"ok": True},  # not a ChallengeRecord
+        {"ok": True, "pending": "vpn.example.test"},
+        {"ok": True, "pending": ["other.example.test"]},  # did not take this one
+    ],
+)
+def test_a_worker_whose_answer_does_not_list_the_name_fails_the_attempt(
+    tmp_path: Path, answer: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    cert_pem, key_pem = acmeclient.challenge_certificate(NAME, "k.a")
+    caplog.set_level(logging.WARNING, logger="sstpd")
+
+    async def go() -> None:
+        sup = supervisor(tmp_path)
+        took = routers(sup)
+        fake_workers(sup, lambda w, req: answer if w.index == 0 else took(w, req))
+        with pytest.raises(acmeclient.AcmeFailure, match="worker 0 did not take the challenge"):
+            await in_thread(lambda: sup.acme.router.add_challenge(NAME, cert_pem, key_pem))
+        sup.control.close()
+
+    asyncio.run(go())
+    malformed = "pending" not in answer or isinstance(answer["pending"], str)
+    logged = [r.getMessage() for r in caplog.records if "unexpected answer" in r.getMessage()]
+    assert len(logged) == (1 if malformed else 0), logged
+    assert all("PRIVATE KEY-----" not in r.getMessage() for r in caplog.records)
 
 
 def test_supervisor_manager_installs_through_every_workers_reload(
@@ -249,7 +298,10 @@ def test_supervisor_manager_installs_through_every_workers_reload(
                 return {"ok": True, **cert.to_json()}
             return {"ok": True}
 
-        asked = fake_workers(sup, answer)
+        took = routers(sup)
+        asked = fake_workers(
+            sup, lambda w, req: took(w, req) if req["cmd"] == "acme-challenge" else answer(w, req)
+        )
         await acme.start()
         try:
             deadline = time.monotonic() + 10

@@ -106,7 +106,8 @@ def test_malformed_dae_requests_name_the_key(req: dict[str, Any], reason: str) -
 
 
 def test_a_dae_request_that_is_not_an_object() -> None:
-    for obj in (None, [], "dae", 3):
+    objs: tuple[object, ...] = (None, [], "dae", 3)
+    for obj in objs:
         with pytest.raises(RecordError, match="not a JSON object"):
             DaeRequest.from_json(obj)
 

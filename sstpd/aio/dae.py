@@ -3,12 +3,14 @@
 A datagram is answered only when it comes from a configured ``[[radius.dae_client]]``
 address and its Request Authenticator (and Message-Authenticator, when present) verify
 with that client's secret; anything else is logged and dropped without an answer. A
-Disconnect-Request must name the session by User-Name, Acct-Session-Id, Framed-IP-Address
-and/or Framed-IPv6-Prefix (the session's /64 exactly: another length matches nothing);
-every open session matching all of them is ended (Acct-Terminate-Cause Admin-Reset) and
-the answer is Disconnect-ACK, else Disconnect-NAK with Error-Cause (402 Missing Attribute,
-407 Invalid Attribute Value for a malformed Framed-IPv6-Prefix, 503 Session Context Not
-Found). CoA-Requests get CoA-NAK 406.
+Disconnect-Request must name the session by User-Name, Acct-Session-Id, Framed-IP-Address,
+Framed-IPv6-Prefix (the session's /64 exactly: another length matches nothing) and/or
+Framed-Interface-Id (the peer's IPV6CP identifier while IPv6 is open, as accounting
+reports it); every open session matching all of them is ended (Acct-Terminate-Cause
+Admin-Reset) and the answer is Disconnect-ACK, else Disconnect-NAK with Error-Cause (402
+Missing Attribute, 407 Invalid Attribute Value for a malformed Framed-IPv6-Prefix,
+Framed-IP-Address or Framed-Interface-Id, 503 Session Context Not Found). CoA-Requests
+get CoA-NAK 406.
 A retransmitted request (same source, identifier and authenticator) gets the same answer.
 
 With ``server.workers`` > 1 the supervisor alone listens; its ``disconnect`` is a
@@ -158,32 +160,38 @@ def _ended_reply(
 
 def criteria_to_json(c: aaa.DisconnectCriteria) -> dict[str, Any]:
     """The criteria as the arguments of the worker link's ``dae`` command."""
-    prefix6 = c.framed_ipv6_prefix
+    prefix6, iid = c.framed_ipv6_prefix, c.framed_interface_id
     return {
         "user": c.user,
         "session_id": c.session_id,
         "framed_ip": str(c.framed_ip) if c.framed_ip is not None else None,
         "framed_ipv6_prefix": str(prefix6) if prefix6 is not None else None,
+        "framed_interface_id": iid.hex() if iid is not None else None,
     }
 
 
 def criteria_from_json(req: dict[str, Any]) -> aaa.DisconnectCriteria:
     """The inverse of ``criteria_to_json``; ValueError for a malformed request."""
     user, sid, ip = req.get("user"), req.get("session_id"), req.get("framed_ip")
-    ip6 = req.get("framed_ipv6_prefix")
+    ip6, iid = req.get("framed_ipv6_prefix"), req.get("framed_interface_id")
     for name, value in (
         ("user", user),
         ("session_id", sid),
         ("framed_ip", ip),
         ("framed_ipv6_prefix", ip6),
+        ("framed_interface_id", iid),
     ):
         if value is not None and not isinstance(value, str):
             raise ValueError(f'"{name}" must be a string or null')
+    iid_bytes = bytes.fromhex(iid) if iid is not None else None
+    if iid_bytes is not None and len(iid_bytes) != aaa.INTERFACE_ID_LEN:
+        raise ValueError(f'"framed_interface_id" must be {aaa.INTERFACE_ID_LEN} bytes')
     c = aaa.DisconnectCriteria(
         user,
         sid,
         IPv4Address(ip) if ip is not None else None,
         IPv6Network(ip6) if ip6 is not None else None,
+        iid_bytes,
     )
     if c.empty:
         raise ValueError("dae names no session")
@@ -198,7 +206,17 @@ def _show(c: aaa.DisconnectCriteria) -> str:
             ("session", c.session_id),
             ("ip", c.framed_ip),
             ("ipv6-prefix", c.framed_ipv6_prefix),
+            ("interface-id", show_interface_id(c.framed_interface_id)),
         )
         if v is not None
     )
     return " ".join(parts)
+
+
+def show_interface_id(iid: bytes | None) -> str | None:
+    """An interface identifier as FreeRADIUS writes Framed-Interface-Id (``ifid_ntoa``:
+    four colon-separated 16-bit groups in hex, ``211:2233:4455:6677``), so that a log line
+    can be found with the value from the accounting detail file."""
+    if iid is None:
+        return None
+    return ":".join(f"{int.from_bytes(iid[i : i + 2], 'big'):x}" for i in range(0, len(iid), 2))

@@ -21,7 +21,14 @@ from sstpd.proto import radius
 from sstpd.proto.ppp.auth.common import MSCHAPV2, PAP, ZERO_HLAK, Verdict, VerifyRequest
 from sstpd.proto.radius import Attr, Code, Ms, RadiusPacket
 
-__all__ = ["Grant", "NasInfo", "access_request", "accounting_request", "interpret"]
+__all__ = [
+    "Grant",
+    "NasInfo",
+    "access_request",
+    "accounting_request",
+    "delegated_note",
+    "interpret",
+]
 
 SERVICE_FRAMED = 2
 PROTOCOL_PPP = 1
@@ -51,6 +58,9 @@ class Grant:
     # /64 of the pool. ``framed_ipv6_malformed``: one was sent but could not be read
     framed_ipv6_prefix: IPv6Network | None = None
     framed_ipv6_malformed: bool = False
+    # Delegated-IPv6-Prefix (RFC 4818), as sent: sstpd does no DHCPv6 prefix delegation,
+    # so these are not applied; the I/O layer tells the admin (``delegated_note``)
+    delegated_ipv6_prefixes: tuple[bytes, ...] = ()
     session_timeout: int | None = None
     idle_timeout: int | None = None
     interim_interval: int | None = None
@@ -110,6 +120,7 @@ def _grant(pkt: RadiusPacket) -> Grant:
         framed_ip=None if framed in _NAS_CHOOSES else framed,  # RFC 2865 §5.8: the pool
         framed_ipv6_prefix=prefix6,
         framed_ipv6_malformed=raw6 is not None and prefix6 is None,
+        delegated_ipv6_prefixes=tuple(pkt.get_all(Attr.DELEGATED_IPV6_PREFIX)),
         session_timeout=pkt.get_int(Attr.SESSION_TIMEOUT),
         idle_timeout=pkt.get_int(Attr.IDLE_TIMEOUT),
         interim_interval=pkt.get_int(Attr.ACCT_INTERIM_INTERVAL),
@@ -117,6 +128,22 @@ def _grant(pkt: RadiusPacket) -> Grant:
         reply_message="".join(
             v.decode("utf-8", "replace") for v in pkt.get_all(Attr.REPLY_MESSAGE)
         ),
+    )
+
+
+def delegated_note(grant: Grant) -> str | None:
+    """What to tell the admin about a Delegated-IPv6-Prefix the Accept carried (None: it
+    carried none): it is ignored, and why. The values are prefixes, nothing secret."""
+    if not grant.delegated_ipv6_prefixes:
+        return None
+    shown = []
+    for raw in grant.delegated_ipv6_prefixes:
+        prefix = radius.decode_ipv6_prefix(raw)
+        shown.append(str(prefix) if prefix is not None else f"malformed {raw.hex()}")
+    return (
+        f"Delegated-IPv6-Prefix (123) {', '.join(shown)} ignored: not supported, sstpd does "
+        "no DHCPv6 prefix delegation (the session gets only its /64: Framed-IPv6-Prefix or "
+        "tunnel.ipv6_pool)"
     )
 
 

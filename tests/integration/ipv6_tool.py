@@ -285,7 +285,11 @@ async def scenario_many6(a: argparse.Namespace) -> dict[str, object]:
     v4 = await asyncio.gather(*(c.ping4(300 + i) for i, c in enumerate(ok)))
     answered = 0
     if a.hold:  # the tunnels answer pings to their addresses until a stdin line
-        print(json.dumps({"open": len(ok), "addresses": [str(c.address) for c in ok]}), flush=True)
+        # "iids": each tunnel's own IPV6CP interface identifier (the server's
+        # Framed-Interface-Id for it), hex
+        iids = [c.link_local.packed[8:].hex() for c in ok if c.link_local is not None]
+        held = {"open": len(ok), "addresses": [str(c.address) for c in ok], "iids": iids}
+        print(json.dumps(held), flush=True)
         answering = [asyncio.ensure_future(c.answer_echos()) for c in ok]
         await asyncio.get_running_loop().run_in_executor(None, input)
         for t in answering:

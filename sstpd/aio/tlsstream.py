@@ -8,8 +8,8 @@ gives every connection its own 256 KiB read buffer. So a session that once carri
 kept about 257 KiB until it closed (docs/PERFORMANCE-NOTES.md, "Memory per idle session").
 Here:
 
-* one read buffer per thread (``READ_SIZE``), shared by all connections, as the SSTP layer's
-  (``aio.protocol``): a socket read lands there and is fed to the incoming BIO in slices of
+* one read buffer per thread (``aio.buffers.read_buffer``), shared by all connections, as
+  the SSTP layer's is: a socket read lands there and is fed to the incoming BIO in slices of
   ``FEED_SIZE``, each decrypted before the next, so the incoming BIO never holds more than
   one slice (a slice that ends inside a record costs one ``SSLWantReadError``, about
   1.7 µs: 16 KiB slices made 16 KB records 19 % dearer than uvloop's, 32 KiB ones cost
@@ -34,27 +34,19 @@ import contextlib
 import logging
 import socket
 import ssl
-import threading
 from collections.abc import Callable
 from typing import Any
 
+from sstpd.aio.buffers import READ_SIZE
+from sstpd.aio.buffers import read_buffer as _read_buffer
+
 log = logging.getLogger("sstpd")
 
-READ_SIZE = 256 * 1024  # one socket read (the shared buffer's size)
 FEED_SIZE = 32 * 1024  # ciphertext written to the incoming BIO at a time
 RECORD_SIZE = 16 * 1024  # plaintext encrypted at a time: one full TLS record
 HIGH_WATER = 64 * 1024  # unsent ciphertext above which the protocol is paused
 HANDSHAKE_READ = 16 * 1024
 CLOSE_TIMEOUT = 30.0  # seconds a closing connection may take to send what it queued
-
-_local = threading.local()
-
-
-def _read_buffer() -> memoryview:
-    view: memoryview | None = getattr(_local, "view", None)
-    if view is None:
-        view = _local.view = memoryview(bytearray(READ_SIZE))
-    return view
 
 
 class TlsTransport(asyncio.Transport):

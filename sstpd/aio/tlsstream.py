@@ -23,8 +23,8 @@ Here:
 
 Per record it does what uvloop's ``_do_read__buffered`` does (``SSLObject.read`` into the
 protocol's buffer until the BIO is empty), in a Python loop instead of Cython's.
-``handshake`` is the server side's TLS handshake over the same socket. The client side
-(``sstpd connect``) keeps the event loop's transport.
+``aio.tlshandshake.handshake`` is the server side's TLS handshake that makes one. The
+client side (``sstpd connect``) keeps the event loop's transport.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ log = logging.getLogger("sstpd")
 FEED_SIZE = 32 * 1024  # ciphertext written to the incoming BIO at a time
 RECORD_SIZE = 16 * 1024  # plaintext encrypted at a time: one full TLS record
 HIGH_WATER = 64 * 1024  # unsent ciphertext above which the protocol is paused
-HANDSHAKE_READ = 16 * 1024
 CLOSE_TIMEOUT = 30.0  # seconds a closing connection may take to send what it queued
 
 
@@ -396,30 +395,3 @@ class TlsTransport(asyncio.Transport):
         finally:
             self._sock.close()
             self._protocol = None
-
-
-async def handshake(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, context: ssl.SSLContext
-) -> TlsTransport:
-    """The server side of the TLS handshake on the non-blocking ``sock``; the caller bounds
-    it in time and closes ``sock`` when it raises (``ssl.SSLError``, ``ConnectionError``)."""
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        # as asyncio's and uvloop's TCP transports: a write's last segment must not wait
-        # for the peer's ACK (Nagle), nor a handshake flight for a delayed ACK
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    sslobj = context.wrap_bio(incoming, outgoing, server_side=True)
-    while True:
-        try:
-            sslobj.do_handshake()
-            done = True
-        except ssl.SSLWantReadError:
-            done = False
-        if outgoing.pending:
-            await loop.sock_sendall(sock, outgoing.read())
-        if done:
-            return TlsTransport(loop, sock, sslobj, incoming, outgoing)
-        data = await loop.sock_recv(sock, HANDSHAKE_READ)
-        if not data:
-            raise ConnectionResetError("connection closed during the TLS handshake")
-        incoming.write(data)

@@ -1,7 +1,7 @@
 """The server side's TLS handshake for sstpd's own transport (``aio.tlsstream``): an
 ``ssl.SSLObject`` between two memory BIOs, driven over the accepted non-blocking socket,
-then handed over, BIOs and all, to a ``TlsTransport``. The client side (``sstpd
-connect``) keeps the event loop's transport.
+then handed over, BIOs and all, to a ``TlsTransport``. The client side (``sstpd connect``)
+keeps the event loop's transport.
 """
 
 from __future__ import annotations

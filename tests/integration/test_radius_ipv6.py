@@ -30,8 +30,9 @@ import pytest
 
 from sstpd import control
 from tests.integration.freeradius import SECRET, FreeRadius, RadUser, serving
+from tests.integration.ipv6_held import Held
 from tests.integration.netns import SERVER_IP, Daemon, Netns, wait_for, with_ipv6_host
-from tests.integration.test_workers_ipv6 import DAE_PORT, DAE_SECRET, Held, radclient
+from tests.integration.test_workers_ipv6 import DAE_PORT, DAE_SECRET, radclient
 
 pytestmark = [
     pytest.mark.netns,

@@ -53,9 +53,11 @@ def main() -> int:
 
         mschap._des_library = None  # the pure-Python fallback, as without cryptography's DES
     if os.environ.get("SSTPD_BENCH_BUFFER"):
+        import sstpd.aio.buffers as buffers
         import sstpd.aio.protocol as protocol
 
-        protocol.BUFFER_SIZE = int(os.environ["SSTPD_BENCH_BUFFER"])
+        # shared_buffer() reads buffers'; get_buffer()'s own buffer (a nested read), protocol's
+        buffers.BUFFER_SIZE = protocol.BUFFER_SIZE = int(os.environ["SSTPD_BENCH_BUFFER"])
     if os.environ.get("SSTPD_BENCH_SNAPSHOT"):
         tracemalloc.start(FRAMES)
         prefix = os.environ["SSTPD_BENCH_SNAPSHOT"]

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import median, rss_kib  # noqa: E402
 from bench.tls_records import contexts  # noqa: E402
-from sstpd.aio import tlsstream  # noqa: E402
+from sstpd.aio import tlshandshake, tlsstream  # noqa: E402
 
 KINDS = ("sstpd", "event-loop")
 
@@ -113,7 +113,7 @@ async def serve(kind: str, records: int, size: int, tmp: Path) -> dict[str, floa
     done: asyncio.Future[None] = loop.create_future()
     proto = Count(records * size, done)
     if kind == "sstpd":
-        transport = await tlsstream.handshake(loop, conn, sc)
+        transport = await tlshandshake.handshake(loop, conn, sc)
         transport.start(proto)
     else:
         await loop.connect_accepted_socket(lambda: proto, conn, ssl=sc)

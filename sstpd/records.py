@@ -14,19 +14,18 @@ the supervisor reads each worker's record and answers with the merged one.
 Reading is tolerant in one direction only: keys the record does not know are ignored (a
 newer daemon), keys with a default may be missing (an older daemon: ``stats`` without
 the pre-authentication counters has ``admission`` None). A missing key without a default,
-or a value of the wrong JSON type, raises ``RecordError`` naming the key.
+or a value of the wrong JSON type, raises ``RecordError`` naming the key. That reader
+and writer, which every record shares, are ``sstpd.records_base``'s.
 """
 
 from __future__ import annotations
 
 import math
-import types
-import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar, Self
+from dataclasses import dataclass, field
+from typing import ClassVar, Self
 
-from sstpd.errors import SstpdError
+from sstpd.records_base import Json, RecordError, _Record, _value
 
 __all__ = [
     "AcmeRecord",
@@ -46,100 +45,6 @@ __all__ = [
     "sessions_from_json",
     "sessions_to_json",
 ]
-
-Json = dict[str, Any]
-
-
-class RecordError(SstpdError):
-    """A control answer that does not have the shape of its record."""
-
-
-def _value(where: str, hint: object, value: object) -> object:
-    """``value`` checked against the field's type (the few JSON shapes records use)."""
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) and len(args) == 2 and type(None) in args:
-        if value is None:
-            return None
-        hint = args[0] if args[1] is type(None) else args[1]
-    ok: bool
-    if hint is bool:
-        ok = isinstance(value, bool)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value  # type: ignore[arg-type]
-    elif hint is str:
-        ok = isinstance(value, str)
-    elif typing.get_origin(hint) is tuple and typing.get_args(hint)[1:] == (Ellipsis,):
-        ok = isinstance(value, list | tuple)
-        if ok:  # each item as the item type says
-            item = typing.get_args(hint)[0]
-            seq: list[object] | tuple[object, ...] = value  # type: ignore[assignment]
-            return tuple(_value(f"{where}[{i}]", item, v) for i, v in enumerate(seq))
-    elif isinstance(hint, type) and issubclass(hint, _Record):  # a nested record
-        try:
-            return hint.from_json(value)
-        except RecordError as exc:  # where in the answer: "CertRecord.workers[1]: ..."
-            raise RecordError(f"{where}: {exc}") from None
-    elif hint == dict[str, int]:
-        ok = isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
-            for k, v in value.items()
-        )
-        value = dict(value) if ok else value  # type: ignore[call-overload]
-    else:  # a field type this reader does not know: a bug in this module
-        raise TypeError(f"{where}: no reader for {hint!r}")
-    if not ok:
-        what = getattr(hint, "__name__", str(hint))
-        raise RecordError(f"{where}: {type(value).__name__} {value!r:.40} is not {what}")
-    return value
-
-
-def _json(v: object) -> object:
-    if isinstance(v, _Record):
-        return v.to_json()
-    if isinstance(v, tuple):
-        return [_json(x) for x in v]
-    return dict(v) if isinstance(v, dict) else v
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Record:
-    """Fields of scalar JSON types; subclasses list nested records in ``NESTED``."""
-
-    NESTED: ClassVar[tuple[str, ...]] = ()
-
-    @classmethod
-    def _read(cls, obj: object, **nested: Any) -> Self:
-        if not isinstance(obj, Mapping):
-            raise RecordError(f"{cls.__name__}: not a JSON object")
-        hints = typing.get_type_hints(cls)
-        kwargs: dict[str, Any] = dict(nested)
-        for f in fields(cls):
-            if f.name in cls.NESTED:
-                continue
-            if f.name not in obj:
-                if f.default is MISSING and f.default_factory is MISSING:
-                    raise RecordError(f"{cls.__name__}: no {f.name!r}")
-                continue
-            kwargs[f.name] = _value(f"{cls.__name__}.{f.name}", hints[f.name], obj[f.name])
-        return cls(**kwargs)
-
-    def _write(self) -> Json:
-        out: Json = {}
-        for f in fields(self):
-            if f.name in self.NESTED:
-                continue
-            out[f.name] = _json(getattr(self, f.name))
-        return out
-
-    @classmethod
-    def from_json(cls, obj: object) -> Self:
-        return cls._read(obj)
-
-    def to_json(self) -> Json:
-        return self._write()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Network
 from typing import ClassVar, Self
 
-from sstpd.proto.aaa import DisconnectCriteria
-from sstpd.records import Json, RecordError, _Record
+from sstpd.proto.aaa import INTERFACE_ID_LEN, DisconnectCriteria
+from sstpd.records_base import Json, RecordError, _Record
 
 __all__ = [
     "MAX_NAME",
@@ -51,15 +51,17 @@ class DaeRequest(_Record):
     session_id: str | None = None  # Acct-Session-Id
     framed_ip: str | None = None  # an IPv4 address
     framed_ipv6_prefix: str | None = None  # a network (any length: the worker matches /64s)
+    framed_interface_id: str | None = None  # hex of the INTERFACE_ID_LEN bytes
 
     @classmethod
     def of(cls, c: DisconnectCriteria) -> Self:
-        prefix6 = c.framed_ipv6_prefix
+        prefix6, iid = c.framed_ipv6_prefix, c.framed_interface_id
         return cls(
             user=c.user,
             session_id=c.session_id,
             framed_ip=str(c.framed_ip) if c.framed_ip is not None else None,
             framed_ipv6_prefix=str(prefix6) if prefix6 is not None else None,
+            framed_interface_id=iid.hex() if iid is not None else None,
         )
 
     def criteria(self) -> DisconnectCriteria:
@@ -76,7 +78,17 @@ class DaeRequest(_Record):
                 f"DaeRequest.framed_ipv6_prefix: {self.framed_ipv6_prefix!r:.60} is not an "
                 "IPv6 network"
             ) from None
-        return DisconnectCriteria(self.user, self.session_id, ip, ip6)
+        iid = self.framed_interface_id
+        try:
+            iid_bytes = bytes.fromhex(iid) if iid is not None else None
+        except ValueError:
+            iid_bytes = b""
+        if iid_bytes is not None and len(iid_bytes) != INTERFACE_ID_LEN:
+            raise RecordError(
+                f"DaeRequest.framed_interface_id: {iid!r:.60} is not {INTERFACE_ID_LEN} bytes "
+                "of hex"
+            )
+        return DisconnectCriteria(self.user, self.session_id, ip, ip6, iid_bytes)
 
     @classmethod
     def from_json(cls, obj: object) -> Self:

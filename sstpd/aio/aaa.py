@@ -5,7 +5,8 @@
 RADIUS answers later, and the answer is delivered to the session with
 ``complete_verification`` followed by the usual output flush. The Access-Accept's
 authorization (Framed-IP-Address, Session-/Idle-Timeout, Class, Acct-Interim-Interval)
-is stored on the session's protocol object as ``grant``.
+is stored on the session's protocol object as ``grant``; a Delegated-IPv6-Prefix in it is
+not applied (no DHCPv6 prefix delegation) and says so in one warning.
 
 Accounting: Start when the tunnel opens, Interim-Update every ``radius.interim_interval``
 (or Acct-Interim-Interval from the Accept), Stop with the terminate cause when it closes;
@@ -203,6 +204,9 @@ class Aaa:
                 log.info("[%d] %s RADIUS Reply-Message: %s", host.id, host.peer, text)
             if verdict.success:
                 log.info("[%d] %s RADIUS Access-Accept for %r", host.id, host.peer, req.name)
+                note = aaa.delegated_note(got)
+                if note is not None:  # once per session: its one Accept
+                    log.warning("[%d] %s RADIUS Access-Accept: %s", host.id, host.peer, note)
                 host.grant = got
             else:
                 log.warning(

@@ -259,7 +259,11 @@ class Admin:
             for p in self.connections
             if p.is_open
             and criteria.matches(
-                p.session.username, p.acct_session_id, p.session.peer_address, p.session.prefix6
+                p.session.username,
+                p.acct_session_id,
+                p.session.peer_address,
+                p.session.prefix6,
+                p.session.peer_iid,
             )
         ]
         for p in targets:

@@ -3,12 +3,14 @@
 A datagram is answered only when it comes from a configured ``[[radius.dae_client]]``
 address and its Request Authenticator (and Message-Authenticator, when present) verify
 with that client's secret; anything else is logged and dropped without an answer. A
-Disconnect-Request must name the session by User-Name, Acct-Session-Id, Framed-IP-Address
-and/or Framed-IPv6-Prefix (the session's /64 exactly: another length matches nothing);
-every open session matching all of them is ended (Acct-Terminate-Cause Admin-Reset) and
-the answer is Disconnect-ACK, else Disconnect-NAK with Error-Cause (402 Missing Attribute,
-407 Invalid Attribute Value for a malformed Framed-IPv6-Prefix, 503 Session Context Not
-Found). CoA-Requests get CoA-NAK 406.
+Disconnect-Request must name the session by User-Name, Acct-Session-Id, Framed-IP-Address,
+Framed-IPv6-Prefix (the session's /64 exactly: another length matches nothing) and/or
+Framed-Interface-Id (the peer's IPV6CP identifier while IPv6 is open, as accounting
+reports it); every open session matching all of them is ended (Acct-Terminate-Cause
+Admin-Reset) and the answer is Disconnect-ACK, else Disconnect-NAK with Error-Cause (402
+Missing Attribute, 407 Invalid Attribute Value for a malformed Framed-IPv6-Prefix,
+Framed-IP-Address or Framed-Interface-Id, 503 Session Context Not Found). CoA-Requests
+get CoA-NAK 406.
 A retransmitted request (same source, identifier and authenticator) gets the same answer.
 
 With ``server.workers`` > 1 the supervisor alone listens; its ``disconnect`` is a
@@ -179,7 +181,17 @@ def _show(c: aaa.DisconnectCriteria) -> str:
             ("session", c.session_id),
             ("ip", c.framed_ip),
             ("ipv6-prefix", c.framed_ipv6_prefix),
+            ("interface-id", show_interface_id(c.framed_interface_id)),
         )
         if v is not None
     )
     return " ".join(parts)
+
+
+def show_interface_id(iid: bytes | None) -> str | None:
+    """An interface identifier as FreeRADIUS writes Framed-Interface-Id (``ifid_ntoa``:
+    four colon-separated 16-bit groups in hex, ``211:2233:4455:6677``), so that a log line
+    can be found with the value from the accounting detail file."""
+    if iid is None:
+        return None
+    return ":".join(f"{int.from_bytes(iid[i : i + 2], 'big'):x}" for i in range(0, len(iid), 2))

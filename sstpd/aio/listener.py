@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sstpd.aio import tlsstream
+from sstpd.aio import tlshandshake
 from sstpd.aio.tlsroute import ChallengeProtocol, TlsRouter
 from sstpd.errors import ParseError
 from sstpd.proto import proxy
@@ -219,7 +219,7 @@ class Listener:
         try:
             if context is not None and not challenge and self.own_tls:
                 async with asyncio.timeout(remaining):
-                    transport = await tlsstream.handshake(self.loop, conn, context)
+                    transport = await tlshandshake.handshake(self.loop, conn, context)
                 transport.start(factory())  # type: ignore[arg-type]  # ServerProtocol
                 return
             async with asyncio.timeout(remaining + 0.5):

@@ -16,13 +16,13 @@ when ``forwardable6`` says the packet goes to the TUN (source in the session's /
 link-scoped, not Neighbor Discovery: the classifier's slice compare and byte checks);
 everything else IPv6 goes through the session, which answers or drops and counts it.
 
-The receive buffer is shared: one per thread (so one per event loop), lent to whichever
-connection is reading. asyncio and uvloop call ``get_buffer`` and then ``buffer_updated``
-of the same protocol synchronously, one read at a time, and ``buffer_updated`` consumes
-every complete SSTP packet before it returns; only a trailing partial packet (< 4 KiB) is
-copied out into the connection's ``_rest`` and copied back in front of its next read. An
-idle session therefore holds no receive buffer at all (it held 64 KiB of resident memory
-before: docs/PERFORMANCE-NOTES.md, "Memory per idle session").
+The receive buffer is shared: one per thread (so one per event loop, ``aio.buffers``),
+lent to whichever connection is reading. asyncio and uvloop call ``get_buffer`` and
+then ``buffer_updated`` of the same protocol synchronously, one read at a time, and
+``buffer_updated`` consumes every complete SSTP packet before it returns; only a trailing
+partial packet (< 4 KiB) is copied out into the connection's ``_rest`` and copied back in
+front of its next read. An idle session therefore holds no receive buffer at all (it held
+64 KiB of resident memory before: docs/PERFORMANCE-NOTES.md, "Memory per idle session").
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import threading
 from collections.abc import Callable
 
+from sstpd.aio.buffers import BUFFER_SIZE, RxBuffer, shared_buffer
 from sstpd.aio.moderation import ReadModerator, streaming
 from sstpd.aio.tun import write_batch
 from sstpd.proto.datapath import (
@@ -55,32 +55,6 @@ log = logging.getLogger("sstpd.session")
 
 _PPP_IPV4 = PPP_HEADER[Family.IPV4]
 _PPP_IPV6 = PPP_HEADER[Family.IPV6]
-
-BUFFER_SIZE = 64 * 1024  # the shared receive buffer (one per thread)
-
-
-class RxBuffer:
-    """A receive buffer and to whom it is lent (``owner``: between ``get_buffer`` and
-    ``buffer_updated``; ``busy``: while ``buffer_updated`` consumes it)."""
-
-    __slots__ = ("buf", "busy", "owner", "view")
-
-    def __init__(self, size: int) -> None:
-        self.buf = bytearray(size)
-        self.view = memoryview(self.buf)
-        self.owner: object = None
-        self.busy = False
-
-
-_local = threading.local()
-
-
-def shared_buffer() -> RxBuffer:
-    """This thread's receive buffer, made on first use (``BUFFER_SIZE`` bytes)."""
-    rx: RxBuffer | None = getattr(_local, "rx", None)
-    if rx is None or len(rx.buf) != BUFFER_SIZE:
-        rx = _local.rx = RxBuffer(BUFFER_SIZE)
-    return rx
 
 
 class SstpStreamProtocol(asyncio.BufferedProtocol):

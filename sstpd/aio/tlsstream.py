@@ -8,8 +8,8 @@ gives every connection its own 256 KiB read buffer. So a session that once carri
 kept about 257 KiB until it closed (docs/PERFORMANCE-NOTES.md, "Memory per idle session").
 Here:
 
-* one read buffer per thread (``READ_SIZE``), shared by all connections, as the SSTP layer's
-  (``aio.protocol``): a socket read lands there and is fed to the incoming BIO in slices of
+* one read buffer per thread (``aio.buffers.read_buffer``), shared by all connections, as
+  the SSTP layer's is: a socket read lands there and is fed to the incoming BIO in slices of
   ``FEED_SIZE``, each decrypted before the next, so the incoming BIO never holds more than
   one slice (a slice that ends inside a record costs one ``SSLWantReadError``, about
   1.7 µs: 16 KiB slices made 16 KB records 19 % dearer than uvloop's, 32 KiB ones cost
@@ -23,8 +23,8 @@ Here:
 
 Per record it does what uvloop's ``_do_read__buffered`` does (``SSLObject.read`` into the
 protocol's buffer until the BIO is empty), in a Python loop instead of Cython's.
-``handshake`` is the server side's TLS handshake over the same socket. The client side
-(``sstpd connect``) keeps the event loop's transport.
+``aio.tlshandshake.handshake`` is the server side's TLS handshake that makes one. The
+client side (``sstpd connect``) keeps the event loop's transport.
 """
 
 from __future__ import annotations
@@ -34,27 +34,18 @@ import contextlib
 import logging
 import socket
 import ssl
-import threading
 from collections.abc import Callable
 from typing import Any
 
+from sstpd.aio.buffers import READ_SIZE
+from sstpd.aio.buffers import read_buffer as _read_buffer
+
 log = logging.getLogger("sstpd")
 
-READ_SIZE = 256 * 1024  # one socket read (the shared buffer's size)
 FEED_SIZE = 32 * 1024  # ciphertext written to the incoming BIO at a time
 RECORD_SIZE = 16 * 1024  # plaintext encrypted at a time: one full TLS record
 HIGH_WATER = 64 * 1024  # unsent ciphertext above which the protocol is paused
-HANDSHAKE_READ = 16 * 1024
 CLOSE_TIMEOUT = 30.0  # seconds a closing connection may take to send what it queued
-
-_local = threading.local()
-
-
-def _read_buffer() -> memoryview:
-    view: memoryview | None = getattr(_local, "view", None)
-    if view is None:
-        view = _local.view = memoryview(bytearray(READ_SIZE))
-    return view
 
 
 class TlsTransport(asyncio.Transport):
@@ -404,30 +395,3 @@ class TlsTransport(asyncio.Transport):
         finally:
             self._sock.close()
             self._protocol = None
-
-
-async def handshake(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, context: ssl.SSLContext
-) -> TlsTransport:
-    """The server side of the TLS handshake on the non-blocking ``sock``; the caller bounds
-    it in time and closes ``sock`` when it raises (``ssl.SSLError``, ``ConnectionError``)."""
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        # as asyncio's and uvloop's TCP transports: a write's last segment must not wait
-        # for the peer's ACK (Nagle), nor a handshake flight for a delayed ACK
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    sslobj = context.wrap_bio(incoming, outgoing, server_side=True)
-    while True:
-        try:
-            sslobj.do_handshake()
-            done = True
-        except ssl.SSLWantReadError:
-            done = False
-        if outgoing.pending:
-            await loop.sock_sendall(sock, outgoing.read())
-        if done:
-            return TlsTransport(loop, sock, sslobj, incoming, outgoing)
-        data = await loop.sock_recv(sock, HANDSHAKE_READ)
-        if not data:
-            raise ConnectionResetError("connection closed during the TLS handshake")
-        incoming.write(data)

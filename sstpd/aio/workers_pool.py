@@ -14,6 +14,7 @@ import logging
 import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from sstpd.aio import route
 from sstpd.proto.pool import AddressPool, PoolSlice
@@ -21,8 +22,106 @@ from sstpd.proto.pool6 import PrefixPool, PrefixSlice
 
 log = logging.getLogger("sstpd")
 
+H = TypeVar("H")  # what a session holds: an IPv4Address, an IPv6Network (its /64)
+N = TypeVar("N")  # the pool's network
+X = TypeVar("X")  # an address excluded from the pool (the server's own)
+S = TypeVar("S")  # this worker's slice of the pool
 
-class RoutedPool(AddressPool):
+
+class _Pool(Generic[H, N, X, S]):
+    """What ``_Routed`` uses of the pool that follows it in a class's bases
+    (``AddressPool``, ``PrefixPool``). Declared for the type checker only: at run time
+    the class is empty, so ``super()`` in ``_Routed`` reaches the pool's own methods."""
+
+    if TYPE_CHECKING:
+
+        def __init__(self, network: N, *, exclude: list[X], part: S) -> None: ...
+
+        @property
+        def size(self) -> int:
+            raise NotImplementedError
+
+        def allocate(self, static: H | None = None) -> H | None:
+            raise NotImplementedError
+
+        def release(self, held: H) -> None:
+            raise NotImplementedError
+
+
+class _Routed(_Pool[H, N, X, S]):
+    """The route claims ``RoutedPool`` and ``RoutedPrefixPool`` share: what a session asks
+    for by name (and while ``claim_dynamic()`` is true, every dynamic one too) is held
+    with an exclusive route to this worker's TUN, given up on release. A class names its
+    routes with ``_add_route`` (FileExistsError: another worker holds that one) and
+    ``_del_route``, and how the log speaks of them with ``_held`` and ``_suffix``."""
+
+    _held: ClassVar[str]  # what one is in the log: "address", "IPv6 prefix"
+    _suffix: ClassVar[str]  # what its route's destination adds to it: "/32" or nothing
+
+    def __init__(
+        self,
+        network: N,
+        *,
+        exclude: list[X],
+        part: S,
+        ifname: str,
+        claim_dynamic: Callable[[], bool] = lambda: False,
+    ) -> None:
+        super().__init__(network, exclude=exclude, part=part)
+        self.ifindex = socket.if_nametoindex(ifname)
+        self.ifname = ifname
+        self.claim_dynamic = claim_dynamic
+        self._routed: set[H] = set()
+
+    def _add_route(self, held: H) -> None:
+        raise NotImplementedError
+
+    def _del_route(self, held: H) -> None:
+        raise NotImplementedError
+
+    def allocate(self, static: H | None = None) -> H | None:
+        if static is None and self.claim_dynamic():
+            for _ in range(self.size):
+                got = super().allocate()
+                if got is None:
+                    return None
+                if self._claim(got, quiet=True):
+                    return got
+            return None
+        got = super().allocate(static)
+        if got is None or static is None:
+            return got
+        return got if self._claim(got) else None
+
+    def _claim(self, held: H, quiet: bool = False) -> bool:
+        """Route ``held`` here unless another worker has; on failure it is released."""
+        try:
+            self._add_route(held)
+        except FileExistsError:
+            if not quiet:
+                log.warning("%s %s is held by a session of another worker", self._held, held)
+            super().release(held)
+            return False
+        except OSError as exc:
+            log.error("cannot route %s%s to %s: %s", held, self._suffix, self.ifname, exc)
+            super().release(held)
+            return False
+        self._routed.add(held)
+        return True
+
+    def release(self, held: H) -> None:
+        if held in self._routed:
+            self._routed.discard(held)
+            try:
+                self._del_route(held)
+            except OSError as exc:
+                log.warning(
+                    "removing the route %s%s via %s: %s", held, self._suffix, self.ifname, exc
+                )
+        super().release(held)
+
+
+class RoutedPool(_Routed[IPv4Address, IPv4Network, IPv4Address, PoolSlice], AddressPool):
     """A worker's pool: dynamic addresses from its slice (routed to its TUN at start);
     any address asked for by name (static, Framed-IP-Address) gets an exclusive /32
     route to this worker's TUN while it is held.
@@ -32,62 +131,16 @@ class RoutedPool(AddressPool):
     worker's dynamic range: while ``claim_dynamic()`` is true (RADIUS is a backend) every
     dynamic address is claimed with a /32 too, and one another worker holds is skipped."""
 
-    def __init__(
-        self,
-        network: IPv4Network,
-        *,
-        exclude: list[IPv4Address],
-        part: PoolSlice,
-        ifname: str,
-        claim_dynamic: Callable[[], bool] = lambda: False,
-    ) -> None:
-        super().__init__(network, exclude=exclude, part=part)
-        self.ifindex = socket.if_nametoindex(ifname)
-        self.ifname = ifname
-        self.claim_dynamic = claim_dynamic
-        self._routed: set[IPv4Address] = set()
+    _held, _suffix = "address", "/32"
 
-    def allocate(self, static: IPv4Address | None = None) -> IPv4Address | None:
-        if static is None and self.claim_dynamic():
-            for _ in range(self.size):
-                addr = super().allocate()
-                if addr is None:
-                    return None
-                if self._claim(addr, quiet=True):
-                    return addr
-            return None
-        addr = super().allocate(static)
-        if addr is None or static is None:
-            return addr
-        return addr if self._claim(addr) else None
+    def _add_route(self, held: IPv4Address) -> None:
+        route.add_host_route(held, self.ifindex)
 
-    def _claim(self, addr: IPv4Address, quiet: bool = False) -> bool:
-        """Route ``addr``/32 here unless another worker has; on failure it is released."""
-        try:
-            route.add_host_route(addr, self.ifindex)
-        except FileExistsError:
-            if not quiet:
-                log.warning("address %s is held by a session of another worker", addr)
-            super().release(addr)
-            return False
-        except OSError as exc:
-            log.error("cannot route %s/32 to %s: %s", addr, self.ifname, exc)
-            super().release(addr)
-            return False
-        self._routed.add(addr)
-        return True
-
-    def release(self, address: IPv4Address) -> None:
-        if address in self._routed:
-            self._routed.discard(address)
-            try:
-                route.del_host_route(address, self.ifindex)
-            except OSError as exc:
-                log.warning("removing the route %s/32 via %s: %s", address, self.ifname, exc)
-        super().release(address)
+    def _del_route(self, held: IPv4Address) -> None:
+        route.del_host_route(held, self.ifindex)
 
 
-class RoutedPrefixPool(PrefixPool):
+class RoutedPrefixPool(_Routed[IPv6Network, IPv6Network, IPv6Address, PrefixSlice], PrefixPool):
     """A worker's IPv6 pool: dynamic /64s from its slice (routed to its TUN at start); a
     static per-user /64 gets an exclusive route to this worker's TUN while it is held, so
     one session at a time holds it across the workers. Static /64s of the users file are
@@ -98,56 +151,10 @@ class RoutedPrefixPool(PrefixPool):
     route of its own too, and one another worker holds is skipped (as ``RoutedPool``
     does for Framed-IP-Address)."""
 
-    def __init__(
-        self,
-        network: IPv6Network,
-        *,
-        exclude: list[IPv6Address],
-        part: PrefixSlice,
-        ifname: str,
-        claim_dynamic: Callable[[], bool] = lambda: False,
-    ) -> None:
-        super().__init__(network, exclude=exclude, part=part)
-        self.ifindex = socket.if_nametoindex(ifname)
-        self.ifname = ifname
-        self.claim_dynamic = claim_dynamic
-        self._routed: set[IPv6Network] = set()
+    _held, _suffix = "IPv6 prefix", ""
 
-    def allocate(self, static: IPv6Network | None = None) -> IPv6Network | None:
-        if static is None and self.claim_dynamic():
-            for _ in range(self.size):
-                prefix = super().allocate()
-                if prefix is None:
-                    return None
-                if self._claim(prefix, quiet=True):
-                    return prefix
-            return None
-        prefix = super().allocate(static)
-        if prefix is None or static is None:
-            return prefix
-        return prefix if self._claim(prefix) else None
+    def _add_route(self, held: IPv6Network) -> None:
+        route.add_prefix_route(held, self.ifindex)
 
-    def _claim(self, prefix: IPv6Network, quiet: bool = False) -> bool:
-        """Route ``prefix`` here unless another worker has; on failure it is released."""
-        try:
-            route.add_prefix_route(prefix, self.ifindex)
-        except FileExistsError:
-            if not quiet:
-                log.warning("IPv6 prefix %s is held by a session of another worker", prefix)
-            super().release(prefix)
-            return False
-        except OSError as exc:
-            log.error("cannot route %s to %s: %s", prefix, self.ifname, exc)
-            super().release(prefix)
-            return False
-        self._routed.add(prefix)
-        return True
-
-    def release(self, prefix: IPv6Network) -> None:
-        if prefix in self._routed:
-            self._routed.discard(prefix)
-            try:
-                route.del_prefix_route(prefix, self.ifindex)
-            except OSError as exc:
-                log.warning("removing the route %s via %s: %s", prefix, self.ifname, exc)
-        super().release(prefix)
+    def _del_route(self, held: IPv6Network) -> None:
+        route.del_prefix_route(held, self.ifindex)

@@ -21,7 +21,14 @@ from sstpd.proto import radius
 from sstpd.proto.ppp.auth.common import MSCHAPV2, PAP, ZERO_HLAK, Verdict, VerifyRequest
 from sstpd.proto.radius import Attr, Code, Ms, RadiusPacket
 
-__all__ = ["Grant", "NasInfo", "access_request", "accounting_request", "interpret"]
+__all__ = [
+    "Grant",
+    "NasInfo",
+    "access_request",
+    "accounting_request",
+    "delegated_note",
+    "interpret",
+]
 
 SERVICE_FRAMED = 2
 PROTOCOL_PPP = 1
@@ -29,6 +36,7 @@ PORT_TYPE_VIRTUAL = 5
 TUNNEL_TYPE_SSTP = bytes.fromhex("00013701")  # tag 0, SSTP ([MS-RNAP], docs/protocol/radius.md §2)
 ACCT_START, ACCT_STOP, ACCT_INTERIM = 1, 2, 3
 ACCT_ON, ACCT_OFF = 7, 8  # the NAS (re)started / stops: the server may close what it holds
+INTERFACE_ID_LEN = 8  # Framed-Interface-Id (RFC 3162 §2.2): an IPV6CP identifier
 _ERROR_CODE = re.compile(rb"E=(\d+)")
 _SUCCESS = re.compile(rb"S=[0-9A-Fa-f]{40}")
 
@@ -50,6 +58,9 @@ class Grant:
     # /64 of the pool. ``framed_ipv6_malformed``: one was sent but could not be read
     framed_ipv6_prefix: IPv6Network | None = None
     framed_ipv6_malformed: bool = False
+    # Delegated-IPv6-Prefix (RFC 4818), as sent: sstpd does no DHCPv6 prefix delegation,
+    # so these are not applied; the I/O layer tells the admin (``delegated_note``)
+    delegated_ipv6_prefixes: tuple[bytes, ...] = ()
     session_timeout: int | None = None
     idle_timeout: int | None = None
     interim_interval: int | None = None
@@ -109,6 +120,7 @@ def _grant(pkt: RadiusPacket) -> Grant:
         framed_ip=None if framed in _NAS_CHOOSES else framed,  # RFC 2865 §5.8: the pool
         framed_ipv6_prefix=prefix6,
         framed_ipv6_malformed=raw6 is not None and prefix6 is None,
+        delegated_ipv6_prefixes=tuple(pkt.get_all(Attr.DELEGATED_IPV6_PREFIX)),
         session_timeout=pkt.get_int(Attr.SESSION_TIMEOUT),
         idle_timeout=pkt.get_int(Attr.IDLE_TIMEOUT),
         interim_interval=pkt.get_int(Attr.ACCT_INTERIM_INTERVAL),
@@ -116,6 +128,22 @@ def _grant(pkt: RadiusPacket) -> Grant:
         reply_message="".join(
             v.decode("utf-8", "replace") for v in pkt.get_all(Attr.REPLY_MESSAGE)
         ),
+    )
+
+
+def delegated_note(grant: Grant) -> str | None:
+    """What to tell the admin about a Delegated-IPv6-Prefix the Accept carried (None: it
+    carried none): it is ignored, and why. The values are prefixes, nothing secret."""
+    if not grant.delegated_ipv6_prefixes:
+        return None
+    shown = []
+    for raw in grant.delegated_ipv6_prefixes:
+        prefix = radius.decode_ipv6_prefix(raw)
+        shown.append(str(prefix) if prefix is not None else f"malformed {raw.hex()}")
+    return (
+        f"Delegated-IPv6-Prefix (123) {', '.join(shown)} ignored: not supported, sstpd does "
+        "no DHCPv6 prefix delegation (the session gets only its /64: Framed-IPv6-Prefix or "
+        "tunnel.ipv6_pool)"
     )
 
 
@@ -211,7 +239,7 @@ def accounting_request(
         pkt.add(Attr.FRAMED_IP_ADDRESS, rec.framed_ip.packed)
     if rec.framed_ipv6_prefix is not None:
         pkt.add(Attr.FRAMED_IPV6_PREFIX, radius.encode_ipv6_prefix(rec.framed_ipv6_prefix))
-    if rec.framed_interface_id is not None and len(rec.framed_interface_id) == 8:
+    if rec.framed_interface_id is not None and len(rec.framed_interface_id) == INTERFACE_ID_LEN:
         pkt.add(Attr.FRAMED_INTERFACE_ID, rec.framed_interface_id)
     for c in rec.classes:
         pkt.add(Attr.CLASS, c)
@@ -243,12 +271,15 @@ class DisconnectCriteria:
     ``framed_ipv6_prefix`` matches the session holding exactly that /64 (the one it holds
     now, as ``sstpctl sessions`` shows it); any other prefix length matches no session,
     even one whose /64 lies inside it: a Disconnect-Request names a session, not a range.
+    ``framed_interface_id`` (8 bytes) matches the session whose peer negotiated that
+    IPV6CP interface identifier, while its IPv6 is open: the value accounting reports.
     """
 
     user: str | None = None
     session_id: str | None = None
     framed_ip: IPv4Address | None = None
     framed_ipv6_prefix: IPv6Network | None = None
+    framed_interface_id: bytes | None = None
 
     @property
     def empty(self) -> bool:
@@ -257,6 +288,7 @@ class DisconnectCriteria:
             and self.session_id is None
             and self.framed_ip is None
             and self.framed_ipv6_prefix is None
+            and self.framed_interface_id is None
         )
 
     def matches(
@@ -265,13 +297,16 @@ class DisconnectCriteria:
         session_id: str,
         framed_ip: IPv4Address | None,
         prefix6: IPv6Network | None = None,
+        interface_id6: bytes | None = None,
     ) -> bool:
         want6 = self.framed_ipv6_prefix
+        iid = self.framed_interface_id
         return (
             (self.user is None or self.user == user)
             and (self.session_id is None or self.session_id == session_id)
             and (self.framed_ip is None or self.framed_ip == framed_ip)
             and (want6 is None or (want6.prefixlen == SESSION_PREFIXLEN and want6 == prefix6))
+            and (iid is None or (interface_id6 is not None and iid == interface_id6))
         )
 
 
@@ -282,9 +317,10 @@ class InvalidAttribute(ValueError):
 
 def disconnect_criteria(pkt: RadiusPacket) -> DisconnectCriteria:
     """The identification attributes of a Disconnect-Request (User-Name, Acct-Session-Id,
-    Framed-IP-Address, Framed-IPv6-Prefix); others are ignored. InvalidAttribute for a
-    malformed Framed-IPv6-Prefix (RFC 8044 §3.10: see ``radius.decode_ipv6_prefix``) or a
-    Framed-IP-Address that is not 4 bytes."""
+    Framed-IP-Address, Framed-IPv6-Prefix, Framed-Interface-Id); others are ignored.
+    InvalidAttribute for a malformed Framed-IPv6-Prefix (RFC 8044 §3.10: see
+    ``radius.decode_ipv6_prefix``), a Framed-IP-Address that is not 4 bytes or a
+    Framed-Interface-Id that is not 8 (RFC 3162 §2.2)."""
     raw6 = pkt.get(Attr.FRAMED_IPV6_PREFIX)
     prefix6 = radius.decode_ipv6_prefix(raw6) if raw6 is not None else None
     if raw6 is not None and prefix6 is None:
@@ -292,11 +328,15 @@ def disconnect_criteria(pkt: RadiusPacket) -> DisconnectCriteria:
     raw4 = pkt.get(Attr.FRAMED_IP_ADDRESS)
     if raw4 is not None and len(raw4) != 4:
         raise InvalidAttribute(f"malformed Framed-IP-Address {raw4.hex()}")
+    iid = pkt.get(Attr.FRAMED_INTERFACE_ID)
+    if iid is not None and len(iid) != INTERFACE_ID_LEN:
+        raise InvalidAttribute(f"malformed Framed-Interface-Id {iid.hex()}")
     return DisconnectCriteria(
         user=pkt.get_str(Attr.USER_NAME),
         session_id=pkt.get_str(Attr.ACCT_SESSION_ID),
         framed_ip=pkt.get_ipv4(Attr.FRAMED_IP_ADDRESS),
         framed_ipv6_prefix=prefix6,
+        framed_interface_id=iid,
     )
 
 

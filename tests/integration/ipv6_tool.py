@@ -285,7 +285,11 @@ async def scenario_many6(a: argparse.Namespace) -> dict[str, object]:
     v4 = await asyncio.gather(*(c.ping4(300 + i) for i, c in enumerate(ok)))
     answered = 0
     if a.hold:  # the tunnels answer pings to their addresses until a stdin line
-        print(json.dumps({"open": len(ok), "addresses": [str(c.address) for c in ok]}), flush=True)
+        # "iids": each tunnel's own IPV6CP interface identifier (the server's
+        # Framed-Interface-Id for it), hex
+        iids = [c.link_local.packed[8:].hex() for c in ok if c.link_local is not None]
+        held = {"open": len(ok), "addresses": [str(c.address) for c in ok], "iids": iids}
+        print(json.dumps(held), flush=True)
         answering = [asyncio.ensure_future(c.answer_echos()) for c in ok]
         await asyncio.get_running_loop().run_in_executor(None, input)
         for t in answering:
@@ -326,9 +330,9 @@ async def scenario_exhaust6(a: argparse.Namespace) -> dict[str, object]:
     return {"opened": len(clients), "ipv6": with_ipv6, "v4_replies": v4, "ipv6cp": states}
 
 
-async def scenario_v6only(a: argparse.Namespace) -> dict[str, object]:
-    """One tunnel that Protocol-Rejects IPCP and runs IPV6CP alone: its /64 and pings
-    over IPv6, then (``--hold``) again after the stdin line, to show it stayed up."""
+async def open_v6only(a: argparse.Namespace) -> Ipv6Client:
+    """A tunnel that Protocol-Rejects IPCP and runs IPV6CP alone, configured (its /64
+    from the server's RA): how ``v6only`` and ``v6then4`` begin."""
     Ipv6Protocol.reject_ipcp = True
     loop = asyncio.get_running_loop()
     opts = options(a)
@@ -341,15 +345,23 @@ async def scenario_v6only(a: argparse.Namespace) -> dict[str, object]:
     none = IPv4Address("0.0.0.0")
     c = Ipv6Client(Tunnel(proto, SessionOpened(none, none, (), None)))
     await c.configure(30.0)
+    return c
+
+
+async def scenario_v6only(a: argparse.Namespace) -> dict[str, object]:
+    """One tunnel that Protocol-Rejects IPCP and runs IPV6CP alone: its /64 and pings
+    over IPv6, then (``--hold``) again after the stdin line, to show it stayed up."""
+    c = await open_v6only(a)
+    ipcp = c.proto.session.link.ipcp
     result: dict[str, object] = {
         "prefix": str(c.prefix),
-        "ipcp": proto.session.link.ipcp.state.name if proto.session.link.ipcp else "-",
+        "ipcp": ipcp.state.name if ipcp else "-",
         "server6_replies": await c.ping6(IPv6Address(a.server6), 1, a.count),
         "host6_replies": await c.ping6(IPv6Address(a.host6), 2, a.count),
     }
     if a.hold:
         print(json.dumps(result), flush=True)
-        await loop.run_in_executor(None, input)
+        await asyncio.get_running_loop().run_in_executor(None, input)
         result["host6_replies_after"] = await c.ping6(IPv6Address(a.host6), 3, a.count)
     await c.tunnel.close()
     return result
@@ -377,17 +389,8 @@ async def scenario_v6then4(a: argparse.Namespace) -> dict[str, object]:
     the address the server gives, a ping to the server's tunnel address (its reply is
     routed back by that address), and (``--hold``) echo requests to the address
     answered until the stdin line."""
-    Ipv6Protocol.reject_ipcp = True
-    loop = asyncio.get_running_loop()
-    opts = options(a)
-    ctx = ssl_context(opts)
-    _, proto = await loop.create_connection(
-        lambda: Ipv6Protocol(loop, opts), opts.host, opts.port, ssl=ctx, server_hostname=opts.host
-    )
-    assert isinstance(proto, Ipv6Protocol)
-    none = IPv4Address("0.0.0.0")
-    c = Ipv6Client(Tunnel(proto, SessionOpened(none, none, (), None)))
-    await c.configure(30.0)
+    c = await open_v6only(a)
+    proto = c.proto
     result: dict[str, object] = {
         "prefix": str(c.prefix),
         "host6_replies": await c.ping6(IPv6Address(a.host6), 1, a.count),
@@ -403,7 +406,7 @@ async def scenario_v6then4(a: argparse.Namespace) -> dict[str, object]:
     if a.hold:
         print(json.dumps(result), flush=True)
         answering = asyncio.ensure_future(answer_echos4(t))
-        await loop.run_in_executor(None, input)
+        await asyncio.get_running_loop().run_in_executor(None, input)
         answering.cancel()
     await c.tunnel.close()
     return result

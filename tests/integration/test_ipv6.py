@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -26,7 +25,8 @@ from typing import Any
 import pytest
 
 from sstpd import control
-from tests.integration.netns import ROOT, Daemon, Netns, sh, with_ipv6_host
+from tests.integration.ipv6_held import Held
+from tests.integration.netns import Daemon, Netns, sh, with_ipv6_host
 
 pytestmark = [
     pytest.mark.netns,
@@ -122,27 +122,9 @@ def test_a_session_gets_a_64_reaches_server_and_host_spoof_dropped(
 ) -> None:
     before = stats(daemon)
     echos_before = icmp6_in_echos(net)
-    proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            net.cli,
-            sys.executable,
-            "-m",
-            "tests.integration.ipv6_tool",
-            "ping6",
-            *daemon.client_args(),
-            "--hold",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=str(ROOT),
-    )
+    held = Held(net, daemon, "ping6")
     try:
-        assert proc.stdout is not None and proc.stdin is not None
-        res = json.loads(proc.stdout.readline())
+        res = held.first
         prefix = IPv6Network(res["prefix"])
         assert prefix.prefixlen == 64 and prefix.subnet_of(POOL6)
         assert IPv6Address(SERVER6) not in prefix  # the server's /64 is never handed out
@@ -165,12 +147,9 @@ def test_a_session_gets_a_64_reaches_server_and_host_spoof_dropped(
         assert str(prefix) in ctl.stdout, ctl.stdout + ctl.stderr
         mid = stats(daemon)
         assert mid["pool6_in_use"] == before["pool6_in_use"] + 1
-        proc.stdin.write("\n")
-        proc.stdin.flush()
-        proc.wait(30)
+        held.finish()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        held.kill()
     # the host saw exactly the legitimate echo requests: the spoofed ones never left
     assert icmp6_in_echos(net) - echos_before == 3
     after = stats(daemon)
@@ -193,22 +172,9 @@ def test_ipv6_only_client_counts_as_open_and_outlives_the_handshake_timeout(
     interface): listed as open with its /64 and no address, IPv6 both ways, still up
     past ``server.handshake_timeout`` (20 s here), and both pools whole afterwards."""
     before = stats(daemon)
-    proc = subprocess.Popen(
-        [
-            *("ip", "netns", "exec", net.cli, sys.executable),
-            *("-m", "tests.integration.ipv6_tool", "v6only", *daemon.client_args()),
-            *("--count", "2", "--hold"),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=str(ROOT),
-    )
+    held = Held(net, daemon, "v6only", "--count", "2")
     try:
-        assert proc.stdout is not None and proc.stdin is not None
-        line = proc.stdout.readline()
-        assert line, f"v6only exited ({proc.wait(10)})"
-        first = json.loads(line)
+        first = held.first
         prefix = IPv6Network(first["prefix"])
         assert prefix.subnet_of(POOL6) and first["ipcp"] == "-"  # never ran IPCP
         assert first["server6_replies"] == 2 and first["host6_replies"] == 2
@@ -218,14 +184,10 @@ def test_ipv6_only_client_counts_as_open_and_outlives_the_handshake_timeout(
         time.sleep(21.0)  # past handshake_timeout: an unopened session is aborted by then
         [row] = control.call(str(daemon.workdir / "control.sock"), "sessions")["sessions"]
         assert row["ipv6_prefix"] == str(prefix)
-        proc.stdin.write("\n")
-        proc.stdin.flush()
-        out = proc.stdout.read()
-        assert proc.wait(30) == 0
+        result = held.finish()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert json.loads(out.strip().splitlines()[-1])["host6_replies_after"] == 2
+        held.kill()
+    assert result["host6_replies_after"] == 2
     deadline = time.monotonic() + 10
     while stats(daemon)["pool6_in_use"] != before["pool6_in_use"] and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -345,22 +307,9 @@ def test_ipv6_only_client_that_opens_ipcp_later_is_routed_its_ipv4(
     server's namespace to the address is answered by the client (the TUN delivers to the
     session), IPv6 keeps working, and both pools are whole afterwards."""
     before = stats(daemon)
-    proc = subprocess.Popen(
-        [
-            *("ip", "netns", "exec", net.cli, sys.executable),
-            *("-m", "tests.integration.ipv6_tool", "v6then4", *daemon.client_args()),
-            *("--count", "2", "--hold"),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=str(ROOT),
-    )
+    held = Held(net, daemon, "v6then4", "--count", "2")
     try:
-        assert proc.stdout is not None and proc.stdin is not None
-        line = proc.stdout.readline()
-        assert line, f"v6then4 exited ({proc.wait(10)})"
-        first = json.loads(line)
+        first = held.first
         prefix = IPv6Network(first["prefix"])
         assert first["host6_replies"] == 2 and first["host6_replies_after"] == 2
         address = first["address"]
@@ -371,13 +320,9 @@ def test_ipv6_only_client_that_opens_ipcp_later_is_routed_its_ipv4(
         assert row["address"] == address and row["ipv6_prefix"] == str(prefix)
         r = net.run(net.srv, "ping", "-c", "2", "-W", "3", address, check=False)
         assert r.returncode == 0 and " 0% packet loss" in r.stdout, r.stdout
-        proc.stdin.write("\n")
-        proc.stdin.flush()
-        proc.stdout.read()
-        assert proc.wait(30) == 0
+        held.finish()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        held.kill()
     deadline = time.monotonic() + 10
     while stats(daemon)["pool_in_use"] != before["pool_in_use"] and time.monotonic() < deadline:
         time.sleep(0.2)

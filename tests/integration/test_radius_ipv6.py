@@ -9,13 +9,18 @@ reaches it), the accounting records FreeRADIUS writes carry it, a prefix the ser
 give (outside ``tunnel.ipv6_pool``, not a /64, held by another session) leaves the
 session IPv4 only with a log line saying why, and the /64's route goes with the session.
 The supervisor listens for Disconnect-Requests: radclient naming a session by its
-Framed-IPv6-Prefix ends exactly the session holding that /64, whichever worker has it.
+Framed-IPv6-Prefix ends exactly the session holding that /64, whichever worker has it;
+naming it by its Framed-Interface-Id (the value FreeRADIUS stored from accounting, the
+client's own IPV6CP identifier) ends exactly the session with that identifier. An
+IPv6-only session that opens IPCP later is accounted at once (an Interim-Update with its
+Framed-IP-Address), not at the next ``interim_interval``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from ipaddress import IPv6Network
@@ -25,8 +30,9 @@ import pytest
 
 from sstpd import control
 from tests.integration.freeradius import SECRET, FreeRadius, RadUser, serving
+from tests.integration.ipv6_held import Held
 from tests.integration.netns import SERVER_IP, Daemon, Netns, wait_for, with_ipv6_host
-from tests.integration.test_workers_ipv6 import DAE_PORT, DAE_SECRET, Held, radclient
+from tests.integration.test_workers_ipv6 import DAE_PORT, DAE_SECRET, radclient
 
 pytestmark = [
     pytest.mark.netns,
@@ -43,6 +49,7 @@ USERS6 = [
     RadUser("v6out", "v6out-pass", {"Framed-IPv6-Prefix": "2001:db8:99:1::/64"}),
     RadUser("v6wide", "v6wide-pass", {"Framed-IPv6-Prefix": "2001:db8:77:40::/60"}),
     RadUser("v6none", "v6none-pass"),
+    RadUser("v6pd", "v6pd-pass", {"Delegated-IPv6-Prefix": "2001:db8:900::/56"}),
 ]
 
 
@@ -215,6 +222,24 @@ def test_without_the_attribute_a_dynamic_64_of_the_pool(
     wait_for("the route to go", lambda: routes_of(net, prefix) == [])
 
 
+def test_a_delegated_prefix_is_ignored_with_one_warning(
+    net: Netns, daemon: Daemon, freeradius: FreeRadius
+) -> None:
+    """FreeRADIUS answers with Delegated-IPv6-Prefix, which sstpd does not support (no
+    DHCPv6 prefix delegation): the login and the session's own /64 from the pool are not
+    affected, the log says once that the attribute was ignored, and nothing is routed to
+    the delegated prefix."""
+    res = exhaust6(net, daemon, "v6pd")
+    assert res["opened"] == 1 and res["ipv6"] == 1 and res["v4_replies"] == 1, res
+    text = daemon.wait_log(
+        "RADIUS Access-Accept: Delegated-IPv6-Prefix (123) 2001:db8:900::/56 ignored: "
+        "not supported, sstpd does no DHCPv6 prefix delegation"
+    )
+    assert text.count("Delegated-IPv6-Prefix (123)") == 1  # one session, one warning
+    assert SECRET not in text
+    assert routes_of(net, IPv6Network("2001:db8:900::/56")) == []
+
+
 def login(user: str) -> tuple[str, ...]:
     return ("--user", user, "--password", f"{user}-pass")
 
@@ -296,8 +321,8 @@ def test_ipv4_opened_after_an_ipv6_only_start_reaches_accounting(
 ) -> None:
     """An IPv6-only session (IPCP rejected) that opens IPCP later: its Start carried no
     Framed-IP-Address; the Interim-Updates and the Stop after IPCP carry it. (That the
-    first of them is sent at once, not at the next ``interim_interval``, is not pinned
-    here: with this module's 2 s interval the difference is inside the timing noise.)"""
+    first of them is sent at once, not at the next ``interim_interval``, is pinned by
+    ``test_ipcp_opened_later_is_accounted_at_once``, with the interval at an hour.)"""
     n0 = len(freeradius.records_of("v6none"))  # earlier tests' sessions are all stopped
 
     def mine(kind: str, address: str) -> list[dict[str, str]]:
@@ -323,3 +348,154 @@ def test_ipv4_opened_after_an_ipv6_only_start_reaches_accounting(
     finally:
         held.kill()
     wait_for("the Stop with the address", lambda: mine("Stop", address))
+
+
+def ifid(hex_iid: str) -> str:
+    """An interface identifier as FreeRADIUS reads and writes Framed-Interface-Id
+    (``ifid_ntoa``: four 16-bit groups in hex without leading zeros)."""
+    raw = bytes.fromhex(hex_iid)
+    return ":".join(f"{int.from_bytes(raw[i : i + 2], 'big'):x}" for i in range(0, 8, 2))
+
+
+def test_disconnect_request_by_framed_interface_id_ends_only_that_session(
+    net: Netns, daemon: Daemon, freeradius: FreeRadius
+) -> None:
+    """Two IPv6 sessions (on whichever workers). The Framed-Interface-Id FreeRADIUS stored
+    from each one's Interim-Update is the client's own IPV6CP identifier; radclient to the
+    supervisor naming one session's ends exactly that session (Admin-Reset, the Stop
+    carries the same id); an identifier no session has, or one together with a User-Name
+    that does not have it, ends nothing (NAK 503); a value that is not 8 bytes is NAK 407
+    (Invalid-Attribute-Value) and ends nothing, even beside a User-Name that would match."""
+    n0 = {u: len(freeradius.records_of(u)) for u in ("v6user", "v6none")}
+    v6user = Held(net, daemon, "many6", "--sessions", "1", *login("v6user"))
+    other = Held(net, daemon, "many6", "--sessions", "1", *login("v6none"))
+    try:
+        [iid_v6user] = v6user.first["iids"]
+        [iid_other] = other.first["iids"]
+        assert iid_v6user != iid_other  # each worker keeps its own unique; these differ
+        [other_addr] = other.first["addresses"]
+
+        def reported(user: str) -> str:
+            """The Framed-Interface-Id of ``user``'s first Interim-Update (interval 2 s)."""
+            interim = wait_for(
+                f"an Interim-Update of {user} with Framed-Interface-Id",
+                lambda: [
+                    r
+                    for r in freeradius.records_of(user)[n0[user] :]
+                    if r.get("Acct-Status-Type") == "Interim-Update"
+                    and r.get("Framed-Interface-Id")
+                ],
+            )
+            return interim[0]["Framed-Interface-Id"]
+
+        # accounting reports the identifier the client negotiated: the same value a
+        # Disconnect-Request names the session by
+        assert reported("v6user") == ifid(iid_v6user)
+        assert reported("v6none") == ifid(iid_other)
+
+        unused = "0000000000000001"
+        assert unused not in (iid_v6user, iid_other)
+        for attrs in (
+            f"Framed-Interface-Id = {ifid(unused)}",
+            f"User-Name = v6none, Framed-Interface-Id = {ifid(iid_v6user)}",
+        ):
+            out = radclient(net, attrs)
+            assert "Disconnect-NAK" in out and "Session-Context-Not-Found" in out, (attrs, out)
+        # 7 bytes, sent raw (radclient refuses a malformed value of the named attribute)
+        out = radclient(net, f"User-Name = v6user, Attr-96 = 0x{iid_v6user[:14]}")
+        assert "Disconnect-NAK" in out and "Invalid-Attribute-Value" in out, out
+        daemon.wait_log(f"malformed Framed-Interface-Id {iid_v6user[:14]}: NAK")
+        assert sorted(r["user"] for r in _sessions(daemon)) == ["v6none", "v6user"]
+
+        out = radclient(net, f"Framed-Interface-Id = {ifid(iid_v6user)}")
+        assert "Received Disconnect-ACK" in out, out
+        daemon.wait_log(f"interface-id={ifid(iid_v6user)}: 1 sessions ended")
+        wait_for(
+            "the session with that identifier to end",
+            lambda: [r["user"] for r in _sessions(daemon)] == ["v6none"],
+        )
+        stop = wait_for(
+            "the Admin-Reset Stop with the identifier",
+            lambda: [
+                r
+                for r in freeradius.records_of("v6user")[n0["v6user"] :]
+                if r.get("Acct-Status-Type") == "Stop"
+                and r.get("Acct-Terminate-Cause") == "Admin-Reset"
+                and r.get("Framed-Interface-Id") == ifid(iid_v6user)
+            ],
+        )
+        assert stop
+        wait_for("its route to go", lambda: routes_of(net, FRAMED6) == [])
+
+        # the other session is untouched: listed, and reached from the host behind
+        host = net.host  # type: ignore[attr-defined]
+        r = net.run(host, "ping", "-6", "-c", "1", "-W", "3", other_addr, check=False)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        out = radclient(net, f"User-Name = v6none, Framed-Interface-Id = {ifid(iid_other)}")
+        assert "Received Disconnect-ACK" in out, out
+        wait_for("the other session to end", lambda: _sessions(daemon) == [])
+    finally:
+        v6user.kill()
+        other.kill()
+
+
+def set_interim_interval(d: Daemon, seconds: int) -> None:
+    """Reload the running daemon with ``radius.interim_interval = seconds`` (for sessions
+    that open from now on; both workers reload)."""
+    text = re.sub(r"interim_interval = \d+", f"interim_interval = {seconds}", d.config.read_text())
+    d.config.write_text(text)
+    answer = control.call(str(d.workdir / "control.sock"), "reload")
+    assert answer["ok"] and answer["workers"] == 2, answer
+    assert "radius.interim_interval" in answer["changed"], answer
+
+
+def test_ipcp_opened_later_is_accounted_at_once(
+    net: Netns, daemon: Daemon, freeradius: FreeRadius
+) -> None:
+    """``interim_interval`` an hour: the periodic Interim-Updates cannot show up during the
+    test. An IPv6-only session that opens IPCP after 2 s gets an Interim-Update carrying
+    its new Framed-IP-Address in FreeRADIUS's detail file within seconds of the IPCP
+    open, while the session is still up (``Aaa.address_added`` on ``Session4Opened``),
+    and it is the session's only one: without that immediate update the address would
+    reach RADIUS only with the Stop."""
+    set_interim_interval(daemon, 3600)
+    try:
+        n0 = len(freeradius.records_of("v6none"))
+        held = Held(net, daemon, "v6then4", *login("v6none"), "--count", "1", "--v4-after", "2")
+        try:
+            address = held.first["address"]  # IPCP is open (and an echo answered)
+            [start] = [
+                r
+                for r in freeradius.records_of("v6none")[n0:]
+                if r.get("Acct-Status-Type") == "Start"
+            ]
+            assert "Framed-IP-Address" not in start, start
+            sid = start["Acct-Session-Id"]
+
+            def interims() -> list[dict[str, str]]:
+                return [
+                    r
+                    for r in freeradius.records_of("v6none")[n0:]
+                    if r.get("Acct-Session-Id") == sid
+                    and r.get("Acct-Status-Type") == "Interim-Update"
+                ]
+
+            [interim] = wait_for("the Interim-Update sent when IPCP opened", interims, 15.0)
+            assert interim.get("Framed-IP-Address") == address, interim
+            assert interim.get("Framed-IPv6-Prefix") == held.first["prefix"], interim
+            assert int(interim["Acct-Session-Time"]) < 60, interim  # not the hourly one
+            held.finish()
+        finally:
+            held.kill()
+        stop = wait_for(
+            "the Stop",
+            lambda: [
+                r
+                for r in freeradius.records_of("v6none")[n0:]
+                if r.get("Acct-Session-Id") == sid and r.get("Acct-Status-Type") == "Stop"
+            ],
+        )
+        assert stop[0].get("Framed-IP-Address") == address
+        assert len(interims()) == 1  # no periodic one: the hour's interval was in force
+    finally:
+        set_interim_interval(daemon, 2)

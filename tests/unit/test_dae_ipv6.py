@@ -157,6 +157,7 @@ def test_the_prefix_travels_in_the_dae_command() -> None:
         "session_id": None,
         "framed_ip": None,
         "framed_ipv6_prefix": "2001:db8:77:85::/64",
+        "framed_interface_id": None,
     }
     assert criteria_from_json({"cmd": "dae", **sent}) == c
     wide = aaa.DisconnectCriteria(framed_ipv6_prefix=IPv6Network("2001:db8:77::/56"))
@@ -217,7 +218,10 @@ def worker_admin() -> tuple[Admin, list[int]]:
             peer="p",
             acct_session_id=f"sid-{i}",
             session=SimpleNamespace(
-                username=user, peer_address=IPv4Address(f"10.77.0.{i}"), prefix6=prefix6
+                username=user,
+                peer_address=IPv4Address(f"10.77.0.{i}"),
+                prefix6=prefix6,
+                peer_iid=None,
             ),
         )
         c.disconnect = lambda why: ended.append(i)

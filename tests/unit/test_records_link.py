@@ -59,6 +59,7 @@ criteria = st.builds(
         st.ip_addresses(v=6),
         st.integers(0, 128),
     ),
+    framed_interface_id=st.none() | st.binary(min_size=8, max_size=8),
 ).filter(lambda c: not c.empty)
 
 
@@ -78,6 +79,7 @@ def test_dae_request_keys_the_worker_reads() -> None:
         "session_id": None,
         "framed_ip": None,
         "framed_ipv6_prefix": "2001:db8:77:85::/64",
+        "framed_interface_id": None,
     }
     # keys left out are not given (None)
     assert DaeRequest.from_json({"framed_ip": "10.0.0.2"}).criteria() == DisconnectCriteria(
@@ -98,6 +100,10 @@ def test_dae_request_keys_the_worker_reads() -> None:
         ({"framed_ipv6_prefix": 64}, r"DaeRequest\.framed_ipv6_prefix: int"),
         ({"framed_ipv6_prefix": "2001:db8:77:85::1/64"}, r"framed_ipv6_prefix: .* IPv6 network"),
         ({"framed_ipv6_prefix": "10.0.0.0/8"}, r"framed_ipv6_prefix: .* IPv6 network"),
+        ({"framed_interface_id": 7}, r"DaeRequest\.framed_interface_id: int"),
+        ({"framed_interface_id": "not hex"}, r"framed_interface_id: .* is not 8 bytes"),
+        ({"framed_interface_id": "02112233445566"}, r"framed_interface_id: .* is not 8 bytes"),
+        ({"framed_interface_id": "021122334455667788"}, r"is not 8 bytes"),
     ],
 )
 def test_malformed_dae_requests_name_the_key(req: dict[str, Any], reason: str) -> None:
@@ -115,8 +121,10 @@ def test_a_dae_request_that_is_not_an_object() -> None:
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["user", "session_id", "framed_ip", "framed_ipv6_prefix", "x"]),
-        json_values | st.ip_addresses().map(str),
+        st.sampled_from(
+            ["user", "session_id", "framed_ip", "framed_ipv6_prefix", "framed_interface_id", "x"]
+        ),
+        json_values | st.ip_addresses().map(str) | st.binary(max_size=10).map(bytes.hex),
     )
 )
 def test_dae_request_fuzz(req: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ import pytest
 import uvloop
 
 from bench import tls_records
-from sstpd.aio import tlsstream
+from sstpd.aio import tlshandshake, tlsstream
 
 LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
 MAX_RECORD = 16384 + 256  # TLS 1.3 ciphertext of one full record, with room to spare
@@ -76,7 +76,7 @@ Body = Callable[[Sink, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[No
 
 
 def run(kind: str, tmp: Path, body: Body, sink: Sink | None = None) -> Sink:
-    """A listening socket whose one connection goes through ``tlsstream.handshake`` into a
+    """A listening socket whose one connection goes through ``tlshandshake.handshake`` into a
     ``Sink``; ``body`` drives the client side."""
     sc, cc = tls_records.contexts(tmp)
 
@@ -91,7 +91,7 @@ def run(kind: str, tmp: Path, body: Body, sink: Sink | None = None) -> Sink:
         async def serve() -> None:
             conn, _ = await loop.sock_accept(lsock)
             conn.setblocking(False)
-            transport = await tlsstream.handshake(loop, conn, sc)
+            transport = await tlshandshake.handshake(loop, conn, sc)
             transport.start(proto)
 
         server = asyncio.ensure_future(serve())
@@ -346,7 +346,7 @@ def test_a_handshake_that_fails_raises(
         else:
             b.sendall(peer)
         try:
-            return await tlsstream.handshake(loop, a, sc)
+            return await tlshandshake.handshake(loop, a, sc)
         finally:
             a.close()
             b.close()

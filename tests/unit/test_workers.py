@@ -714,6 +714,7 @@ def test_dae_on_the_supervisor_asks_every_worker(tmp_path: Path) -> None:
         "session_id": None,
         "framed_ip": None,
         "framed_ipv6_prefix": None,
+        "framed_interface_id": None,
     }
 
 
@@ -733,6 +734,7 @@ def test_dae_is_a_link_command_only() -> None:
         "session_id": None,
         "framed_ip": "10.0.0.2",
         "framed_ipv6_prefix": None,
+        "framed_interface_id": None,
     }
 
 

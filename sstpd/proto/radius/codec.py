@@ -95,6 +95,7 @@ class Attr:
     ACCT_INTERIM_INTERVAL = 85
     FRAMED_INTERFACE_ID = 96  # RFC 3162 §2.2: 8 bytes
     FRAMED_IPV6_PREFIX = 97  # RFC 3162 §2.3: see encode_ipv6_prefix
+    DELEGATED_IPV6_PREFIX = 123  # RFC 4818: DHCPv6-PD, which sstpd does not do
 
 
 class Ms:

@@ -41,7 +41,7 @@ from sstpd.records import (
     StatsRecord,
     sessions_to_json,
 )
-from sstpd.records_link import ChallengeRecord, DaeRecord
+from sstpd.records_link import ChallengeRecord, DaeRecord, SessionTraffic, traffic_to_json
 
 if TYPE_CHECKING:
     from sstpd.aio.acme import AcmeManager
@@ -111,6 +111,8 @@ class Admin:
             return {"ok": True, **sessions_to_json(sorted(rows, key=lambda r: r.id))}
         if cmd == "stats":
             return {"ok": True, **self.snapshot().to_json()}
+        if cmd == "traffic":  # from the supervisor only (workers.LINK_COMMANDS)
+            return {"ok": True, **traffic_to_json(self.traffic())}
         if cmd == "kick":
             return self.kick(req.get("id"), req.get("user"))
         if cmd == "reload":
@@ -129,6 +131,17 @@ class Admin:
                 return control_error("ACME is not configured (no [acme] names)")
             return {"ok": True, **self.acme.renew_now().to_json()}
         return control_error(f"unknown command {cmd!r}")
+
+    def traffic(self) -> list[SessionTraffic]:
+        """The ``traffic`` answer's rows: the counters of each open session."""
+        rows = []
+        for p in self.connections:
+            if p.is_open:
+                c = p.session.counters
+                rows.append(
+                    SessionTraffic(p.id, c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets)
+                )
+        return rows
 
     def cert_status(self) -> CertRecord:
         """The ``cert`` answer: the served certificate and the ACME manager's state

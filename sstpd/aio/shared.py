@@ -36,7 +36,8 @@ from sstpd.control import encode
 from sstpd.proto import aaa, radius
 from sstpd.proto.guard import AuthThrottle
 from sstpd.proto.registry import Held, Registry
-from sstpd.records import AdmissionRecord, HistogramRecord, SessionRecord, StatsRecord
+from sstpd.records import AdmissionRecord, HistogramRecord, StatsRecord
+from sstpd.records_link import SessionTraffic
 
 log = logging.getLogger("sstpd")
 
@@ -285,8 +286,8 @@ class SharedLimits:
             self.retired = self.retired + Counted.of(last)
 
     # ------------------------------------------------------------ what stats shows
-    def traffic(self, rows: Iterable[SessionRecord]) -> None:
-        """The traffic of each session in a ``sessions`` answer (for a dead worker's Stops)."""
+    def traffic(self, rows: Iterable[SessionTraffic]) -> None:
+        """The counters of each session in a ``traffic`` answer (for a dead worker's Stops)."""
         for r in rows:
             self.registry.traffic(r.id, r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets)
 

@@ -42,6 +42,7 @@ from sstpd.records import (
     sessions_from_json,
     sessions_to_json,
 )
+from sstpd.records_link import SessionTraffic
 
 if TYPE_CHECKING:
     from sstpd.aio.supervisor_acme import SupervisorAcme
@@ -100,7 +101,11 @@ class SupervisorControl:
             return {"ok": True, **self.merge_health(records(HealthRecord, answers)).to_json()}
         if cmd == "sessions":
             rows = self.merge_sessions(answers)
-            self.shared.traffic(rows)  # the last traffic known, for a dead worker's Stops
+            # the last traffic known, for a dead worker's Stops
+            self.shared.traffic(
+                SessionTraffic(r.id, r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets)
+                for r in rows
+            )
             return {"ok": True, **sessions_to_json(rows)}
         if cmd == "kick":
             kicks = [k for w, a in answers if (k := worker_record(KickRecord, w.index, a))]

@@ -57,7 +57,8 @@ REGISTRY_LINE = 1 << 20
 # "dae": end the sessions a RADIUS Disconnect-Request names (sstpd.aio.dae), answer "ended"
 # "acme-challenge": install or remove a TLS-ALPN-01 answer (challenge_request), answer
 #   "pending" (requests and answers: sstpd.records_link)
-LINK_COMMANDS = ("dae", "acme-challenge")
+# "traffic": each open session's counters, for a dead worker's Stops (sstpd.aio.refresh)
+LINK_COMMANDS = ("dae", "acme-challenge", "traffic")
 
 
 def challenge_request(

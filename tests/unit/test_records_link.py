@@ -1,5 +1,5 @@
-"""sstpd.records_link: the worker link's ``dae`` and ``acme-challenge`` requests and
-answers. Round trips through the link's own codec (``sstpd.control`` JSON lines), the
+"""sstpd.records_link: the worker link's ``dae``, ``acme-challenge`` and ``traffic``
+requests and answers. Round trips through the link's own codec (``sstpd.control`` JSON lines), the
 keys the other side reads, what a malformed request or answer does (RecordError naming
 the key, never quoting a private key), and hypothesis over arbitrary JSON."""
 
@@ -25,6 +25,9 @@ from sstpd.records_link import (
     ChallengeRequest,
     DaeRecord,
     DaeRequest,
+    SessionTraffic,
+    traffic_from_json,
+    traffic_to_json,
 )
 
 KEY_MARK = "PRIVATE KEY-----"
@@ -280,3 +283,46 @@ def test_worker_answer_logs_a_malformed_answer_and_counts_it_as_none(
         "worker 0: unexpected answer: SessionRecord: no 'user'",
         'worker 0: unexpected answer: sessions: no "sessions" list',
     ]
+
+
+# ---------------------------------------------------------------------------- traffic
+
+counts = st.integers(0, 2**63)
+traffic_rows = st.lists(st.builds(SessionTraffic, counts, counts, counts, counts, counts))
+
+
+@given(traffic_rows)
+def test_traffic_answer_round_trip_through_the_link(rows: list[SessionTraffic]) -> None:
+    answer = wire({"ok": True, **traffic_to_json(rows)})
+    assert traffic_from_json(answer) == rows
+    assert "traffic" in LINK_COMMANDS and link({"cmd": "traffic"}) == {"cmd": "traffic"}
+
+
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        ({"ok": True}, 'no "traffic" list'),
+        ({"ok": True, "traffic": {"1": [1, 2, 3, 4]}}, 'no "traffic" list'),
+        ([[1, 2, 3, 4, 5]], 'no "traffic" list'),
+        ({"traffic": [[1, 2, 3, 4]]}, "traffic[0]"),
+        ({"traffic": [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6]]}, "traffic[1]"),
+        ({"traffic": [[1, 2, 3, 4, -5]]}, "traffic[0]"),
+        ({"traffic": [[1, 2, True, 4, 5]]}, "traffic[0]"),
+        ({"traffic": [[1, 2, 3.0, 4, 5]]}, "traffic[0]"),
+        ({"traffic": [[1, 2, "3", 4, 5]]}, "traffic[0]"),
+        ({"traffic": [{"id": 1}]}, "traffic[0]"),
+    ],
+)
+def test_malformed_traffic_answers_name_the_row(answer: Any, reason: str) -> None:
+    with pytest.raises(RecordError, match=reason.replace("[", r"\[")):
+        traffic_from_json(answer)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(["ok", "traffic"]), json_values))
+def test_traffic_answer_fuzz(answer: dict[str, Any]) -> None:
+    try:
+        rows = traffic_from_json(answer)
+    except RecordError:
+        return
+    assert all(len(r) == 5 and min(r) >= 0 for r in rows)

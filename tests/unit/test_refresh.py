@@ -7,9 +7,8 @@ import asyncio
 from typing import Any
 
 from sstpd.aio.refresh import REFRESH_INTERVAL, Refresher, refresh_worker
-from sstpd.records import SessionRecord
+from sstpd.records_link import SessionTraffic
 from tests.unit.test_shared_limits import _stats_answer
-from tests.unit.test_workers import SESSION_ROW
 
 
 class FakeWorker:
@@ -34,9 +33,9 @@ class FakeWorker:
 
 class FakeShared:
     def __init__(self) -> None:
-        self.rows: list[list[SessionRecord]] = []
+        self.rows: list[list[SessionTraffic]] = []
 
-    def traffic(self, rows: list[SessionRecord]) -> None:
+    def traffic(self, rows: list[SessionTraffic]) -> None:
         self.rows.append(rows)
 
 
@@ -116,25 +115,25 @@ def test_refresh_keeps_the_stats_answer_and_with_accounting_the_traffic() -> Non
     async def go() -> None:
         w = FakeWorker(1)
         shared = FakeShared()
-        row = {**SESSION_ROW, "id": 7, "rx_bytes": 1234, "tx_bytes": 99}
         w.answers = {
             "stats": _stats_answer(rx_bytes=4321, sessions=1),
-            "sessions": {"ok": True, "sessions": [row]},
+            "traffic": {"ok": True, "traffic": [[7, 1234, 99, 3, 2]]},
         }
-        await refresh_worker(w, shared, False)  # no accounting: no sessions request
+        await refresh_worker(w, shared, False)  # no accounting: no traffic request
         assert w.requests == ["stats"] and w.last_stats.rx_bytes == 4321
         assert shared.rows == []
         await refresh_worker(w, shared, True)
-        assert w.requests == ["stats", "stats", "sessions"]
-        assert shared.rows == [[SessionRecord.from_json(row)]]  # typed rows
+        assert w.requests == ["stats", "stats", "traffic"]  # not the full sessions rows
+        assert shared.rows == [[SessionTraffic(7, 1234, 99, 3, 2)]]  # typed rows
+        assert shared.rows[0][0].tx_bytes == 99
 
         # no answer (timed out, not running): the last one stays
         w.answers = {}
         await refresh_worker(w, shared, True)
         assert w.last_stats.rx_bytes == 4321 and len(shared.rows) == 1
 
-        # an answer that is not a sessions answer: logged, and not passed on
-        w.answers = {"sessions": {"ok": True, "sessions": [{"id": 7, "rx_bytes": 1}]}}
+        # an answer that is not a traffic answer: logged, and not passed on
+        w.answers = {"traffic": {"ok": True, "traffic": [[7, 1, 2, 3]]}}
         await refresh_worker(w, shared, True)
         assert len(shared.rows) == 1
 
@@ -147,7 +146,7 @@ def test_an_answer_from_before_a_restart_is_not_kept() -> None:
         shared = FakeShared()
         w.answers = {
             "stats": _stats_answer(rx_bytes=10),
-            "sessions": {"ok": True, "sessions": [SESSION_ROW]},
+            "traffic": {"ok": True, "traffic": [[1, 2, 3, 4, 5]]},
         }
 
         def restarted() -> None:  # it died and came back while the request was out

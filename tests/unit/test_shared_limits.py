@@ -16,9 +16,9 @@ from sstpd.aio.workers_link import RegistryLink
 from sstpd.config import Config, parse_config
 from sstpd.proto import radius
 from sstpd.proto.radius import Attr
-from sstpd.records import AdmissionRecord, SessionRecord, StatsRecord
+from sstpd.records import AdmissionRecord, StatsRecord
+from sstpd.records_link import SessionTraffic
 from tests.unit.test_radius_client import SECRET, accept, start_peer
-from tests.unit.test_workers import SESSION_ROW
 
 
 def config(extra: str = "") -> Config:
@@ -129,8 +129,7 @@ def test_a_dead_worker_releases_its_sessions_and_its_stops_are_sent() -> None:
         )  # fmt: skip
         await settle()
         assert shared.registry.sessions[2].tx_bytes == 700  # an Interim-Update's figures
-        row = {**SESSION_ROW, "id": 2, "rx_bytes": 1000, "tx_bytes": 2000, "rx_packets": 10}
-        shared.traffic([SessionRecord.from_json(row)])  # a sessions answer's typed rows
+        shared.traffic([SessionTraffic(2, 1000, 2000, 10, 6)])  # a traffic answer's rows
         w1.link.close()  # what the kernel does when the process dies
         for _ in range(100):
             await asyncio.sleep(0.01)

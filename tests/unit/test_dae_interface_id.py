@@ -24,6 +24,7 @@ from sstpd.proto import aaa, radius
 from sstpd.proto.radius import Attr, Code, RadiusPacket
 
 from .test_admin_snapshot import fake_daemon
+from .test_dae_ipv6 import fake_connection
 
 SECRET = b"dae-secret"
 IID = bytes.fromhex("0211223344556677")
@@ -201,20 +202,8 @@ def worker_admin(*sessions: tuple[int, str, bytes | None, bool]) -> tuple[Admin,
     ended: list[int] = []
 
     def conn(i: int, user: str, iid: bytes | None, is_open: bool) -> Any:
-        c = SimpleNamespace(
-            id=i,
-            is_open=is_open,
-            peer="p",
-            acct_session_id=f"sid-{i}",
-            session=SimpleNamespace(
-                username=user,
-                peer_address=IPv4Address(f"10.77.0.{i}"),
-                prefix6=IPv6Network(f"2001:db8:77:{i}::/64") if iid is not None else None,
-                peer_iid=iid,
-            ),
-        )
-        c.disconnect = lambda why: ended.append(i)
-        return c
+        prefix6 = IPv6Network(f"2001:db8:77:{i}::/64") if iid is not None else None
+        return fake_connection(ended, i, user, prefix6, iid, is_open)
 
     d = fake_daemon()
     d.server.connections = [conn(*s) for s in sessions]

@@ -208,30 +208,39 @@ def test_prefix_alone_reaches_disconnect_and_no_match_is_503() -> None:
 # ---------------------------------------------------------------- in a worker
 
 
+def fake_connection(
+    ended: list[int],
+    i: int,
+    user: str,
+    prefix6: IPv6Network | None,
+    peer_iid: bytes | None = None,
+    is_open: bool = True,
+) -> Any:
+    """What ``Admin.dae_disconnect`` reads of a worker's connection; ending it appends
+    its id to ``ended``."""
+    c = SimpleNamespace(
+        id=i,
+        is_open=is_open,
+        peer="p",
+        acct_session_id=f"sid-{i}",
+        session=SimpleNamespace(
+            username=user,
+            peer_address=IPv4Address(f"10.77.0.{i}"),
+            prefix6=prefix6,
+            peer_iid=peer_iid,
+        ),
+    )
+    c.disconnect = lambda why: ended.append(i)
+    return c
+
+
 def worker_admin() -> tuple[Admin, list[int]]:
     ended: list[int] = []
-
-    def conn(i: int, user: str, prefix6: IPv6Network | None, is_open: bool = True) -> Any:
-        c = SimpleNamespace(
-            id=i,
-            is_open=is_open,
-            peer="p",
-            acct_session_id=f"sid-{i}",
-            session=SimpleNamespace(
-                username=user,
-                peer_address=IPv4Address(f"10.77.0.{i}"),
-                prefix6=prefix6,
-                peer_iid=None,
-            ),
-        )
-        c.disconnect = lambda why: ended.append(i)
-        return c
-
     conns = [
-        conn(1, "alice", P64),
-        conn(2, "alice", OTHER64),
-        conn(3, "bob", None),  # IPv4 only
-        conn(4, "carol", P64, is_open=False),  # closing: not a session any more
+        fake_connection(ended, 1, "alice", P64),
+        fake_connection(ended, 2, "alice", OTHER64),
+        fake_connection(ended, 3, "bob", None),  # IPv4 only
+        fake_connection(ended, 4, "carol", P64, is_open=False),  # closing: not a session
     ]
     d = fake_daemon()
     d.server.connections = conns
